@@ -1,0 +1,117 @@
+"""Run the traced graph once on example inputs and record what every node produced and cost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+
+from coinfer.graph.ops import OpCost, function_cost, function_name, module_cost
+from coinfer.graph.types import TensorMeta
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What one node produced (tensor metadata, or the Python type name of anything else)."""
+
+    value: TensorMeta | str
+    cost: OpCost | None
+    target: str
+    input_shapes: tuple[tuple[int, ...], ...]
+    params: tuple[str, ...]
+
+
+def _shapes(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
+    values = list(args) + list(kwargs.values())
+    flat: list[Any] = []
+    for v in values:
+        flat.extend(v if isinstance(v, (list, tuple)) else [v])
+    return tuple(tuple(v.shape) for v in flat if isinstance(v, Tensor))
+
+
+def _summed_inner_cost(m: nn.Module, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """Run an opaque leaf module, costing it as the sum of the known layers inside it."""
+    total = 0
+    handles = []
+
+    def hook(sub: nn.Module, sub_args: tuple[Any, ...], sub_out: Any) -> None:
+        nonlocal total
+        cost = module_cost(sub, sub_args, sub_out)
+        if cost is not None:
+            total += cost.macs
+
+    for _, sub in m.named_modules():
+        if sub is not m:
+            handles.append(sub.register_forward_hook(hook))
+    try:
+        out = m(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, OpCost("other", total)
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.records: dict[fx.Node, NodeRecord] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        with self._set_current_node(n):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            cost: OpCost | None = None
+            params: tuple[str, ...] = ()
+            target = str(n.target)
+            if n.op == "call_module":
+                assert isinstance(n.target, str)
+                m = self.fetch_attr(n.target)
+                target = type(m).__name__
+                result = m(*args, **kwargs)
+                cost = module_cost(m, args, result)
+                if cost is None:
+                    result, cost = _summed_inner_cost(m, args, kwargs)
+                params = tuple(
+                    f"{n.target}.{name}" for name, _ in (*m.named_parameters(), *m.named_buffers())
+                )
+            else:
+                result = getattr(self, n.op)(n.target, args, kwargs)
+                if n.op == "call_function":
+                    target = function_name(n.target)
+                    cost = function_cost(target, args, kwargs, result)
+                elif n.op == "call_method":
+                    cost = function_cost(target, args, kwargs, result)
+            if n.op.startswith("call_"):
+                params += tuple(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
+        value = TensorMeta.of(result) if isinstance(result, Tensor) else type(result).__name__
+        self.records[n] = NodeRecord(value, cost, target, _shapes(args, kwargs), params)
+        return result
+
+
+def propagate(
+    gm: fx.GraphModule, example_inputs: Sequence[Tensor]
+) -> tuple[dict[fx.Node, NodeRecord], Any]:
+    """Records per node, and the graph's output on ``example_inputs``."""
+    recorder = _Recorder(gm)
+    with torch.no_grad():
+        out = recorder.run(*example_inputs)
+    return recorder.records, out
+
+
+def attribute_bytes(gm: fx.GraphModule, names: Sequence[str]) -> dict[str, int]:
+    """Bytes of each named parameter, buffer or tensor constant of ``gm``."""
+    sizes: dict[str, int] = {}
+    for name in names:
+        value = _fetch(gm, name)
+        sizes[name] = value.numel() * value.element_size() if isinstance(value, Tensor) else 0
+    return sizes
+
+
+def _fetch(gm: fx.GraphModule, qualname: str) -> Any:
+    obj: Any = gm
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj

@@ -1,0 +1,103 @@
+"""The records a partitioning is made of: tensors on the boundary, ops, and cuts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# The ANS context vector (Zhang, Chen, Xu, WWW 2021): edge-side work plus the data sent.
+ANS_FEATURES: tuple[str, ...] = (
+    "edge_conv_macs",
+    "edge_conv_layers",
+    "edge_fc_macs",
+    "edge_fc_layers",
+    "edge_act_elements",
+    "edge_act_layers",
+    "boundary_bytes",
+)
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Shape, dtype and size of one value seen during shape propagation."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> TensorMeta:
+        return cls(tuple(t.shape), t.dtype)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One compute node n_i of the traced graph, in execution order.
+
+    ``kind`` is the family latency models and learners group by (conv, fc, matmul, pool, norm,
+    lrn, act, dropout, elementwise, reduce, reshape, other); ``target`` the exact module type or
+    function; ``attrs`` the layer hyper-parameters regressions need (kernel, stride, channels).
+    """
+
+    index: int
+    name: str
+    layer: str
+    kind: str
+    target: str
+    input_shapes: tuple[tuple[int, ...], ...]
+    output: TensorMeta | None
+    macs: int
+    params: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_elements(self) -> int:
+        return self.output.numel if self.output is not None else 0
+
+    @property
+    def input_elements(self) -> int:
+        total = 0
+        for shape in self.input_shapes:
+            n = 1
+            for s in shape:
+                n *= s
+            total += n
+        return total
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A place to cut: ops 1..``num_device_ops`` on the device, the rest on the edge.
+
+    ``boundary`` names the tensors the device sends (graph value names, in production order);
+    cut 0 sends the raw inputs, the last cut sends the model outputs.
+    """
+
+    index: int
+    name: str
+    num_device_ops: int
+    boundary: tuple[str, ...]
+    boundary_shapes: tuple[tuple[int, ...], ...]
+    boundary_bytes: int
+    device_macs: int
+    edge_macs: int
+    device_param_bytes: int
+    edge_param_bytes: int
+    features: Mapping[str, float]
+
+    def feature_vector(self, names: tuple[str, ...] = ANS_FEATURES) -> list[float]:
+        """The features in a fixed order (the ANS 7-vector by default), unscaled."""
+        return [float(self.features[n]) for n in names]

@@ -1,0 +1,144 @@
+"""Models by name: the zoo's own, ``torchvision:NAME`` and a user's ``module:factory``.
+
+Every model is created with a seeded initialisation, so a device and an edge server that create
+the same name with the same seed hold the same weights without sending them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+Shapes = tuple[tuple[int, ...], ...]
+DEFAULT_IMAGE_SHAPES: Shapes = ((1, 3, 224, 224),)
+
+
+class ModelNotFoundError(KeyError):
+    """An unknown model name; the message lists what is available."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shapes: Callable[..., Shapes]
+    summary: str
+    source: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(
+    name: str,
+    *,
+    summary: str,
+    source: str,
+    inputs: Shapes | Callable[..., Shapes] = DEFAULT_IMAGE_SHAPES,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a model factory; ``inputs`` gives its example input shapes (or computes them
+    from the factory's keyword arguments)."""
+
+    def shapes_fn(**kw: Any) -> Shapes:
+        return inputs(**kw) if callable(inputs) else inputs
+
+    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, factory, shapes_fn, summary, source)
+        return factory
+
+    return decorate
+
+
+def names() -> list[str]:
+    """The zoo's model names (``torchvision:NAME`` and ``module:factory`` also work in create)."""
+    return sorted(_REGISTRY)
+
+
+def entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ModelNotFoundError(
+            f"unknown model {name!r}. Zoo models: {', '.join(names())}; also "
+            f"'torchvision:NAME' (with the 'vision' extra) or your own 'package.module:factory'"
+        )
+    return _REGISTRY[name]
+
+
+def _torchvision_factory(model_name: str) -> Callable[..., nn.Module]:
+    try:
+        import torchvision
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"'torchvision:{model_name}' needs torchvision, which does not import here ({exc}). "
+            f"Install a torchvision that matches your torch (pip install 'coinfer[vision]'), "
+            f"or use a zoo model: {', '.join(names())}"
+        ) from exc
+
+    def factory(**kw: Any) -> nn.Module:
+        kw.setdefault("weights", None)  # never download weights
+        return torchvision.models.get_model(model_name, **kw)
+
+    return factory
+
+
+def _import_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            f"cannot import module {module_name!r} for model {spec!r}: {exc}. Is it on PYTHONPATH?"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelNotFoundError(
+            f"{module_name!r} has no callable {attr!r}; a user model is given as "
+            f"'package.module:factory', where factory() returns an nn.Module"
+        )
+    return factory
+
+
+def resolve(name: str) -> tuple[Callable[..., nn.Module], Callable[..., Shapes] | None]:
+    """The factory for a model spec, and its input shapes when the zoo knows them."""
+    if name.startswith("torchvision:"):
+        return _torchvision_factory(name.split(":", 1)[1]), lambda **_: DEFAULT_IMAGE_SHAPES
+    if ":" in name:
+        return _import_factory(name), None
+    e = entry(name)
+    return e.factory, e.input_shapes
+
+
+def create(name: str, *, seed: int = 0, **kwargs: Any) -> nn.Module:
+    """Build a model by name with a seeded random initialisation, in eval mode."""
+    factory, _ = resolve(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"factory for {name!r} returned {type(model).__name__}, not an nn.Module")
+    return model.eval()
+
+
+def example_inputs(
+    name: str, *, seed: int = 0, shapes: Shapes | None = None, **kwargs: Any
+) -> tuple[torch.Tensor, ...]:
+    """Seeded random inputs of the shapes the model expects (or of ``shapes``)."""
+    if shapes is None:
+        _, shapes_fn = resolve(name)
+        if shapes_fn is None:
+            raise ValueError(
+                f"the input shape of {name!r} is unknown: give it explicitly "
+                f"(shapes=((1, 3, 224, 224),) in Python, --input-shape 1,3,224,224 on the CLI)"
+            )
+        shapes = shapes_fn(**kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(shape, generator=gen) for shape in shapes)
