@@ -10,6 +10,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from coinfer.graph.errors import PartitionError
 from coinfer.graph.ops import OpCost, function_cost, function_name, module_cost
 from coinfer.graph.types import TensorMeta
 
@@ -59,8 +60,10 @@ class _Recorder(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm)
         self.records: dict[fx.Node, NodeRecord] = {}
+        self.current: fx.Node | None = None
 
     def run_node(self, n: fx.Node) -> Any:
+        self.current = n
         with self._set_current_node(n):
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             cost: OpCost | None = None
@@ -96,8 +99,18 @@ def propagate(
 ) -> tuple[dict[fx.Node, NodeRecord], Any]:
     """Records per node, and the graph's output on ``example_inputs``."""
     recorder = _Recorder(gm)
-    with torch.no_grad():
-        out = recorder.run(*example_inputs)
+    try:
+        with torch.no_grad():
+            out = recorder.run(*example_inputs)
+    except Exception as exc:
+        where = recorder.current
+        op = f"op '{where.name}' ({where.op} {where.target})" if where is not None else "the model"
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        shapes = [tuple(t.shape) for t in example_inputs]
+        raise PartitionError(
+            f"running the model on example inputs of shape {shapes} failed at {op}: "
+            f"{first_line}. Check that the example inputs have the shapes the model expects."
+        ) from exc
     return recorder.records, out
 
 

@@ -1,0 +1,199 @@
+"""``coinfer ...``: thin commands that parse, call the library and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coinfer import __version__, zoo
+from coinfer.graph import GRANULARITIES, PartitionError, Partitioning, partition
+
+app = typer.Typer(
+    help="coinfer: device-edge collaborative DNN inference. Find where to cut a model, how deep "
+    "to run it, and keep learning the best cut at run time.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(s <= 0 for s in shape):
+        raise _fail(f"--input-shape {text!r} is not a shape; write it like 1,3,224,224")
+    return shape
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"coinfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """coinfer command line."""
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the zoo's models with their input shapes and sources."""
+    entries = [zoo.entry(name) for name in zoo.names()]
+    if as_json:
+        rows = [
+            {
+                "name": e.name,
+                "input_shapes": e.input_shapes(),
+                "summary": e.summary,
+                "source": e.source,
+            }
+            for e in entries
+        ]
+        sys.stdout.write(json.dumps({"models": rows}, indent=2) + "\n")
+        return
+    table = Table(
+        title="coinfer model zoo", caption="also: torchvision:NAME, package.module:factory"
+    )
+    for col in ("model", "input", "what", "source"):
+        table.add_column(col)
+    for e in entries:
+        shapes = " + ".join("x".join(map(str, s)) for s in e.input_shapes())
+        table.add_row(e.name, shapes, e.summary, e.source)
+    out.print(table)
+
+
+def _cut_rows(part: Partitioning) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": c.index,
+            "name": c.name,
+            "boundary": list(c.boundary),
+            "boundary_shapes": [list(s) for s in c.boundary_shapes],
+            "boundary_bytes": c.boundary_bytes,
+            "device_macs": c.device_macs,
+            "edge_macs": c.edge_macs,
+            "device_param_bytes": c.device_param_bytes,
+            "edge_param_bytes": c.edge_param_bytes,
+            "features": dict(c.features),
+        }
+        for c in part.cuts
+    ]
+
+
+@app.command()
+def inspect(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A zoo name (see `coinfer models`), torchvision:NAME, or package.module:factory."
+        ),
+    ],
+    granularity: Annotated[
+        str,
+        typer.Option(
+            "--granularity",
+            "-g",
+            help="layer: cut between top-level layers (the papers' partition points); "
+            "node: cut after every traced op.",
+        ),
+    ] = "layer",
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            "-i",
+            help="Input shape like 1,3,224,224; repeat once per forward argument. "
+            "Defaults to the zoo model's own.",
+        ),
+    ] = None,
+    leaf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--leaf",
+            help="Qualified name of a submodule to keep whole (for code torch.fx cannot trace).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Print every cut of MODEL: what crosses it and how the work splits.
+
+    MFLOPs count 2 FLOPs per multiply-accumulate. Cut 0 sends the raw input (all on the edge);
+    the last cut runs everything on the device.
+    """
+    if granularity not in GRANULARITIES:
+        raise _fail(f"--granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+    shapes = tuple(_parse_shape(s) for s in input_shape) if input_shape else None
+    try:
+        with err.status(f"tracing {model} ...", spinner="dots"):
+            net = zoo.create(model)
+            inputs = zoo.example_inputs(model, shapes=shapes)
+            part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())  # type: ignore[arg-type]
+    except (PartitionError, zoo.ModelNotFoundError, ValueError, TypeError) as exc:
+        raise _fail(str(exc)) from exc
+
+    rows = _cut_rows(part)
+    if as_json:
+        doc = {
+            "model": model,
+            "granularity": granularity,
+            "input_shapes": [list(t.shape) for t in inputs],
+            "num_ops": len(part.ops),
+            "cuts": rows,
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    total = 2 * (part.cuts[-1].device_macs) / 1e6
+    table = Table(
+        title=f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, "
+        f"{total:,.1f} MFLOPs",
+        caption="device runs every layer up to and including 'device runs to'; "
+        "the boundary is what it sends",
+    )
+    table.add_column("cut", justify="right")
+    table.add_column("device runs to", overflow="fold")
+    table.add_column("tensors", justify="right")
+    table.add_column("boundary KB", justify="right")
+    table.add_column("device MFLOPs", justify="right")
+    table.add_column("edge MFLOPs", justify="right")
+    table.add_column("device params MB", justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["index"]),
+            r["name"],
+            str(len(r["boundary"])),
+            f"{r['boundary_bytes'] / 1024:,.1f}",
+            f"{2 * r['device_macs'] / 1e6:,.1f}",
+            f"{2 * r['edge_macs'] / 1e6:,.1f}",
+            f"{r['device_param_bytes'] / 2**20:,.2f}",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
