@@ -149,7 +149,7 @@ def inspect(
         with err.status(f"tracing {model} ...", spinner="dots"):
             net = zoo.create(model)
             inputs = zoo.example_inputs(model, shapes=shapes)
-            part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())  # type: ignore[arg-type]
+            part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())
     except (PartitionError, zoo.ModelNotFoundError, ValueError, TypeError) as exc:
         raise _fail(str(exc)) from exc
 
@@ -171,13 +171,17 @@ def inspect(
         caption="device runs every layer up to and including 'device runs to'; "
         "the boundary is what it sends",
     )
-    table.add_column("cut", justify="right")
+    table.add_column("cut", justify="right", no_wrap=True)
     table.add_column("device runs to", overflow="fold")
-    table.add_column("tensors", justify="right")
-    table.add_column("boundary KB", justify="right")
-    table.add_column("device MFLOPs", justify="right")
-    table.add_column("edge MFLOPs", justify="right")
-    table.add_column("device params MB", justify="right")
+    headers = (
+        "boundary\ntensors",
+        "boundary\nKB",
+        "device\nMFLOPs",
+        "edge\nMFLOPs",
+        "device\nparams MB",
+    )
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
             str(r["index"]),

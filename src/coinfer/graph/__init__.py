@@ -1,7 +1,7 @@
 """Where can a model be cut? Tracing, cut enumeration, splitting and per-cut features."""
 
 from coinfer.graph.errors import CutIndexError, PartitionError
-from coinfer.graph.partition import GRANULARITIES, Granularity, Partitioning, partition
+from coinfer.graph.partition import GRANULARITIES, Partitioning, partition
 from coinfer.graph.types import ANS_FEATURES, Cut, Op, TensorMeta
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "GRANULARITIES",
     "Cut",
     "CutIndexError",
-    "Granularity",
     "Op",
     "PartitionError",
     "Partitioning",

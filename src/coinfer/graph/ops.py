@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,13 @@ def _first_tensor(args: Sequence[Any]) -> Tensor | None:
     return next((a for a in args if isinstance(a, Tensor)), None)
 
 
-def _pair(v: Any) -> tuple[int, ...]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),)
+def _kernel(v: Any, op_name: str) -> tuple[int, ...]:
+    """A kernel size as a tuple; an int means the same size in every spatial dimension, whose
+    number the op's name tells (max_pool2d, AvgPool3d, ...)."""
+    if isinstance(v, (tuple, list)):
+        return tuple(int(x) for x in v)
+    match = re.search(r"(\d)d$", op_name)
+    return (int(v),) * (int(match.group(1)) if match else 1)
 
 
 # ---------------------------------------------------------------- modules
@@ -67,9 +73,10 @@ def _pool_module(m: nn.Module, args: Sequence[Any], out: Any) -> OpCost:
     kernel = getattr(m, "kernel_size", None)
     if kernel is None:  # adaptive pooling reads every input element once
         return OpCost("pool", _numel(args[0]), {"adaptive": True})
-    stride = getattr(m, "stride", None) or kernel
-    attrs = {"kernel_size": _pair(kernel), "stride": _pair(stride)}
-    return OpCost("pool", _numel(out) * math.prod(_pair(kernel)), attrs)
+    name = type(m).__name__
+    size = _kernel(kernel, name)
+    attrs = {"kernel_size": size, "stride": _kernel(getattr(m, "stride", None) or kernel, name)}
+    return OpCost("pool", _numel(out) * math.prod(size), attrs)
 
 
 def _lrn_module(m: nn.Module, args: Sequence[Any], out: Any) -> OpCost:
@@ -173,11 +180,16 @@ def _matmul_fn(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCo
     return OpCost("matmul", _numel(out) * (a.shape[-1] if a.dim() else 1))
 
 
-def _pool_fn(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCost:
-    kernel = _arg(args, kwargs, 1, "kernel_size")
-    stride = _arg(args, kwargs, 2, "stride") or kernel
-    attrs = {"kernel_size": _pair(kernel), "stride": _pair(stride)}
-    return OpCost("pool", _numel(out) * math.prod(_pair(kernel)), attrs)
+def _pool_fn(name: str) -> FunctionRule:
+    def rule(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCost:
+        kernel = _arg(args, kwargs, 1, "kernel_size")
+        size = _kernel(kernel, name)
+        stride = _kernel(_arg(args, kwargs, 2, "stride") or kernel, name)
+        return OpCost(
+            "pool", _numel(out) * math.prod(size), {"kernel_size": size, "stride": stride}
+        )
+
+    return rule
 
 
 def _adaptive_pool_fn(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> OpCost:
@@ -253,12 +265,12 @@ _BY_NAME.update(
         "bmm": _matmul_fn,
         "addmm": _matmul_fn,
         "baddbmm": _matmul_fn,
-        "max_pool1d": _pool_fn,
-        "max_pool2d": _pool_fn,
-        "max_pool3d": _pool_fn,
-        "avg_pool1d": _pool_fn,
-        "avg_pool2d": _pool_fn,
-        "avg_pool3d": _pool_fn,
+        "max_pool1d": _pool_fn("max_pool1d"),
+        "max_pool2d": _pool_fn("max_pool2d"),
+        "max_pool3d": _pool_fn("max_pool3d"),
+        "avg_pool1d": _pool_fn("avg_pool1d"),
+        "avg_pool2d": _pool_fn("avg_pool2d"),
+        "avg_pool3d": _pool_fn("avg_pool3d"),
         "adaptive_avg_pool1d": _adaptive_pool_fn,
         "adaptive_avg_pool2d": _adaptive_pool_fn,
         "adaptive_avg_pool3d": _adaptive_pool_fn,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import torch.fx as fx
 from torch import Tensor, nn
@@ -16,7 +16,6 @@ from coinfer.graph.split import split_graph
 from coinfer.graph.trace import LeafSpec, trace
 from coinfer.graph.types import Cut, Op, TensorMeta
 
-Granularity = Literal["layer", "node"]
 GRANULARITIES: tuple[str, ...] = ("layer", "node")
 
 
@@ -112,7 +111,7 @@ def _check_outputs(gm: fx.GraphModule, records: dict[fx.Node, NodeRecord]) -> fx
 def partition(
     model: nn.Module,
     example_inputs: Tensor | Sequence[Tensor],
-    granularity: Granularity = "layer",
+    granularity: str = "layer",
     leaf_modules: Iterable[LeafSpec] = (),
 ) -> Partitioning:
     """Trace ``model`` with torch.fx and list every place it can be cut.

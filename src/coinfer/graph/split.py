@@ -9,20 +9,52 @@ import torch.fx as fx
 
 
 class _GraphCopier:
-    """Copies nodes into a new graph, creating get_attr nodes on first use so each half
-    references exactly the parameters, buffers and constants it needs."""
+    """Copies nodes into a new graph that owns exactly the modules, parameters, buffers and
+    constants its nodes use.
 
-    def __init__(self) -> None:
+    Each is attached under a flat name (``features.3.body.0`` becomes ``features_3_body_0``):
+    generated code then reaches a layer with one attribute lookup instead of one per nesting
+    level, which on deep models (MobileNetV2: ~150 ops, 4 levels) is a few percent of the run.
+    """
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.source = gm
         self.graph = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
+        self.owned: dict[str, Any] = {}
+        self._flat: dict[str, str] = {}
+
+    def _own(self, qualname: str) -> str:
+        if qualname not in self._flat:
+            flat = base = qualname.replace(".", "_")
+            suffix = 1
+            while flat in self.owned:
+                flat, suffix = f"{base}_{suffix}", suffix + 1
+            self._flat[qualname] = flat
+            self.owned[flat] = (
+                self.source.get_submodule(qualname)
+                if self._is_module(qualname)
+                else _fetch(self.source, qualname)
+            )
+        return self._flat[qualname]
+
+    def _is_module(self, qualname: str) -> bool:
+        try:
+            self.source.get_submodule(qualname)
+        except AttributeError:
+            return False
+        return True
 
     def lookup(self, node: fx.Node) -> fx.Node:
         if node not in self.env and node.op == "get_attr":
-            self.env[node] = self.graph.get_attr(str(node.target))
+            self.env[node] = self.graph.get_attr(self._own(str(node.target)))
         return self.env[node]
 
     def copy(self, node: fx.Node) -> None:
-        self.env[node] = self.graph.node_copy(node, self.lookup)
+        new = self.graph.node_copy(node, self.lookup)
+        if node.op == "call_module":
+            new.target = self._own(str(node.target))
+        self.env[node] = new
 
     def map(self, value: Any) -> Any:
         return fx.map_arg(value, self.lookup)
@@ -40,14 +72,14 @@ def split_graph(
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     output = next(n for n in gm.graph.nodes if n.op == "output")
 
-    front = _GraphCopier()
+    front = _GraphCopier(gm)
     for ph in placeholders:
         front.copy(ph)
     for node in compute_nodes[:num_device_ops]:
         front.copy(node)
     front.graph.output(tuple(front.env[nodes[name]] for name in boundary))
 
-    back = _GraphCopier()
+    back = _GraphCopier(gm)
     for name in boundary:
         back.env[nodes[name]] = back.graph.placeholder(name)
     for node in compute_nodes[num_device_ops:]:
@@ -55,6 +87,13 @@ def split_graph(
     back.graph.output(back.map(output.args[0]))
 
     return (
-        fx.GraphModule(gm, front.graph, f"{label}Front"),
-        fx.GraphModule(gm, back.graph, f"{label}Back"),
+        fx.GraphModule(front.owned, front.graph, f"{label}Front"),
+        fx.GraphModule(back.owned, back.graph, f"{label}Back"),
     )
+
+
+def _fetch(root: Any, qualname: str) -> Any:
+    obj = root
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj

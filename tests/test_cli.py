@@ -1,0 +1,58 @@
+"""The command line, run in-process through typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from coinfer.cli import app
+
+runner = CliRunner()
+
+
+def test_inspect_json_gives_every_cut() -> None:
+    result = runner.invoke(app, ["inspect", "vgg16", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["model"] == "vgg16"
+    cuts = doc["cuts"]
+    assert len(cuts) == 23
+    for key in ("index", "name", "boundary", "boundary_bytes", "device_macs", "edge_macs"):
+        assert key in cuts[0]
+    assert cuts[0]["boundary_bytes"] == 3 * 224 * 224 * 4
+    assert cuts[0]["features"]["edge_conv_layers"] == 13
+    assert cuts[-1]["edge_macs"] == 0
+
+
+def test_inspect_table_node_granularity_and_input_shape() -> None:
+    result = runner.invoke(
+        app,
+        ["inspect", "mlp", "--granularity", "node", "--input-shape", "4,1024"],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "boundary" in result.stdout and "MFLOPs" in result.stdout
+    assert "fc8" in result.stdout
+    doc = json.loads(
+        runner.invoke(app, ["inspect", "mlp", "-g", "node", "-i", "4,1024", "--json"]).stdout
+    )
+    assert doc["input_shapes"] == [[4, 1024]]
+    assert doc["cuts"][0]["boundary_bytes"] == 4 * 1024 * 4
+
+
+def test_models_lists_the_zoo() -> None:
+    doc = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    assert "tiny_yolov2" in {m["name"] for m in doc["models"]}
+    assert "branchy_alexnet" in runner.invoke(app, ["models"]).stdout
+
+
+def test_errors_are_clear_and_exit_2() -> None:
+    unknown = runner.invoke(app, ["inspect", "vgg17"])
+    assert unknown.exit_code == 2 and "unknown model 'vgg17'" in unknown.output
+    shape = runner.invoke(app, ["inspect", "mlp", "--input-shape", "1,512"])
+    assert shape.exit_code == 2 and "shapes the model expects" in shape.output
+    bad = runner.invoke(app, ["inspect", "mlp", "--input-shape", "one,two"])
+    assert bad.exit_code == 2 and "1,3,224,224" in bad.output
+    gran = runner.invoke(app, ["inspect", "mlp", "--granularity", "block"])
+    assert gran.exit_code == 2 and "layer, node" in gran.output
