@@ -132,7 +132,7 @@ def partition(
                 f"({', '.join(p.name for p in placeholders)}) but {len(inputs)} example "
                 f"input(s) were given"
             )
-        records, _ = propagate(gm, inputs)
+        records = propagate(gm, inputs)
     output = _check_outputs(gm, records)
 
     compute = [n for n in gm.graph.nodes if n.op.startswith("call_")]

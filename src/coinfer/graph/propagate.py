@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from coinfer.graph.errors import PartitionError
 from coinfer.graph.ops import OpCost, function_cost, function_name, module_cost
+from coinfer.graph.trace import fetch_attr
 from coinfer.graph.types import TensorMeta
 
 
@@ -94,14 +95,12 @@ class _Recorder(fx.Interpreter):
         return result
 
 
-def propagate(
-    gm: fx.GraphModule, example_inputs: Sequence[Tensor]
-) -> tuple[dict[fx.Node, NodeRecord], Any]:
-    """Records per node, and the graph's output on ``example_inputs``."""
+def propagate(gm: fx.GraphModule, example_inputs: Sequence[Tensor]) -> dict[fx.Node, NodeRecord]:
+    """What every node of ``gm`` produced and cost on ``example_inputs``."""
     recorder = _Recorder(gm)
     try:
         with torch.no_grad():
-            out = recorder.run(*example_inputs)
+            recorder.run(*example_inputs)
     except Exception as exc:
         where = recorder.current
         op = f"op '{where.name}' ({where.op} {where.target})" if where is not None else "the model"
@@ -111,20 +110,13 @@ def propagate(
             f"running the model on example inputs of shape {shapes} failed at {op}: "
             f"{first_line}. Check that the example inputs have the shapes the model expects."
         ) from exc
-    return recorder.records, out
+    return recorder.records
 
 
 def attribute_bytes(gm: fx.GraphModule, names: Sequence[str]) -> dict[str, int]:
     """Bytes of each named parameter, buffer or tensor constant of ``gm``."""
     sizes: dict[str, int] = {}
     for name in names:
-        value = _fetch(gm, name)
+        value = fetch_attr(gm, name)
         sizes[name] = value.numel() * value.element_size() if isinstance(value, Tensor) else 0
     return sizes
-
-
-def _fetch(gm: fx.GraphModule, qualname: str) -> Any:
-    obj: Any = gm
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj

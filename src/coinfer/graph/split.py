@@ -7,6 +7,8 @@ from typing import Any
 
 import torch.fx as fx
 
+from coinfer.graph.trace import fetch_attr
+
 
 class _GraphCopier:
     """Copies nodes into a new graph that owns exactly the modules, parameters, buffers and
@@ -31,19 +33,8 @@ class _GraphCopier:
             while flat in self.owned:
                 flat, suffix = f"{base}_{suffix}", suffix + 1
             self._flat[qualname] = flat
-            self.owned[flat] = (
-                self.source.get_submodule(qualname)
-                if self._is_module(qualname)
-                else _fetch(self.source, qualname)
-            )
+            self.owned[flat] = fetch_attr(self.source, qualname)
         return self._flat[qualname]
-
-    def _is_module(self, qualname: str) -> bool:
-        try:
-            self.source.get_submodule(qualname)
-        except AttributeError:
-            return False
-        return True
 
     def lookup(self, node: fx.Node) -> fx.Node:
         if node not in self.env and node.op == "get_attr":
@@ -90,10 +81,3 @@ def split_graph(
         fx.GraphModule(front.owned, front.graph, f"{label}Front"),
         fx.GraphModule(back.owned, back.graph, f"{label}Back"),
     )
-
-
-def _fetch(root: Any, qualname: str) -> Any:
-    obj = root
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj

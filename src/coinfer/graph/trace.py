@@ -51,6 +51,14 @@ class _Tracer(fx.Tracer):
             raise _ModuleTraceError(self.path_of_module(m), m, exc) from exc
 
 
+def fetch_attr(root: nn.Module, qualname: str) -> Any:
+    """The module, parameter, buffer or constant at a dotted path such as ``layer1.0.conv1``."""
+    obj: Any = root
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def _split_leaf_specs(leaf_modules: Iterable[LeafSpec]) -> tuple[tuple[type, ...], frozenset[str]]:
     types: list[type] = []
     names: set[str] = set()
