@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from coinfer.cli import app
@@ -56,3 +57,29 @@ def test_errors_are_clear_and_exit_2() -> None:
     assert bad.exit_code == 2 and "1,3,224,224" in bad.output
     gran = runner.invoke(app, ["inspect", "mlp", "--granularity", "block"])
     assert gran.exit_code == 2 and "layer, node" in gran.output
+
+
+def test_plan_json_neurosurgeon() -> None:
+    fast = runner.invoke(app, ["plan", "branchy_alexnet", "--bandwidth", "10mbps", "--json"])
+    assert fast.exit_code == 0, fast.output
+    doc = json.loads(fast.stdout)
+    for key in ("cut", "num_cuts", "exit", "predicted_s", "accuracy", "breakdown"):
+        assert key in doc
+    assert doc["cut"] == 0 and doc["num_cuts"] == 24
+    slow = json.loads(
+        runner.invoke(app, ["plan", "branchy_alexnet", "-b", "20kbps", "--json"]).stdout
+    )
+    assert slow["cut"] == slow["num_cuts"] - 1
+    assert slow["predicted_s"] == pytest.approx(slow["breakdown"]["total_s"])
+
+
+def test_plan_table_and_errors() -> None:
+    table = runner.invoke(
+        app, ["plan", "mlp", "--device", "host/10", "--edge", "host", "--objective", "energy"]
+    )
+    assert table.exit_code == 0, table.output
+    assert "chosen: cut" in table.stdout
+    bad = runner.invoke(app, ["plan", "mlp", "--bandwidth", "fast"])
+    assert bad.exit_code == 2 and "1mbps" in bad.output
+    bad_dev = runner.invoke(app, ["plan", "mlp", "--device", "pi5"])
+    assert bad_dev.exit_code == 2 and "rpi3" in bad_dev.output

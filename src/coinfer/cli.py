@@ -195,6 +195,134 @@ def inspect(
     out.print(table)
 
 
+PLANNERS = ("neurosurgeon",)
+
+
+def _parse_seconds(text: str) -> float:
+    """``500ms``, ``0.5s`` or ``0.5`` (seconds)."""
+    t = text.strip().lower()
+    try:
+        if t.endswith("ms"):
+            return float(t[:-2]) / 1e3
+        return float(t[:-1] if t.endswith("s") else t)
+    except ValueError:
+        raise _fail(f"cannot read a duration from {text!r}: write it like 500ms or 0.5s") from None
+
+
+@app.command()
+def plan(
+    model: Annotated[str, typer.Argument(help="A zoo name, torchvision:NAME or module:factory.")],
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help=f"Planner: {', '.join(PLANNERS)}.")
+    ] = "neurosurgeon",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Device class: rpi3 or edge-pc (Edgent's published regressions), host "
+            "(this machine, measured), host/N (N times slower).",
+        ),
+    ] = "rpi3",
+    edge: Annotated[str, typer.Option("--edge", help="Edge class, as --device.")] = "edge-pc",
+    bandwidth: Annotated[
+        str, typer.Option("--bandwidth", "-b", help="Uplink bandwidth: 1mbps, 50kbps, ...")
+    ] = "1mbps",
+    rtt: Annotated[str, typer.Option("--rtt", help="Round-trip time: 20ms, 0.02s.")] = "0ms",
+    edge_load: Annotated[
+        float, typer.Option("--edge-load", help="Neurosurgeon's K: edge time multiplier.")
+    ] = 1.0,
+    objective: Annotated[
+        str, typer.Option("--objective", help="latency, or the device's energy.")
+    ] = "latency",
+    radio: Annotated[
+        str, typer.Option("--radio", help="Radio power model for energy: 3g, lte, wifi.")
+    ] = "wifi",
+    granularity: Annotated[str, typer.Option("--granularity", "-g")] = "layer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Choose where to cut MODEL for a device, an edge and a link, with the predicted breakdown."""
+    from coinfer.latency.devices import resolve_device
+    from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
+    from coinfer.latency.link import parse_bandwidth
+    from coinfer.latency.profiler import profile_ops
+    from coinfer.policies.neurosurgeon import OBJECTIVES, Neurosurgeon
+
+    if policy not in PLANNERS:
+        raise _fail(f"--policy must be one of {', '.join(PLANNERS)}, not {policy!r}")
+    if objective not in OBJECTIVES:
+        raise _fail(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    if radio not in RADIOS:
+        raise _fail(f"--radio must be one of {', '.join(RADIOS)}, not {radio!r}")
+    try:
+        bw = parse_bandwidth(bandwidth)
+        with err.status(f"partitioning {model} ...", spinner="dots"):
+            net = zoo.create(model)
+            inputs = zoo.example_inputs(model)
+            part = partition(net, inputs, granularity=granularity)
+
+            def host_profile() -> dict[str, float]:
+                return profile_ops(part, inputs)
+
+            dev = resolve_device(device, host_profile)
+            edg = resolve_device(edge, host_profile)
+    except (PartitionError, zoo.ModelNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
+    planner = Neurosurgeon(
+        part, dev, edg, bw, _parse_seconds(rtt), edge_load, objective, energy=energy
+    )
+    chosen = planner.plan()
+    cut = part.cuts[chosen.cut]
+    doc = {
+        "model": model,
+        "policy": policy,
+        "device": device,
+        "edge": edge,
+        "bandwidth_bps": bw,
+        "objective": objective,
+        "cut": chosen.cut,
+        "cut_name": cut.name,
+        "num_cuts": part.num_cuts,
+        "exit": None,
+        "predicted_s": chosen.cost.total_s,
+        "accuracy": None,
+        "breakdown": chosen.cost.breakdown(),
+        "cuts": [c.breakdown() | {"cut": c.cut} for c in chosen.costs],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    table = Table(
+        title=f"{model} on {device} + {edge} at {bandwidth}: {policy} ({objective})",
+        caption=f"chosen: cut {chosen.cut} ({cut.name}) of 0..{part.last}, "
+        f"predicted {1e3 * chosen.cost.total_s:,.1f} ms",
+    )
+    for col in (
+        "cut",
+        "device runs to",
+        "device ms",
+        "upload ms",
+        "edge ms",
+        "reply ms",
+        "total ms",
+    ):
+        table.add_column(col, justify="right" if col != "device runs to" else "left")
+    if objective == "energy":
+        table.add_column("device mJ", justify="right")
+    for c in chosen.costs:
+        mark = "[bold green]" if c.cut == chosen.cut else ""
+        row = [
+            f"{mark}{c.cut}",
+            f"{mark}{part.cuts[c.cut].name}",
+            *(f"{1e3 * v:,.1f}" for v in (c.device_s, c.uplink_s, c.edge_s, c.downlink_s)),
+            f"{mark}{1e3 * c.total_s:,.1f}",
+        ]
+        if objective == "energy":
+            row.append(f"{1e3 * (c.energy_j or 0.0):,.1f}")
+        table.add_row(*row)
+    out.print(table)
+
+
 def main() -> None:
     app()
 

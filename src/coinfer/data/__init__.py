@@ -1,0 +1,29 @@
+"""Data that ships inside the package (nothing is downloaded at run time)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def _folder(name: str) -> Path:
+    return Path(str(resources.files("coinfer.data").joinpath(name)))
+
+
+def trace_names() -> list[str]:
+    """Names of the shipped bandwidth traces (see data/traces/README.md)."""
+    return sorted(p.stem for p in _folder("traces").glob("*.tsv"))
+
+
+def trace_path(name: str) -> Path:
+    """Path of a shipped trace by name (``norway_bus_1``), or of a file the user gives."""
+    given = Path(name)
+    if given.suffix and given.exists():
+        return given
+    path = _folder("traces") / f"{name}.tsv"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no trace {name!r}: shipped traces are {', '.join(trace_names())}, or give a file "
+            f"path (HSDPA 'time<TAB>Mbit/s' lines, or CSV with time_s and mbps columns)"
+        )
+    return path

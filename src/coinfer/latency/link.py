@@ -1,0 +1,167 @@
+"""The link: how long bytes take to cross it, under a constant or time-varying bandwidth.
+
+Transfer time = bits / bandwidth + RTT/2 per direction (DESIGN §3). Under a trace, the bits are
+integrated over the piecewise-constant throughput from the moment the transfer starts, so a
+transfer that straddles a bandwidth change takes the time it really would.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+_UNITS = {"": 1.0, "bps": 1.0, "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "kbit/s": 1e3,
+          "mbit/s": 1e6, "gbit/s": 1e9, "bit/s": 1.0}  # fmt: skip
+
+
+def parse_bandwidth(text: str | float) -> float:
+    """Bits per second from ``1mbps``, ``50kbps``, ``2.5 Mbit/s`` or a plain number of bit/s."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([a-zA-Z/]*)\s*", text)
+        unit = match.group(2).lower() if match else "?"
+        if match is None or unit not in _UNITS:
+            raise ValueError(
+                f"cannot read bandwidth {text!r}: write it like 1mbps, 50kbps or 2.5Mbit/s"
+            )
+        value = float(match.group(1)) * _UNITS[unit]
+    if not value > 0:
+        raise ValueError(f"bandwidth must be positive, got {text!r}")
+    return value
+
+
+class Bandwidth(Protocol):
+    def at(self, t: float) -> float:
+        """Bits per second at time ``t`` (seconds)."""
+        ...
+
+    def transfer_seconds(self, bits: float, start: float) -> float:
+        """Seconds to deliver ``bits`` starting at ``start``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConstantBandwidth:
+    bps: float
+
+    def at(self, t: float) -> float:
+        return self.bps
+
+    def transfer_seconds(self, bits: float, start: float) -> float:
+        return bits / self.bps
+
+
+@dataclass(frozen=True)
+class TraceBandwidth:
+    """Piecewise-constant throughput: ``bps[i]`` holds from ``times[i]`` to ``times[i+1]``; the
+    last sample holds for the median sample interval, then the trace repeats (``loop``)."""
+
+    times: tuple[float, ...]
+    bps: tuple[float, ...]
+    name: str = "trace"
+    loop: bool = True
+    _period: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.times) != len(self.bps) or not self.times:
+            raise ValueError("a trace needs as many throughput samples as time stamps, and one")
+        if any(b <= 0 for b in self.bps):
+            raise ValueError(f"trace {self.name}: throughput samples must be positive")
+        if list(self.times) != sorted(self.times) or self.times[0] != 0:
+            raise ValueError(f"trace {self.name}: time stamps must start at 0 and increase")
+        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 1.0
+        object.__setattr__(self, "_period", self.times[-1] + step)
+
+    @classmethod
+    def from_file(cls, path: str | Path, scale: float = 1.0, loop: bool = True) -> TraceBandwidth:
+        """Read an HSDPA trace (``time_s<TAB>Mbit/s``) or a CSV with ``time_s`` and ``mbps``
+        columns; ``scale`` multiplies every throughput (x0.5 for a slower uplink)."""
+        path = Path(path)
+        rows: list[tuple[float, float]] = []
+        with path.open() as fh:
+            if path.suffix.lower() == ".csv":
+                for rec in csv.DictReader(fh):
+                    rows.append((float(rec["time_s"]), float(rec["mbps"])))
+            else:
+                for line_no, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    parts = line.split()
+                    try:
+                        rows.append((float(parts[0]), float(parts[1])))
+                    except (IndexError, ValueError) as exc:
+                        raise ValueError(
+                            f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', got {line.strip()!r}"
+                        ) from exc
+        t0 = rows[0][0] if rows else 0.0
+        return cls(
+            tuple(t - t0 for t, _ in rows),
+            tuple(m * 1e6 * scale for _, m in rows),
+            name=path.stem,
+            loop=loop,
+        )
+
+    @property
+    def period(self) -> float:
+        return self._period
+
+    def _index(self, t: float) -> tuple[int, float]:
+        """Sample index at ``t`` and the start of the loop it falls in."""
+        base = (t // self._period) * self._period if self.loop else 0.0
+        local = t - base
+        i = max(0, bisect.bisect_right(self.times, local) - 1)
+        return i, base
+
+    def at(self, t: float) -> float:
+        return self.bps[self._index(t)[0]]
+
+    def transfer_seconds(self, bits: float, start: float) -> float:
+        remaining = bits
+        t = start
+        while True:
+            i, base = self._index(t)
+            rate = self.bps[i]
+            if i + 1 < len(self.times):
+                end = base + self.times[i + 1]
+            else:
+                end = base + self._period if self.loop else float("inf")
+            capacity = rate * (end - t)
+            if capacity >= remaining:
+                return t + remaining / rate - start
+            remaining -= capacity
+            t = end
+
+    def mean_bps(self) -> float:
+        widths = np.diff([*self.times, self._period])
+        return float(np.dot(widths, self.bps) / widths.sum())
+
+
+@dataclass(frozen=True)
+class Link:
+    """Uplink and downlink bandwidth plus a round-trip time; nothing sent costs nothing."""
+
+    uplink: Bandwidth
+    rtt_s: float = 0.0
+    downlink: Bandwidth | None = None
+
+    def upload_seconds(self, nbytes: int, start: float = 0.0) -> float:
+        if nbytes <= 0:
+            return 0.0
+        return self.uplink.transfer_seconds(8.0 * nbytes, start) + self.rtt_s / 2
+
+    def download_seconds(self, nbytes: int, start: float = 0.0) -> float:
+        if nbytes <= 0:
+            return 0.0
+        down = self.downlink or self.uplink
+        return down.transfer_seconds(8.0 * nbytes, start) + self.rtt_s / 2
+
+    @classmethod
+    def constant(cls, bandwidth: str | float, rtt_s: float = 0.0) -> Link:
+        return cls(ConstantBandwidth(parse_bandwidth(bandwidth)), rtt_s)
