@@ -6,13 +6,13 @@ from importlib import resources
 from pathlib import Path
 
 
-def _folder(name: str) -> Path:
+def package_folder(name: str) -> Path:
     return Path(str(resources.files("coinfer.data").joinpath(name)))
 
 
 def trace_names() -> list[str]:
     """Names of the shipped bandwidth traces (see data/traces/README.md)."""
-    return sorted(p.stem for p in _folder("traces").glob("*.tsv"))
+    return sorted(p.stem for p in package_folder("traces").glob("*.tsv"))
 
 
 def trace_path(name: str) -> Path:
@@ -20,7 +20,7 @@ def trace_path(name: str) -> Path:
     given = Path(name)
     if given.suffix and given.exists():
         return given
-    path = _folder("traces") / f"{name}.tsv"
+    path = package_folder("traces") / f"{name}.tsv"
     if not path.exists():
         raise FileNotFoundError(
             f"no trace {name!r}: shipped traces are {', '.join(trace_names())}, or give a file "

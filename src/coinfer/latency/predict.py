@@ -77,3 +77,30 @@ def predict_cut_costs(
             )
         )
     return costs
+
+
+def predict_edge_first_costs(
+    part: Partitioning,
+    device: DeviceModel,
+    edge: DeviceModel,
+    link: Link,
+    edge_load: float = 1.0,
+    start: float = 0.0,
+) -> list[CutCost]:
+    """Edgent's own orientation: the device uploads the input, the edge runs the first layers
+    (ops before cut k), sends the boundary back, and the device runs the tail.
+
+    Cut 0 is then device-only (nothing is sent) and the last cut edge-only.
+    """
+    device_prefix = [0.0, *accumulate(device.op_seconds(op) for op in part.ops)]
+    edge_prefix = [0.0, *accumulate(edge.op_seconds(op) for op in part.ops)]
+    input_bytes = part.cuts[0].boundary_bytes
+    costs = []
+    for cut in part.cuts:
+        k = cut.num_device_ops
+        up = link.upload_seconds(input_bytes, start) if k > 0 else 0.0
+        edge_s = edge_load * edge_prefix[k]
+        down = link.download_seconds(cut.boundary_bytes, start + up + edge_s) if k > 0 else 0.0
+        device_s = device_prefix[-1] - device_prefix[k]
+        costs.append(CutCost(cut.index, device_s, up, edge_s, down, input_bytes if k else 0))
+    return costs

@@ -10,7 +10,9 @@ up to e's branch point and that branch: nothing deeper runs.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from coinfer.zoo.registry import register
@@ -108,6 +110,32 @@ class BranchyAlexNet(nn.Module):
             outputs.append(self.branches[i](x) if i < len(self.branches) else x)
         return outputs
 
+    def forward_entropy(self, x: Tensor, thresholds: Sequence[float]) -> tuple[Tensor, Tensor]:
+        """BranchyNet's exiting: a sample leaves at the first exit whose softmax entropy is below
+        that exit's threshold (the last exit takes everyone left). Samples that have left are not
+        computed any further. Returns the logits each sample left with and its exit (1..5)."""
+        if len(thresholds) != self.num_exits - 1:
+            raise ValueError(
+                f"give {self.num_exits - 1} entropy thresholds (exits 1..4), got {len(thresholds)}"
+            )
+        logits = x.new_empty((x.shape[0], self.num_classes))
+        exits = torch.full((x.shape[0],), self.num_exits, dtype=torch.long)
+        alive = torch.arange(x.shape[0])
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i == self.num_exits - 1:
+                logits[alive] = x
+                break
+            out = self.branches[i](x)
+            entropy = -(out.softmax(1) * out.log_softmax(1)).sum(1)
+            leave = entropy < thresholds[i]
+            logits[alive[leave]] = out[leave]
+            exits[alive[leave]] = i + 1
+            alive, x = alive[~leave], x[~leave]
+            if alive.numel() == 0:
+                break
+        return logits, exits
+
     def exit_model(self, exit: int) -> nn.Sequential:
         """The chain that computes exit ``exit`` alone, sharing this model's weights."""
         self._check_exit(exit)
@@ -126,5 +154,13 @@ class BranchyAlexNet(nn.Module):
     source="Li, Zhou, Chen, MECOMM 2018; Teerapittayanon et al., ICPR 2016",
     inputs=((1, 3, 32, 32),),
 )
-def branchy_alexnet(num_classes: int = 10, width: float = 1.0, fc_width: int = 1024) -> nn.Module:
+def branchy_alexnet(
+    num_classes: int = 10, width: float = 1.0, fc_width: int = 1024, pretrained: bool = False
+) -> nn.Module:
+    """``pretrained=True`` loads the weights trained on digits that ship with coinfer (their
+    own width, 0.5, and FC width, 512; see coinfer.zoo.training)."""
+    if pretrained:
+        from coinfer.zoo.training import load_trained
+
+        return load_trained()[0]
     return BranchyAlexNet(num_classes, width, fc_width)
