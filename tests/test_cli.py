@@ -83,3 +83,22 @@ def test_plan_table_and_errors() -> None:
     assert bad.exit_code == 2 and "1mbps" in bad.output
     bad_dev = runner.invoke(app, ["plan", "mlp", "--device", "pi5"])
     assert bad_dev.exit_code == 2 and "rpi3" in bad_dev.output
+
+
+def test_plan_edgent_exit_and_cut() -> None:
+    def plan(req: str, bw: str) -> dict[str, object]:
+        args = ["plan", "branchy_alexnet", "--policy", "edgent", "--latency-req", req]
+        result = runner.invoke(app, [*args, "--bandwidth", bw, "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert isinstance(doc, dict)
+        return doc
+
+    tight, loose = plan("100ms", "250kbps"), plan("2s", "250kbps")
+    assert tight["exit"] is not None and loose["exit"] == 5
+    assert isinstance(tight["accuracy"], float) and isinstance(loose["accuracy"], float)
+    assert tight["accuracy"] <= loose["accuracy"]
+    assert tight["meets_requirement"] is True
+    assert isinstance(tight["predicted_s"], float) and tight["predicted_s"] <= 0.1
+    wrong = runner.invoke(app, ["plan", "vgg16", "--policy", "edgent"])
+    assert wrong.exit_code == 2 and "multi-exit" in wrong.output

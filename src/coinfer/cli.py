@@ -195,7 +195,7 @@ def inspect(
     out.print(table)
 
 
-PLANNERS = ("neurosurgeon",)
+PLANNERS = ("neurosurgeon", "edgent")
 
 
 def _parse_seconds(text: str) -> float:
@@ -237,10 +237,27 @@ def plan(
     radio: Annotated[
         str, typer.Option("--radio", help="Radio power model for energy: 3g, lte, wifi.")
     ] = "wifi",
+    latency_req: Annotated[
+        str,
+        typer.Option("--latency-req", help="Edgent: the latency requirement (500ms, 0.5s)."),
+    ] = "500ms",
+    orientation: Annotated[
+        str,
+        typer.Option(
+            "--orientation",
+            help="Edgent: device-first (the device runs the front) or edge-first (Edgent's own: "
+            "the edge runs the first layers, the device the tail).",
+        ),
+    ] = "device-first",
     granularity: Annotated[str, typer.Option("--granularity", "-g")] = "layer",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Choose where to cut MODEL for a device, an edge and a link, with the predicted breakdown."""
+    """Choose where to cut MODEL (and, with Edgent, how deep to run it) for a device, an edge
+    and a link, with the predicted breakdown.
+
+    Edgent needs a multi-exit model: branchy_alexnet runs with its shipped trained weights and
+    their held-out per-exit accuracies.
+    """
     from coinfer.latency.devices import resolve_device
     from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
     from coinfer.latency.link import parse_bandwidth
@@ -256,23 +273,38 @@ def plan(
     try:
         bw = parse_bandwidth(bandwidth)
         with err.status(f"partitioning {model} ...", spinner="dots"):
-            net = zoo.create(model)
-            inputs = zoo.example_inputs(model)
-            part = partition(net, inputs, granularity=granularity)
+            if policy == "edgent":
+                chosen_edgent, part, costs = _plan_edgent(
+                    model, device, edge, bw, _parse_seconds(rtt), edge_load,
+                    _parse_seconds(latency_req), orientation, granularity,
+                )  # fmt: skip
+                cut_index, exit_, accuracy = (
+                    chosen_edgent.cut,
+                    chosen_edgent.exit,
+                    chosen_edgent.accuracy,
+                )
+                chosen_cost = chosen_edgent.cost
+                meets: bool | None = chosen_edgent.meets_requirement
+            else:
+                net = zoo.create(model)
+                inputs = zoo.example_inputs(model)
+                part = partition(net, inputs, granularity=granularity)
 
-            def host_profile() -> dict[str, float]:
-                return profile_ops(part, inputs)
+                def host_profile() -> dict[str, float]:
+                    return profile_ops(part, inputs)
 
-            dev = resolve_device(device, host_profile)
-            edg = resolve_device(edge, host_profile)
+                dev = resolve_device(device, host_profile)
+                edg = resolve_device(edge, host_profile)
+                energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
+                planner = Neurosurgeon(
+                    part, dev, edg, bw, _parse_seconds(rtt), edge_load, objective, energy=energy
+                )
+                chosen = planner.plan()
+                cut_index, exit_, accuracy, meets = chosen.cut, None, None, None
+                chosen_cost, costs = chosen.cost, list(chosen.costs)
     except (PartitionError, zoo.ModelNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
-    planner = Neurosurgeon(
-        part, dev, edg, bw, _parse_seconds(rtt), edge_load, objective, energy=energy
-    )
-    chosen = planner.plan()
-    cut = part.cuts[chosen.cut]
+    cut = part.cuts[cut_index]
     doc = {
         "model": model,
         "policy": policy,
@@ -280,22 +312,25 @@ def plan(
         "edge": edge,
         "bandwidth_bps": bw,
         "objective": objective,
-        "cut": chosen.cut,
+        "cut": cut_index,
         "cut_name": cut.name,
         "num_cuts": part.num_cuts,
-        "exit": None,
-        "predicted_s": chosen.cost.total_s,
-        "accuracy": None,
-        "breakdown": chosen.cost.breakdown(),
-        "cuts": [c.breakdown() | {"cut": c.cut} for c in chosen.costs],
+        "exit": exit_,
+        "predicted_s": chosen_cost.total_s,
+        "accuracy": accuracy,
+        "meets_requirement": meets,
+        "breakdown": chosen_cost.breakdown(),
+        "cuts": [c.breakdown() | {"cut": c.cut} for c in costs],
     }
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
+    what = f"exit {exit_} (accuracy {accuracy:.3f}), " if exit_ is not None else ""
+    verdict = "" if meets is None else (" meets" if meets else " MISSES") + f" {latency_req}"
     table = Table(
         title=f"{model} on {device} + {edge} at {bandwidth}: {policy} ({objective})",
-        caption=f"chosen: cut {chosen.cut} ({cut.name}) of 0..{part.last}, "
-        f"predicted {1e3 * chosen.cost.total_s:,.1f} ms",
+        caption=f"chosen: {what}cut {cut_index} ({cut.name}) of 0..{part.last}, "
+        f"predicted {1e3 * chosen_cost.total_s:,.1f} ms{verdict}",
     )
     for col in (
         "cut",
@@ -309,8 +344,8 @@ def plan(
         table.add_column(col, justify="right" if col != "device runs to" else "left")
     if objective == "energy":
         table.add_column("device mJ", justify="right")
-    for c in chosen.costs:
-        mark = "[bold green]" if c.cut == chosen.cut else ""
+    for c in costs:
+        mark = "[bold green]" if c.cut == cut_index else ""
         row = [
             f"{mark}{c.cut}",
             f"{mark}{part.cuts[c.cut].name}",
@@ -321,6 +356,45 @@ def plan(
             row.append(f"{1e3 * (c.energy_j or 0.0):,.1f}")
         table.add_row(*row)
     out.print(table)
+
+
+def _plan_edgent(
+    model: str,
+    device: str,
+    edge: str,
+    bandwidth_bps: float,
+    rtt_s: float,
+    edge_load: float,
+    latency_req_s: float,
+    orientation: str,
+    granularity: str,
+) -> tuple[Any, Partitioning, list[Any]]:
+    from coinfer.latency.devices import resolve_device
+    from coinfer.latency.profiler import profile_ops
+    from coinfer.policies.edgent import EdgentPlanner, exit_paths
+    from coinfer.zoo.training import load_trained
+
+    if model != "branchy_alexnet":
+        raise ValueError(
+            f"Edgent needs a multi-exit model with known per-exit accuracy; {model!r} has one "
+            f"exit. Use branchy_alexnet (trained weights ship with coinfer)."
+        )
+    net, record = load_trained()
+    inputs = zoo.example_inputs(model)
+    paths = exit_paths(net, inputs, record["exit_accuracy"], granularity)
+
+    def host_profile() -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for p in paths:  # exits share their trunk layers, and those share names
+            seconds.update(profile_ops(p.part, inputs))
+        return seconds
+
+    dev = resolve_device(device, host_profile)
+    edg = resolve_device(edge, host_profile)
+    planner = EdgentPlanner(paths, dev, edg, rtt_s, edge_load, orientation)
+    choice = planner.plan(bandwidth_bps, latency_req_s)
+    path = next(p for p in paths if p.exit == choice.exit)
+    return choice, path.part, planner.costs(path, bandwidth_bps)
 
 
 def main() -> None:

@@ -13,10 +13,12 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+from torch import Tensor, nn
 
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import CutCost, predict_cut_costs, predict_edge_first_costs
@@ -188,3 +190,24 @@ class EdgentDynamic:
     def update(self, action: Action, fb: Feedback) -> None:
         if fb.bytes_sent > 0 and fb.uplink_s > 0:
             self._observe(8.0 * fb.bytes_sent / fb.uplink_s)
+
+
+class MultiExitModel(Protocol):
+    num_exits: int
+
+    def exit_model(self, exit: int) -> nn.Module: ...
+
+
+def exit_paths(
+    model: MultiExitModel,
+    example_inputs: Sequence[Tensor],
+    accuracies: Sequence[float],
+    granularity: str = "layer",
+) -> list[ExitPath]:
+    """Partition every exit's path of a multi-exit model (one with ``exit_model(e)``)."""
+    if len(accuracies) != model.num_exits:
+        raise ValueError(f"need one accuracy per exit ({model.num_exits}), got {len(accuracies)}")
+    return [
+        ExitPath(e, float(acc), partition(model.exit_model(e), example_inputs, granularity))
+        for e, acc in enumerate(accuracies, start=1)
+    ]
