@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -395,6 +396,37 @@ def _plan_edgent(
     choice = planner.plan(bandwidth_bps, latency_req_s)
     path = next(p for p in paths if p.exit == choice.exit)
     return choice, path.part, planner.costs(path, bandwidth_bps)
+
+
+@app.command()
+def experiment(
+    name: Annotated[str, typer.Argument(help="neurosurgeon or edgent.")],
+    quick: Annotated[bool, typer.Option("--quick", help="A small run, in seconds.")] = False,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Results go to OUT/NAME/ (table.md, table.json, PNGs).")
+    ] = Path("results"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print the table as {"rows": [...]} on stdout.')
+    ] = False,
+) -> None:
+    """Run one of the papers' experiments and write its table and plots."""
+    from coinfer.experiments import EXPERIMENTS, run_experiment
+
+    if name not in EXPERIMENTS:
+        raise _fail(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
+    with err.status(f"running experiment {name}{' (quick)' if quick else ''} ...", spinner="dots"):
+        result = run_experiment(name, out_dir, quick)
+    if as_json:
+        sys.stdout.write(json.dumps({"rows": result.rows}, indent=2) + "\n")
+        return
+    table = Table(title=f"experiment {name}", caption="; ".join(result.notes[:1]))
+    columns = list(result.rows[0]) if result.rows else []
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in result.rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    out.print(table)
+    err.print(f"wrote {out_dir / name}/table.md, table.json and {len(result.plots)} plot(s)")
 
 
 def main() -> None:

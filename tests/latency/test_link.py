@@ -61,3 +61,13 @@ def test_shipped_hsdpa_traces_load(tmp_path: Path) -> None:
         TraceBandwidth.from_file(bad)
     with pytest.raises(FileNotFoundError, match="norway_bus_1"):
         trace_path("nowhere")
+
+
+def test_transfers_that_start_on_sample_boundaries_finish() -> None:
+    """Float time stamps: a transfer starting exactly where a sample ends must move on."""
+    trace = TraceBandwidth.from_file(trace_path("norway_car_1"), scale=0.5)
+    for loop in range(3):
+        for t in trace.times[1:50]:
+            start = loop * trace.period + t
+            seconds = trace.transfer_seconds(98_304.0, start)
+            assert 0 < seconds < 98_304.0 / min(trace.bps) + 1e-9

@@ -123,20 +123,24 @@ class TraceBandwidth:
         return self.bps[self._index(t)[0]]
 
     def transfer_seconds(self, bits: float, start: float) -> float:
-        remaining = bits
-        t = start
+        # Walk the samples by index from the one holding at ``start``: recomputing the index
+        # from a float time at each boundary can land back in the same sample forever.
+        i, base = self._index(start)
+        remaining, t = bits, start
         while True:
-            i, base = self._index(t)
             rate = self.bps[i]
             if i + 1 < len(self.times):
                 end = base + self.times[i + 1]
             else:
                 end = base + self._period if self.loop else float("inf")
-            capacity = rate * (end - t)
+            capacity = rate * max(0.0, end - t)
             if capacity >= remaining:
                 return t + remaining / rate - start
             remaining -= capacity
             t = end
+            i += 1
+            if i == len(self.times):
+                i, base = 0, base + self._period
 
     def mean_bps(self) -> float:
         widths = np.diff([*self.times, self._period])

@@ -1,0 +1,63 @@
+"""Writing an experiment's results: a markdown table, the same rows as JSON, and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_result(result: ExperimentResult, out_dir: Path) -> None:
+    """table.md (notes, then the table) and table.json ({"rows": [...]}) beside the plots."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notes = "".join(f"- {n}\n" for n in result.notes)
+    plots = "".join(f"![{p.stem}]({p.name})\n" for p in result.plots)
+    text = f"# {result.name}\n\n{notes}\n{markdown_table(result.rows)}\n{plots}"
+    (out_dir / "table.md").write_text(text)
+    doc = {"experiment": result.name, "notes": result.notes, "rows": result.rows}
+    (out_dir / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def new_figure(cols: int = 1, width: float = 6.4, height: float = 4.0) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(1, cols, figsize=(width * cols, height))
+    return fig, axes

@@ -1,0 +1,53 @@
+"""The papers' experiments, in their quick form: files written, and the papers' claims hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from coinfer.cli import app
+from coinfer.experiments import run_experiment
+
+runner = CliRunner()
+
+
+def _png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_neurosurgeon_quick(tmp_path: Path) -> None:
+    result = run_experiment("neurosurgeon", tmp_path, quick=True)
+    out = tmp_path / "neurosurgeon"
+    assert (out / "table.md").read_text().startswith("# neurosurgeon")
+    assert json.loads((out / "table.json").read_text())["rows"] == result.rows
+    assert result.plots and all(_png(p) for p in result.plots)
+    for row in result.rows:  # Neurosurgeon never loses to its own baselines
+        assert row["latency_s"] <= min(row["edge_only_s"], row["device_only_s"]) + 1e-12
+    alexnet = {r["network"]: r["cut"] for r in result.rows if r["model"] == "alexnet"}
+    assert alexnet["3g"] >= alexnet["lte"] >= alexnet["wifi"]  # slower link: cut nearer the device
+
+
+def test_edgent_quick(tmp_path: Path) -> None:
+    result = run_experiment("edgent", tmp_path, quick=True)
+    assert all(_png(p) for p in result.plots) and len(result.plots) == 2
+    by_req = [r["accuracy"] for r in result.rows if r["part"] == "vs-requirement"]
+    by_bw = [r["accuracy"] for r in result.rows if r["part"] == "vs-bandwidth"]
+    assert by_req == sorted(by_req) and by_bw == sorted(by_bw)
+    dynamic = [r for r in result.rows if r["part"] == "dynamic"]
+    for setting in {r["setting"] for r in dynamic}:
+        rows = {r["policy"]: r for r in dynamic if r["setting"] == setting}
+        assert rows["edgent-dynamic"]["hit_rate"] >= 0.9
+        assert rows["edgent-dynamic"]["accuracy"] >= rows["device-only"]["accuracy"]
+        assert rows["edgent-dynamic"]["hit_rate"] >= rows["edge-only"]["hit_rate"]
+
+
+def test_experiment_cli_json(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["experiment", "neurosurgeon", "--quick", "--json", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"]
+    bad = runner.invoke(app, ["experiment", "nope", "--quick"])
+    assert bad.exit_code == 2 and "neurosurgeon" in bad.output
