@@ -399,6 +399,78 @@ def _plan_edgent(
 
 
 @app.command()
+def profile(
+    device: Annotated[
+        str, typer.Option("--device", help="Only 'host' (this machine) can be profiled.")
+    ] = "host",
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to save the fit and its measurements (JSON).")
+    ] = Path("results/profile/host-fit.json"),
+    per_kind: Annotated[
+        int, typer.Option("--per-kind", help="Synthetic layers per layer kind (more: slower).")
+    ] = 24,
+    threads: Annotated[int, typer.Option("--threads", help="Intra-op threads.")] = 2,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Zoo models to check, comma-separated (default: all)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fit per-layer-type latency regressions on this host and report their error.
+
+    Profiles a sweep of synthetic layers, fits one linear model per layer kind, and reports
+    held-out per-kind error and each zoo model's whole-network latency predicted vs measured.
+    Use the saved file as a device class: coinfer plan MODEL --device fit:FILE.
+    """
+    from rich.progress import Progress
+
+    from coinfer.latency.host import configure_host
+    from coinfer.latency.regression import CHECK_MODELS, fit_host, synthetic_layers
+
+    if device != "host":
+        raise _fail(f"only this host can be profiled (--device host), not {device!r}")
+    if per_kind < 2:
+        raise _fail("--per-kind must be at least 2")
+    check = tuple(m for m in (models.split(",") if models else CHECK_MODELS) if m)
+    unknown = [m for m in check if m not in zoo.names()]
+    if unknown:
+        raise _fail(f"--models: unknown {unknown}; zoo models are {', '.join(zoo.names())}")
+    configure_host(threads)
+    total = len(synthetic_layers(per_kind)) + len(check)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("profiling layers and models", total=total)
+        record = fit_host(per_kind, models=check, on_step=lambda: progress.advance(task))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(record, indent=2) + "\n")
+    report = {
+        "file": str(out_file),
+        "per_kind_test_mape": {k: m["test_mape"] for k, m in record["models"].items()},
+        "whole_model": record["whole_model"],
+        "whole_model_mape": record["whole_model_mape"],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    kinds = Table(title="per-layer regressions (held-out error)")
+    for col in ("kind", "features", "train n", "test n", "test MAPE"):
+        kinds.add_column(col)
+    for kind, m in record["models"].items():
+        kinds.add_row(kind, ", ".join(m["features"]), str(m["train_samples"]),
+                      str(m["test_samples"]), f"{100 * m['test_mape']:.1f}%")  # fmt: skip
+    out.print(kinds)
+    whole = Table(
+        title="whole models: predicted vs measured",
+        caption=f"MAPE {100 * record['whole_model_mape']:.1f}%; saved to {out_file}",
+    )
+    for col in ("model", "predicted ms", "measured ms", "error"):
+        whole.add_column(col, justify="right")
+    for w in record["whole_model"]:
+        whole.add_row(w["model"], f"{1e3 * w['predicted_s']:.2f}", f"{1e3 * w['measured_s']:.2f}",
+                       f"{100 * w['error']:.1f}%")  # fmt: skip
+    out.print(whole)
+
+
+@app.command()
 def experiment(
     name: Annotated[str, typer.Argument(help="neurosurgeon or edgent.")],
     quick: Annotated[bool, typer.Option("--quick", help="A small run, in seconds.")] = False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from coinfer.graph.types import Op
@@ -145,16 +146,20 @@ HostProfiler = Callable[[], Mapping[str, float]]
 
 
 def device_names() -> list[str]:
-    return ["host", "host/N (e.g. host/10)", *PUBLISHED]
+    return ["host", "host/N (e.g. host/10)", *PUBLISHED, "fit:FILE (from coinfer profile)"]
 
 
 def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> DeviceModel:
-    """A device class by name: ``rpi3``, ``edge-pc``, ``host`` or ``host/N``.
+    """A device class by name: ``rpi3``, ``edge-pc``, ``host``, ``host/N`` or ``fit:FILE``.
 
     ``host`` needs ``host_profile``, which measures the model's ops on this machine.
     """
     if spec in PUBLISHED:
         return PUBLISHED[spec]
+    if spec.startswith("fit:"):
+        from coinfer.latency.regression import load_fit
+
+        return load_fit(Path(spec[4:]))
     match = re.fullmatch(r"host(?:/([0-9.]+))?", spec)
     if match is None:
         raise ValueError(f"unknown device class {spec!r}: choose from {', '.join(device_names())}")

@@ -29,16 +29,25 @@ class _TimingInterpreter(fx.Interpreter):
 
 
 def profile_ops(
-    part: Partitioning, inputs: Sequence[Tensor], repeats: int = 10, warmup: int = 2
+    part: Partitioning,
+    inputs: Sequence[Tensor],
+    repeats: int = 10,
+    warmup: int = 2,
+    flush_bytes: int = 0,
 ) -> dict[str, float]:
     """Median seconds of every op of ``part``, run in place inside the whole model (so caches
-    and the allocator see what they see in a real run)."""
+    and the allocator see what they see in a real run). ``flush_bytes`` > 0 sweeps a buffer of
+    that size through the caches before each run, so a network of a single layer is timed with
+    cold caches, as the layer would run inside a real model."""
     interp = _TimingInterpreter(part.graph_module)
+    scratch = torch.zeros(flush_bytes // 4) if flush_bytes > 0 else None
     with torch.inference_mode():
         for _ in range(warmup):
             interp.run(*inputs)
         interp.samples.clear()
         for _ in range(repeats):
+            if scratch is not None:
+                scratch.add_(1.0)
             interp.run(*inputs)
     return {name: statistics.median(times) for name, times in interp.samples.items()}
 
