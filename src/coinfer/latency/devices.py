@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from coinfer.graph.types import Op
-from coinfer.latency.layers import layer_features
+from coinfer.latency.layers import layer_features, regression_kind
 
 
 class DeviceModel(Protocol):
@@ -52,6 +52,7 @@ STAND_INS: dict[str, str] = {
     "reduce": "pool",
     "matmul": "fc",
     "other": "act",
+    "conv_dw": "conv",
 }
 ZERO_COST_KINDS = frozenset({"reshape"})
 
@@ -68,7 +69,8 @@ class RegressionDevice:
     def op_seconds(self, op: Op) -> float:
         if op.kind in ZERO_COST_KINDS:
             return 0.0
-        model = self.models.get(op.kind) or self.models.get(STAND_INS.get(op.kind, ""))
+        kind = regression_kind(op)
+        model = self.models.get(kind) or self.models.get(STAND_INS.get(kind, ""))
         if model is None:
             return 0.0
         return model.predict(layer_features(op))

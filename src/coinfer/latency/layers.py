@@ -30,3 +30,11 @@ def layer_features(op: Op) -> dict[str, float]:
         "depthwise_macs": depthwise_macs,
         "kernel_filters": kernel_filters,
     }
+
+
+def regression_kind(op: Op) -> str:
+    """The kind a latency regression groups an op under: depthwise convolutions are
+    memory-bound and scale nothing like dense ones, so they get a model of their own."""
+    if op.kind == "conv" and layer_features(op)["depthwise_macs"] > 0:
+        return "conv_dw"
+    return op.kind

@@ -38,7 +38,8 @@ def profile_ops(
     """Median seconds of every op of ``part``, run in place inside the whole model (so caches
     and the allocator see what they see in a real run). ``flush_bytes`` > 0 sweeps a buffer of
     that size through the caches before each run, so a network of a single layer is timed with
-    cold caches, as the layer would run inside a real model."""
+    cold weights and a warm input, as the layer would run inside a real model (the previous
+    layer has just written its input; its weights were last read a frame ago)."""
     interp = _TimingInterpreter(part.graph_module)
     scratch = torch.zeros(flush_bytes // 4) if flush_bytes > 0 else None
     with torch.inference_mode():
@@ -48,6 +49,8 @@ def profile_ops(
         for _ in range(repeats):
             if scratch is not None:
                 scratch.add_(1.0)
+                for x in inputs:
+                    x.add_(0.0)  # written just now, as the previous layer would have
             interp.run(*inputs)
     return {name: statistics.median(times) for name, times in interp.samples.items()}
 

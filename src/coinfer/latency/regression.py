@@ -25,14 +25,15 @@ from torch import Tensor, nn
 from coinfer import zoo
 from coinfer.graph.partition import partition
 from coinfer.latency.devices import LayerModel, RegressionDevice, compute_seconds
-from coinfer.latency.layers import layer_features
+from coinfer.latency.layers import layer_features, regression_kind
 from coinfer.latency.profiler import median_seconds, profile_ops
 
 # Larger than the last-level cache of the machines this runs on: each timed run starts cold.
 FLUSH_BYTES = 64 << 20
 
 FEATURES: dict[str, tuple[str, ...]] = {
-    "conv": ("macs", "depthwise_macs", "in_elements", "out_elements"),
+    "conv": ("macs", "in_elements", "out_elements"),
+    "conv_dw": ("depthwise_macs", "in_elements", "out_elements"),
     "fc": ("macs", "in_elements", "out_elements"),
     "pool": ("in_elements", "out_elements"),
     "act": ("in_elements",),
@@ -62,16 +63,21 @@ def synthetic_layers(per_kind: int, seed: int = 0) -> list[tuple[nn.Module, tupl
     """Single-layer networks spanning the sizes the zoo's layers have."""
     rng = random.Random(seed)
     layers: list[tuple[nn.Module, tuple[int, ...]]] = []
-    while sum(isinstance(m, nn.Conv2d) for m, _ in layers) < 2 * per_kind:
+    dense = depthwise = 0
+    while dense < 2 * per_kind or depthwise < per_kind:
         c_in, side = rng.choice((3, 16, 32, 64, 128, 256, 512)), rng.choice((7, 14, 28, 56, 112))
         k, s = rng.choice((1, 3, 3, 5)), rng.choice((1, 1, 2))
-        if rng.random() < 0.25 and c_in > 3:
+        if depthwise < per_kind and c_in > 3 and k > 1:
             conv = nn.Conv2d(c_in, c_in, k, s, k // 2, groups=c_in)
-        else:
+        elif dense < 2 * per_kind:
             conv = nn.Conv2d(c_in, rng.choice((16, 32, 64, 128, 256, 512)), k, s, k // 2)
+        else:
+            continue
         macs = (side // s) ** 2 * conv.out_channels * (c_in // conv.groups) * k * k
         if macs <= 1.2e9:
             layers.append((conv, (1, c_in, side, side)))
+            depthwise += conv.groups > 1
+            dense += conv.groups == 1
     for _ in range(per_kind):
         n_in, n_out = (
             rng.choice((256, 512, 1024, 2304, 4096, 9216)),
@@ -112,8 +118,9 @@ def measure(
         part = partition(nn.Sequential(module).eval(), x, granularity="node")
         times = profile_ops(part, (x,), repeats=repeats, warmup=2, flush_bytes=FLUSH_BYTES)
         for op in part.ops:
-            if op.kind in FEATURES:
-                samples.append(Sample(op.kind, layer_features(op), times[op.name]))
+            kind = regression_kind(op)
+            if kind in FEATURES:
+                samples.append(Sample(kind, layer_features(op), times[op.name]))
         if on_step is not None:
             on_step()
     return samples
