@@ -58,8 +58,7 @@ def _simulate(
         action = choose(Context(frame=i, time_s=t, extra={"bandwidth_bps": trace.at(t)}))
         path = paths[action.exit or max(paths)]
         cost = predict_cut_costs(path.part, RPI3, EDGE_PC, link, start=t)[action.cut]
-        learn(action, Feedback(cost.device_s, cost.uplink_s, cost.edge_s, cost.downlink_s,
-                               cost.bytes_sent))  # fmt: skip
+        learn(action, Feedback.of(cost, exit=path.exit))
         hits += cost.total_s <= req_s
         right += bool(correct[i % len(correct), path.exit - 1])
         total += cost.total_s

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import Op
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.energy import EnergyModel
 from coinfer.latency.link import Link
 
 
 @dataclass(frozen=True)
-class CutCost:
-    """Predicted seconds of one frame at one cut, and the device's energy when modelled."""
+class Breakdown:
+    """Where one frame's time went (and the device's energy, when known): predicted by a
+    latency model (CutCost) or measured by an environment (policies' Feedback)."""
 
-    cut: int
     device_s: float
     uplink_s: float
     edge_s: float
@@ -40,6 +42,18 @@ class CutCost:
         return out
 
 
+@dataclass(frozen=True)
+class CutCost(Breakdown):
+    """The predicted breakdown of one frame at cut ``cut``."""
+
+    cut: int = field(kw_only=True)
+
+
+def _prefix_seconds(device: DeviceModel, ops: Sequence[Op]) -> list[float]:
+    """Seconds of ops[:k] on ``device`` for every k = 0..N."""
+    return [0.0, *accumulate(device.op_seconds(op) for op in ops)]
+
+
 def predict_cut_costs(
     part: Partitioning,
     device: DeviceModel,
@@ -54,8 +68,8 @@ def predict_cut_costs(
     The edge replies with the model's output, so every cut but the last also downloads the
     output bytes. Transfers start at ``start`` (seconds into a bandwidth trace).
     """
-    device_prefix = [0.0, *accumulate(device.op_seconds(op) for op in part.ops)]
-    edge_prefix = [0.0, *accumulate(edge.op_seconds(op) for op in part.ops)]
+    device_prefix = _prefix_seconds(device, part.ops)
+    edge_prefix = _prefix_seconds(edge, part.ops)
     edge_total = edge_prefix[-1]
     result_bytes = part.cuts[-1].boundary_bytes
     costs = []
@@ -71,11 +85,8 @@ def predict_cut_costs(
         joules = None
         if energy is not None:
             joules = energy.device_joules(device_s, up, link.uplink.at(start + device_s))
-        costs.append(
-            CutCost(
-                cut.index, device_s, up, edge_s, down, cut.boundary_bytes if offload else 0, joules
-            )
-        )
+        sent = cut.boundary_bytes if offload else 0
+        costs.append(CutCost(device_s, up, edge_s, down, sent, joules, cut=cut.index))
     return costs
 
 
@@ -92,8 +103,8 @@ def predict_edge_first_costs(
 
     Cut 0 is then device-only (nothing is sent) and the last cut edge-only.
     """
-    device_prefix = [0.0, *accumulate(device.op_seconds(op) for op in part.ops)]
-    edge_prefix = [0.0, *accumulate(edge.op_seconds(op) for op in part.ops)]
+    device_prefix = _prefix_seconds(device, part.ops)
+    edge_prefix = _prefix_seconds(edge, part.ops)
     input_bytes = part.cuts[0].boundary_bytes
     costs = []
     for cut in part.cuts:
@@ -102,5 +113,5 @@ def predict_edge_first_costs(
         edge_s = edge_load * edge_prefix[k]
         down = link.download_seconds(cut.boundary_bytes, start + up + edge_s) if k > 0 else 0.0
         device_s = device_prefix[-1] - device_prefix[k]
-        costs.append(CutCost(cut.index, device_s, up, edge_s, down, input_bytes if k else 0))
+        costs.append(CutCost(device_s, up, edge_s, down, input_bytes if k else 0, cut=cut.index))
     return costs

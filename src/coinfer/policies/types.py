@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from coinfer.graph.types import Cut
+from coinfer.latency.predict import Breakdown
 
 
 @dataclass(frozen=True)
@@ -30,21 +31,18 @@ class Context:
 
 
 @dataclass(frozen=True)
-class Feedback:
-    """What was measured for one frame."""
+class Feedback(Breakdown):
+    """What was measured for one frame: the time breakdown, and the exit taken and whether
+    the answer was right, where known."""
 
-    device_s: float
-    uplink_s: float
-    edge_s: float
-    downlink_s: float
-    bytes_sent: int
-    energy_j: float | None = None
     exit: int | None = None
     correct: bool | None = None
 
-    @property
-    def total_s(self) -> float:
-        return self.device_s + self.uplink_s + self.edge_s + self.downlink_s
+    @classmethod
+    def of(cls, cost: Breakdown, exit: int | None = None, correct: bool | None = None) -> Feedback:
+        """Feedback carrying a (predicted or measured) breakdown, as simulators report it."""
+        return cls(cost.device_s, cost.uplink_s, cost.edge_s, cost.downlink_s, cost.bytes_sent,
+                   cost.energy_j, exit, correct)  # fmt: skip
 
 
 class Policy(Protocol):
