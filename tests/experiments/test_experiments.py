@@ -31,7 +31,10 @@ def test_neurosurgeon_quick(tmp_path: Path) -> None:
 
 def test_edgent_quick(tmp_path: Path) -> None:
     result = run_experiment("edgent", tmp_path, quick=True)
-    assert all(_png(p) for p in result.plots) and len(result.plots) == 2
+    assert all(_png(p) for p in result.plots) and len(result.plots) == 3
+    checks = [r for r in result.rows if r["part"] == "predicted-vs-measured"]
+    assert {r["exit"] for r in checks} == {1, 2, 3, 4, 5}
+    assert all(r["latency_s"] > 0 and r["predicted_s"] > 0 for r in checks)
     by_req = [r["accuracy"] for r in result.rows if r["part"] == "vs-requirement"]
     by_bw = [r["accuracy"] for r in result.rows if r["part"] == "vs-bandwidth"]
     assert by_req == sorted(by_req) and by_bw == sorted(by_bw)

@@ -17,9 +17,10 @@ import torch
 from coinfer import zoo
 from coinfer.data import trace_names, trace_path
 from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
-from coinfer.latency.devices import EDGE_PC, RPI3
-from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.latency.devices import EDGE_PC, RPI3, MeasuredDevice
+from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
 from coinfer.latency.predict import predict_cut_costs
+from coinfer.latency.profiler import median_seconds, profile_ops
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner, ExitPath, exit_paths
 from coinfer.policies.types import Action, Context, Feedback
 from coinfer.zoo.training import TrainConfig, corrupt, digits, load_trained
@@ -86,6 +87,8 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
                      "policy": "edgent", "exit": c.exit, "cut": c.cut, "latency_s": c.cost.total_s,
                      "accuracy": c.accuracy, "hit_rate": float(c.meets_requirement)})  # fmt: skip
 
+    rows += _predicted_vs_measured(paths, inputs, repeats=5 if quick else 15)
+
     correct = _correctness(model)
     traces = trace_names()[:2] if quick else trace_names()
     frames = 200 if quick else 1500
@@ -119,7 +122,11 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
                          "exit": None, "cut": None, "latency_s": stats["mean_latency_s"],
                          "accuracy": stats["accuracy"], "hit_rate": stats["hit_rate"]})  # fmt: skip
 
-    plots = [_plot_static(rows, out_dir), _plot_dynamic(rows, out_dir)]
+    plots = [
+        _plot_static(rows, out_dir),
+        _plot_dynamic(rows, out_dir),
+        _plot_prediction(rows, out_dir),
+    ]
     notes = [
         "device rpi3, edge edge-pc (Edgent's Table 2 regressions); the trained BranchyNet "
         f"AlexNet (held-out exit accuracy {[round(a, 3) for a in record['exit_accuracy']]})",
@@ -129,8 +136,42 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
         "baselines: edgent-static (one plan for the median bandwidth), device-only (the most "
         "accurate exit that meets the deadline on the device), edge-only (exit 5 on the edge), "
         "oracle (plans every frame with the true bandwidth)",
+        "predicted-vs-measured: on this host, the sum of per-op times (profiled in place) "
+        "against the front and back halves really run, at every cut of every exit",
     ]
     return ExperimentResult("edgent", rows, notes, plots)
+
+
+def _predicted_vs_measured(
+    paths: list[ExitPath], inputs: tuple[torch.Tensor, ...], repeats: int
+) -> list[dict[str, object]]:
+    """On this host, for every exit and cut: the device half's and the edge half's time as the
+    per-op profile predicts it (Neurosurgeon's additive model) against the halves really run."""
+    rows: list[dict[str, object]] = []
+    for path in paths:
+        seconds = profile_ops(path.part, inputs, repeats=repeats)
+        host = MeasuredDevice("host", seconds)
+        predicted = predict_cut_costs(path.part, host, host, Link(ConstantBandwidth(1e12)))
+        for cut, cost in zip(path.part.cuts, predicted, strict=True):
+            front, back = path.part.split(cut.index)
+            sent = front(*inputs)
+            device = median_seconds(_call(front, inputs), repeats=repeats)
+            edge = (
+                median_seconds(_call(back, sent), repeats=repeats)
+                if cut.index < path.part.last
+                else 0.0
+            )
+            measured, guess = device + edge, cost.device_s + cost.edge_s
+            error = abs(guess - measured) / measured
+            rows.append({"part": "predicted-vs-measured", "setting": f"host, exit {path.exit}",
+                         "policy": "profile", "exit": path.exit, "cut": cut.index,
+                         "latency_s": measured, "accuracy": None, "hit_rate": None,
+                         "predicted_s": guess, "error": error})  # fmt: skip
+    return rows
+
+
+def _call(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Callable[[], object]:
+    return lambda: module(*args)
 
 
 def _fixed(action: Action) -> Callable[[Context], Action]:
@@ -186,3 +227,20 @@ def _plot_dynamic(rows: list[dict[str, object]], out_dir: Path) -> Path:
         ax.tick_params(axis="x", rotation=30)
     ax_hit.set_title(f"HSDPA x{TRACE_SCALE}, {DYNAMIC_REQ_S * 1e3:g} ms requirement")
     return save_figure(fig, out_dir / "dynamic_traces.png")
+
+
+def _plot_prediction(rows: list[dict[str, object]], out_dir: Path) -> Path:
+    sel = [r for r in rows if r["part"] == "predicted-vs-measured"]
+    fig, ax = new_figure()
+    for exit_ in sorted({int(str(r["exit"])) for r in sel}):
+        pts = [r for r in sel if r["exit"] == exit_]
+        xs = [1e3 * float(str(r["predicted_s"])) for r in pts]
+        ys = [1e3 * float(str(r["latency_s"])) for r in pts]
+        ax.scatter(xs, ys, s=12, label=f"exit {exit_}")
+    top = max(1e3 * float(str(r["latency_s"])) for r in sel) * 1.1
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8)
+    ax.set_xlabel("predicted ms (sum of per-op times)")
+    ax.set_ylabel("measured ms (front + back run)")
+    ax.set_title("this host: predicted vs measured, every cut")
+    ax.legend(fontsize=7)
+    return save_figure(fig, out_dir / "predicted_vs_measured.png")

@@ -33,7 +33,7 @@ def _cell(value: Any) -> str:
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "(no rows)\n"
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
