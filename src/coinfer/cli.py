@@ -250,6 +250,13 @@ def plan(
             "the edge runs the first layers, the device the tail).",
         ),
     ] = "device-first",
+    cold_start: Annotated[
+        bool,
+        typer.Option(
+            "--cold-start",
+            help="Count each side loading its part of the model (Edgent's loading regression).",
+        ),
+    ] = False,
     granularity: Annotated[str, typer.Option("--granularity", "-g")] = "layer",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -277,7 +284,7 @@ def plan(
             if policy == "edgent":
                 chosen_edgent, part, costs = _plan_edgent(
                     model, device, edge, bw, _parse_seconds(rtt), edge_load,
-                    _parse_seconds(latency_req), orientation, granularity,
+                    _parse_seconds(latency_req), orientation, granularity, cold_start,
                 )  # fmt: skip
                 cut_index, exit_, accuracy = (
                     chosen_edgent.cut,
@@ -298,8 +305,9 @@ def plan(
                 edg = resolve_device(edge, host_profile)
                 energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
                 planner = Neurosurgeon(
-                    part, dev, edg, bw, _parse_seconds(rtt), edge_load, objective, energy=energy
-                )
+                    part, dev, edg, bw, _parse_seconds(rtt), edge_load, objective,
+                    energy=energy, include_loading=cold_start,
+                )  # fmt: skip
                 chosen = planner.plan()
                 cut_index, exit_, accuracy, meets = chosen.cut, None, None, None
                 chosen_cost, costs = chosen.cost, list(chosen.costs)
@@ -369,6 +377,7 @@ def _plan_edgent(
     latency_req_s: float,
     orientation: str,
     granularity: str,
+    cold_start: bool,
 ) -> tuple[Any, Partitioning, list[Any]]:
     from coinfer.latency.devices import resolve_device
     from coinfer.latency.profiler import profile_ops
@@ -392,7 +401,7 @@ def _plan_edgent(
 
     dev = resolve_device(device, host_profile)
     edg = resolve_device(edge, host_profile)
-    planner = EdgentPlanner(paths, dev, edg, rtt_s, edge_load, orientation)
+    planner = EdgentPlanner(paths, dev, edg, rtt_s, edge_load, orientation, cold_start)
     choice = planner.plan(bandwidth_bps, latency_req_s)
     path = next(p for p in paths if p.exit == choice.exit)
     return choice, path.part, planner.costs(path, bandwidth_bps)

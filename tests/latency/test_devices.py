@@ -77,3 +77,23 @@ def test_energy_model() -> None:
     energy = EnergyModel(compute_w=3.7, radio=RADIOS["wifi"])
     joules = energy.device_joules(compute_s=0.5, upload_s=0.2, bandwidth_bps=10e6)
     assert joules == pytest.approx(3.7 * 0.5 + (0.28317 * 10 + 0.13286) * 0.2)
+
+
+def test_edgent_alexnet_device_only_with_cold_start() -> None:
+    """DESIGN §3's "device-only over 2 s" for Edgent's AlexNet holds once the Pi loads the
+    model (Edgent's loading regression) and the FC layers are AlexNet's 4096 wide."""
+    from coinfer.latency.link import Link
+    from coinfer.latency.predict import predict_cut_costs
+    from coinfer.zoo import BranchyAlexNet
+
+    (x,) = zoo.example_inputs("branchy_alexnet")
+    part = partition(BranchyAlexNet(fc_width=4096).exit_model(5), x)
+    link = Link.constant("1mbps")
+    warm = predict_cut_costs(part, RPI3, EDGE_PC, link)[-1]
+    cold = predict_cut_costs(part, RPI3, EDGE_PC, link, include_loading=True)[-1]
+    assert warm.total_s < 1.0 < 2.0 < cold.total_s
+    assert cold.total_s - warm.total_s == pytest.approx(
+        RPI3.load_seconds(part.cuts[-1].device_param_bytes)
+    )
+    edge_only = predict_cut_costs(part, RPI3, EDGE_PC, link, include_loading=True)[0]
+    assert edge_only.device_s == 0.0 and edge_only.edge_s > EDGE_PC.load_seconds(1)

@@ -54,6 +54,13 @@ def _prefix_seconds(device: DeviceModel, ops: Sequence[Op]) -> list[float]:
     return [0.0, *accumulate(device.op_seconds(op) for op in ops)]
 
 
+def load_seconds(device: DeviceModel, param_bytes: int) -> float:
+    """Time to load ``param_bytes`` of weights, for devices with a loading model (Edgent's
+    table has one); zero otherwise or when there is nothing to load."""
+    loader = getattr(device, "load_seconds", None)
+    return float(loader(param_bytes)) if loader is not None and param_bytes > 0 else 0.0
+
+
 def predict_cut_costs(
     part: Partitioning,
     device: DeviceModel,
@@ -62,11 +69,14 @@ def predict_cut_costs(
     edge_load: float = 1.0,
     start: float = 0.0,
     energy: EnergyModel | None = None,
+    include_loading: bool = False,
 ) -> list[CutCost]:
     """Cost of every cut of ``part``; ``edge_load`` (Neurosurgeon's K) scales edge compute.
 
     The edge replies with the model's output, so every cut but the last also downloads the
     output bytes. Transfers start at ``start`` (seconds into a bandwidth trace).
+    ``include_loading`` adds the time each side takes to load its part of the model (a cold
+    start, as Edgent's loading regression measures it).
     """
     device_prefix = _prefix_seconds(device, part.ops)
     edge_prefix = _prefix_seconds(edge, part.ops)
@@ -77,8 +87,12 @@ def predict_cut_costs(
         k = cut.num_device_ops
         offload = cut.index < part.last
         device_s = device_prefix[k]
+        if include_loading:
+            device_s += load_seconds(device, cut.device_param_bytes)
         up = link.upload_seconds(cut.boundary_bytes, start + device_s) if offload else 0.0
         edge_s = edge_load * (edge_total - edge_prefix[k]) if offload else 0.0
+        if include_loading and offload:
+            edge_s += load_seconds(edge, cut.edge_param_bytes)
         down = (
             link.download_seconds(result_bytes, start + device_s + up + edge_s) if offload else 0.0
         )

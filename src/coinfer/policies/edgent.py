@@ -56,6 +56,7 @@ class EdgentPlanner:
         rtt_s: float = 0.0,
         edge_load: float = 1.0,
         orientation: str = "device-first",
+        include_loading: bool = False,
     ) -> None:
         if orientation not in ORIENTATIONS:
             raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
@@ -67,13 +68,16 @@ class EdgentPlanner:
         self.rtt_s = rtt_s
         self.edge_load = edge_load
         self.orientation = orientation
+        self.include_loading = include_loading
 
     def costs(self, path: ExitPath, bandwidth_bps: float) -> list[CutCost]:
         link = Link(ConstantBandwidth(bandwidth_bps), self.rtt_s)
-        predict = (
-            predict_cut_costs if self.orientation == "device-first" else predict_edge_first_costs
-        )
-        return predict(path.part, self.device, self.edge, link, self.edge_load)
+        if self.orientation == "edge-first":
+            return predict_edge_first_costs(path.part, self.device, self.edge, link, self.edge_load)
+        return predict_cut_costs(
+            path.part, self.device, self.edge, link, self.edge_load,
+            include_loading=self.include_loading,
+        )  # fmt: skip
 
     def plan(self, bandwidth_bps: float, latency_req_s: float) -> EdgentChoice:
         fastest: EdgentChoice | None = None

@@ -40,6 +40,7 @@ class Neurosurgeon:
         objective: str = "latency",
         energy: EnergyModel | None = None,
         ewma: float = 0.3,
+        include_loading: bool = False,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -56,11 +57,15 @@ class Neurosurgeon:
         self.objective = objective
         self.energy = energy
         self.ewma = ewma
+        self.include_loading = include_loading
 
     def plan(self, bandwidth_bps: float | None = None, edge_load: float | None = None) -> Plan:
         link = Link(ConstantBandwidth(bandwidth_bps or self.bandwidth_bps), self.rtt_s)
         load = self.edge_load if edge_load is None else edge_load
-        costs = predict_cut_costs(self.part, self.device, self.edge, link, load, energy=self.energy)
+        costs = predict_cut_costs(
+            self.part, self.device, self.edge, link, load, energy=self.energy,
+            include_loading=self.include_loading,
+        )  # fmt: skip
 
         def score(c: CutCost) -> float:
             if self.objective == "energy":
