@@ -1,0 +1,140 @@
+"""Contextual bandits for cut selection: LinUCB and μLinUCB (ANS, Zhang, Chen, Xu, WWW 2021).
+
+Both model the edge offloading delay of cut p (upload + edge compute + reply) as x_pᵀθ, where
+x_p is the cut's feature vector (the ANS 7-vector, each feature scaled by its maximum over the
+cuts), and add the device's front delay d_f(p), which the device knows from profiling. They
+pick argmin_p d_f(p) + x_pᵀθ̂ − α·(exploration bonus) and learn only from offloaded frames:
+the on-device cut P sends nothing, so x_P = 0 and its delay is d_f(P), known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from coinfer.graph.types import ANS_FEATURES, Cut
+from coinfer.policies.types import Action, Context, Feedback
+
+
+def scaled_features(cuts: Sequence[Cut], names: tuple[str, ...] = ANS_FEATURES) -> np.ndarray:
+    """P+1 x d matrix of the cuts' features, each column divided by its maximum (so in [0, 1])."""
+    x = np.array([c.feature_vector(names) for c in cuts], dtype=float)
+    top = x.max(axis=0)
+    top[top == 0] = 1.0
+    return np.asarray(x / top)
+
+
+class _RidgeStats:
+    """A = λI + Σ x xᵀ and b = Σ y x, with A⁻¹ kept by Sherman–Morrison (O(d²) per update).
+
+    With ``discount`` γ < 1 (discounted LinUCB, for non-stationary links) the update is
+    A ← γA + x xᵀ + (1 − γ)λI, b ← γb + y x; the (1 − γ)λI term is not rank one, so the d × d
+    inverse is recomputed (d = 7: microseconds).
+    """
+
+    def __init__(self, dim: int, lam: float = 1.0, discount: float = 1.0) -> None:
+        if not 0 < discount <= 1:
+            raise ValueError(f"discount must be in (0, 1], got {discount}")
+        self.lam = lam
+        self.discount = discount
+        self.a = lam * np.eye(dim)
+        self.a_inv = np.eye(dim) / lam
+        self.b = np.zeros(dim)
+
+    def update(self, x: np.ndarray, y: float) -> None:
+        if self.discount < 1.0:
+            g = self.discount
+            self.a = g * self.a + np.outer(x, x) + (1 - g) * self.lam * np.eye(len(x))
+            self.b = g * self.b + y * x
+            self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
+            return
+        self.a += np.outer(x, x)
+        self.b += y * x
+        ax = self.a_inv @ x
+        self.a_inv -= np.outer(ax, ax) / (1.0 + x @ ax)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.asarray(self.a_inv @ self.b)
+
+
+class LinUCB:
+    """Plain LinUCB: s_p = d_f(p) + x_pᵀθ̂ − α‖x_p‖_{A⁻¹}."""
+
+    def __init__(
+        self,
+        cuts: Sequence[Cut],
+        device_front_s: Sequence[float],
+        alpha: float = 1.0,
+        lam: float = 1.0,
+        discount: float = 1.0,
+    ) -> None:
+        if len(device_front_s) != len(cuts):
+            raise ValueError("need the device's front delay of every cut")
+        self.x = scaled_features(cuts)
+        self.x[-1] = 0.0  # on the device nothing reaches the edge: d(P) = d_f(P), known
+        self.front = np.asarray(device_front_s, dtype=float)
+        self.alpha = alpha
+        self.stats = _RidgeStats(self.x.shape[1], lam, discount)
+        self.last = len(cuts) - 1
+
+    def scores(self, ctx: Context) -> np.ndarray:
+        widths = np.sqrt(np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x))
+        return np.asarray(self.front + self.x @ self.stats.theta - self.alpha * widths)
+
+    def select(self, ctx: Context) -> Action:
+        return Action(int(np.argmin(self.scores(ctx))))
+
+    def update(self, action: Action, fb: Feedback) -> None:
+        if action.cut != self.last:  # the on-device cut teaches nothing about the edge
+            self.stats.update(self.x[action.cut], fb.uplink_s + fb.edge_s + fb.downlink_s)
+
+
+class MuLinUCB(LinUCB):
+    """μLinUCB as ANS specifies it (DESIGN §4): key-frame weighted exploration, α(T) from the
+    horizon with the doubling trick, and forced sampling of a non-device cut every F-th frame."""
+
+    def __init__(
+        self,
+        cuts: Sequence[Cut],
+        device_front_s: Sequence[float],
+        lam: float = 1.0,
+        discount: float = 1.0,
+        key_weight: float = 0.8,
+        horizon: int = 200,
+        mu: float = 0.25,
+        delta: float = 0.1,
+        c_noise: float = 0.05,
+        c_theta: float = 1.0,
+    ) -> None:
+        super().__init__(cuts, device_front_s, alpha=0.0, lam=lam, discount=discount)
+        self.key_weight = key_weight
+        self.mu = mu
+        self.delta = delta
+        self.c_noise = c_noise
+        self.c_theta = c_theta
+        self.c_x = float(max(np.sum(self.x**2, axis=1)))
+        self.horizon = horizon
+        self.epoch_frame = 0
+        self._recompute()
+
+    def _recompute(self) -> None:
+        d = self.x.shape[1]
+        log_term = math.log((1 + self.horizon * self.c_x**2) / self.delta)
+        self.alpha = (self.c_theta + self.c_noise * math.sqrt(d * log_term)) / (1 - self.key_weight)
+        self.forced_period = math.ceil(self.horizon**self.mu)
+
+    def select(self, ctx: Context) -> Action:
+        self.epoch_frame += 1
+        if self.epoch_frame > self.horizon:  # doubling trick: A and b are kept
+            self.horizon *= 2
+            self.epoch_frame = 1
+            self._recompute()
+        weight = min(max(ctx.key_weight, 0.0), 1.0)
+        widths = np.sqrt((1 - weight) * np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x))
+        scores = self.front + self.x @ self.stats.theta - self.alpha * widths
+        if self.epoch_frame % self.forced_period == 0:
+            scores[self.last] = np.inf  # forced sampling: never trapped on the device
+        return Action(int(np.argmin(scores)))
