@@ -1,0 +1,43 @@
+"""Bandwidth processes for the simulator: steps and Markov-modulated links, as traces.
+
+Every process becomes a ``TraceBandwidth`` (piecewise-constant throughput), so the simulator
+reads any of them, and real HSDPA traces, the same way: at the moment each transfer happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from coinfer.latency.link import TraceBandwidth
+
+
+def step_bandwidth(steps: Sequence[tuple[float, float]], name: str = "steps") -> TraceBandwidth:
+    """Throughput ``bps`` from each ``(time_s, bps)`` on; the last value holds (no loop)."""
+    if not steps or steps[0][0] != 0:
+        raise ValueError("a step schedule starts at time 0: [(0, bps), (t1, bps1), ...]")
+    return TraceBandwidth(tuple(t for t, _ in steps), tuple(b for _, b in steps), name, loop=False)
+
+
+def markov_bandwidth(
+    states_bps: Sequence[float],
+    transition: Sequence[Sequence[float]],
+    dwell_s: float = 1.0,
+    horizon_s: float = 3600.0,
+    seed: int = 0,
+) -> TraceBandwidth:
+    """A Markov-modulated link: every ``dwell_s`` the state moves by ``transition``'s row."""
+    p = np.asarray(transition, dtype=float)
+    n = len(states_bps)
+    if p.shape != (n, n) or not np.allclose(p.sum(axis=1), 1.0) or (p < 0).any():
+        raise ValueError("transition must be a square row-stochastic matrix, one row per state")
+    rng = np.random.default_rng(seed)
+    steps = int(np.ceil(horizon_s / dwell_s))
+    state = 0
+    values = []
+    for _ in range(steps):
+        values.append(float(states_bps[state]))
+        state = int(rng.choice(n, p=p[state]))
+    times = tuple(i * dwell_s for i in range(steps))
+    return TraceBandwidth(times, tuple(values), name="markov", loop=True)
