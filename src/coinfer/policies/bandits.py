@@ -80,8 +80,13 @@ class LinUCB:
         self.stats = _RidgeStats(self.x.shape[1], lam, discount)
         self.last = len(cuts) - 1
 
+    def exploration_scale(self, ctx: Context) -> float:
+        """Multiplies xᵀA⁻¹x under the square root of the bonus (1 for plain LinUCB)."""
+        return 1.0
+
     def scores(self, ctx: Context) -> np.ndarray:
-        widths = np.sqrt(np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x))
+        quad = np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x)
+        widths = np.sqrt(self.exploration_scale(ctx) * quad)
         return np.asarray(self.front + self.x @ self.stats.theta - self.alpha * widths)
 
     def select(self, ctx: Context) -> Action:
@@ -126,15 +131,17 @@ class MuLinUCB(LinUCB):
         self.alpha = (self.c_theta + self.c_noise * math.sqrt(d * log_term)) / (1 - self.key_weight)
         self.forced_period = math.ceil(self.horizon**self.mu)
 
+    def exploration_scale(self, ctx: Context) -> float:
+        """1 − L_t: key frames (L_t = 0.8) exploit, similar frames (0.2) explore."""
+        return 1.0 - min(max(ctx.key_weight, 0.0), 1.0)
+
     def select(self, ctx: Context) -> Action:
         self.epoch_frame += 1
         if self.epoch_frame > self.horizon:  # doubling trick: A and b are kept
             self.horizon *= 2
             self.epoch_frame = 1
             self._recompute()
-        weight = min(max(ctx.key_weight, 0.0), 1.0)
-        widths = np.sqrt((1 - weight) * np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x))
-        scores = self.front + self.x @ self.stats.theta - self.alpha * widths
+        scores = self.scores(ctx)
         if self.epoch_frame % self.forced_period == 0:
             scores[self.last] = np.inf  # forced sampling: never trapped on the device
         return Action(int(np.argmin(scores)))
