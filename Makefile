@@ -32,6 +32,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) benchmarks/bench_partition.py
+	$(PY) benchmarks/bench_policies.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,40 @@ def test_plan_edgent_exit_and_cut() -> None:
     assert isinstance(tight["predicted_s"], float) and tight["predicted_s"] <= 0.1
     wrong = runner.invoke(app, ["plan", "vgg16", "--policy", "edgent"])
     assert wrong.exit_code == 2 and "multi-exit" in wrong.output
+
+
+def test_simulate_json_every_policy(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["simulate", "--model", "vgg16", "--scenario", "network-change", "--frames", "300",
+         "--policy", "all", "--json", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    names = {"oracle", "device-only", "edge-only", "neurosurgeon", "linucb", "mulinucb"}
+    assert names <= set(doc["policies"])
+    for stats in doc["policies"].values():
+        assert {"mean_delay_s", "key_mean_delay_s", "regret_s", "oracle_match"} <= set(stats)
+    assert doc["policies"]["oracle"]["regret_s"] == 0
+    assert doc["policies"]["edge-only"]["regret_s"] > 0  # the link drops at frame 100
+    assert (tmp_path / "table.json").exists() and (tmp_path / "vgg16_network-change.png").exists()
+
+
+def test_simulate_table_fixed_cut_trace_and_errors(tmp_path: Path) -> None:
+    trace = tmp_path / "link.csv"
+    trace.write_text("time_s,mbps\n0,8\n30,0.4\n60,8\n")
+    result = runner.invoke(app, ["simulate", "-p", "fixed-3,mulinucb", "--trace", str(trace),
+                                 "-n", "120"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fixed-3" in result.stdout and "trace" in result.stdout
+    for args, message in [
+        (["-s", "busy"], "unknown scenario"),
+        (["-p", "ucb"], "unknown policy"),
+        (["-p", "fixed-99"], "cuts are 0..22"),
+        (["--trace", "nope.tsv"], "no trace"),
+        (["--discount", "0"], "--discount"),
+        (["--device", "pi9"], "unknown device class"),
+    ]:
+        bad = runner.invoke(app, ["simulate", "-n", "50", *args])
+        assert bad.exit_code == 2, (args, bad.output)
+        assert message in bad.output, (args, bad.output)

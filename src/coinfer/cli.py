@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -486,9 +488,161 @@ def profile(
     out.print(whole)
 
 
+@contextmanager
+def _progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display on stderr; yields ``report(what, done, total)``, one bar per
+    ``what``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done)
+
+        yield report
+
+
+@app.command()
+def simulate(
+    model: Annotated[str, typer.Option("--model", "-m", help="A zoo model.")] = "vgg16",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="all, or one or more (comma-separated) of oracle, best-fixed, device-only, "
+            "edge-only, neurosurgeon, linucb, mulinucb, mulinucb-discounted, fixed-K (K a cut).",
+        ),
+    ] = "all",
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            "-s",
+            help="stationary, network-change, edge-change, hsdpa (the shipped 3G traces), or "
+            "trace (with --trace). Default: stationary, or trace when --trace is given.",
+        ),
+    ] = None,
+    frames: Annotated[
+        int, typer.Option("--frames", "-n", min=3, help="Frames to simulate.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the video, noise and links.")] = 0,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            "--trace",
+            help="A bandwidth trace: a shipped name (norway_bus_1 ...) or a file (HSDPA "
+            "'time<TAB>Mbit/s', or CSV with time_s and mbps columns).",
+        ),
+    ] = None,
+    trace_scale: Annotated[
+        float, typer.Option("--trace-scale", min=0.0001, help="Multiply every throughput.")
+    ] = 1.0,
+    device: Annotated[
+        str, typer.Option("--device", help="Device class (see coinfer plan --help).")
+    ] = "edge-pc/8",
+    edge: Annotated[str, typer.Option("--edge", help="Edge class.")] = "edge-pc",
+    noise: Annotated[
+        float, typer.Option("--noise", min=0.0, help="Log-normal sd of each measured time.")
+    ] = 0.1,
+    discount: Annotated[
+        float,
+        typer.Option("--discount", help="γ of mulinucb-discounted, in (0, 1]; 1 is the paper."),
+    ] = 0.99,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            "--video", help="Key frames from this video file instead of a synthetic scene."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write table.md, table.json and a PNG (delay, regret, cuts) here."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Simulate learning where to cut MODEL, frame after frame, as the link and the edge change.
+
+    Every policy runs on the same frames, link, edge and noise. Printed per policy: mean delay,
+    mean delay on key frames, regret against the Oracle (the sum over frames of the chosen cut's
+    true delay minus the best cut's) and the share of frames at the Oracle's cut. The Oracle
+    always runs, as the reference.
+    """
+    from coinfer.experiments.ans import plot_simulation
+    from coinfer.experiments.ans import simulate as run_simulation
+    from coinfer.experiments.report import ExperimentResult, write_result
+    from coinfer.sim.roster import POLICIES
+
+    names = list(POLICIES) if policy == "all" else [p.strip() for p in policy.split(",") if p]
+    if "oracle" not in names:
+        names.insert(0, "oracle")
+    chosen_scenario = scenario or ("trace" if trace else "stationary")
+    if not 0 < discount <= 1:
+        raise _fail(f"--discount must be in (0, 1], got {discount}")
+    try:
+        with _progress_bars() as report:
+            sim = run_simulation(
+                model, chosen_scenario, names, frames, seed, device, edge, trace, trace_scale,
+                noise, discount, video=video, progress=report,
+            )  # fmt: skip
+    except (PartitionError, zoo.ModelNotFoundError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    rows = sim.rows()
+    if out_dir is not None:
+        plot = plot_simulation(sim, out_dir / f"{model}_{sim.world.name}.png")
+        notes = [
+            sim.world.description,
+            f"{frames} frames, seed {seed}, device {device}, edge {edge}",
+        ]
+        write_result(ExperimentResult("simulate", rows, notes, [plot]), out_dir)
+    if as_json:
+        doc = {
+            "model": model,
+            "scenario": sim.world.name,
+            "frames": frames,
+            "seed": seed,
+            "key_frame_rate": sim.key_rate,
+            "policies": {
+                r["policy"]: {
+                    k: v for k, v in r.items() if k not in ("model", "scenario", "policy")
+                }
+                for r in rows
+            },
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    table = Table(title=f"{model} · {sim.world.name} · {frames} frames · seed {seed}",
+                  caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}")  # fmt: skip
+    for col in ("policy", "mean delay (s)", "key frames (s)", "regret (s)", "at Oracle's cut",
+                "× Oracle", *(["after change (s)"] if sim.world.changes else [])):  # fmt: skip
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in rows:
+        cells = [
+            r["policy"],
+            f"{r['mean_delay_s']:.3f}",
+            f"{r['key_mean_delay_s']:.3f}",
+            f"{r['regret_s']:.1f}",
+            f"{r['oracle_match']:.1%}",
+            f"{r['vs_oracle']:.3f}",
+        ]
+        if sim.world.changes:
+            cells.append(f"{r['after_change_s']:.3f}")
+        table.add_row(*cells)
+    out.print(table)
+    if out_dir is not None:
+        err.print(f"wrote {out_dir}/table.md, table.json and a plot")
+
+
 @app.command()
 def experiment(
-    name: Annotated[str, typer.Argument(help="neurosurgeon or edgent.")],
+    name: Annotated[str, typer.Argument(help="neurosurgeon, edgent or ans.")],
     quick: Annotated[bool, typer.Option("--quick", help="A small run, in seconds.")] = False,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Results go to OUT/NAME/ (table.md, table.json, PNGs).")
@@ -502,8 +656,9 @@ def experiment(
 
     if name not in EXPERIMENTS:
         raise _fail(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
-    with err.status(f"running experiment {name}{' (quick)' if quick else ''} ...", spinner="dots"):
-        result = run_experiment(name, out_dir, quick)
+    err.print(f"running experiment {name}{' (quick)' if quick else ''} ...")
+    with _progress_bars() as report:
+        result = run_experiment(name, out_dir, quick, progress=report)
     if as_json:
         sys.stdout.write(json.dumps({"rows": result.rows}, indent=2) + "\n")
         return

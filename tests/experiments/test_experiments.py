@@ -54,3 +54,19 @@ def test_experiment_cli_json(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["rows"]
     bad = runner.invoke(app, ["experiment", "nope", "--quick"])
     assert bad.exit_code == 2 and "neurosurgeon" in bad.output
+
+
+def test_ans_quick(tmp_path: Path) -> None:
+    result = run_experiment("ans", tmp_path, quick=True)
+    assert len(result.plots) == 8 and all(_png(p) for p in result.plots)
+    rows = {(r["model"], r["scenario"], r["policy"]): r for r in result.rows}
+    assert len(rows) == 2 * 4 * 8
+    for (model, scenario, policy), row in rows.items():
+        oracle = rows[(model, scenario, "oracle")]
+        assert row["regret_s"] >= 0 and oracle["regret_s"] == 0
+        if policy == "best-fixed":  # the Oracle at least matches the best fixed cut
+            assert oracle["mean_delay_s"] <= row["mean_delay_s"] * 1.02
+        if scenario in ("network-change", "edge-change"):
+            assert "after_change_s" in row
+    for model in ("vgg16", "tiny_yolov2"):  # in a stationary world the learner finds the cut
+        assert rows[(model, "stationary", "mulinucb-discounted")]["vs_oracle"] < 1.1

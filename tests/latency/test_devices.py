@@ -52,8 +52,15 @@ def test_resolve_device_names() -> None:
     assert resolve_device("edge-pc") is EDGE_PC
     slow = resolve_device("host/10", host_profile=lambda: {"a": 0.5})
     assert isinstance(slow, ScaledDevice) and slow.factor == 10
+    fast = resolve_device("edge-pc*10")
+    assert isinstance(fast, ScaledDevice) and fast.factor == pytest.approx(0.1)
+    assert fast.load_seconds(10**6) == pytest.approx(EDGE_PC.load_seconds(10**6) / 10)
+    with pytest.raises(ValueError, match="positive"):
+        resolve_device("rpi3/0")
     with pytest.raises(ValueError, match="rpi3"):
         resolve_device("pi5")
+    with pytest.raises(ValueError, match="unknown device class 'pi5'"):
+        resolve_device("pi5/2")
     with pytest.raises(ValueError, match="profile"):
         resolve_device("host")
 

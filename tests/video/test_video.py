@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from coinfer.video import KeyFrameDetector, SyntheticScene
+import numpy as np
+import pytest
+
+from coinfer.video import (
+    KeyFrameDetector,
+    SyntheticScene,
+    key_frame_weights,
+    video_frames,
+    write_video,
+)
 
 
 def test_scenes_are_deterministic_and_shaped() -> None:
@@ -36,3 +45,25 @@ def test_key_weights() -> None:
     values = [continuous.weight(f) for f in frames]
     assert values[0] == 0.0 and all(0.0 <= v <= 1.0 for v in values)
     assert max(values) > 0.2 > min(values[1:])
+
+
+def test_video_files_round_trip_and_key_frames(tmp_path: Path) -> None:
+    scene = SyntheticScene(seed=1, mean_shot_frames=40)
+    path = tmp_path / "scene.mp4"
+    assert write_video(path, scene.frames(120)) == 120
+    frames = list(video_frames(path))
+    assert len(frames) == 120 and frames[0].shape == (224, 224, 3)
+    weights, rate = key_frame_weights(frames)
+    keys = [i for i, w in enumerate(weights) if w == 0.8]
+    assert keys == scene.cuts  # the scene cuts survive H.264 and are found in the file
+    assert rate == pytest.approx(len(keys) / 120)
+    assert len(list(video_frames(path, limit=7))) == 7
+
+
+def test_video_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no video file"):
+        list(video_frames(tmp_path / "missing.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="not a video"):
+        list(video_frames(junk))

@@ -58,6 +58,8 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def new_figure(cols: int = 1, width: float = 6.4, height: float = 4.0) -> tuple[Figure, Any]:
-    fig, axes = plt.subplots(1, cols, figsize=(width * cols, height))
+def new_figure(
+    cols: int = 1, width: float = 6.4, height: float = 4.0, rows: int = 1, sharex: bool = False
+) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), sharex=sharex)
     return fig, axes

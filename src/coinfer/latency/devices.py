@@ -99,7 +99,8 @@ class MeasuredDevice:
 
 @dataclass(frozen=True)
 class ScaledDevice:
-    """A device ``factor`` times slower than ``base`` (``host/10``)."""
+    """A device ``factor`` times slower than ``base`` (``host/10``; ``edge-pc*10`` has factor
+    0.1). Model loading, where the base has a model of it, scales the same way."""
 
     base: DeviceModel
     factor: float
@@ -107,6 +108,10 @@ class ScaledDevice:
 
     def op_seconds(self, op: Op) -> float:
         return self.factor * self.base.op_seconds(op)
+
+    def load_seconds(self, param_bytes: int) -> float:
+        loader = getattr(self.base, "load_seconds", None)
+        return self.factor * float(loader(param_bytes)) if loader is not None else 0.0
 
 
 def _ms(features: tuple[str, ...], weights: tuple[float, ...], intercept: float) -> LayerModel:
@@ -148,29 +153,31 @@ HostProfiler = Callable[[], Mapping[str, float]]
 
 
 def device_names() -> list[str]:
-    return ["host", "host/N (e.g. host/10)", *PUBLISHED, "fit:FILE (from coinfer profile)"]
+    scaling = "any of these /N (N times slower, e.g. host/10) or *N (N times faster, edge-pc*10)"
+    return ["host", *PUBLISHED, "fit:FILE (from coinfer profile)", scaling]
 
 
 def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> DeviceModel:
-    """A device class by name: ``rpi3``, ``edge-pc``, ``host``, ``host/N`` or ``fit:FILE``.
+    """A device class by name: ``rpi3``, ``edge-pc``, ``host`` or ``fit:FILE``, optionally
+    scaled: ``/N`` for N times slower (``host/10``), ``*N`` for N times faster (``edge-pc*10``).
 
     ``host`` needs ``host_profile``, which measures the model's ops on this machine.
     """
+    scaled = re.fullmatch(r"(.+?)([/*])([0-9]*\.?[0-9]+)", spec)
+    if scaled is not None and not spec.startswith("fit:"):
+        factor = float(scaled.group(3))
+        if not factor > 0:
+            raise ValueError(f"the scale in {spec!r} must be positive")
+        base = resolve_device(scaled.group(1), host_profile)
+        return ScaledDevice(base, factor if scaled.group(2) == "/" else 1.0 / factor, spec)
     if spec in PUBLISHED:
         return PUBLISHED[spec]
     if spec.startswith("fit:"):
         from coinfer.latency.regression import load_fit
 
         return load_fit(Path(spec[4:]))
-    match = re.fullmatch(r"host(?:/([0-9.]+))?", spec)
-    if match is None:
-        raise ValueError(f"unknown device class {spec!r}: choose from {', '.join(device_names())}")
+    if spec != "host":
+        raise ValueError(f"unknown device class {spec!r}: choose from {'; '.join(device_names())}")
     if host_profile is None:
         raise ValueError(f"device {spec!r} is measured on this host: give a model to profile")
-    host = MeasuredDevice("host", host_profile())
-    if match.group(1) is None:
-        return host
-    factor = float(match.group(1))
-    if not factor > 0:
-        raise ValueError(f"slowdown in {spec!r} must be positive")
-    return ScaledDevice(host, factor, spec)
+    return MeasuredDevice("host", host_profile())

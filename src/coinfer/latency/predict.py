@@ -61,6 +61,63 @@ def load_seconds(device: DeviceModel, param_bytes: int) -> float:
     return float(loader(param_bytes)) if loader is not None and param_bytes > 0 else 0.0
 
 
+class CutCostModel:
+    """Each cut's compute on both sides, summed once, so costs under a changing link and edge
+    load cost only the transfers per call (simulators ask every frame).
+
+    ``include_loading`` adds the time each side takes to load its part of the model (a cold
+    start, as Edgent's loading regression measures it).
+    """
+
+    def __init__(
+        self,
+        part: Partitioning,
+        device: DeviceModel,
+        edge: DeviceModel,
+        include_loading: bool = False,
+    ) -> None:
+        device_prefix = _prefix_seconds(device, part.ops)
+        edge_prefix = _prefix_seconds(edge, part.ops)
+        self.last = part.last
+        self.result_bytes = part.cuts[-1].boundary_bytes
+        self.boundary_bytes = [c.boundary_bytes for c in part.cuts]
+        self.device_s = [device_prefix[c.num_device_ops] for c in part.cuts]
+        self.edge_s = [edge_prefix[-1] - edge_prefix[c.num_device_ops] for c in part.cuts]
+        self.edge_load_s = [0.0] * len(part.cuts)
+        if include_loading:
+            for c in part.cuts:
+                self.device_s[c.index] += load_seconds(device, c.device_param_bytes)
+                if c.index < part.last:
+                    self.edge_load_s[c.index] = load_seconds(edge, c.edge_param_bytes)
+
+    def costs(
+        self,
+        link: Link,
+        edge_load: float = 1.0,
+        start: float = 0.0,
+        energy: EnergyModel | None = None,
+    ) -> list[CutCost]:
+        """Every cut's cost with transfers starting at ``start`` (seconds into the link's
+        trace) and edge compute scaled by ``edge_load`` (Neurosurgeon's K)."""
+        costs = []
+        for k, device_s in enumerate(self.device_s):
+            if k == self.last:
+                joules = None
+                if energy is not None:
+                    joules = energy.device_joules(device_s, 0.0, link.uplink.at(start + device_s))
+                costs.append(CutCost(device_s, 0.0, 0.0, 0.0, 0, joules, cut=k))
+                continue
+            sent = self.boundary_bytes[k]
+            up = link.upload_seconds(sent, start + device_s)
+            edge_s = edge_load * self.edge_s[k] + self.edge_load_s[k]
+            down = link.download_seconds(self.result_bytes, start + device_s + up + edge_s)
+            joules = None
+            if energy is not None:
+                joules = energy.device_joules(device_s, up, link.uplink.at(start + device_s))
+            costs.append(CutCost(device_s, up, edge_s, down, sent, joules, cut=k))
+        return costs
+
+
 def predict_cut_costs(
     part: Partitioning,
     device: DeviceModel,
@@ -75,33 +132,9 @@ def predict_cut_costs(
 
     The edge replies with the model's output, so every cut but the last also downloads the
     output bytes. Transfers start at ``start`` (seconds into a bandwidth trace).
-    ``include_loading`` adds the time each side takes to load its part of the model (a cold
-    start, as Edgent's loading regression measures it).
     """
-    device_prefix = _prefix_seconds(device, part.ops)
-    edge_prefix = _prefix_seconds(edge, part.ops)
-    edge_total = edge_prefix[-1]
-    result_bytes = part.cuts[-1].boundary_bytes
-    costs = []
-    for cut in part.cuts:
-        k = cut.num_device_ops
-        offload = cut.index < part.last
-        device_s = device_prefix[k]
-        if include_loading:
-            device_s += load_seconds(device, cut.device_param_bytes)
-        up = link.upload_seconds(cut.boundary_bytes, start + device_s) if offload else 0.0
-        edge_s = edge_load * (edge_total - edge_prefix[k]) if offload else 0.0
-        if include_loading and offload:
-            edge_s += load_seconds(edge, cut.edge_param_bytes)
-        down = (
-            link.download_seconds(result_bytes, start + device_s + up + edge_s) if offload else 0.0
-        )
-        joules = None
-        if energy is not None:
-            joules = energy.device_joules(device_s, up, link.uplink.at(start + device_s))
-        sent = cut.boundary_bytes if offload else 0
-        costs.append(CutCost(device_s, up, edge_s, down, sent, joules, cut=cut.index))
-    return costs
+    model = CutCostModel(part, device, edge, include_loading)
+    return model.costs(link, edge_load, start, energy)
 
 
 def predict_edge_first_costs(

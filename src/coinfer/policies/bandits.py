@@ -1,10 +1,20 @@
 """Contextual bandits for cut selection: LinUCB and μLinUCB (ANS, Zhang, Chen, Xu, WWW 2021).
 
-Both model the edge offloading delay of cut p (upload + edge compute + reply) as x_pᵀθ, where
-x_p is the cut's feature vector (the ANS 7-vector, each feature scaled by its maximum over the
-cuts), and add the device's front delay d_f(p), which the device knows from profiling. They
+Both model the edge offloading delay of cut p (upload + edge compute) as x_pᵀθ, where x_p is
+the cut's feature vector (the ANS 7-vector, each feature scaled by its maximum over the cuts),
+plus the reply's time (the same at every cut, averaged apart), and add the device's front delay
+d_f(p), which the device knows from profiling. They
 pick argmin_p d_f(p) + x_pᵀθ̂ − α·(exploration bonus) and learn only from offloaded frames:
 the on-device cut P sends nothing, so x_P = 0 and its delay is d_f(P), known.
+
+Delays enter the model in units of ``delay_unit_s`` (default 0.1 s). The paper leaves the unit
+open, yet it sets how much the learner explores: α(T) ≈ 6.5 multiplies a confidence width in
+those units, while the estimation errors it must cover scale with the delays. In milliseconds
+the bonus is a rounding error, so only forced sampling explores, always at the one cut the
+estimates favour, and a stale estimate can trap the learner (tiny-YOLOv2 stays on the device
+after the edge recovers). In seconds the bonus explores so much that the discounted learner
+loses 15-18% in a stationary world. 0.1 s was the best over the ANS scenarios
+(``coinfer experiment ans`` writes the whole sensitivity table).
 """
 
 from __future__ import annotations
@@ -29,24 +39,39 @@ def scaled_features(cuts: Sequence[Cut], names: tuple[str, ...] = ANS_FEATURES) 
 class _RidgeStats:
     """A = λI + Σ x xᵀ and b = Σ y x, with A⁻¹ kept by Sherman–Morrison (O(d²) per update).
 
-    With ``discount`` γ < 1 (discounted LinUCB, for non-stationary links) the update is
-    A ← γA + x xᵀ + (1 − γ)λI, b ← γb + y x; the (1 − γ)λI term is not rank one, so the d × d
-    inverse is recomputed (d = 7: microseconds).
+    With ``discount`` γ < 1 (discounted LinUCB, for non-stationary links and edges) every
+    frame ages the evidence: A ← γA + (1 − γ)·λ_γ·I, b ← γb, before a new x xᵀ and y x are
+    added. The prior then settles at λ_γ = λ(1 − γ): a window of ~1/(1 − γ) frames holds far
+    less evidence than a stationary run, and the paper's λ = 1 would shrink the estimates of
+    cuts with small feature vectors (sampled one frame in F) far below their true delay. The
+    (1 − γ)λ_γ·I term is not rank one, so the d × d inverse is recomputed (d = 7: microseconds).
     """
 
     def __init__(self, dim: int, lam: float = 1.0, discount: float = 1.0) -> None:
         if not 0 < discount <= 1:
             raise ValueError(f"discount must be in (0, 1], got {discount}")
+        if not lam > 0:
+            raise ValueError(f"lam must be positive, got {lam}")
         self.lam = lam
         self.discount = discount
+        self.floor = lam * (1 - discount) if discount < 1 else lam
         self.a = lam * np.eye(dim)
         self.a_inv = np.eye(dim) / lam
         self.b = np.zeros(dim)
+        self._eye = np.eye(dim)
+
+    def decay(self) -> None:
+        """Age the evidence by one frame (a no-op without a discount)."""
+        if self.discount < 1.0:
+            g = self.discount
+            self.a = g * self.a + (1 - g) * self.floor * self._eye
+            self.b = g * self.b
+            self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
 
     def update(self, x: np.ndarray, y: float) -> None:
         if self.discount < 1.0:
             g = self.discount
-            self.a = g * self.a + np.outer(x, x) + (1 - g) * self.lam * np.eye(len(x))
+            self.a = g * self.a + np.outer(x, x) + (1 - g) * self.floor * self._eye
             self.b = g * self.b + y * x
             self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
             return
@@ -70,15 +95,32 @@ class LinUCB:
         alpha: float = 1.0,
         lam: float = 1.0,
         discount: float = 1.0,
+        delay_unit_s: float = 0.1,
     ) -> None:
         if len(device_front_s) != len(cuts):
             raise ValueError("need the device's front delay of every cut")
+        if not delay_unit_s > 0:
+            raise ValueError(f"delay_unit_s must be positive, got {delay_unit_s}")
         self.x = scaled_features(cuts)
         self.x[-1] = 0.0  # on the device nothing reaches the edge: d(P) = d_f(P), known
-        self.front = np.asarray(device_front_s, dtype=float)
+        self.unit = delay_unit_s
+        self.front = np.asarray(device_front_s, dtype=float) / delay_unit_s
         self.alpha = alpha
         self.stats = _RidgeStats(self.x.shape[1], lam, discount)
         self.last = len(cuts) - 1
+        # The reply (the model's output coming back) takes the same time whatever the cut, and
+        # the 7 features have no intercept to carry it: a linear fit then blames it on
+        # whichever feature the sampled cuts share (edge layer counts) and mispredicts every
+        # other cut. The device times the reply itself, so it is averaged apart (discounted
+        # like the rest) and added to every offloading cut's estimate.
+        self.reply_sum = 0.0
+        self.reply_weight = 0.0
+        self.offload = np.ones(len(cuts))
+        self.offload[-1] = 0.0
+
+    @property
+    def reply(self) -> float:
+        return self.reply_sum / self.reply_weight if self.reply_weight else 0.0
 
     def exploration_scale(self, ctx: Context) -> float:
         """Multiplies xᵀA⁻¹x under the square root of the bonus (1 for plain LinUCB)."""
@@ -87,14 +129,22 @@ class LinUCB:
     def scores(self, ctx: Context) -> np.ndarray:
         quad = np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x)
         widths = np.sqrt(self.exploration_scale(ctx) * quad)
-        return np.asarray(self.front + self.x @ self.stats.theta - self.alpha * widths)
+        estimate = self.x @ self.stats.theta + self.reply * self.offload
+        return np.asarray(self.front + estimate - self.alpha * widths)
 
     def select(self, ctx: Context) -> Action:
         return Action(int(np.argmin(self.scores(ctx))))
 
     def update(self, action: Action, fb: Feedback) -> None:
         if action.cut != self.last:  # the on-device cut teaches nothing about the edge
-            self.stats.update(self.x[action.cut], fb.uplink_s + fb.edge_s + fb.downlink_s)
+            g = self.stats.discount
+            self.reply_sum = g * self.reply_sum + fb.downlink_s / self.unit
+            self.reply_weight = g * self.reply_weight + 1.0
+            self.stats.update(self.x[action.cut], (fb.uplink_s + fb.edge_s) / self.unit)
+        else:  # evidence ages with time, not with offloads: a device frame teaches nothing new
+            self.reply_sum *= self.stats.discount
+            self.reply_weight *= self.stats.discount
+            self.stats.decay()
 
 
 class MuLinUCB(LinUCB):
@@ -113,8 +163,9 @@ class MuLinUCB(LinUCB):
         delta: float = 0.1,
         c_noise: float = 0.05,
         c_theta: float = 1.0,
+        delay_unit_s: float = 0.1,
     ) -> None:
-        super().__init__(cuts, device_front_s, alpha=0.0, lam=lam, discount=discount)
+        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s)
         self.key_weight = key_weight
         self.mu = mu
         self.delta = delta
@@ -122,7 +173,8 @@ class MuLinUCB(LinUCB):
         self.c_theta = c_theta
         self.c_x = float(max(np.sum(self.x**2, axis=1)))
         self.horizon = horizon
-        self.epoch_frame = 0
+        self.frame = 0  # frames seen, over all epochs
+        self.epoch_start = 0  # the frame the current horizon's epoch began after
         self._recompute()
 
     def _recompute(self) -> None:
@@ -136,12 +188,12 @@ class MuLinUCB(LinUCB):
         return 1.0 - min(max(ctx.key_weight, 0.0), 1.0)
 
     def select(self, ctx: Context) -> Action:
-        self.epoch_frame += 1
-        if self.epoch_frame > self.horizon:  # doubling trick: A and b are kept
+        self.frame += 1
+        if self.frame > self.horizon:  # doubling trick: T doubles when passed; A and b are kept
+            self.epoch_start = self.horizon
             self.horizon *= 2
-            self.epoch_frame = 1
             self._recompute()
         scores = self.scores(ctx)
-        if self.epoch_frame % self.forced_period == 0:
+        if (self.frame - self.epoch_start) % self.forced_period == 0:
             scores[self.last] = np.inf  # forced sampling: never trapped on the device
         return Action(int(np.argmin(scores)))

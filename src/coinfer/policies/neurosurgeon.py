@@ -13,7 +13,7 @@ from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.energy import EnergyModel
 from coinfer.latency.link import ConstantBandwidth, Link
-from coinfer.latency.predict import CutCost, predict_cut_costs
+from coinfer.latency.predict import CutCost, CutCostModel
 from coinfer.policies.types import Action, Context, Feedback
 
 OBJECTIVES = ("latency", "energy")
@@ -58,14 +58,12 @@ class Neurosurgeon:
         self.energy = energy
         self.ewma = ewma
         self.include_loading = include_loading
+        self.model = CutCostModel(part, device, edge, include_loading)
 
     def plan(self, bandwidth_bps: float | None = None, edge_load: float | None = None) -> Plan:
         link = Link(ConstantBandwidth(bandwidth_bps or self.bandwidth_bps), self.rtt_s)
         load = self.edge_load if edge_load is None else edge_load
-        costs = predict_cut_costs(
-            self.part, self.device, self.edge, link, load, energy=self.energy,
-            include_loading=self.include_loading,
-        )  # fmt: skip
+        costs = self.model.costs(link, load, energy=self.energy)
 
         def score(c: CutCost) -> float:
             if self.objective == "energy":

@@ -3,7 +3,7 @@ load changes, noise on every measurement, and the truth for the Oracle and for r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -11,10 +11,11 @@ from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import Cut
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import Link
-from coinfer.latency.predict import CutCost, predict_cut_costs
+from coinfer.latency.predict import CutCost, CutCostModel
 from coinfer.policies.types import Action, Context, Feedback
 
 LoadSchedule = Callable[[float], float]
+CLOCKS = ("back-to-back", "camera")
 
 
 def constant_load(factor: float = 1.0) -> LoadSchedule:
@@ -35,10 +36,13 @@ def step_load(steps: Sequence[tuple[float, float]]) -> LoadSchedule:
 class SimEnv:
     """An Environment: ``observe()`` then ``step(action)``, frame after frame.
 
-    The clock advances by each frame's end-to-end delay, or by ``frame_interval_s`` when that
-    is longer (a real-time source); the link is read at each transfer's own time. Measured
-    components carry multiplicative log-normal noise of standard deviation ``noise``;
-    ``expected_delays()`` is the noiseless truth at the current time.
+    ``clock="back-to-back"`` (DESIGN §1, the ANS testbed): the clock advances by each frame's
+    end-to-end delay, or by ``frame_interval_s`` when that is longer. ``clock="camera"``: frame
+    k starts at k·``frame_interval_s`` whatever the policy does (no queueing), so every policy
+    meets the same link and edge at the same frame — what step-change scenarios need to compare
+    policies frame by frame. The link is read at each transfer's own time. Measured components
+    carry multiplicative log-normal noise of standard deviation ``noise``; ``expected_delays()``
+    is the noiseless truth at the current time.
     """
 
     def __init__(
@@ -50,9 +54,16 @@ class SimEnv:
         edge_load: LoadSchedule | None = None,
         noise: float = 0.0,
         frame_interval_s: float = 0.0,
-        key_weights: Iterator[float] | None = None,
+        key_weights: Iterable[float] | None = None,
         seed: int = 0,
+        clock: str = "back-to-back",
     ) -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+        if clock == "camera" and not frame_interval_s > 0:
+            raise ValueError("the camera clock needs a positive frame_interval_s")
+        if noise < 0:
+            raise ValueError(f"noise is a standard deviation: >= 0, got {noise}")
         self.part = part
         self.device = device
         self.edge = edge
@@ -60,21 +71,25 @@ class SimEnv:
         self.edge_load = edge_load or constant_load()
         self.noise = noise
         self.frame_interval_s = frame_interval_s
-        self.key_weights = key_weights
+        self.key_weights = iter(key_weights) if key_weights is not None else None
+        self.clock = clock
         self.rng = np.random.default_rng(seed)
         self.time_s = 0.0
         self.frame = 0
         self._key_weight = 0.2
+        self._model = CutCostModel(part, device, edge)
+        self._cached: tuple[float, list[CutCost]] | None = None
 
     @property
     def cuts(self) -> Sequence[Cut]:
         return self.part.cuts
 
     def costs(self) -> list[CutCost]:
-        return predict_cut_costs(
-            self.part, self.device, self.edge, self.link, self.edge_load(self.time_s),
-            start=self.time_s,
-        )  # fmt: skip
+        """Every cut's noiseless cost for a frame starting now."""
+        if self._cached is None or self._cached[0] != self.time_s:
+            costs = self._model.costs(self.link, self.edge_load(self.time_s), self.time_s)
+            self._cached = (self.time_s, costs)
+        return self._cached[1]
 
     def expected_delays(self) -> np.ndarray:
         return np.array([c.total_s for c in self.costs()])
@@ -102,6 +117,9 @@ class SimEnv:
             self._noisy(cost.device_s), self._noisy(cost.uplink_s), self._noisy(cost.edge_s),
             self._noisy(cost.downlink_s), cost.bytes_sent, exit=action.exit,
         )  # fmt: skip
-        self.time_s += max(fb.total_s, self.frame_interval_s)
         self.frame += 1
+        if self.clock == "camera":
+            self.time_s = self.frame * self.frame_interval_s
+        else:
+            self.time_s += max(fb.total_s, self.frame_interval_s)
         return fb

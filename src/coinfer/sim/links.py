@@ -41,3 +41,19 @@ def markov_bandwidth(
         state = int(rng.choice(n, p=p[state]))
     times = tuple(i * dwell_s for i in range(steps))
     return TraceBandwidth(times, tuple(values), name="markov", loop=True)
+
+
+def concatenate_traces(
+    traces: Sequence[TraceBandwidth], name: str = "concatenated"
+) -> TraceBandwidth:
+    """One looping trace that plays ``traces`` one after the other (each for its own period)."""
+    if not traces:
+        raise ValueError("give at least one trace to concatenate")
+    times: list[float] = []
+    values: list[float] = []
+    offset = 0.0
+    for trace in traces:
+        times += [offset + t for t in trace.times]
+        values += list(trace.bps)
+        offset += trace.period
+    return TraceBandwidth(tuple(times), tuple(values), name, loop=True)

@@ -10,9 +10,14 @@ import numpy as np
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
 
+KEY_FRAME_WEIGHT = 0.5  # frames weighted above this are key frames
+
 
 @dataclass(frozen=True)
 class RunStats:
+    """One policy's run: per-frame measured delays, chosen cuts and regrets, and each cut's
+    summed true delay over the run (for the best fixed cut in hindsight)."""
+
     frames: int
     mean_delay_s: float
     key_mean_delay_s: float
@@ -20,6 +25,21 @@ class RunStats:
     oracle_match: float
     cuts: tuple[int, ...]
     delays: tuple[float, ...]
+    regrets: tuple[float, ...]
+    key_frames: tuple[bool, ...]
+    cut_totals_s: tuple[float, ...]
+
+    def mean_delay_from(self, frame: int) -> float:
+        """Mean measured delay from ``frame`` on (after a change)."""
+        return float(np.mean(self.delays[frame:])) if frame < self.frames else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "mean_delay_s": self.mean_delay_s,
+            "key_mean_delay_s": self.key_mean_delay_s,
+            "regret_s": self.regret_s,
+            "oracle_match": self.oracle_match,
+        }
 
 
 def run_policy(
@@ -30,27 +50,36 @@ def run_policy(
 ) -> RunStats:
     """Regret sums the true expected delay of each chosen cut minus the best cut's, frame by
     frame (DESIGN §4); key frames are those the environment weights above 0.5."""
-    delays, cuts, regret, matches, key_delays = [], [], 0.0, 0, []
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
+    delays, cuts, regrets, keys = [], [], [], []
+    matches = 0
+    totals = np.zeros(len(env.cuts))
     for i in range(frames):
         ctx = env.observe()
         truth = env.expected_delays()
+        totals += truth
         action = policy.select(ctx)
-        regret += float(truth[action.cut] - truth.min())
-        matches += int(action.cut == int(np.argmin(truth)))
+        best = int(np.argmin(truth))
+        regrets.append(float(truth[action.cut] - truth[best]))
+        matches += int(action.cut == best)
         fb = env.step(action)
         policy.update(action, fb)
         delays.append(fb.total_s)
         cuts.append(action.cut)
-        if ctx.key_weight > 0.5:
-            key_delays.append(fb.total_s)
+        keys.append(ctx.key_weight > KEY_FRAME_WEIGHT)
         if on_frame is not None:
             on_frame(i)
+    key_delays = [d for d, k in zip(delays, keys, strict=True) if k]
     return RunStats(
-        frames,
-        float(np.mean(delays)),
-        float(np.mean(key_delays)) if key_delays else float("nan"),
-        regret,
-        matches / frames,
-        tuple(cuts),
-        tuple(delays),
+        frames=frames,
+        mean_delay_s=float(np.mean(delays)),
+        key_mean_delay_s=float(np.mean(key_delays)) if key_delays else float("nan"),
+        regret_s=float(np.sum(regrets)),
+        oracle_match=matches / frames,
+        cuts=tuple(cuts),
+        delays=tuple(delays),
+        regrets=tuple(regrets),
+        key_frames=tuple(keys),
+        cut_totals_s=tuple(float(t) for t in totals),
     )

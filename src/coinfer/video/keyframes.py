@@ -3,6 +3,7 @@ below 0.8 is a key frame; the first frame is not)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,3 +47,20 @@ class KeyFrameDetector:
     @property
     def key_rate(self) -> float:
         return self.keys / self.frames if self.frames else 0.0
+
+
+def key_frame_weights(
+    frames: Iterable[np.ndarray],
+    threshold: float = 0.8,
+    continuous: bool = False,
+    on_frame: Callable[[int], None] | None = None,
+) -> tuple[list[float], float]:
+    """Every frame's weight L_t and the key-frame rate, for a whole frame source at once (so
+    every policy of a comparison sees the same key frames)."""
+    detector = KeyFrameDetector(threshold=threshold, continuous=continuous)
+    weights = []
+    for i, frame in enumerate(frames):
+        weights.append(detector.weight(frame))
+        if on_frame is not None:
+            on_frame(i)
+    return weights, detector.key_rate
