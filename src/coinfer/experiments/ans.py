@@ -128,7 +128,8 @@ def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return np.convolve(v, np.ones(window) / window, mode="valid")
 
 
-PLOTTED = ("oracle", "best-fixed", "neurosurgeon", "linucb", "mulinucb", "mulinucb-discounted")
+COLOURS = {"oracle": "black", "best-fixed": "tab:grey", "neurosurgeon": "tab:green",
+           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-discounted": "tab:orange"}  # fmt: skip
 
 
 def plot_simulation(sim: Simulation, path: Path) -> Path:
@@ -136,23 +137,32 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
     fig, (ax_delay, ax_regret, ax_cut) = new_figure(width=9, height=3.0, rows=3, sharex=True)
     window = max(10, sim.frames // 100)
     for name, run in sim.runs.items():
-        if name not in PLOTTED:
-            continue
-        x = np.arange(window - 1, len(run.delays)) if len(run.delays) >= window else [0]
-        ax_delay.plot(x, _moving_average(run.delays, window), label=name, lw=1)
-        ax_regret.plot(np.cumsum(run.regrets), label=name, lw=1)
-        if name in ("oracle", "mulinucb", "mulinucb-discounted"):
-            ax_cut.plot(run.cuts, ".", ms=1.5, label=name, alpha=0.6)
+        colour = COLOURS.get(name)
+        if colour is None and len(sim.runs) > len(COLOURS):
+            continue  # the static baselines would crowd the plot; the table has them
+        smooth = _moving_average(run.delays, window)
+        ax_delay.plot(np.arange(len(smooth)) + len(run.delays) - len(smooth), smooth,
+                      label=name, lw=1, color=colour)  # fmt: skip
+        ax_regret.plot(np.cumsum(run.regrets), label=name, lw=1, color=colour)
+    oracle = sim.runs["oracle"]
+    ax_cut.step(range(len(oracle.cuts)), oracle.cuts, where="post", color="black", lw=1.2,
+                label="oracle")  # fmt: skip
+    learners = [n for n in sim.runs if n not in ("oracle", "best-fixed") and n in COLOURS]
+    for offset, name in zip(
+        np.linspace(-0.25, 0.25, max(len(learners), 1)), learners, strict=False
+    ):
+        ax_cut.plot(np.asarray(sim.runs[name].cuts) + offset, ".", ms=1.5, alpha=0.5,
+                    color=COLOURS[name], label=name)  # fmt: skip
     for change in sim.world.changes:
         for ax in (ax_delay, ax_regret, ax_cut):
             ax.axvline(change, color="grey", ls="--", lw=0.8)
     ax_delay.set_ylabel(f"delay (s), mean of {window}")
     ax_delay.set_yscale("log")
     ax_regret.set_ylabel("cumulative regret (s)")
-    ax_cut.set_ylabel("chosen cut")
+    ax_cut.set_ylabel("chosen cut (offset per policy)")
     ax_cut.set_xlabel("frame")
     ax_delay.legend(fontsize=7, ncol=3)
-    ax_cut.legend(fontsize=7, markerscale=6)
+    ax_cut.legend(fontsize=7, markerscale=6, ncol=3)
     ax_delay.set_title(f"{sim.model}, {sim.world.name}: {sim.world.description}", fontsize=9)
     for ax in (ax_delay, ax_regret, ax_cut):
         ax.grid(True, alpha=0.3)

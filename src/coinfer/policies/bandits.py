@@ -13,7 +13,7 @@ those units, while the estimation errors it must cover scale with the delays. In
 the bonus is a rounding error, so only forced sampling explores, always at the one cut the
 estimates favour, and a stale estimate can trap the learner (tiny-YOLOv2 stays on the device
 after the edge recovers). In seconds the bonus explores so much that the discounted learner
-loses 15-18% in a stationary world. 0.1 s was the best over the ANS scenarios
+loses 15-32% in a stationary world. 0.1 s was the best over the ANS scenarios
 (``coinfer experiment ans`` writes the whole sensitivity table).
 """
 
