@@ -516,7 +516,8 @@ def simulate(
             "--policy",
             "-p",
             help="all, or one or more (comma-separated) of oracle, best-fixed, device-only, "
-            "edge-only, neurosurgeon, linucb, mulinucb, mulinucb-discounted, fixed-K (K a cut).",
+            "edge-only, neurosurgeon, linucb, mulinucb, mulinucb-discounted, mulinucb-link, "
+            "fixed-K (K a cut).",
         ),
     ] = "all",
     scenario: Annotated[
@@ -552,7 +553,9 @@ def simulate(
     ] = 0.1,
     discount: Annotated[
         float,
-        typer.Option("--discount", help="γ of mulinucb-discounted, in (0, 1]; 1 is the paper."),
+        typer.Option(
+            "--discount", help="γ of mulinucb-discounted and -link, in (0, 1]; 1 is the paper."
+        ),
     ] = 0.99,
     video: Annotated[
         Path | None,

@@ -106,3 +106,33 @@ def test_updates_only_on_offloaded_frames(vgg: Partitioning) -> None:
     policy.update(Action(3), Feedback(0.1, 0.2, 0.3, 0.0, 100))
     assert not np.array_equal(policy.stats.a, before)
     assert policy.stats.b @ policy.x[3] > 0
+
+
+def test_reply_is_averaged_apart_and_evidence_ages_on_device_frames(vgg: Partitioning) -> None:
+    policy = LinUCB(vgg.cuts, [0.0] * vgg.num_cuts, discount=0.9)
+    policy.update(Action(3), Feedback(0.1, 0.2, 0.3, 0.4, 100))
+    assert policy.reply == pytest.approx(4.0)  # 0.4 s in units of 0.1 s
+    scores = policy.scores(Context())
+    assert scores[vgg.last] == 0.0  # the device's own cut never pays for a reply
+    a_before = policy.stats.a.copy()
+    policy.update(Action(vgg.last), Feedback(1.0, 0.0, 0.0, 0.0, 0))  # a frame on the device
+    assert np.all(np.diag(policy.stats.a) < np.diag(a_before))  # evidence got older
+    assert policy.reply == pytest.approx(4.0)  # the mean itself is unchanged by ageing
+    assert np.allclose(policy.stats.a_inv @ policy.stats.a, np.eye(7))
+    stationary = LinUCB(vgg.cuts, [0.0] * vgg.num_cuts)  # γ = 1: nothing ages
+    stationary.update(Action(3), Feedback(0.1, 0.2, 0.3, 0.4, 100))
+    a_before = stationary.stats.a.copy()
+    stationary.update(Action(vgg.last), Feedback(1.0, 0.0, 0.0, 0.0, 0))
+    assert np.array_equal(stationary.stats.a, a_before)
+
+
+def test_link_feature_is_the_upload_time_at_the_measured_rate(vgg: Partitioning) -> None:
+    policy = MuLinUCB(vgg.cuts, [0.0] * vgg.num_cuts, link_feature=True)
+    assert policy.x.shape == (23, 8) and not policy.x[:, -1].any()  # nothing measured yet
+    sent = vgg.cuts[18].boundary_bytes
+    policy.update(Action(18), Feedback(0.5, 8.0 * sent / 2e6, 0.1, 0.01, sent))
+    assert policy.link_bps == pytest.approx(2e6)
+    policy.scores(Context())
+    expected = 8.0 * vgg.cuts[5].boundary_bytes / 2e6 / 0.1
+    assert policy.x[5, -1] == pytest.approx(expected)
+    assert policy.x[vgg.last, -1] == 0.0

@@ -96,6 +96,7 @@ class LinUCB:
         lam: float = 1.0,
         discount: float = 1.0,
         delay_unit_s: float = 0.1,
+        link_feature: bool = False,
     ) -> None:
         if len(device_front_s) != len(cuts):
             raise ValueError("need the device's front delay of every cut")
@@ -106,6 +107,16 @@ class LinUCB:
         self.unit = delay_unit_s
         self.front = np.asarray(device_front_s, dtype=float) / delay_unit_s
         self.alpha = alpha
+        # Beyond the paper: an 8th feature, the upload time of each cut's boundary at the link
+        # rate the device last measured (in delay units). The 7 static features cannot tell a
+        # fast link from a slow one, so on a fluctuating link the learner can do no better than
+        # the best fixed cut; with it, the model follows the link (DESIGN §1).
+        self.link_feature = link_feature
+        self.link_bps: float | None = None
+        self.boundary_bits = 8.0 * np.array([c.boundary_bytes for c in cuts], dtype=float)
+        self.boundary_bits[-1] = 0.0
+        if link_feature:
+            self.x = np.hstack([self.x, np.zeros((len(cuts), 1))])
         self.stats = _RidgeStats(self.x.shape[1], lam, discount)
         self.last = len(cuts) - 1
         # The reply (the model's output coming back) takes the same time whatever the cut, and
@@ -127,6 +138,8 @@ class LinUCB:
         return 1.0
 
     def scores(self, ctx: Context) -> np.ndarray:
+        if self.link_feature and self.link_bps:
+            self.x[:, -1] = self.boundary_bits / self.link_bps / self.unit
         quad = np.einsum("pi,ij,pj->p", self.x, self.stats.a_inv, self.x)
         widths = np.sqrt(self.exploration_scale(ctx) * quad)
         estimate = self.x @ self.stats.theta + self.reply * self.offload
@@ -141,6 +154,8 @@ class LinUCB:
             self.reply_sum = g * self.reply_sum + fb.downlink_s / self.unit
             self.reply_weight = g * self.reply_weight + 1.0
             self.stats.update(self.x[action.cut], (fb.uplink_s + fb.edge_s) / self.unit)
+            if fb.bytes_sent > 0 and fb.uplink_s > 0:  # the rate this frame's upload achieved
+                self.link_bps = 8.0 * fb.bytes_sent / fb.uplink_s
         else:  # evidence ages with time, not with offloads: a device frame teaches nothing new
             self.reply_sum *= self.stats.discount
             self.reply_weight *= self.stats.discount
@@ -164,14 +179,15 @@ class MuLinUCB(LinUCB):
         c_noise: float = 0.05,
         c_theta: float = 1.0,
         delay_unit_s: float = 0.1,
+        link_feature: bool = False,
     ) -> None:
-        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s)
+        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature)
         self.key_weight = key_weight
         self.mu = mu
         self.delta = delta
         self.c_noise = c_noise
         self.c_theta = c_theta
-        self.c_x = float(max(np.sum(self.x**2, axis=1)))
+        self.c_x = float(max(np.sum(self.x**2, axis=1)))  # over the 7 static features
         self.horizon = horizon
         self.frame = 0  # frames seen, over all epochs
         self.epoch_start = 0  # the frame the current horizon's epoch began after

@@ -16,7 +16,7 @@ from coinfer.sim.env import SimEnv
 from coinfer.sim.runner import RunStats, run_policy
 
 POLICIES = ("oracle", "best-fixed", "device-only", "edge-only", "neurosurgeon", "linucb",
-            "mulinucb", "mulinucb-discounted")  # fmt: skip
+            "mulinucb", "mulinucb-discounted", "mulinucb-link")  # fmt: skip
 DEFAULT_DISCOUNT = 0.99
 
 
@@ -50,6 +50,8 @@ def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> P
         return MuLinUCB(env.cuts, front)
     if name == "mulinucb-discounted":
         return MuLinUCB(env.cuts, front, discount=discount)
+    if name == "mulinucb-link":
+        return MuLinUCB(env.cuts, front, discount=discount, link_feature=True)
     raise ValueError(f"unknown policy {name!r}: choose from {', '.join(policy_names())}, or all")
 
 
