@@ -515,7 +515,8 @@ def simulate(
         typer.Option(
             "--policy",
             "-p",
-            help="all, or one or more (comma-separated) of oracle, best-fixed, device-only, "
+            help="all, or one or more (comma-separated) of oracle, best-fixed, forced-oracle, "
+            "device-only, "
             "edge-only, neurosurgeon, linucb, mulinucb, mulinucb-discounted, mulinucb-link, "
             "fixed-K (K a cut).",
         ),

@@ -146,3 +146,16 @@ def test_link_feature_follows_the_3g_traces() -> None:
     ratio = {r["policy"]: r["vs_oracle"] for r in sim.rows()}
     assert ratio["mulinucb-link"] < 1.1
     assert ratio["mulinucb-link"] < ratio["best-fixed"] < ratio["mulinucb-discounted"]
+
+
+def test_forced_oracle_is_the_floor_of_forced_sampling(yolo: Partitioning) -> None:
+    """On the 3G traces the device is always best for tiny-YOLOv2: the forced Oracle offloads
+    exactly on μLinUCB's forced frames (4, 8, ..., 200, then every 5th ...), at the best
+    offloading cut, and loses what forced sampling must."""
+    runs = compare(["oracle", "forced-oracle", "mulinucb-link"], _env_factory(yolo, "hsdpa", 600),
+                   600)  # fmt: skip
+    forced = [i + 1 for i, c in enumerate(runs["forced-oracle"].cuts) if c != yolo.last]
+    assert forced[:3] == [4, 8, 12] and 205 in forced and 400 in forced
+    assert set(runs["oracle"].cuts) == {yolo.last}
+    floor = runs["forced-oracle"].mean_delay_s
+    assert runs["oracle"].mean_delay_s < floor <= runs["mulinucb-link"].mean_delay_s

@@ -1,7 +1,9 @@
-"""Baselines: a fixed cut (device-only is cut P, edge-only cut 0) and the Oracle."""
+"""Baselines: a fixed cut (device-only is cut P, edge-only cut 0), the Oracle, and the Oracle
+held to μLinUCB's forced-sampling schedule."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,3 +33,31 @@ class Oracle:
 
     def update(self, action: Action, fb: Feedback) -> None:
         """The Oracle has nothing to learn."""
+
+
+class ForcedOracle(Oracle):
+    """The Oracle, made to offload on μLinUCB's forced-sampling frames (every ⌈T^μ⌉-th frame of
+    the epoch, T doubling from 200) at the truly best non-device cut: the least any μLinUCB can
+    lose, since forced sampling is part of the algorithm."""
+
+    def __init__(
+        self,
+        expected_delays: Callable[[], np.ndarray | Sequence[float]],
+        horizon: int = 200,
+        mu: float = 0.25,
+    ) -> None:
+        super().__init__(expected_delays)
+        self.horizon = horizon
+        self.mu = mu
+        self.frame = 0
+        self.epoch_start = 0
+
+    def select(self, ctx: Context) -> Action:
+        self.frame += 1
+        if self.frame > self.horizon:
+            self.epoch_start = self.horizon
+            self.horizon *= 2
+        delays = np.array(self.expected_delays(), dtype=float)
+        if (self.frame - self.epoch_start) % math.ceil(self.horizon**self.mu) == 0:
+            delays[-1] = np.inf
+        return Action(int(np.argmin(delays)))

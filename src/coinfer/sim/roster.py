@@ -10,13 +10,13 @@ import numpy as np
 
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.static import FixedCut, Oracle
+from coinfer.policies.static import FixedCut, ForcedOracle, Oracle
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
 from coinfer.sim.runner import RunStats, run_policy
 
-POLICIES = ("oracle", "best-fixed", "device-only", "edge-only", "neurosurgeon", "linucb",
-            "mulinucb", "mulinucb-discounted", "mulinucb-link")  # fmt: skip
+POLICIES = ("oracle", "best-fixed", "forced-oracle", "device-only", "edge-only", "neurosurgeon",
+            "linucb", "mulinucb", "mulinucb-discounted", "mulinucb-link")  # fmt: skip
 DEFAULT_DISCOUNT = 0.99
 
 
@@ -32,6 +32,8 @@ def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> P
     front = [c.device_s for c in env.costs()]  # device compute does not change over a run
     if name == "oracle":
         return Oracle(env.expected_delays)
+    if name == "forced-oracle":
+        return ForcedOracle(env.expected_delays)
     if name == "device-only":
         return FixedCut(last)
     if name == "edge-only":
