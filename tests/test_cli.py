@@ -140,3 +140,18 @@ def test_simulate_table_fixed_cut_trace_and_errors(tmp_path: Path) -> None:
         bad = runner.invoke(app, ["simulate", "-n", "50", *args])
         assert bad.exit_code == 2, (args, bad.output)
         assert message in bad.output, (args, bad.output)
+
+
+def test_simulate_key_frames_from_a_video_file(tmp_path: Path) -> None:
+    from coinfer.video import SyntheticScene, write_video
+
+    scene = SyntheticScene(seed=2, mean_shot_frames=20)
+    video = tmp_path / "clip.mp4"
+    write_video(video, scene.frames(60))
+    result = runner.invoke(app, ["simulate", "-p", "mulinucb", "-n", "90", "--video", str(video),
+                                 "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rate = json.loads(result.stdout)["key_frame_rate"]
+    assert rate == pytest.approx(len(scene.cuts) / 60)  # measured on the file's 60 frames
+    missing = runner.invoke(app, ["simulate", "-n", "20", "--video", str(tmp_path / "no.mp4")])
+    assert missing.exit_code == 2 and "no video file" in missing.output
