@@ -60,19 +60,22 @@ class _RidgeStats:
         self.b = np.zeros(dim)
         self._eye = np.eye(dim)
 
+    def _age(self) -> None:
+        g = self.discount
+        self.a = g * self.a + (1 - g) * self.floor * self._eye
+        self.b = g * self.b
+
     def decay(self) -> None:
         """Age the evidence by one frame (a no-op without a discount)."""
         if self.discount < 1.0:
-            g = self.discount
-            self.a = g * self.a + (1 - g) * self.floor * self._eye
-            self.b = g * self.b
+            self._age()
             self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
 
     def update(self, x: np.ndarray, y: float) -> None:
         if self.discount < 1.0:
-            g = self.discount
-            self.a = g * self.a + np.outer(x, x) + (1 - g) * self.floor * self._eye
-            self.b = g * self.b + y * x
+            self._age()
+            self.a += np.outer(x, x)
+            self.b += y * x
             self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
             return
         self.a += np.outer(x, x)
@@ -83,6 +86,28 @@ class _RidgeStats:
     @property
     def theta(self) -> np.ndarray:
         return np.asarray(self.a_inv @ self.b)
+
+
+class _DiscountedMean:
+    """A mean whose old values fade by ``discount`` per frame (a plain mean when it is 1)."""
+
+    def __init__(self, discount: float) -> None:
+        self.discount = discount
+        self.total = 0.0
+        self.weight = 0.0
+
+    def add(self, value: float) -> None:
+        self.decay()
+        self.total += value
+        self.weight += 1.0
+
+    def decay(self) -> None:
+        self.total *= self.discount
+        self.weight *= self.discount
+
+    @property
+    def value(self) -> float:
+        return self.total / self.weight if self.weight else 0.0
 
 
 class LinUCB:
@@ -124,14 +149,13 @@ class LinUCB:
         # whichever feature the sampled cuts share (edge layer counts) and mispredicts every
         # other cut. The device times the reply itself, so it is averaged apart (discounted
         # like the rest) and added to every offloading cut's estimate.
-        self.reply_sum = 0.0
-        self.reply_weight = 0.0
+        self.reply_mean = _DiscountedMean(discount)
         self.offload = np.ones(len(cuts))
         self.offload[-1] = 0.0
 
     @property
     def reply(self) -> float:
-        return self.reply_sum / self.reply_weight if self.reply_weight else 0.0
+        return self.reply_mean.value
 
     def exploration_scale(self, ctx: Context) -> float:
         """Multiplies xᵀA⁻¹x under the square root of the bonus (1 for plain LinUCB)."""
@@ -150,15 +174,12 @@ class LinUCB:
 
     def update(self, action: Action, fb: Feedback) -> None:
         if action.cut != self.last:  # the on-device cut teaches nothing about the edge
-            g = self.stats.discount
-            self.reply_sum = g * self.reply_sum + fb.downlink_s / self.unit
-            self.reply_weight = g * self.reply_weight + 1.0
+            self.reply_mean.add(fb.downlink_s / self.unit)
             self.stats.update(self.x[action.cut], (fb.uplink_s + fb.edge_s) / self.unit)
             if fb.bytes_sent > 0 and fb.uplink_s > 0:  # the rate this frame's upload achieved
                 self.link_bps = 8.0 * fb.bytes_sent / fb.uplink_s
         else:  # evidence ages with time, not with offloads: a device frame teaches nothing new
-            self.reply_sum *= self.stats.discount
-            self.reply_weight *= self.stats.discount
+            self.reply_mean.decay()
             self.stats.decay()
 
 
