@@ -85,6 +85,30 @@ def scene_key_weights(
     return weights, rate
 
 
+def environments(
+    model: str,
+    world: World,
+    key_weights: Sequence[float],
+    seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    edge: str = DEFAULT_EDGE,
+    noise: float = NOISE,
+) -> Callable[[], SimEnv]:
+    """A maker of fresh, identical environments (same frames, link, edge, noise) for ``model``
+    in ``world``: one per policy compared."""
+    net = zoo.create(model)
+    inputs = zoo.example_inputs(model)
+    part = partition(net, inputs)
+    dev = resolve_device(device, lambda: profile_ops(part, inputs))
+    edg = resolve_device(edge, lambda: profile_ops(part, inputs))
+
+    def new_env() -> SimEnv:
+        return SimEnv(part, dev, edg, world.link, world.edge_load, noise,
+                      world.frame_interval_s, key_weights, seed, world.clock)  # fmt: skip
+
+    return new_env
+
+
 def simulate(
     model: str = "vgg16",
     scenario: str = "stationary",
@@ -103,16 +127,8 @@ def simulate(
 ) -> Simulation:
     """Every policy in ``policies`` on the same frames, link, edge and noise (one seed)."""
     world = build_world(scenario, frames, trace, trace_scale)
-    net = zoo.create(model)
-    inputs = zoo.example_inputs(model)
-    part = partition(net, inputs)
-    dev = resolve_device(device, lambda: profile_ops(part, inputs))
-    edg = resolve_device(edge, lambda: profile_ops(part, inputs))
     weights, key_rate = key_weights or scene_key_weights(frames, seed, video, progress)
-
-    def new_env() -> SimEnv:
-        return SimEnv(part, dev, edg, world.link, world.edge_load, noise,
-                      world.frame_interval_s, weights, seed, world.clock)  # fmt: skip
+    new_env = environments(model, world, weights, seed, device, edge, noise)
 
     def tick(name: str, i: int) -> None:
         if progress is not None and ((i + 1) % 50 == 0 or i + 1 == frames):
@@ -182,14 +198,10 @@ def sensitivity(
     rows = []
     combos = list(itertools.product(MODELS, SCENARIOS))
     for done, (model, scenario) in enumerate(combos):
-        sim = simulate(model, scenario, ("oracle",), frames, key_weights=key_weights)
-        world = sim.world
-        part = partition(zoo.create(model), zoo.example_inputs(model))
-        dev, edg = resolve_device(sim.device), resolve_device(sim.edge)
-        oracle = sim.runs["oracle"].mean_delay_s
+        new_env = environments(model, build_world(scenario, frames), key_weights[0])
+        oracle = compare(["oracle"], new_env, frames)["oracle"].mean_delay_s
         for unit, gamma in itertools.product(UNITS_S, DISCOUNTS):
-            env = SimEnv(part, dev, edg, world.link, world.edge_load, NOISE,
-                         world.frame_interval_s, key_weights[0], 0, world.clock)  # fmt: skip
+            env = new_env()
             front = [c.device_s for c in env.costs()]
             policy = MuLinUCB(env.cuts, front, discount=gamma, delay_unit_s=unit)
             run = run_policy(env, policy, frames)

@@ -101,16 +101,12 @@ class CutCostModel:
         trace) and edge compute scaled by ``edge_load`` (Neurosurgeon's K)."""
         costs = []
         for k, device_s in enumerate(self.device_s):
-            if k == self.last:
-                joules = None
-                if energy is not None:
-                    joules = energy.device_joules(device_s, 0.0, link.uplink.at(start + device_s))
-                costs.append(CutCost(device_s, 0.0, 0.0, 0.0, 0, joules, cut=k))
-                continue
-            sent = self.boundary_bytes[k]
+            offload = k < self.last  # the last cut sends nothing and hears nothing back
+            sent = self.boundary_bytes[k] if offload else 0
             up = link.upload_seconds(sent, start + device_s)
             edge_s = edge_load * self.edge_s[k] + self.edge_load_s[k]
-            down = link.download_seconds(self.result_bytes, start + device_s + up + edge_s)
+            down = link.download_seconds(self.result_bytes if offload else 0,
+                                         start + device_s + up + edge_s)  # fmt: skip
             joules = None
             if energy is not None:
                 joules = energy.device_joules(device_s, up, link.uplink.at(start + device_s))
