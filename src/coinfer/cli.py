@@ -626,7 +626,9 @@ def simulate(
                   caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}")  # fmt: skip
     for col in ("policy", "mean delay (s)", "key frames (s)", "regret (s)", "at Oracle's cut",
                 "× Oracle", *(["after change (s)"] if sim.world.changes else [])):  # fmt: skip
-        table.add_column(col, justify="left" if col == "policy" else "right")
+        table.add_column(
+            col, justify="left" if col == "policy" else "right", no_wrap=col == "policy"
+        )
     for r in rows:
         cells = [
             r["policy"],

@@ -83,7 +83,7 @@ def _env_factory(
 
 
 def test_policies_see_the_same_world_and_best_fixed_sits_between(vgg: Partitioning) -> None:
-    runs = compare(["oracle", "best-fixed", "edge-only", "device-only", "neurosurgeon"],
+    runs = compare(["best-fixed", "edge-only", "oracle", "device-only", "neurosurgeon"],
                    _env_factory(vgg, "network-change", 900), 900)  # fmt: skip
     oracle = runs["oracle"]
     assert oracle.regret_s == 0 and oracle.oracle_match == 1

@@ -69,7 +69,8 @@ def compare(
     Oracle's run, then run as a fixed cut: how far a learner that cannot see the link could
     get at best."""
     order = list(dict.fromkeys(names))
-    if "best-fixed" in order and "oracle" not in order:
+    if "best-fixed" in order:  # it needs the Oracle's run first
+        order = [n for n in order if n != "oracle"]
         order.insert(order.index("best-fixed"), "oracle")
     results: dict[str, RunStats] = {}
     for name in order:
