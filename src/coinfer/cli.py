@@ -516,9 +516,8 @@ def simulate(
             "--policy",
             "-p",
             help="all, or one or more (comma-separated) of oracle, best-fixed, forced-oracle, "
-            "device-only, "
-            "edge-only, neurosurgeon, linucb, mulinucb, mulinucb-discounted, mulinucb-link, "
-            "fixed-K (K a cut).",
+            "device-only, edge-only, neurosurgeon, neurosurgeon-static, linucb, mulinucb, "
+            "mulinucb-discounted, mulinucb-link, fixed-K (K a cut).",
         ),
     ] = "all",
     scenario: Annotated[

@@ -60,7 +60,7 @@ def test_ans_quick(tmp_path: Path) -> None:
     result = run_experiment("ans", tmp_path, quick=True)
     assert len(result.plots) == 8 and all(_png(p) for p in result.plots)
     rows = {(r["model"], r["scenario"], r["policy"]): r for r in result.rows}
-    assert len(rows) == 2 * 4 * 10
+    assert len(rows) == 2 * 4 * 11
     for (model, scenario, policy), row in rows.items():
         oracle = rows[(model, scenario, "oracle")]
         assert row["regret_s"] >= 0 and oracle["regret_s"] == 0

@@ -66,6 +66,10 @@ def test_bandwidth_estimate_follows_observed_throughput(vgg_part: Partitioning) 
     assert ns.select(Context()).cut > 0
     ns.update(Action(vgg_part.last), Feedback(1.0, 0.0, 0.0, 0.0, 0))
     assert ns.bandwidth_bps == pytest.approx(10e3, rel=1e-3)  # on-device frames teach nothing
+    static = Neurosurgeon(vgg_part, RPI3, EDGE_PC, 100e6, adaptive=False)
+    for _ in range(30):
+        static.update(Action(0), slow)
+    assert static.bandwidth_bps == 100e6 and static.select(Context()).cut == 0  # plan kept
 
 
 def test_trace_link_is_read_when_the_transfer_happens() -> None:

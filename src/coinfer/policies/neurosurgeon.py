@@ -41,6 +41,7 @@ class Neurosurgeon:
         energy: EnergyModel | None = None,
         ewma: float = 0.3,
         include_loading: bool = False,
+        adaptive: bool = True,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -58,6 +59,7 @@ class Neurosurgeon:
         self.energy = energy
         self.ewma = ewma
         self.include_loading = include_loading
+        self.adaptive = adaptive  # False: the plan made at the start is kept (static)
         self.model = CutCostModel(part, device, edge, include_loading)
 
     def plan(self, bandwidth_bps: float | None = None, edge_load: float | None = None) -> Plan:
@@ -79,6 +81,6 @@ class Neurosurgeon:
         return Action(self.plan().cut)
 
     def update(self, action: Action, fb: Feedback) -> None:
-        if fb.bytes_sent > 0 and fb.uplink_s > 0:
+        if self.adaptive and fb.bytes_sent > 0 and fb.uplink_s > 0:
             observed = 8.0 * fb.bytes_sent / fb.uplink_s
             self.bandwidth_bps = self.ewma * observed + (1 - self.ewma) * self.bandwidth_bps

@@ -16,7 +16,8 @@ from coinfer.sim.env import SimEnv
 from coinfer.sim.runner import RunStats, run_policy
 
 POLICIES = ("oracle", "best-fixed", "forced-oracle", "device-only", "edge-only", "neurosurgeon",
-            "linucb", "mulinucb", "mulinucb-discounted", "mulinucb-link")  # fmt: skip
+            "neurosurgeon-static", "linucb", "mulinucb", "mulinucb-discounted",
+            "mulinucb-link")  # fmt: skip
 DEFAULT_DISCOUNT = 0.99
 
 
@@ -43,9 +44,9 @@ def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> P
         if cut > last:
             raise ValueError(f"{name}: this model's cuts are 0..{last}")
         return FixedCut(cut)
-    if name == "neurosurgeon":
-        rtt = env.link.rtt_s
-        return Neurosurgeon(env.part, env.device, env.edge, env.link.uplink.at(0.0), rtt_s=rtt)
+    if name in ("neurosurgeon", "neurosurgeon-static"):
+        return Neurosurgeon(env.part, env.device, env.edge, env.link.uplink.at(0.0),
+                            rtt_s=env.link.rtt_s, adaptive=name == "neurosurgeon")  # fmt: skip
     if name == "linucb":
         return LinUCB(env.cuts, front)
     if name == "mulinucb":
