@@ -658,6 +658,7 @@ def experiment(
 ) -> None:
     """Run one of the papers' experiments and write its table and plots."""
     from coinfer.experiments import EXPERIMENTS, run_experiment
+    from coinfer.experiments.report import cell_text
 
     if name not in EXPERIMENTS:
         raise _fail(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
@@ -667,13 +668,16 @@ def experiment(
     if as_json:
         sys.stdout.write(json.dumps({"rows": result.rows}, indent=2) + "\n")
         return
-    table = Table(title=f"experiment {name}", caption="; ".join(result.notes[:1]))
-    columns = list(result.rows[0]) if result.rows else []
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in result.rows:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
-    out.print(table)
+    for title, rows in result.groups().items():
+        table = Table(title=f"experiment {name}" + (f": {title}" if title else ""),
+                      caption="; ".join(result.notes[:1]))  # fmt: skip
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            cells = (row.get(c) for c in columns)
+            table.add_row(*(cell_text(v) for v in cells))
+        out.print(table)
     err.print(f"wrote {out_dir / name}/table.md, table.json and {len(result.plots)} plot(s)")
 
 

@@ -59,6 +59,8 @@ def test_experiment_cli_json(tmp_path: Path) -> None:
 def test_ans_quick(tmp_path: Path) -> None:
     result = run_experiment("ans", tmp_path, quick=True)
     assert len(result.plots) == 8 and all(_png(p) for p in result.plots)
+    text = (tmp_path / "ans" / "table.md").read_text()
+    assert text.count("\n## ") == 8 and "## tiny_yolov2 / hsdpa" in text  # a table per scenario
     rows = {(r["model"], r["scenario"], r["policy"]): r for r in result.rows}
     assert len(rows) == 2 * 4 * 11
     for (model, scenario, policy), row in rows.items():

@@ -269,4 +269,4 @@ def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) ->
             "# μLinUCB: mean delay / Oracle's, by delay unit and discount (seed 0)\n\n"
             + markdown_table(sens)
         )
-    return ExperimentResult("ans", rows, notes, plots)
+    return ExperimentResult("ans", rows, notes, plots, group_by=("model", "scenario"))

@@ -22,9 +22,21 @@ class ExperimentResult:
     rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    group_by: tuple[str, ...] = ()  # one table per distinct value of these columns
+
+    def groups(self) -> dict[str, list[dict[str, Any]]]:
+        """The rows split by ``group_by`` (those columns dropped), titled by their values;
+        all rows under one empty title when there is no grouping."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in self.rows:
+            title = " / ".join(str(row[k]) for k in self.group_by)
+            rest = {k: v for k, v in row.items() if k not in self.group_by}
+            out.setdefault(title, []).append(rest)
+        return out
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, nothing for None."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
@@ -35,16 +47,21 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return "(no rows)\n"
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell_text(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def write_result(result: ExperimentResult, out_dir: Path) -> None:
-    """table.md (notes, then the table) and table.json ({"rows": [...]}) beside the plots."""
+    """table.md (notes, then the table, or one per group) and table.json ({"rows": [...]})
+    beside the plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = "".join(f"- {n}\n" for n in result.notes)
     plots = "".join(f"![{p.stem}]({p.name})\n" for p in result.plots)
-    text = f"# {result.name}\n\n{notes}\n{markdown_table(result.rows)}\n{plots}"
+    tables = "\n".join(
+        (f"## {title}\n\n" if title else "") + markdown_table(rows)
+        for title, rows in result.groups().items()
+    )
+    text = f"# {result.name}\n\n{notes}\n{tables}\n{plots}"
     (out_dir / "table.md").write_text(text)
     doc = {"experiment": result.name, "notes": result.notes, "rows": result.rows}
     (out_dir / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
