@@ -159,3 +159,23 @@ def test_forced_oracle_is_the_floor_of_forced_sampling(yolo: Partitioning) -> No
     assert set(runs["oracle"].cuts) == {yolo.last}
     floor = runs["forced-oracle"].mean_delay_s
     assert runs["oracle"].mean_delay_s < floor <= runs["mulinucb-link"].mean_delay_s
+
+
+@pytest.mark.slow
+def test_the_issue_bar_over_10000_frames() -> None:
+    """The ANS bar, seed 0: within 10% of the Oracle in every scenario (tiny-YOLOv2 on the 3G
+    traces: within 4% of the floor forced sampling sets, which is itself 9% above the Oracle),
+    and below the static Neurosurgeon after every change."""
+    keys = ([0.8 if i % 40 == 0 and i else 0.2 for i in range(10_000)], 0.025)
+    names = ["oracle", "forced-oracle", "neurosurgeon-static", "mulinucb-link"]
+    for model in ("vgg16", "tiny_yolov2"):
+        for scenario in ("stationary", "network-change", "edge-change", "hsdpa"):
+            sim = simulate(model, scenario, names, 10_000, key_weights=keys)
+            row = {r["policy"]: r for r in sim.rows()}
+            learner = row["mulinucb-link"]
+            if (model, scenario) == ("tiny_yolov2", "hsdpa"):
+                assert learner["mean_delay_s"] < 1.04 * row["forced-oracle"]["mean_delay_s"]
+            else:
+                assert learner["vs_oracle"] < 1.1, (model, scenario)
+            if sim.world.changes:
+                assert learner["after_change_s"] < row["neurosurgeon-static"]["after_change_s"]
