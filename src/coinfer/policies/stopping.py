@@ -1,0 +1,335 @@
+"""Online model splitting as optimal stopping (Yan, Bi, Zhang, DESIGN §4).
+
+A chain of N layers, of which the first L̄ are stored on the device. At stage l (l layers done
+on the device) the device sees the channel gain h_l and either stops — uploads the D_l bits of
+the boundary and lets the edge run layers l+1..N — or computes layer l+1. Stopping at l costs
+
+    Y_l(h) = G_l + k·D_l / R(h),  G_l = Σ_{i≤l} (e_i + w·τ_i) + w·Σ_{i>l} s_i,  k = P_tx + w,
+
+energy plus w times the time. The optimal rule follows from backward induction,
+EV_L̄ = E[Y_L̄(h)], EV_l = E[min(Y_l(h), EV_{l+1})]: stop at l iff h ≥ γ_l with
+γ_l = (σ²/P)(2^{k·D_l / (B·(EV_{l+1} − G_l))} − 1). Expectations are integrals over the fading
+density (adaptive quadrature), not Monte Carlo.
+
+Outage (why and how: ``coinfer.sim.channels``): a block with h < h_min carries nothing, so the
+device computes on; at stage L̄ it has nothing left to compute and waits for a usable block,
+paying w per second of waiting. Stage N (everything on the device) sends nothing: Y_N = G_N.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import integrate
+
+from coinfer.graph.partition import Partitioning
+from coinfer.latency.devices import DeviceModel
+from coinfer.latency.predict import CutCostModel
+from coinfer.latency.wireless import Radio
+
+
+class Fading(Protocol):
+    """An i.i.d. channel gain per stage with an outage threshold h_min; ``mean_gain`` sets the
+    scale the integrals are taken in."""
+
+    @property
+    def h_min(self) -> float: ...
+
+    @property
+    def mean_gain(self) -> float: ...
+
+    def pdf(self, h: float) -> float: ...
+
+    @property
+    def outage(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class StoppingCosts:
+    """The stage costs of one chain model: ``fixed[l]`` = G_l and ``bits[l]`` = D_l for
+    l = 0..N (``bits[N]`` = 0), k = P_tx + w, the radio, and the block length (waiting)."""
+
+    fixed: np.ndarray
+    bits: np.ndarray
+    transmit_w: float
+    time_weight: float
+    radio: Radio
+    block_s: float
+
+    @property
+    def k(self) -> float:
+        return self.transmit_w + self.time_weight
+
+    @property
+    def layers(self) -> int:
+        return len(self.fixed) - 1
+
+    def stop_cost(self, stage: int, gain: float | np.ndarray) -> np.ndarray:
+        """Y_l(h) (infinite in outage is the caller's business: this is the formula)."""
+        if self.bits[stage] == 0:
+            return np.full_like(np.asarray(gain, dtype=float), self.fixed[stage])
+        return np.asarray(
+            self.fixed[stage] + self.k * self.bits[stage] / self.radio.rate_bps(gain), dtype=float
+        )
+
+
+def chain_costs(
+    device_s: Sequence[float] | np.ndarray,
+    edge_s: Sequence[float] | np.ndarray,
+    bits: Sequence[float] | np.ndarray,
+    compute_w: float,
+    transmit_w: float,
+    time_weight: float,
+    radio: Radio,
+    block_s: float = 0.01,
+) -> StoppingCosts:
+    """Stage costs from per-layer device times τ_i, edge times s_i (i = 1..N) and the bits D_l
+    at each stage l = 0..N−1 (the device's energy per layer is e_i = compute_w·τ_i)."""
+    tau = np.asarray(device_s, dtype=float)
+    s = np.asarray(edge_s, dtype=float)
+    if len(tau) != len(s) or len(bits) != len(tau):
+        raise ValueError("need N device times, N edge times and the bits at stages 0..N-1")
+    device_part = np.concatenate([[0.0], np.cumsum((compute_w + time_weight) * tau)])
+    edge_left = np.concatenate([np.cumsum(s[::-1])[::-1], [0.0]])  # Σ_{i>l} s_i
+    fixed = device_part + time_weight * edge_left
+    return StoppingCosts(fixed, np.append(np.asarray(bits, dtype=float), 0.0), transmit_w,
+                         time_weight, radio, block_s)  # fmt: skip
+
+
+def model_costs(
+    part: Partitioning,
+    device: DeviceModel,
+    edge: DeviceModel,
+    compute_w: float,
+    transmit_w: float,
+    time_weight: float,
+    radio: Radio,
+    block_s: float = 0.01,
+) -> StoppingCosts:
+    """Stage costs of a model's layer cuts (stage l = cut l), from the latency models."""
+    model = CutCostModel(part, device, edge)
+    device_cum = np.asarray(model.device_s)
+    edge_rest = np.asarray(model.edge_s)
+    tau = np.diff(device_cum)
+    s = -np.diff(edge_rest)
+    bits = [8.0 * b for b in model.boundary_bytes[:-1]]
+    return chain_costs(tau, s, bits, compute_w, transmit_w, time_weight, radio, block_s)
+
+
+def _quad(f: Callable[[float], float], lo: float, hi: float, scale: float) -> float:
+    """∫ f over [lo, hi), integrated in x = h / scale so that quadrature sees O(1) numbers
+    whatever the gains' physical scale (1e-7 for a path-loss gain)."""
+    if not hi > lo:
+        return 0.0
+    value, _ = integrate.quad(lambda x: f(x * scale) * scale, lo / scale, hi / scale,
+                              limit=200, epsabs=1e-13, epsrel=1e-10)  # fmt: skip
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """Stop at stage l < L̄ iff h_l ≥ ``thresholds[l]``; at L̄ stop in the first usable block.
+    ``expected`` is the rule's exact expected cost from each stage on."""
+
+    name: str
+    last: int
+    thresholds: np.ndarray
+    expected: np.ndarray
+
+    @property
+    def cost(self) -> float:
+        return float(self.expected[0])
+
+
+class _Stages:
+    """Expectations of the stage costs under one fading law."""
+
+    def __init__(self, costs: StoppingCosts, fading: Fading) -> None:
+        self.costs = costs
+        self.fading = fading
+        self.usable = 1.0 - fading.outage
+
+    def tail_mass(self, lo: float) -> float:
+        """P(h ≥ max(lo, h_min))."""
+        lo = max(lo, self.fading.h_min)
+        if math.isinf(lo):
+            return 0.0
+        if lo == self.fading.h_min:
+            return self.usable
+        return _quad(self.fading.pdf, lo, math.inf, self.fading.mean_gain)
+
+    def stop_integral(self, stage: int, lo: float) -> float:
+        """E[Y_stage(h); h ≥ max(lo, h_min)]."""
+        lo = max(lo, self.fading.h_min)
+        if math.isinf(lo):
+            return 0.0
+        c = self.costs
+        mass = self.tail_mass(lo)
+        if c.bits[stage] == 0:
+            return float(c.fixed[stage] * mass)
+        inverse_rate = _quad(lambda h: self.fading.pdf(h) / float(c.radio.rate_bps(h)), lo,
+                             math.inf, self.fading.mean_gain)  # fmt: skip
+        return float(c.fixed[stage] * mass + c.k * c.bits[stage] * inverse_rate)
+
+    def must_stop(self, stage: int) -> float:
+        """Expected cost of stopping at ``stage`` in its first usable block (waiting through
+        outage blocks at w per second)."""
+        c = self.costs
+        if c.bits[stage] == 0:
+            return float(c.fixed[stage])
+        waiting = self.fading.outage / self.usable * c.time_weight * c.block_s
+        return self.stop_integral(stage, 0.0) / self.usable + waiting
+
+    def evaluate(self, thresholds: np.ndarray, last: int) -> np.ndarray:
+        """Exact expected cost from each stage of the threshold rule (policy evaluation)."""
+        value = np.empty(last + 1)
+        value[last] = self.must_stop(last)
+        for stage in range(last - 1, -1, -1):
+            t = max(float(thresholds[stage]), self.fading.h_min)
+            value[stage] = self.stop_integral(stage, t) + (1 - self.tail_mass(t)) * value[stage + 1]
+        return value
+
+    def threshold(self, stage: int, continue_cost: float) -> float:
+        """The least gain at which stopping costs no more than ``continue_cost``."""
+        c = self.costs
+        gap = continue_cost - c.fixed[stage]
+        if gap <= 0:
+            return math.inf
+        if c.bits[stage] == 0:
+            return 0.0
+        exponent = c.k * c.bits[stage] / (c.radio.bandwidth_hz * gap)
+        if exponent > 1000:  # 2^1000: no channel is that good
+            return math.inf
+        return c.radio.gain_for_rate(c.k * c.bits[stage] / gap)
+
+
+def _check_last(costs: StoppingCosts, last: int | None) -> int:
+    last = costs.layers if last is None else last
+    if not 0 <= last <= costs.layers:
+        raise ValueError(f"the placement L̄ must be in 0..{costs.layers}, got {last}")
+    return last
+
+
+def optimal_rule(costs: StoppingCosts, fading: Fading, last: int | None = None) -> ThresholdRule:
+    """Backward induction: γ_l from EV_{l+1}, EV_l = E[min(Y_l, EV_{l+1})]."""
+    last = _check_last(costs, last)
+    stages = _Stages(costs, fading)
+    value = np.empty(last + 1)
+    thresholds = np.full(last + 1, fading.h_min)
+    value[last] = stages.must_stop(last)
+    for stage in range(last - 1, -1, -1):
+        t = max(stages.threshold(stage, value[stage + 1]), fading.h_min)
+        thresholds[stage] = t
+        value[stage] = stages.stop_integral(stage, t) + (1 - stages.tail_mass(t)) * value[stage + 1]
+    return ThresholdRule("optimal", last, thresholds, value)
+
+
+def osla_rule(costs: StoppingCosts, fading: Fading, last: int | None = None) -> ThresholdRule:
+    """One-stage look-ahead: stop at l iff stopping now costs no more than stopping at l + 1
+    for sure — closed-form thresholds from E[Y_{l+1}] instead of EV_{l+1}."""
+    last = _check_last(costs, last)
+    stages = _Stages(costs, fading)
+    thresholds = np.full(last + 1, fading.h_min)
+    for stage in range(last):
+        thresholds[stage] = max(stages.threshold(stage, stages.must_stop(stage + 1)), fading.h_min)
+    return ThresholdRule("osla", last, thresholds, stages.evaluate(thresholds, last))
+
+
+def fixed_rule(
+    costs: StoppingCosts, fading: Fading, stage: int, name: str = "fixed"
+) -> ThresholdRule:
+    """Always stop at ``stage`` (0: edge-only; N: device-only), waiting through outage."""
+    stages = _Stages(costs, fading)
+    thresholds = np.full(stage + 1, math.inf)
+    thresholds[stage] = fading.h_min
+    return ThresholdRule(name, stage, thresholds, stages.evaluate(thresholds, stage))
+
+
+def best_fixed_rule(
+    costs: StoppingCosts, fading: Fading, mean_gain: float, last: int | None = None
+) -> ThresholdRule:
+    """The split that is best for the mean channel, kept whatever the channel does."""
+    last = _check_last(costs, last)
+    stage = int(np.argmin([float(costs.stop_cost(s, mean_gain)) for s in range(last + 1)]))
+    return fixed_rule(costs, fading, stage, "fixed")
+
+
+def myopic_rule(
+    costs: StoppingCosts, fading: Fading, mean_gain: float, last: int | None = None
+) -> ThresholdRule:
+    """Certainty equivalence: stop at l iff Y_l(h_l) is no more than the best later stage would
+    cost at the mean channel."""
+    last = _check_last(costs, last)
+    stages = _Stages(costs, fading)
+    thresholds = np.full(last + 1, fading.h_min)
+    for stage in range(last):
+        later = min(float(costs.stop_cost(s, mean_gain)) for s in range(stage + 1, last + 1))
+        thresholds[stage] = max(stages.threshold(stage, later), fading.h_min)
+    return ThresholdRule("myopic", last, thresholds, stages.evaluate(thresholds, last))
+
+
+GainSampler = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def _final_stage(
+    costs: StoppingCosts,
+    stage: int,
+    gains: np.ndarray,
+    sample: GainSampler,
+    h_min: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Cost of stopping at ``stage`` for sure: blocks in outage are waited out (w per second)."""
+    gains = gains.copy()
+    idle = np.zeros(len(gains))
+    if costs.bits[stage] > 0:
+        bad = gains < h_min
+        while bad.any():
+            idle[bad] += costs.block_s
+            gains[bad] = sample(rng, int(bad.sum()))
+            bad = gains < h_min
+    return np.asarray(costs.stop_cost(stage, gains) + costs.time_weight * idle)
+
+
+def simulate_rule(
+    rule: ThresholdRule,
+    costs: StoppingCosts,
+    sample: GainSampler,
+    h_min: float,
+    tasks: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Monte Carlo: the realised cost of ``tasks`` independent tasks under ``rule``."""
+    out = np.full(tasks, np.nan)
+    active = np.ones(tasks, dtype=bool)
+    for stage in range(rule.last):
+        gains = sample(rng, tasks)
+        stop = active & (gains >= max(rule.thresholds[stage], h_min))
+        out[stop] = costs.stop_cost(stage, gains[stop])
+        active &= ~stop
+    gains = sample(rng, tasks)
+    out[active] = _final_stage(costs, rule.last, gains[active], sample, h_min, rng)
+    return out
+
+
+def simulate_prophet(
+    costs: StoppingCosts,
+    sample: GainSampler,
+    h_min: float,
+    last: int,
+    tasks: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The prophet bound: knowing every stage's gain in advance, stop at the cheapest stage
+    (the last one waiting out its outage, as any rule must)."""
+    best = np.full(tasks, np.inf)
+    for stage in range(last):
+        gains = sample(rng, tasks)
+        here = np.where(gains >= h_min, costs.stop_cost(stage, gains), np.inf)
+        best = np.minimum(best, here)
+    final = _final_stage(costs, last, sample(rng, tasks), sample, h_min, rng)
+    return np.asarray(np.minimum(best, final))

@@ -1,0 +1,93 @@
+"""Optimal stopping for online splitting: costs, thresholds, the optimal rule against its
+baselines, and analytic expectations against Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from coinfer import partition, zoo
+from coinfer.latency.devices import resolve_device
+from coinfer.latency.wireless import Radio
+from coinfer.policies import stopping as st
+from coinfer.sim.channels import RayleighChannel, RicianChannel
+
+RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
+MEAN_GAIN = 1e-7  # 10 dB mean SNR
+
+
+def test_chain_costs_follow_the_formula() -> None:
+    costs = st.chain_costs([1.0, 2.0], [0.1, 0.2], [800.0, 400.0], compute_w=3.0,
+                           transmit_w=0.5, time_weight=2.0, radio=RADIO)  # fmt: skip
+    # G_l = Σ_{i<=l} (e_i + w τ_i) + w Σ_{i>l} s_i with e_i = 3 τ_i, w = 2
+    assert costs.fixed == pytest.approx([2 * 0.3, 5 * 1 + 2 * 0.2, 5 * 3])
+    assert list(costs.bits) == [800.0, 400.0, 0.0] and costs.k == 2.5
+    assert float(costs.stop_cost(2, 1e-9)) == 15.0  # all on the device: nothing to send
+    rate = float(RADIO.rate_bps(1e-7))
+    assert float(costs.stop_cost(1, 1e-7)) == pytest.approx(5.4 + 2.5 * 400 / rate)
+
+
+@pytest.fixture(scope="module", params=["mlp", "alexnet", "vgg16"])
+def costs(request: pytest.FixtureRequest) -> st.StoppingCosts:
+    part = partition(zoo.create(request.param), zoo.example_inputs(request.param))
+    device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
+    return st.model_costs(part, device, edge, compute_w=2.0, transmit_w=RADIO.power_w,
+                          time_weight=1.0, radio=RADIO)  # fmt: skip
+
+
+CHANNELS: list[RayleighChannel | RicianChannel] = [
+    RayleighChannel(MEAN_GAIN, 0.01 * MEAN_GAIN),
+    RicianChannel(3.0, MEAN_GAIN, 0.01 * MEAN_GAIN),
+]
+
+
+@pytest.mark.parametrize("channel", CHANNELS, ids=lambda c: c.name)
+def test_optimal_rule_beats_every_baseline_and_meets_its_thresholds(
+    costs: st.StoppingCosts, channel: RayleighChannel | RicianChannel
+) -> None:
+    opt = st.optimal_rule(costs, channel)
+    baselines = [
+        st.osla_rule(costs, channel),
+        st.myopic_rule(costs, channel, MEAN_GAIN),
+        st.best_fixed_rule(costs, channel, MEAN_GAIN),
+        st.fixed_rule(costs, channel, 0, "edge-only"),
+        st.fixed_rule(costs, channel, costs.layers, "device-only"),
+    ]
+    for rule in baselines:
+        assert opt.cost <= rule.cost + 1e-12, rule.name
+    for stage in range(opt.last):  # γ_l = (σ²/P)(2^{k D_l / (B (EV_{l+1} − G_l))} − 1)
+        gap = opt.expected[stage + 1] - costs.fixed[stage]
+        exponent = costs.k * costs.bits[stage] / (RADIO.bandwidth_hz * gap) if gap > 0 else math.inf
+        gamma = RADIO.noise_w / RADIO.power_w * (2**exponent - 1) if exponent < 1000 else math.inf
+        assert opt.thresholds[stage] == pytest.approx(max(gamma, channel.h_min))
+
+
+@pytest.mark.parametrize("channel", CHANNELS, ids=lambda c: c.name)
+def test_monte_carlo_agrees_with_the_analytic_cost(
+    costs: st.StoppingCosts, channel: RayleighChannel | RicianChannel
+) -> None:
+    rng = np.random.default_rng(7)
+    opt = st.optimal_rule(costs, channel)
+    for rule in (opt, st.osla_rule(costs, channel)):
+        draws = st.simulate_rule(rule, costs, channel.sample, channel.h_min, 200_000, rng)
+        se = draws.std() / math.sqrt(len(draws))
+        assert abs(draws.mean() - rule.cost) < 4 * se + 1e-12, rule.name
+    prophet = st.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, 200_000, rng)
+    assert prophet.mean() <= opt.cost + 4 * prophet.std() / math.sqrt(len(prophet))
+
+
+def test_placement_bounds_the_stopping_stage() -> None:
+    part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
+    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
+                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    channel = CHANNELS[0]
+    short = st.optimal_rule(costs, channel, last=4)
+    assert short.last == 4 and len(short.thresholds) == 5
+    draws = st.simulate_rule(short, costs, channel.sample, channel.h_min, 1000,
+                             np.random.default_rng(0))  # fmt: skip
+    assert np.all(np.isfinite(draws))
+    assert short.cost >= st.optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
+    with pytest.raises(ValueError, match=r"0\.\.23"):
+        st.optimal_rule(costs, channel, last=24)
