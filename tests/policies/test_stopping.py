@@ -12,7 +12,7 @@ from coinfer import partition, zoo
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
-from coinfer.sim.channels import RayleighChannel, RicianChannel
+from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
 
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
 MEAN_GAIN = 1e-7  # 10 dB mean SNR
@@ -91,3 +91,42 @@ def test_placement_bounds_the_stopping_stage() -> None:
     assert short.cost >= st.optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
     with pytest.raises(ValueError, match=r"0\.\.23"):
         st.optimal_rule(costs, channel, last=24)
+
+
+def test_markov_channel_rule_is_exact_against_simulation() -> None:
+    part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
+    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
+                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    channel = MarkovChannel.from_lists(
+        [0.2 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
+        [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
+    )
+    rule = st.markov_optimal_rule(costs, channel)
+    rng = np.random.default_rng(3)
+    gains = np.asarray(channel.gains)
+    realised = []
+    for _ in range(20_000):
+        states = channel.sample_states(rng, rule.last + 1)
+        stage = next(i for i in range(rule.last + 1) if rule.stop[i, states[i]])
+        realised.append(float(costs.stop_cost(stage, gains[states[stage]])))
+    se = np.std(realised) / math.sqrt(len(realised))
+    assert abs(np.mean(realised) - rule.cost) < 4 * se
+    # waiting for the good state pays: better than stopping in whatever state comes first
+    assert rule.cost < float(channel.stationary() @ costs.stop_cost(0, gains))
+
+
+def test_more_tasks_per_model_update_place_more_layers_on_the_device() -> None:
+    part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
+    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
+                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    bits = st.model_layer_param_bits(part)
+    assert sum(bits) == pytest.approx(8.0 * part.cuts[-1].device_param_bytes)
+    channel = CHANNELS[0]
+    chosen = []
+    for tasks in (1, 100, 10_000, 1_000_000):
+        per_task = st.placement_costs(costs, channel, bits, 20e6, 1.0, tasks)
+        assert per_task[0] == pytest.approx(st.fixed_rule(costs, channel, 0).cost)  # nothing stored
+        chosen.append(int(np.argmin(per_task)))
+    assert chosen == sorted(chosen) and chosen[0] < chosen[-1]
+    with pytest.raises(ValueError, match="23 layers"):
+        st.placement_costs(costs, channel, bits[:-1], 20e6, 1.0, 10)

@@ -18,6 +18,7 @@ paying w per second of waiting. Stage N (everything on the device) sends nothing
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -333,3 +334,77 @@ def simulate_prophet(
         best = np.minimum(best, here)
     final = _final_stage(costs, last, sample(rng, tasks), sample, h_min, rng)
     return np.asarray(np.minimum(best, final))
+
+
+class FiniteStateChannel(Protocol):
+    """A channel with finitely many gains that moves between them as a Markov chain."""
+
+    @property
+    def gains(self) -> tuple[float, ...]: ...
+
+    @property
+    def matrix(self) -> np.ndarray: ...
+
+    def stationary(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MarkovRule:
+    """Optimal stopping on a finite-state Markov channel: stop at stage l in state s iff
+    ``stop[l, s]``; ``value[l, s]`` is the expected cost from there."""
+
+    last: int
+    stop: np.ndarray
+    value: np.ndarray
+    start: np.ndarray  # the law of the first stage's state
+
+    @property
+    def cost(self) -> float:
+        return float(self.start @ self.value[0])
+
+
+def markov_optimal_rule(
+    costs: StoppingCosts, channel: FiniteStateChannel, last: int | None = None
+) -> MarkovRule:
+    """Backward induction on (stage, state): V_L̄(s) = Y_L̄(g_s), V_l(s) = min(Y_l(g_s),
+    Σ_s' P[s, s'] V_{l+1}(s')) — exact, the expectations are finite sums. The first state is
+    drawn from the chain's stationary law."""
+    last = _check_last(costs, last)
+    gains = np.asarray(channel.gains, dtype=float)
+    value = np.empty((last + 1, len(gains)))
+    stop = np.zeros((last + 1, len(gains)), dtype=bool)
+    value[last] = costs.stop_cost(last, gains)
+    stop[last] = True
+    for stage in range(last - 1, -1, -1):
+        now = costs.stop_cost(stage, gains)
+        later = channel.matrix @ value[stage + 1]
+        stop[stage] = now <= later
+        value[stage] = np.minimum(now, later)
+    return MarkovRule(last, stop, value, channel.stationary())
+
+
+def placement_costs(
+    costs: StoppingCosts,
+    fading: Fading,
+    layer_param_bits: Sequence[float],
+    download_rate_bps: float,
+    receive_w: float,
+    tasks_per_update: float,
+) -> np.ndarray:
+    """Expected cost per task for every placement L̄ = 0..N: the optimal rule's expected cost
+    with L̄ layers on the device, plus downloading their parameters after each model update
+    (receive energy + w × time at ``download_rate_bps``) shared by ``tasks_per_update`` tasks."""
+    if len(layer_param_bits) != costs.layers:
+        raise ValueError(f"need the parameter bits of each of the {costs.layers} layers")
+    if not (download_rate_bps > 0 and tasks_per_update > 0):
+        raise ValueError("the download rate and the tasks per model update must be positive")
+    stored = np.concatenate([[0.0], np.cumsum(layer_param_bits)])
+    download = (receive_w + costs.time_weight) * stored / download_rate_bps
+    expected = [optimal_rule(costs, fading, last).cost for last in range(costs.layers + 1)]
+    return np.asarray(expected) + download / tasks_per_update
+
+
+def model_layer_param_bits(part: Partitioning) -> list[float]:
+    """Parameter bits of each layer between consecutive cuts (what placing it downloads)."""
+    device_bytes = [c.device_param_bytes for c in part.cuts]
+    return [8.0 * (b - a) for a, b in itertools.pairwise(device_bytes)]
