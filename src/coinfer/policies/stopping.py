@@ -408,3 +408,52 @@ def model_layer_param_bits(part: Partitioning) -> list[float]:
     """Parameter bits of each layer between consecutive cuts (what placing it downloads)."""
     device_bytes = [c.device_param_bytes for c in part.cuts]
     return [8.0 * (b - a) for a, b in itertools.pairwise(device_bytes)]
+
+
+def equal_chain_placement(
+    costs: StoppingCosts,
+    fading: Fading,
+    layer_param_bits: float,
+    download_rate_bps: float,
+    receive_w: float,
+    tasks_per_update: float,
+) -> int:
+    """The best placement L̄* for a chain of equal layers (an MLP of equal width), without
+    solving a stopping problem per L̄.
+
+    With equal layers G_l = G_0 + lΔ (Δ = e + wτ − ws) and D_l = D, the excess a = EV − G over
+    the current stage depends only on the stages left, j: a_0 = E[kD/R] (the forced stop, with
+    outage waits), a_{j+1} = φ(Δ + a_j), φ(c) = E[min(kD/R(h), c)] (c in outage). φ is
+    increasing with slope < 1, so the gains d_j = a_j − a_{j+1} of one more stored layer keep
+    their sign and shrink: the per-task cost J(L̄) = G_0 + a_L̄ + L̄β, β = the amortised download
+    of one layer, is convex below N, and L̄* = min{j : d_j ≤ β}, or N when storing everything
+    (nothing to send at the end: a = T^N(0)) is cheaper still.
+    """
+    bits = costs.bits[:-1]
+    steps = np.diff(costs.fixed)
+    if not (np.allclose(bits, bits[0]) and np.allclose(steps, steps[0])):
+        raise ValueError("equal_chain_placement needs equal layers: the same D_l and G_l steps")
+    n, kd, delta = costs.layers, costs.k * float(bits[0]), float(steps[0])
+    stages = _Stages(costs, fading)
+    beta = (receive_w + costs.time_weight) * layer_param_bits / download_rate_bps / tasks_per_update
+
+    def phi(c: float) -> float:
+        if c <= 0:
+            return c
+        t = max(costs.radio.gain_for_rate(kd / c) if kd / c / costs.radio.bandwidth_hz < 1000
+                else math.inf, fading.h_min)  # fmt: skip
+        if math.isinf(t):
+            return c
+        mass = stages.tail_mass(t)
+        inverse_rate = _quad(lambda h: fading.pdf(h) / float(costs.radio.rate_bps(h)), t,
+                             math.inf, fading.mean_gain)  # fmt: skip
+        return c * (1.0 - mass) + kd * inverse_rate
+
+    excess = [stages.must_stop(0) - float(costs.fixed[0])]  # a_0: the forced stop
+    for _ in range(n - 1):
+        excess.append(phi(delta + excess[-1]))
+    crossing = next((j for j in range(n - 1) if excess[j] - excess[j + 1] <= beta), n - 1)
+    full = 0.0  # storing all N layers: nothing is sent at the end
+    for _ in range(n):
+        full = phi(delta + full)
+    return n if full + n * beta < excess[crossing] + crossing * beta else crossing
