@@ -647,7 +647,7 @@ def simulate(
 
 @app.command()
 def experiment(
-    name: Annotated[str, typer.Argument(help="neurosurgeon, edgent or ans.")],
+    name: Annotated[str, typer.Argument(help="neurosurgeon, edgent, ans or stopping.")],
     quick: Annotated[bool, typer.Option("--quick", help="A small run, in seconds.")] = False,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Results go to OUT/NAME/ (table.md, table.json, PNGs).")

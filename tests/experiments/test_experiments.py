@@ -72,3 +72,21 @@ def test_ans_quick(tmp_path: Path) -> None:
             assert "after_change_s" in row
     for model in ("vgg16", "tiny_yolov2"):  # in a stationary world the learner finds the cut
         assert rows[(model, "stationary", "mulinucb-discounted")]["vs_oracle"] < 1.1
+
+
+def test_stopping_quick(tmp_path: Path) -> None:
+    result = run_experiment("stopping", tmp_path, quick=True)
+    assert len(result.plots) == 2 and all(_png(p) for p in result.plots)
+    rows = result.rows
+    names = {"optimal", "osla", "device-only", "edge-only", "fixed", "myopic", "prophet"}
+    assert {r["policy"] for r in rows} == names
+    for row in rows:
+        assert {"setting", "policy", "mean_cost", "ci95", "analytic_cost"} <= set(row)
+    settings = {r["setting"] for r in rows}
+    by = {(r["setting"], r["policy"]): r for r in rows}
+    for setting in settings:  # the optimal rule's exact cost is the least but the prophet's
+        best = by[(setting, "optimal")]["analytic_cost"]
+        for policy in names - {"optimal", "prophet"}:
+            assert best <= by[(setting, policy)]["analytic_cost"] * (1 + 1e-9)
+    inside = [r["analytic_within_ci"] for r in rows if r["analytic_cost"] is not None]
+    assert sum(inside) >= 0.85 * len(inside)  # 95% intervals: most, not all, cover

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from coinfer.experiments import ans, edgent, neurosurgeon
+from coinfer.experiments import ans, edgent, neurosurgeon, stopping
 from coinfer.experiments.report import ExperimentResult, write_result
 
 Progress = Callable[[str, int, int], None]
@@ -15,6 +15,7 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "neurosurgeon": neurosurgeon.run,
     "edgent": edgent.run,
     "ans": ans.run,
+    "stopping": stopping.run,
 }
 
 

@@ -241,13 +241,20 @@ def osla_rule(costs: StoppingCosts, fading: Fading, last: int | None = None) -> 
 
 
 def fixed_rule(
-    costs: StoppingCosts, fading: Fading, stage: int, name: str = "fixed"
+    costs: StoppingCosts,
+    fading: Fading,
+    stage: int,
+    name: str = "fixed",
+    last: int | None = None,
 ) -> ThresholdRule:
-    """Always stop at ``stage`` (0: edge-only; N: device-only), waiting through outage."""
-    stages = _Stages(costs, fading)
-    thresholds = np.full(stage + 1, math.inf)
-    thresholds[stage] = fading.h_min
-    return ThresholdRule(name, stage, thresholds, stages.evaluate(thresholds, stage))
+    """Split at ``stage`` whatever the channel (0: edge-only; N: device-only). Under the same
+    outage convention as every rule: a block in outage at ``stage`` makes the device compute on
+    and send at the next usable stage, waiting only at L̄."""
+    last = _check_last(costs, last)
+    if not 0 <= stage <= last:
+        raise ValueError(f"a fixed split must be in 0..{last}, got {stage}")
+    thresholds = np.where(np.arange(last + 1) < stage, math.inf, fading.h_min)
+    return ThresholdRule(name, last, thresholds, _Stages(costs, fading).evaluate(thresholds, last))
 
 
 def best_fixed_rule(
@@ -256,7 +263,7 @@ def best_fixed_rule(
     """The split that is best for the mean channel, kept whatever the channel does."""
     last = _check_last(costs, last)
     stage = int(np.argmin([float(costs.stop_cost(s, mean_gain)) for s in range(last + 1)]))
-    return fixed_rule(costs, fading, stage, "fixed")
+    return fixed_rule(costs, fading, stage, "fixed", last)
 
 
 def myopic_rule(
