@@ -90,3 +90,6 @@ def test_stopping_quick(tmp_path: Path) -> None:
             assert best <= by[(setting, policy)]["analytic_cost"] * (1 + 1e-9)
     inside = [r["analytic_within_ci"] for r in rows if r["analytic_cost"] is not None]
     assert sum(inside) >= 0.85 * len(inside)  # 95% intervals: most, not all, cover
+    familywise = [r["analytic_within_ci_familywise"] for r in rows if r["analytic_cost"]]
+    assert sum(familywise) >= len(familywise) - 1
+    assert all(by[(s, "prophet")]["minus_optimal"] <= 0 for s in settings)  # same draws
