@@ -131,3 +131,29 @@ def test_more_tasks_per_model_update_place_more_layers_on_the_device() -> None:
     assert chosen == sorted(chosen) and chosen[0] < chosen[-1]
     with pytest.raises(ValueError, match="23 layers"):
         st.placement_costs(costs, channel, bits[:-1], 20e6, 1.0, 10)
+
+
+def test_markov_baselines_exact_and_simulated_on_shared_paths() -> None:
+    part = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))
+    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
+                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    channel = MarkovChannel.from_lists(
+        [0.1 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
+        [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
+    )
+    rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
+    assert [r.name for r in rules] == [
+        "optimal",
+        "osla",
+        "myopic",
+        "fixed",
+        "edge-only",
+        "device-only",
+    ]
+    assert all(rules[0].cost <= r.cost + 1e-15 for r in rules)
+    assert rules[-1].cost == pytest.approx(float(costs.fixed[-1]))  # device-only sends nothing
+    realised, prophet = st.simulate_markov(rules, costs, channel, 100_000, np.random.default_rng(5))
+    for rule, draws in zip(rules, realised, strict=True):
+        se = draws.std() / math.sqrt(len(draws))
+        assert abs(draws.mean() - rule.cost) <= 4 * se + 1e-12, rule.name
+    assert np.all(prophet <= realised[0] + 1e-15)  # the prophet never loses on a shared path

@@ -3,9 +3,10 @@
 For MLP, AlexNet and VGG16 chains on an `edge-pc/8` device and an `edge-pc` edge: the optimal
 rule (backward induction), the one-stage look-ahead, myopic, best fixed split, edge-only,
 device-only and the prophet bound, under Rayleigh fading (1% outage) at several mean SNRs and
-time weights, plus a Rician channel; each rule's analytic expected cost beside its Monte Carlo
-mean with a 95% confidence interval. Then the per-task cost of every placement L̄ with the
-amortised parameter download, and the equal-width MLP's closed form against the numeric search.
+time weights, plus a Rician and a finite-state Markov channel; each rule's analytic expected
+cost beside its Monte Carlo mean with a 95% confidence interval. Then the per-task cost of every
+placement L̄ with the amortised parameter download, and the equal-width MLP's closed form
+against the numeric search.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from coinfer import partition, zoo
+from coinfer import Partitioning, partition, zoo
 from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
-from coinfer.sim.channels import RayleighChannel, RicianChannel
+from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
 
 MODELS = ("mlp", "alexnet", "vgg16")
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
@@ -113,7 +114,35 @@ def policy_rows(quick: bool, progress: Progress | None = None) -> list[dict[str,
         rows += [_row(setting, name, draws, cost, optimal_draws) for name, draws, cost in results]
         if progress is not None:
             progress("policies", done + 1, len(combos))
+    rows += markov_rows(parts, tasks)
     _judge(rows)
+    return rows
+
+
+def markov_channel(snr_db: float = 10.0) -> MarkovChannel:
+    """Three states (a fade, the mean, a good block) around the mean gain at ``snr_db``, moving
+    to a neighbour with probability 0.2–0.3 per stage: slow fading with memory."""
+    mean = _gain_for_snr(snr_db)
+    moves = [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]]
+    return MarkovChannel.from_lists([0.1 * mean, mean, 3 * mean], moves)
+
+
+def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, Any]]:
+    """The same policies on the finite-state Markov channel (10 dB, w = 1): exact by backward
+    induction on (stage, state), Monte Carlo on shared paths."""
+    device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
+    channel = markov_channel()
+    rows: list[dict[str, Any]] = []
+    for model, part in parts.items():
+        costs = st.model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
+        rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
+        realised, prophet = st.simulate_markov(rules, costs, channel, tasks,
+                                               np.random.default_rng(len(rows)))  # fmt: skip
+        setting = {"setting": f"{model}/fsmc/10dB/w=1", "model": model, "channel": "fsmc",
+                   "snr_db": 10.0, "time_weight": 1.0}  # fmt: skip
+        for rule, draws in zip(rules, realised, strict=True):
+            rows.append(_row(setting, rule.name, draws, rule.cost, realised[0]))
+        rows.append(_row(setting, "prophet", prophet, None, realised[0]))
     return rows
 
 

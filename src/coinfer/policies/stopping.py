@@ -357,9 +357,10 @@ class FiniteStateChannel(Protocol):
 
 @dataclass(frozen=True)
 class MarkovRule:
-    """Optimal stopping on a finite-state Markov channel: stop at stage l in state s iff
-    ``stop[l, s]``; ``value[l, s]`` is the expected cost from there."""
+    """A rule on a finite-state Markov channel: stop at stage l in state s iff ``stop[l, s]``;
+    ``value[l, s]`` is its exact expected cost from there."""
 
+    name: str
     last: int
     stop: np.ndarray
     value: np.ndarray
@@ -368,6 +369,23 @@ class MarkovRule:
     @property
     def cost(self) -> float:
         return float(self.start @ self.value[0])
+
+
+def markov_rule(
+    name: str, costs: StoppingCosts, channel: FiniteStateChannel, stop: np.ndarray
+) -> MarkovRule:
+    """Exact expected cost of any stop-set rule on the chain: V_l(s) = Y_l(g_s) where it stops,
+    Σ_s' P[s, s'] V_{l+1}(s') where it goes on; it stops in every state at the last stage."""
+    stop = np.array(stop, dtype=bool)
+    last = stop.shape[0] - 1
+    stop[last] = True
+    gains = np.asarray(channel.gains, dtype=float)
+    value = np.empty(stop.shape)
+    value[last] = costs.stop_cost(last, gains)
+    for stage in range(last - 1, -1, -1):
+        later = channel.matrix @ value[stage + 1]
+        value[stage] = np.where(stop[stage], costs.stop_cost(stage, gains), later)
+    return MarkovRule(name, last, stop, value, channel.stationary())
 
 
 def markov_optimal_rule(
@@ -387,7 +405,60 @@ def markov_optimal_rule(
         later = channel.matrix @ value[stage + 1]
         stop[stage] = now <= later
         value[stage] = np.minimum(now, later)
-    return MarkovRule(last, stop, value, channel.stationary())
+    return MarkovRule("optimal", last, stop, value, channel.stationary())
+
+
+def markov_baselines(
+    costs: StoppingCosts, channel: FiniteStateChannel, last: int | None = None
+) -> list[MarkovRule]:
+    """OSLA (stop iff Y_l(g_s) ≤ E[Y_{l+1} | s]), myopic and the best fixed split (at the
+    stationary mean gain), edge-only and device-only, as stop sets on the chain."""
+    last = _check_last(costs, last)
+    gains = np.asarray(channel.gains, dtype=float)
+    mean = float(channel.stationary() @ gains)
+    now = np.stack([costs.stop_cost(stage, gains) for stage in range(last + 1)])
+    at_mean = np.array([float(costs.stop_cost(stage, mean)) for stage in range(last + 1)])
+    osla = np.zeros_like(now, dtype=bool)
+    myopic = np.zeros_like(now, dtype=bool)
+    for stage in range(last):
+        osla[stage] = now[stage] <= channel.matrix @ now[stage + 1]
+        myopic[stage] = now[stage] <= at_mean[stage + 1 :].min()
+    fixed_at = int(np.argmin(at_mean))
+    stages = np.arange(last + 1)[:, None] * np.ones(len(gains), dtype=int)
+    return [
+        markov_rule("osla", costs, channel, osla),
+        markov_rule("myopic", costs, channel, myopic),
+        markov_rule("fixed", costs, channel, stages >= fixed_at),
+        markov_rule("edge-only", costs, channel, stages >= 0),
+        markov_rule("device-only", costs, channel, stages >= costs.layers),
+    ]
+
+
+def simulate_markov(
+    rules: Sequence[MarkovRule],
+    costs: StoppingCosts,
+    channel: FiniteStateChannel,
+    tasks: int,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Monte Carlo on shared channel paths: each rule's realised costs, and the prophet's (the
+    cheapest stage of each path, known in advance)."""
+    last = max(rule.last for rule in rules)
+    gains = np.asarray(channel.gains, dtype=float)
+    n = len(gains)
+    paths = np.empty((tasks, last + 1), dtype=int)
+    paths[:, 0] = rng.choice(n, size=tasks, p=channel.stationary())
+    cumulative = np.cumsum(channel.matrix, axis=1)
+    for stage in range(1, last + 1):
+        u = rng.random(tasks)
+        paths[:, stage] = (u[:, None] > cumulative[paths[:, stage - 1]]).sum(axis=1)
+    stage_costs = np.stack([costs.stop_cost(s, gains[paths[:, s]]) for s in range(last + 1)], 1)
+    realised = []
+    for rule in rules:
+        stops = rule.stop[np.arange(rule.last + 1)[None, :], paths[:, : rule.last + 1]]
+        first = stops.argmax(axis=1)  # the last stage always stops
+        realised.append(stage_costs[np.arange(tasks), first])
+    return realised, stage_costs.min(axis=1)
 
 
 def placement_costs(
