@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from coinfer import partition, zoo
+from coinfer import Partitioning, partition, zoo
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
@@ -29,12 +29,17 @@ def test_chain_costs_follow_the_formula() -> None:
     assert float(costs.stop_cost(1, 1e-7)) == pytest.approx(5.4 + 2.5 * 400 / rate)
 
 
-@pytest.fixture(scope="module", params=["mlp", "alexnet", "vgg16"])
-def costs(request: pytest.FixtureRequest) -> st.StoppingCosts:
-    part = partition(zoo.create(request.param), zoo.example_inputs(request.param))
+def _costs(part: Partitioning) -> st.StoppingCosts:
+    """Stage costs on the experiment's classes: an edge-pc/8 device at 2 W, an edge-pc edge."""
     device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
     return st.model_costs(part, device, edge, compute_w=2.0, transmit_w=RADIO.power_w,
                           time_weight=1.0, radio=RADIO)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["mlp", "alexnet", "vgg16"])
+def costs(request: pytest.FixtureRequest) -> st.StoppingCosts:
+    part = partition(zoo.create(request.param), zoo.example_inputs(request.param))
+    return _costs(part)
 
 
 CHANNELS: list[RayleighChannel | RicianChannel] = [
@@ -80,8 +85,7 @@ def test_monte_carlo_agrees_with_the_analytic_cost(
 
 def test_placement_bounds_the_stopping_stage() -> None:
     part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
-    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
-                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    costs = _costs(part)
     channel = CHANNELS[0]
     short = st.optimal_rule(costs, channel, last=4)
     assert short.last == 4 and len(short.thresholds) == 5
@@ -95,8 +99,7 @@ def test_placement_bounds_the_stopping_stage() -> None:
 
 def test_markov_channel_rule_is_exact_against_simulation() -> None:
     part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
-    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
-                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    costs = _costs(part)
     channel = MarkovChannel.from_lists(
         [0.2 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
         [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
@@ -117,8 +120,7 @@ def test_markov_channel_rule_is_exact_against_simulation() -> None:
 
 def test_more_tasks_per_model_update_place_more_layers_on_the_device() -> None:
     part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
-    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
-                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    costs = _costs(part)
     bits = st.model_layer_param_bits(part)
     assert sum(bits) == pytest.approx(8.0 * part.cuts[-1].device_param_bytes)
     channel = CHANNELS[0]
@@ -135,8 +137,7 @@ def test_more_tasks_per_model_update_place_more_layers_on_the_device() -> None:
 
 def test_markov_baselines_exact_and_simulated_on_shared_paths() -> None:
     part = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))
-    costs = st.model_costs(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"), 2.0,
-                           RADIO.power_w, 1.0, RADIO)  # fmt: skip
+    costs = _costs(part)
     channel = MarkovChannel.from_lists(
         [0.1 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
         [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
