@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,distributed]'
 	touch $(STAMP)
 
 demo: setup
@@ -33,6 +33,7 @@ test-slow: setup
 bench: setup
 	$(PY) benchmarks/bench_partition.py
 	$(PY) benchmarks/bench_policies.py
+	$(PY) benchmarks/bench_multi.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

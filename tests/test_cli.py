@@ -155,3 +155,34 @@ def test_simulate_key_frames_from_a_video_file(tmp_path: Path) -> None:
     assert rate == pytest.approx(len(scene.cuts) / 60)  # measured on the file's 60 frames
     missing = runner.invoke(app, ["simulate", "-n", "20", "--video", str(tmp_path / "no.mp4")])
     assert missing.exit_code == 2 and "no video file" in missing.output
+
+
+def test_fleet_json_and_table(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fleet", "-m", "2", "-n", "40", "-p", "all", "--json",
+                                 "--experience", str(tmp_path / "exp")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["policy"] for r in rows][:4] == ["oracle", "device-only", "edge-only", "noncoop"]
+    for row in rows:
+        assert {"policy", "devices", "mean_latency_s", "messages", "vs_noncoop"} <= row.keys()
+        assert row["devices"] == 2
+    assert len(list((tmp_path / "exp").glob("device-*.json"))) == 2  # made once, then reused
+    table = runner.invoke(app, ["fleet", "-m", "3", "-k", "2", "-n", "20", "--learner", "paper",
+                                "--shared-uplink", "5mbps", "--experience",
+                                str(tmp_path / "exp3")])  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert "fedlinucb-dw" in table.stdout and "3 devices, 2 type(s)" in table.stdout
+
+
+def test_fleet_errors_exit_2(tmp_path: Path) -> None:
+    cases = [
+        (["-p", "nope"], "unknown fleet policy 'nope'"),
+        (["-k", "9"], "--types is at most 4"),
+        (["--learner", "deep"], "unknown learner 'deep'"),
+        (["--warm-weight", "2", "-p", "fedlinucb-dw"], "in (0, 1]"),
+        (["--shared-uplink", "fast"], "fast"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["fleet", "-n", "5", "--experience", str(tmp_path), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)

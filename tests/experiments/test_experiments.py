@@ -93,3 +93,36 @@ def test_stopping_quick(tmp_path: Path) -> None:
     familywise = [r["analytic_within_ci_familywise"] for r in rows if r["analytic_cost"]]
     assert sum(familywise) >= len(familywise) - 1
     assert all(by[(s, "prophet")]["minus_optimal"] <= 0 for s in settings)  # same draws
+
+
+def test_cans_quick(tmp_path: Path) -> None:
+    result = run_experiment("cans", tmp_path, quick=True, engine="serial")
+    out = tmp_path / "cans"
+    assert {p.name for p in result.plots} == {
+        f"{kind}_{learner}.png"
+        for kind in ("latency_over_time", "ablation", "messages")
+        for learner in ("paper", "link")
+    }
+    assert all(_png(p) for p in result.plots)
+    assert len(list((out / "experience" / "M10-seed0").glob("device-*.json"))) == 10
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert {"noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw"} <= {r["policy"] for r in rows}
+    oracle = {(r["learner"], r["devices"]): r["mean_latency_s"] for r in rows
+              if r["policy"] == "oracle"}  # fmt: skip
+    for row in rows:
+        assert {"policy", "devices", "mean_latency_s", "messages"} <= row.keys()
+        cooperative = row["policy"].startswith("fedlinucb")
+        assert (row["messages"] > 0) == cooperative  # only cooperation talks
+        # nothing beats the (greedy, per-frame) Oracle by more than noise
+        assert row["mean_latency_s"] >= 0.97 * oracle[(row["learner"], row["devices"])]
+    periodic = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw-periodic"]
+    triggered = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw"]
+    assert all(t < p for t, p in zip(triggered, periodic, strict=True))
+
+
+def test_cans_engine_errors_are_clear(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["experiment", "cans", "--engine", "gpu", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown engine 'gpu'" in result.output
+    result = runner.invoke(app, ["experiment", "ans", "--engine", "ray", "--quick",
+                                 "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2

@@ -9,7 +9,7 @@ import pytest
 
 from coinfer import Partitioning, partition, zoo
 from coinfer.policies import Action, Context, Feedback
-from coinfer.policies.bandits import LinUCB, MuLinUCB, _RidgeStats, scaled_features
+from coinfer.policies.bandits import LinUCB, MuLinUCB, RidgeStats, scaled_features
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,11 @@ def vgg() -> Partitioning:
 
 def test_sherman_morrison_matches_the_inverse() -> None:
     rng = np.random.default_rng(0)
-    stats = _RidgeStats(7, lam=1.0)
+    stats = RidgeStats(7, lam=1.0)
     for _ in range(500):
         stats.update(rng.random(7), float(rng.random()))
     assert np.allclose(stats.a_inv, np.linalg.inv(stats.a), atol=1e-9)
-    discounted = _RidgeStats(7, lam=1.0, discount=0.95)
+    discounted = RidgeStats(7, lam=1.0, discount=0.95)
     for _ in range(50):
         discounted.update(rng.random(7), 1.0)
     assert np.allclose(discounted.a_inv @ discounted.a, np.eye(7), atol=1e-9)

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from coinfer.experiments import ans, edgent, neurosurgeon, stopping
+from coinfer.experiments import ans, cans, edgent, neurosurgeon, stopping
 from coinfer.experiments.report import ExperimentResult, write_result
 
 Progress = Callable[[str, int, int], None]
@@ -15,23 +15,34 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "neurosurgeon": neurosurgeon.run,
     "edgent": edgent.run,
     "ans": ans.run,
+    "cans": cans.run,
     "stopping": stopping.run,
 }
 
 
 def run_experiment(
-    name: str, out_root: Path, quick: bool = False, progress: Progress | None = None
+    name: str,
+    out_root: Path,
+    quick: bool = False,
+    progress: Progress | None = None,
+    engine: str = "local",
 ) -> ExperimentResult:
     """Run one experiment and write its results under ``out_root/name``; experiments that take
-    long report ``progress(what, done, total)``."""
+    long report ``progress(what, done, total)``; sweeps run their jobs on ``engine`` (local
+    processes, serial, or ray)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
     out_dir = out_root / name
     func = EXPERIMENTS[name]
-    if "progress" in inspect.signature(func).parameters:
-        result = func(out_dir, quick, progress=progress)
-    else:
-        result = func(out_dir, quick)
+    accepted = inspect.signature(func).parameters
+    options: dict[str, object] = {}
+    if "progress" in accepted:
+        options["progress"] = progress
+    if "engine" in accepted:
+        options["engine"] = engine
+    elif engine not in ("local", "serial"):
+        raise ValueError(f"experiment {name!r} runs in one process: --engine {engine} is for cans")
+    result = func(out_dir, quick, **options)
     write_result(result, out_dir)
     return result
 

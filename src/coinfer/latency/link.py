@@ -57,6 +57,9 @@ class ConstantBandwidth:
     def transfer_seconds(self, bits: float, start: float) -> float:
         return bits / self.bps
 
+    def transfer_seconds_many(self, bits: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        return np.asarray(bits, dtype=float) / self.bps
+
 
 @dataclass(frozen=True)
 class TraceBandwidth:
@@ -67,7 +70,10 @@ class TraceBandwidth:
     bps: tuple[float, ...]
     name: str = "trace"
     loop: bool = True
+    period_s: float | None = None  # the loop's length; by default one median step past the last
     _period: float = field(init=False, repr=False)
+    _cumulative: np.ndarray = field(init=False, repr=False)
+    _arrays: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.times) != len(self.bps) or not self.times:
@@ -77,7 +83,14 @@ class TraceBandwidth:
         if list(self.times) != sorted(self.times) or self.times[0] != 0:
             raise ValueError(f"trace {self.name}: time stamps must start at 0 and increase")
         step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 1.0
-        object.__setattr__(self, "_period", self.times[-1] + step)
+        period = self.times[-1] + step if self.period_s is None else self.period_s
+        if not period > self.times[-1]:
+            raise ValueError(f"trace {self.name}: the period must end after the last sample")
+        object.__setattr__(self, "_period", period)
+        widths = np.diff([*self.times, period])
+        cumulative = np.concatenate([[0.0], np.cumsum(widths * np.asarray(self.bps))])
+        object.__setattr__(self, "_cumulative", cumulative)  # bits delivered by each sample start
+        object.__setattr__(self, "_arrays", (np.asarray(self.times), np.asarray(self.bps)))
 
     @classmethod
     def from_file(cls, path: str | Path, scale: float = 1.0, loop: bool = True) -> TraceBandwidth:
@@ -141,6 +154,37 @@ class TraceBandwidth:
             i += 1
             if i == len(self.times):
                 i, base = 0, base + self._period
+
+    def _bits_by(self, t: np.ndarray) -> np.ndarray:
+        """Bits a transfer running from time 0 would have delivered by ``t``."""
+        (times, bps), cum = self._arrays, self._cumulative
+        if self.loop:
+            loops = np.floor(t / self._period)
+            local = t - loops * self._period
+        else:
+            loops, local = np.zeros_like(t), t
+        i = np.clip(np.searchsorted(times, local, side="right") - 1, 0, len(times) - 1)
+        return np.asarray(loops * cum[-1] + cum[i] + (local - times[i]) * bps[i])
+
+    def _time_of(self, bits: np.ndarray) -> np.ndarray:
+        """The inverse of ``_bits_by``: when the cumulative delivery reaches ``bits``."""
+        (times, bps), cum = self._arrays, self._cumulative
+        if self.loop:
+            loops = np.floor(bits / cum[-1])
+            local = bits - loops * cum[-1]
+            base = loops * self._period
+        else:
+            local, base = bits, np.zeros_like(bits)
+        i = np.clip(np.searchsorted(cum[:-1], local, side="right") - 1, 0, len(times) - 1)
+        return np.asarray(base + times[i] + (local - cum[i]) / bps[i])
+
+    def transfer_seconds_many(self, bits: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """``transfer_seconds`` for many transfers at once, from the cumulative delivery
+        curve (simulators ask for every cut at every frame)."""
+        bits = np.asarray(bits, dtype=float)
+        starts = np.broadcast_to(np.asarray(starts, dtype=float), bits.shape)
+        done = self._bits_by(starts) + bits
+        return np.where(bits > 0, self._time_of(done) - starts, 0.0)
 
     def mean_bps(self) -> float:
         widths = np.diff([*self.times, self._period])

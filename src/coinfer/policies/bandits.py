@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +37,22 @@ def scaled_features(cuts: Sequence[Cut], names: tuple[str, ...] = ANS_FEATURES) 
     return np.asarray(x / top)
 
 
-class _RidgeStats:
+class Statistics(Protocol):
+    """What a learner needs of its ridge statistics: A⁻¹ and θ̂ to score, and to learn."""
+
+    a: np.ndarray
+    a_inv: np.ndarray
+    b: np.ndarray
+
+    @property
+    def theta(self) -> np.ndarray: ...
+
+    def update(self, x: np.ndarray, y: float) -> None: ...
+
+    def decay(self) -> None: ...
+
+
+class RidgeStats:
     """A = λI + Σ x xᵀ and b = Σ y x, with A⁻¹ kept by Sherman–Morrison (O(d²) per update).
 
     With ``discount`` γ < 1 (discounted LinUCB, for non-stationary links and edges) every
@@ -122,6 +138,7 @@ class LinUCB:
         discount: float = 1.0,
         delay_unit_s: float = 0.1,
         link_feature: bool = False,
+        stats: Statistics | None = None,
     ) -> None:
         if len(device_front_s) != len(cuts):
             raise ValueError("need the device's front delay of every cut")
@@ -142,7 +159,8 @@ class LinUCB:
         self.boundary_bits[-1] = 0.0
         if link_feature:
             self.x = np.hstack([self.x, np.zeros((len(cuts), 1))])
-        self.stats = _RidgeStats(self.x.shape[1], lam, discount)
+        # ``stats`` lets statistics live elsewhere (a federation's, shared by a group of devices)
+        self.stats: Statistics = stats or RidgeStats(self.x.shape[1], lam, discount)
         self.last = len(cuts) - 1
         # The reply (the model's output coming back) takes the same time whatever the cut, and
         # the 7 features have no intercept to carry it: a linear fit then blames it on
@@ -153,9 +171,21 @@ class LinUCB:
         self.offload = np.ones(len(cuts))
         self.offload[-1] = 0.0
 
+    @staticmethod
+    def dimension(link_feature: bool = False) -> int:
+        return len(ANS_FEATURES) + int(link_feature)
+
     @property
     def reply(self) -> float:
         return self.reply_mean.value
+
+    def feature(self, cut: int, link_bps: float | None = None) -> np.ndarray:
+        """Cut ``cut``'s feature vector as the learner sees it when the device last measured
+        ``link_bps`` on its uplink (the link feature is 0 before any measurement)."""
+        x = self.x[cut].copy()
+        if self.link_feature:
+            x[-1] = self.boundary_bits[cut] / link_bps / self.unit if link_bps else 0.0
+        return x
 
     def exploration_scale(self, ctx: Context) -> float:
         """Multiplies xᵀA⁻¹x under the square root of the bonus (1 for plain LinUCB)."""
@@ -175,9 +205,15 @@ class LinUCB:
     def update(self, action: Action, fb: Feedback) -> None:
         if action.cut != self.last:  # the on-device cut teaches nothing about the edge
             self.reply_mean.add(fb.downlink_s / self.unit)
-            self.stats.update(self.x[action.cut], (fb.uplink_s + fb.edge_s) / self.unit)
             if fb.bytes_sent > 0 and fb.uplink_s > 0:  # the rate this frame's upload achieved
                 self.link_bps = 8.0 * fb.bytes_sent / fb.uplink_s
+            # The learner learns from the frame's features at the rate its upload achieved, not
+            # at the rate it guessed from the frame before: the link feature is then this
+            # upload's time, the fit puts the upload on it and only the edge's time on the
+            # static features. (With the guessed rate, a first offload — no rate measured yet,
+            # link feature 0 — teaches the static features that the edge is as slow as the link.)
+            x = self.feature(action.cut, self.link_bps) if self.link_feature else self.x[action.cut]
+            self.stats.update(x, (fb.uplink_s + fb.edge_s) / self.unit)
         else:  # evidence ages with time, not with offloads: a device frame teaches nothing new
             self.reply_mean.decay()
             self.stats.decay()
@@ -201,8 +237,10 @@ class MuLinUCB(LinUCB):
         c_theta: float = 1.0,
         delay_unit_s: float = 0.1,
         link_feature: bool = False,
+        stats: Statistics | None = None,
     ) -> None:
-        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature)
+        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature,
+                         stats)  # fmt: skip
         self.key_weight = key_weight
         self.mu = mu
         self.delta = delta

@@ -57,3 +57,28 @@ def concatenate_traces(
         values += list(trace.bps)
         offset += trace.period
     return TraceBandwidth(tuple(times), tuple(values), name, loop=True)
+
+
+def shifted_trace(
+    trace: TraceBandwidth, offset_s: float, name: str | None = None
+) -> TraceBandwidth:
+    """The looping ``trace`` as heard from ``offset_s`` into it: time 0 of the result is
+    ``offset_s`` of the original (so devices on one trace file see different stretches)."""
+    if not trace.loop:
+        raise ValueError("only a looping trace can be shifted")
+    period = trace.period
+    offset = offset_s % period
+    ends = [*trace.times[1:], period]
+    pieces = []
+    for start, end, bps in zip(trace.times, ends, trace.bps, strict=True):
+        for lo, hi in (
+            (start - offset, end - offset),
+            (start - offset + period, end - offset + period),
+        ):
+            lo, hi = max(lo, 0.0), min(hi, period)
+            if hi > lo:
+                pieces.append((lo, bps))
+    pieces.sort()
+    times, rates = tuple(t for t, _ in pieces), tuple(b for _, b in pieces)
+    label = name or f"{trace.name}+{offset:g}s"
+    return TraceBandwidth(times, rates, label, loop=True, period_s=period)
