@@ -119,13 +119,17 @@ def test_discounted_mulinucb_leaves_and_comes_back(
     env = new_env()
     run = run_policy(env, make_policy(policy, env), 3000)
     cuts = np.array(run.cuts)
-    assert np.mean(cuts[500:1000] == 0) > 0.9  # edge-only is best at first, and found
+    device = part.last
+    # edge-only is best at first, and found: most frames there, the rest exploring cheaply
+    assert np.mean(cuts[500:1000] == 0) > 0.85 and np.mean(cuts[500:1000] == device) < 0.05
+    assert np.mean(run.regrets[500:1000]) < 0.05 * np.mean(run.delays[500:1000])
     # While it is bad: off the edge, and (forced samples aside) at the device or a cut within
     # 5% of it.
     assert np.mean(cuts[1700:2000] == 0) < 0.05
     near_best = np.array(run.regrets[1700:2000]) < 0.05 * np.array(run.delays[1700:2000])
     assert np.mean(near_best) > 0.8
-    assert np.mean(cuts[2600:] == 0) > 0.9  # and back to the edge once it recovers
+    # and back to offloading once it recovers, mostly at edge-only again
+    assert np.mean(cuts[2600:] == device) < 0.05 and np.mean(cuts[2600:] == 0) > 0.85
 
 
 def test_unknown_policy_and_fixed_cut_names(vgg: Partitioning) -> None:
@@ -164,8 +168,8 @@ def test_forced_oracle_is_the_floor_of_forced_sampling(yolo: Partitioning) -> No
 @pytest.mark.slow
 def test_the_issue_bar_over_10000_frames() -> None:
     """The ANS bar, seed 0: within 10% of the Oracle in every scenario (tiny-YOLOv2 on the 3G
-    traces: within 4% of the floor forced sampling sets, which is itself 9% above the Oracle),
-    and below the static Neurosurgeon after every change."""
+    traces, where forced sampling alone costs 9%: also within 1% of that floor), and below the
+    static Neurosurgeon after every change."""
     keys = ([0.8 if i % 40 == 0 and i else 0.2 for i in range(10_000)], 0.025)
     names = ["oracle", "forced-oracle", "neurosurgeon-static", "mulinucb-link"]
     for model in ("vgg16", "tiny_yolov2"):
@@ -173,9 +177,8 @@ def test_the_issue_bar_over_10000_frames() -> None:
             sim = simulate(model, scenario, names, 10_000, key_weights=keys)
             row = {r["policy"]: r for r in sim.rows()}
             learner = row["mulinucb-link"]
+            assert learner["vs_oracle"] < 1.1, (model, scenario)
             if (model, scenario) == ("tiny_yolov2", "hsdpa"):
-                assert learner["mean_delay_s"] < 1.04 * row["forced-oracle"]["mean_delay_s"]
-            else:
-                assert learner["vs_oracle"] < 1.1, (model, scenario)
+                assert learner["mean_delay_s"] < 1.01 * row["forced-oracle"]["mean_delay_s"]
             if sim.world.changes:
                 assert learner["after_change_s"] < row["neurosurgeon-static"]["after_change_s"]

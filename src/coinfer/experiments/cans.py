@@ -300,10 +300,13 @@ def _plots(
     fig, ax = new_figure(width=7.0)
     learners = [p for p in policies if p not in ("oracle", "device-only", "edge-only")]
     width = 0.8 / max(1, len(learners))
+    shown: list[float] = [1.0]
     for j, name in enumerate(learners):
         ratio = {r["devices"]: r.get("vs_noncoop", np.nan) for r in rows if r["policy"] == name}
         values = [ratio.get(m, np.nan) for m in scales]
+        shown += [v for v in values if np.isfinite(v)]
         ax.bar(np.arange(len(scales)) + j * width, values, width, label=name, color=colours[name])
+    ax.set_ylim(min(shown) - 0.03, max(shown) + 0.03)  # the differences are a few percent
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xticks(np.arange(len(scales)) + 0.4 - width / 2, [f"M = {m}" for m in scales])
     ax.set_ylabel("mean delay / non-cooperative")
