@@ -204,9 +204,9 @@ def simulate_fleet(
     fed = federation or Federation()
     experiences = None
     if any(p in WARM_POLICIES for p in policies):
-        folder = (
-            experience_dir or Path("results") / "experience" / f"M{devices}-K{types}-seed{seed}"
-        )
+        scale = "" if link_scale == 1 else f"-x{link_scale:g}"  # experience of its own links
+        name = f"M{devices}-K{types}-seed{seed}{scale}"
+        folder = experience_dir or Path("results") / "experience" / name
         experiences = load_or_make_experience(devices, types, seed, folder, link_scale)
     rows = []
     for name in policies:
