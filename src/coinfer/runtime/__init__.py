@@ -1,0 +1,1 @@
+"""The live runtime: the wire protocol, the edge server, the device client (DESIGN §5)."""
