@@ -136,7 +136,7 @@ def test_reading_messages_from_a_stream() -> None:
             await read_message(_reader(two[:5]), Limits())
         stalled = asyncio.StreamReader()
         stalled.feed_data(two[:14])  # and nothing more: a peer that stops sending
-        with pytest.raises(ProtocolError, match="no whole message within 0.2 s") as info:
+        with pytest.raises(ProtocolError, match=r"no whole message within 0\.2 s") as info:
             await read_message(stalled, Limits(), timeout_s=0.2)
         assert info.value.code is ErrorCode.TIMEOUT
 
