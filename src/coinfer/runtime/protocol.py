@@ -81,6 +81,15 @@ class ProtocolError(Exception):
     def __str__(self) -> str:
         return f"{self.code.name}: {self.args[0]}"
 
+    @classmethod
+    def from_reply(cls, header: Mapping[str, Any]) -> ProtocolError:
+        """The error an ERROR reply carries, as this side's exception."""
+        try:
+            code = ErrorCode(int(header.get("code", ErrorCode.INTERNAL)))
+        except (TypeError, ValueError):
+            code = ErrorCode.INTERNAL
+        return cls(code, str(header.get("message", "the peer reported an error")))
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -142,20 +151,18 @@ def unpack_header(body: bytes) -> dict[str, Any]:
 async def read_message(
     reader: asyncio.StreamReader, limits: Limits, timeout_s: float | None = None
 ) -> Message | None:
-    """The next message, or None at a clean end of stream. A peer that stops mid-message or
-    takes longer than ``timeout_s`` to send a whole one raises a fatal ProtocolError."""
+    """The next message, or None at a clean end of stream. An idle peer may wait as long as it
+    likes; once a message's first byte has arrived, the whole message must follow within
+    ``timeout_s`` (a peer that stalls or trickles gets a fatal TIMEOUT), and a peer that closes
+    mid-message a fatal BAD_FRAME."""
+    first = await reader.read(1)
+    if not first:
+        return None
 
-    async def read() -> Message | None:
+    async def rest() -> Message:
         try:
-            prefix = await reader.readexactly(PREFIX.size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                return None
-            raise ProtocolError(
-                ErrorCode.BAD_FRAME, "connection closed mid-message", True
-            ) from None
-        kind, header_len, payload_len = unpack_prefix(prefix, limits)
-        try:
+            prefix = first + await reader.readexactly(PREFIX.size - 1)
+            kind, header_len, payload_len = unpack_prefix(prefix, limits)
             body = await reader.readexactly(header_len)
             payload = await reader.readexactly(payload_len)
         except asyncio.IncompleteReadError:
@@ -165,9 +172,9 @@ async def read_message(
         return Message(kind, unpack_header(body), payload)
 
     if timeout_s is None:
-        return await read()
+        return await rest()
     try:
-        return await asyncio.wait_for(read(), timeout_s)
+        return await asyncio.wait_for(rest(), timeout_s)
     except TimeoutError:
         raise ProtocolError(
             ErrorCode.TIMEOUT, f"no whole message within {timeout_s:g} s", True

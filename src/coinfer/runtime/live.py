@@ -1,0 +1,118 @@
+"""Wiring a live run: the device's model and policy, its frames, and an edge server in the
+background (for `coinfer demo` and tests; `coinfer serve` runs one in the foreground)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coinfer import zoo
+from coinfer.graph.partition import Partitioning, partition
+from coinfer.latency.devices import DeviceModel
+from coinfer.latency.link import Link
+from coinfer.policies.bandits import LinUCB, MuLinUCB
+from coinfer.policies.neurosurgeon import Neurosurgeon
+from coinfer.policies.static import FixedCut
+from coinfer.policies.types import Policy
+from coinfer.runtime.server import EdgeServer, ModelStore
+from coinfer.video import SyntheticScene, key_frame_weights
+
+LIVE_POLICIES = ("mulinucb-link", "mulinucb", "mulinucb-discounted", "linucb", "neurosurgeon",
+                 "edge-only", "device-only")  # fmt: skip
+
+
+def make_live_policy(
+    name: str,
+    part: Partitioning,
+    front_s: Sequence[float],
+    device: DeviceModel,
+    edge: DeviceModel,
+    link: Link,
+) -> Policy:
+    """A policy that knows what a device would: its own front times, and for Neurosurgeon the
+    profiled models of both sides and the link's rate at the start."""
+    if name == "device-only":
+        return FixedCut(part.last)
+    if name == "edge-only":
+        return FixedCut(0)
+    if match := re.fullmatch(r"fixed-(\d+)", name):
+        cut = int(match.group(1))
+        if cut > part.last:
+            raise ValueError(f"{name}: this model's cuts are 0..{part.last}")
+        return FixedCut(cut)
+    if name == "neurosurgeon":
+        return Neurosurgeon(part, device, edge, link.uplink.at(0.0), rtt_s=link.rtt_s)
+    if name == "linucb":
+        return LinUCB(part.cuts, front_s)
+    if name == "mulinucb":
+        return MuLinUCB(part.cuts, front_s)
+    if name == "mulinucb-discounted":
+        return MuLinUCB(part.cuts, front_s, discount=0.99)
+    if name == "mulinucb-link":
+        return MuLinUCB(part.cuts, front_s, discount=0.99, link_feature=True)
+    raise ValueError(f"unknown policy {name!r}: choose from {', '.join(LIVE_POLICIES)}, fixed-K")
+
+
+@dataclass
+class LiveModel:
+    name: str
+    part: Partitioning
+    inputs: tuple[torch.Tensor, ...]
+
+
+def load_model(name: str, input_shapes: Sequence[tuple[int, ...]] | None = None) -> LiveModel:
+    shapes = tuple(input_shapes) if input_shapes else None
+    inputs = zoo.example_inputs(name, shapes=shapes)
+    return LiveModel(name, partition(zoo.create(name), inputs), inputs)
+
+
+def video_inputs(
+    model: LiveModel, frames: int, seed: int = 0
+) -> tuple[list[tuple[torch.Tensor, ...]], list[float]]:
+    """``frames`` frames of a synthetic scene resized to the model's input, and their
+    key-frame weights (SSIM < 0.8)."""
+    (example,) = model.inputs
+    scene = list(SyntheticScene(seed).frames(frames))
+    weights, _ = key_frame_weights(scene)
+    out: list[tuple[torch.Tensor, ...]] = []
+    for image in scene:
+        x = torch.from_numpy(np.ascontiguousarray(image)).float().permute(2, 0, 1)[None] / 255.0
+        x = F.interpolate(x, size=tuple(example.shape[-2:]), mode="bilinear", align_corners=False)
+        out.append((x[:, : example.shape[1]].contiguous(),))
+    return out, weights
+
+
+class BackgroundServer:
+    """An EdgeServer on its own event loop in a thread: ``with BackgroundServer(...) as s:``
+    gives ``s.address``; ``s.set_slowdown(k)`` changes the emulated edge while it serves."""
+
+    def __init__(self, store: ModelStore, **options: object) -> None:
+        self.server = EdgeServer(store, **options)  # type: ignore[arg-type]
+        self.loop = asyncio.new_event_loop()
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop)
+        self.address = future.result(timeout=30)
+        return self
+
+    def set_slowdown(self, factor: float) -> None:
+        self.loop.call_soon_threadsafe(self.server.set_slowdown, factor)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=30)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,58 @@
+"""Userspace link shaping: a paced sender and a delayed receiver driven by a bandwidth trace.
+
+The sender writes in chunks and never gets ahead of the link: each chunk is released at the
+moment an ideal link running the trace from the transfer's start (plus the one-way propagation
+delay, RTT / 2) would have delivered it whole — an absolute schedule, so a late wake-up is not
+carried into the next chunk, and the peer holds the whole message exactly when the ideal link
+would have delivered it. This is the portable shaping of
+DESIGN §5; it needs no privileges and no kernel support (this machine has no netem).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from coinfer.latency.link import Link
+
+CHUNK_BYTES = 16 * 1024
+
+
+@dataclass
+class ShapedLink:
+    """``link`` replayed from ``started`` (a ``time.monotonic()`` stamp: trace time 0)."""
+
+    link: Link
+    started: float
+    chunk_bytes: int = CHUNK_BYTES
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    async def send(self, writer: asyncio.StreamWriter, data: bytes) -> float:
+        """Write ``data`` at the link's pace; the seconds it took, propagation included."""
+        t0 = time.monotonic()
+        start = t0 - self.started
+        sent = 0
+        while sent < len(data):
+            chunk = data[sent : sent + self.chunk_bytes]
+            sent += len(chunk)
+            due = t0 + self.link.rtt_s / 2 + self.link.uplink.transfer_seconds(8.0 * sent, start)
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writer.write(chunk)
+            await writer.drain()
+        return time.monotonic() - t0
+
+    async def receive(self, nbytes: int, arrived: float) -> float:
+        """Hold a reply of ``nbytes`` that reached this host at ``arrived`` (monotonic) until
+        the shaped downlink would have delivered it; the seconds the download took."""
+        down = self.link.downlink or self.link.uplink
+        start = arrived - self.started
+        done = arrived + self.link.rtt_s / 2 + down.transfer_seconds(8.0 * nbytes, start)
+        wait = done - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return max(done, time.monotonic()) - arrived

@@ -1,0 +1,227 @@
+"""Edge server and device client on real loopback sockets: exact outputs, clear errors for
+every kind of bad input while others keep being served, and no frame lost when the edge dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+
+import pytest
+import torch
+
+from coinfer.latency.devices import resolve_device
+from coinfer.policies.static import FixedCut
+from coinfer.runtime.client import DeviceClient, emulated_front_seconds, summary
+from coinfer.runtime.live import BackgroundServer, LiveModel, load_model
+from coinfer.runtime.protocol import (
+    PREFIX,
+    ErrorCode,
+    Kind,
+    Limits,
+    encode_tensors,
+    pack,
+    read_message,
+)
+from coinfer.runtime.server import ModelStore
+
+
+@pytest.fixture(scope="module")
+def alexnet() -> LiveModel:
+    return load_model("alexnet")
+
+
+@pytest.fixture(scope="module")
+def store() -> ModelStore:
+    return ModelStore(["alexnet"])
+
+
+def _client(model: LiveModel, address: tuple[str, int] | None, **options: object) -> DeviceClient:
+    front = [0.0] * len(model.part.cuts)  # no device emulation: as fast as this host
+    return DeviceClient(model.name, model.part, front, address, **options)  # type: ignore[arg-type]
+
+
+class _Cycle(FixedCut):
+    """Every cut in turn."""
+
+    def __init__(self, cuts: list[int]) -> None:
+        super().__init__(0)
+        self.cuts, self.i = cuts, 0
+
+    def select(self, ctx: object):
+        from coinfer.policies.types import Action
+
+        self.i += 1
+        return Action(self.cuts[(self.i - 1) % len(self.cuts)])
+
+
+def test_outputs_equal_the_monolithic_model(alexnet: LiveModel, store: ModelStore) -> None:
+    net = alexnet.part.graph_module
+    x = alexnet.inputs
+    with torch.no_grad():
+        want = net(*x)
+    cuts = [0, 4, 8, 15, 19, alexnet.part.last]
+    with BackgroundServer(store) as server:
+        for codec in ("none", "lz4"):
+            client = _client(alexnet, server.address, codec=codec)
+            records = asyncio.run(client.run(_Cycle(cuts), [x] * len(cuts)))
+            assert [r.cut for r in records] == cuts
+            assert all(r.offloaded for r in records[:-1]) and not any(r.fallback for r in records)
+            for out in client.outputs:
+                assert torch.equal(out[0], want)  # bit-exact through the wire
+        stats = server.server.stats.summary()
+    assert stats["requests"] == 2 * (len(cuts) - 1) and not stats["errors"]
+
+
+async def _raw(address: tuple[str, int], data: bytes) -> list:
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(data)
+    await writer.drain()
+    replies = []
+    while True:
+        msg = await asyncio.wait_for(read_message(reader, Limits()), 10)
+        if msg is None:
+            break
+        replies.append(msg)
+        if len(replies) >= 2:
+            break
+    writer.close()
+    return replies
+
+
+def test_bad_requests_get_named_errors_and_others_are_served(
+    alexnet: LiveModel, store: ModelStore
+) -> None:
+    boundary = alexnet.part.split(8)[0](*alexnet.inputs)
+    good_metas, good_payload = encode_tensors(boundary)
+    ping = pack(Kind.PING, {"id": 99})
+
+    def infer(**header: object) -> bytes:
+        base = {"id": 1, "model": "alexnet", "cut": 8, "tensors": good_metas}
+        return pack(Kind.INFER, {**base, **header}, good_payload)
+
+    shape = list(boundary[0].shape)
+    wrong_shape, payload = encode_tensors([torch.zeros(*shape[:-1], shape[-1] - 1)])
+    wrong_dtype, payload16 = encode_tensors([b.half() for b in boundary])
+    cases = [
+        (infer(model="resnet999"), ErrorCode.UNKNOWN_MODEL, "not served here"),
+        (infer(cut=40), ErrorCode.BAD_CUT, "must be in 0..22"),
+        (
+            pack(
+                Kind.INFER, {"id": 1, "model": "alexnet", "cut": 8, "tensors": wrong_shape}, payload
+            ),
+            ErrorCode.BAD_TENSOR,
+            f"takes {shape} float32",
+        ),
+        (
+            pack(
+                Kind.INFER,
+                {"id": 1, "model": "alexnet", "cut": 8, "tensors": wrong_dtype},
+                payload16,
+            ),
+            ErrorCode.BAD_TENSOR,
+            f"got {shape} float16",
+        ),
+        (PREFIX.pack(b"CF", 1, 1, 3, 0) + b"\xc1\xc1\xc1", ErrorCode.BAD_HEADER, "not msgpack"),
+    ]
+    with BackgroundServer(store) as server:
+        good = _client(alexnet, server.address)
+        for wire, code, text in cases:
+            replies = asyncio.run(_raw(server.address, wire + ping))
+            assert replies[0].kind is Kind.ERROR and replies[0].header["code"] == code
+            assert text in replies[0].header["message"]
+            assert replies[1].kind is Kind.PONG  # the connection is still usable
+        fatal = [
+            (b"GET / HTTP/1.1\r\n\r\n", ErrorCode.BAD_FRAME),
+            (PREFIX.pack(b"CF", 1, 1, 10, 2**31), ErrorCode.TOO_LARGE),
+        ]
+        for wire, code in fatal:
+            replies = asyncio.run(_raw(server.address, wire + ping))
+            assert [r.header["code"] for r in replies] == [code]  # and then closed
+        # a client that disconnects mid-message
+        with socket.create_connection(server.address) as sock:
+            sock.sendall(infer()[:100])
+        # everyone else is still served, exactly
+        records = asyncio.run(good.run(FixedCut(8), [alexnet.inputs] * 3))
+        assert all(r.offloaded for r in records)
+        errors = server.server.stats.summary()["errors"]
+    assert errors["BAD_TENSOR"] == 2 and errors["BAD_FRAME"] >= 2
+
+
+def test_a_trickling_connection_times_out_while_others_are_served(
+    alexnet: LiveModel, store: ModelStore
+) -> None:
+    wire = pack(Kind.PING, {"id": 5, "pad": "x" * 40})
+    with BackgroundServer(store, read_timeout_s=0.6) as server:
+        with socket.create_connection(server.address) as slow:
+            slow.settimeout(0.2)
+            good = _client(alexnet, server.address)
+            reply, sent, start = b"", 0, time.monotonic()
+            while not reply and sent < len(wire):  # one byte every 0.2 s, until the server speaks
+                slow.sendall(wire[sent : sent + 1])
+                sent += 1
+                records = asyncio.run(good.run(FixedCut(15), [alexnet.inputs]))
+                assert records[0].offloaded  # served meanwhile
+                with contextlib.suppress(TimeoutError):
+                    reply = slow.recv(4096)
+        assert 0.6 <= time.monotonic() - start < 3 and sent < len(wire)
+        assert reply[:2] == b"CF" and reply[3] == Kind.ERROR
+        assert b"no whole message within" in reply
+        assert server.server.stats.summary()["errors"]["TIMEOUT"] == 1
+
+
+def test_edge_killed_mid_run_every_frame_still_answered(alexnet: LiveModel) -> None:
+    store = ModelStore(["alexnet"])
+    device = resolve_device("edge-pc/8")
+    front = emulated_front_seconds(alexnet.part, device, resolve_device("edge-pc"))
+    server = BackgroundServer(store)
+    server.__enter__()
+    client = DeviceClient("alexnet", alexnet.part, [f / 50 for f in front], server.address,
+                          edge_timeout_s=1.0)  # fmt: skip
+    frames = [alexnet.inputs] * 12
+
+    def kill_after_four(record: object) -> None:
+        if getattr(record, "frame", -1) == 3:
+            server.stop()
+
+    records = asyncio.run(client.run(FixedCut(0), frames, on_frame=kill_after_four))
+    assert len(records) == 12 and len(client.outputs) == 12
+    assert all(r.offloaded for r in records[:4])
+    assert all(r.fallback for r in records[4:])
+    with torch.no_grad():
+        want = alexnet.part.graph_module(*alexnet.inputs)
+    assert all(torch.equal(out[0], want) for out in client.outputs)
+    s = summary(records)
+    assert (s["frames"], s["offloaded"], s["fallbacks"]) == (12, 4, 8)
+    # no edge at all, from the start: the device answers alone
+    nowhere = _client(alexnet, ("127.0.0.1", _free_port()))
+    alone = asyncio.run(nowhere.run(FixedCut(8), frames[:2]))
+    assert all(r.fallback for r in alone) and len(nowhere.outputs) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_auth_token_and_control(alexnet: LiveModel, store: ModelStore) -> None:
+    with BackgroundServer(store, token="s3cret") as server:
+        without = _client(alexnet, server.address)
+        records = asyncio.run(without.run(FixedCut(8), [alexnet.inputs]))
+        assert records[0].fallback and "UNAUTHORIZED" in (records[0].error or "")
+        with_token = _client(alexnet, server.address, token="s3cret")
+        assert asyncio.run(with_token.run(FixedCut(8), [alexnet.inputs]))[0].offloaded
+
+        async def control() -> float:
+            reader, writer = await asyncio.open_connection(*server.address)
+            writer.write(pack(Kind.CONTROL, {"id": 1, "slowdown": 3.0, "token": "s3cret"}))
+            msg = await read_message(reader, Limits())
+            writer.close()
+            assert msg is not None
+            return float(msg.header["slowdown"])
+
+        assert asyncio.run(control()) == 3.0 and server.server.slowdown == 3.0
+        slow = asyncio.run(with_token.run(FixedCut(8), [alexnet.inputs]))[0]
+        assert slow.edge_s >= 3.0 * min(server.server.stats.edge_s) / 3.0 * 0.99
