@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/coinfer inspect vgg16
+	$(VENV)/bin/coinfer demo
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

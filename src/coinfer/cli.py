@@ -728,6 +728,247 @@ def fleet(
 
 
 @app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")
+    ] = 8765,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="A zoo name or module:factory to serve (repeatable)."),
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option("--input-shape", help="Input shape of module:factory models.")
+    ] = None,
+    slowdown: Annotated[
+        float, typer.Option("--slowdown", min=1.0, help="Emulate an edge this many times slower.")
+    ] = 1.0,
+    token: Annotated[str | None, typer.Option("--token", help="Require this auth token.")] = None,
+    batch_window_ms: Annotated[
+        float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
+    ] = 0.0,
+    read_timeout: Annotated[
+        float, typer.Option("--read-timeout", min=0.01, help="Seconds a whole message may take.")
+    ] = 10.0,
+    no_control: Annotated[
+        bool, typer.Option("--no-control", help="Refuse run-time slowdown changes (CONTROL).")
+    ] = False,
+) -> None:
+    """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM."""
+    import asyncio
+
+    from coinfer.runtime.live import serve_until_signalled
+    from coinfer.runtime.server import EdgeServer, ModelStore
+
+    models = model or ["vgg16"]
+    try:
+        shapes = [_parse_shape(input_shape)] if input_shape else None
+        err.print(f"loading {', '.join(models)} ...")
+        store = ModelStore(models, shapes)
+        server = EdgeServer(
+            store,
+            slowdown,
+            token,
+            read_timeout_s=read_timeout,
+            batch_window_s=batch_window_ms / 1000,
+            allow_control=not no_control,
+        )
+    except (ValueError, KeyError) as exc:
+        raise _fail(str(exc)) from exc
+
+    def announce(address: tuple[str, int]) -> None:
+        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} (Ctrl-C stops)")
+
+    try:
+        asyncio.run(serve_until_signalled(server, host, port, announce))
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    out.print_json(data=server.stats.summary())
+
+
+@app.command()
+def run(
+    edge: Annotated[
+        str, typer.Option("--edge", help="The edge server, HOST:PORT.")
+    ] = "127.0.0.1:8765",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A zoo model the edge serves.")
+    ] = "vgg16",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="mulinucb-link, mulinucb, mulinucb-discounted, "
+            "linucb, neurosurgeon, edge-only, device-only or fixed-K.",
+        ),
+    ] = "mulinucb-link",
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to run.")] = 100,
+    trace: Annotated[
+        str | None,
+        typer.Option("--trace", help="Shape the link by a trace (shipped name or file)."),
+    ] = None,
+    trace_scale: Annotated[
+        float, typer.Option("--trace-scale", min=0.0001, help="Multiply the trace's throughput.")
+    ] = 1.0,
+    bandwidth: Annotated[
+        str | None, typer.Option("--bandwidth", "-b", help="A constant link instead (5mbps).")
+    ] = None,
+    rtt: Annotated[str, typer.Option("--rtt", help="Round-trip time of the shaped link.")] = "20ms",
+    device: Annotated[
+        str, typer.Option("--device", help="Emulated device class (host = as fast as this host).")
+    ] = "host",
+    edge_class: Annotated[
+        str, typer.Option("--edge-class", help="The edge model Neurosurgeon plans with.")
+    ] = "edge-pc",
+    codec: Annotated[str, typer.Option("--codec", help="none, lz4 or zstd.")] = "none",
+    quant: Annotated[str, typer.Option("--quant", help="none, fp16 or int8.")] = "none",
+    token: Annotated[str | None, typer.Option("--token", help="The server's auth token.")] = None,
+    edge_timeout: Annotated[
+        float, typer.Option("--edge-timeout", min=0.01, help="Seconds before falling back.")
+    ] = 5.0,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Write one JSON line per frame.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the synthetic video.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """The device: run frames of a synthetic video, offloading as the policy decides."""
+    import asyncio
+
+    from coinfer.data import trace_path
+    from coinfer.experiments.report import cell_text
+    from coinfer.latency.devices import resolve_device
+    from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
+    from coinfer.latency.profiler import profile_ops
+    from coinfer.runtime.client import DeviceClient, emulated_front_seconds, summary, write_log
+    from coinfer.runtime.live import load_model, make_live_policy, parse_address, video_inputs
+
+    try:
+        address = parse_address(edge)
+        live = load_model(model)
+        rtt_s = _parse_seconds(rtt)
+        if bandwidth is not None and trace is not None:
+            raise ValueError("give --trace or --bandwidth, not both")
+        if trace is not None:
+            uplink = TraceBandwidth.from_file(trace_path(trace), scale=trace_scale)
+            link = Link(uplink, rtt_s)
+        else:
+            link = Link.constant(parse_bandwidth(bandwidth or "1gbps"), rtt_s)
+        dev = resolve_device(device, lambda: profile_ops(live.part, live.inputs))
+        edg = resolve_device(edge_class, lambda: profile_ops(live.part, live.inputs))
+        front = emulated_front_seconds(live.part, dev, edg)
+        chosen = make_live_policy(policy, live.part, front, dev, edg, link)
+        inputs, weights = video_inputs(live, frames, seed)
+        client = DeviceClient(
+            model, live.part, front, address, link, codec, quant, token, edge_timeout
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    with _progress_bars() as report:
+        records = asyncio.run(
+            client.run(
+                chosen, inputs, weights, on_frame=lambda r: report("frames", r.frame + 1, frames)
+            )
+        )
+    if log is not None:
+        write_log(records, log)
+    result = {"model": model, "policy": policy, "edge": edge, **summary(records)}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{model} via {edge}, policy {policy}")
+    for key in ("frames", "offloaded", "fallbacks", "mean_latency_s", "p95_latency_s"):
+        table.add_column(key)
+    table.add_row(
+        *(
+            cell_text(result[k])
+            for k in ("frames", "offloaded", "fallbacks", "mean_latency_s", "p95_latency_s")
+        )
+    )
+    out.print(table)
+    if result["errors"]:
+        err.print(f"edge errors (frames finished on the device): {'; '.join(result['errors'])}")
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float, typer.Option("--duration", min=2.0, help="Seconds to stream (slowdown at half).")
+    ] = 50.0,
+    model: Annotated[str, typer.Option("--model", "-m", help="A zoo model.")] = "alexnet",
+    device: Annotated[str, typer.Option("--device", help="Emulated device class.")] = "host/30",
+    slowdown: Annotated[
+        float, typer.Option("--slowdown", min=1.0, help="How much slower the edge gets, halfway.")
+    ] = 30.0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the PNG and table go.")] = Path(
+        "results/demo"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+) -> None:
+    """Edge server + devices on loopback: live μLinUCB vs edge-only and device-only over a real
+    3G trace (sped up 8x) with the edge slowing down halfway. About a minute."""
+    from rich.live import Live
+
+    from coinfer.experiments.report import cell_text, markdown_table
+    from coinfer.runtime.client import FrameRecord
+    from coinfer.runtime.demo import POLICIES, DemoConfig, run_demo
+
+    config = DemoConfig(model=model, device=device, duration_s=duration, slowdown=slowdown)
+    latest: dict[str, list[FrameRecord]] = {name: [] for name in POLICIES}
+
+    def render() -> Table:
+        table = Table(
+            title=f"coinfer demo: {model} on a {device} device, edge on loopback "
+            f"({duration:g} s; edge {slowdown:g}x slower from {duration / 2:g} s)"
+        )
+        for col in ("policy", "frames", "mean latency s", "last cut", "offloaded", "fallbacks"):
+            table.add_column(col)
+        for name, records in latest.items():
+            mean = sum(r.total_s for r in records) / len(records) if records else float("nan")
+            table.add_row(
+                name,
+                str(len(records)),
+                cell_text(mean),
+                str(records[-1].cut) if records else "",
+                str(sum(r.offloaded for r in records)),
+                str(sum(r.fallback for r in records)),
+            )
+        return table
+
+    err.print("starting 3 edge servers and 3 devices on loopback ...")
+    with Live(render(), console=err, refresh_per_second=4, transient=as_json) as live_view:
+
+        def on_frame(name: str, record: FrameRecord) -> None:
+            latest[name].append(record)
+            live_view.update(render())
+
+        try:
+            run = run_demo(config, on_frame)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+    rows = run.rows()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = run.plot(out_dir / "latency.png")
+    (out_dir / "table.md").write_text(markdown_table(rows))
+    (out_dir / "table.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps({"rows": rows}, indent=2) + "\n")
+        return
+    learner = next(r for r in rows if r["policy"] == "mulinucb-link")
+    for row in rows:
+        if row is not learner:
+            ratio = learner["mean_latency_s"] / row["mean_latency_s"]
+            out.print(
+                f"μLinUCB mean latency {learner['mean_latency_s']:.3f} s = {ratio:.2f} x "
+                f"{row['policy']} ({row['mean_latency_s']:.3f} s)"
+            )
+    err.print(f"wrote {png}, {out_dir / 'table.md'} and table.json")
+
+
+@app.command()
 def experiment(
     name: Annotated[str, typer.Argument(help="neurosurgeon, edgent, ans, cans or stopping.")],
     quick: Annotated[bool, typer.Option("--quick", help="A small run, in seconds.")] = False,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -225,3 +227,19 @@ def test_auth_token_and_control(alexnet: LiveModel, store: ModelStore) -> None:
         assert asyncio.run(control()) == 3.0 and server.server.slowdown == 3.0
         slow = asyncio.run(with_token.run(FixedCut(8), [alexnet.inputs]))[0]
         assert slow.edge_s >= 3.0 * min(server.server.stats.edge_s) / 3.0 * 0.99
+
+
+def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from coinfer.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--duration", "6", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["policy"]: r for r in json.loads(result.stdout)["rows"]}
+    assert set(rows) == {"mulinucb-link", "edge-only", "device-only"}
+    for row in rows.values():
+        assert row["frames"] > 3 and row["fallbacks"] == 0
+    assert rows["edge-only"]["offloaded"] == rows["edge-only"]["frames"]
+    assert rows["device-only"]["offloaded"] == 0
+    assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"

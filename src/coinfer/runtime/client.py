@@ -196,7 +196,7 @@ class DeviceClient:
                 if not 0 <= action.cut <= self.part.last:
                     raise ValueError(f"policy chose cut {action.cut}: 0..{self.part.last} exist")
                 record = await self.frame(i, x, action)
-                policy.update(action, _feedback(record))
+                policy.update(action, feedback_of(record))
                 records.append(record)
                 if log is not None:
                     log.write(json.dumps(asdict(record)) + "\n")
@@ -219,7 +219,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _feedback(record: FrameRecord) -> Feedback:
+def feedback_of(record: FrameRecord) -> Feedback:
     """What the policy learns: a fallback frame cost its wait on the edge before the device
     finished it, so an edge that is down or slow looks as expensive as it was."""
     if record.fallback:

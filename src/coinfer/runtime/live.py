@@ -37,7 +37,10 @@ def make_live_policy(
     link: Link,
 ) -> Policy:
     """A policy that knows what a device would: its own front times, and for Neurosurgeon the
-    profiled models of both sides and the link's rate at the start."""
+    profiled models of both sides and the link's rate at the start. The learners' delay unit
+    is 1/50 of the device's own whole-model time (0.1 s for a ~5 s device, as in the
+    simulator): exploration then means the same on a fast device as on a slow one."""
+    unit = max(front_s[-1] / 50, 1e-4)
     if name == "device-only":
         return FixedCut(part.last)
     if name == "edge-only":
@@ -50,13 +53,13 @@ def make_live_policy(
     if name == "neurosurgeon":
         return Neurosurgeon(part, device, edge, link.uplink.at(0.0), rtt_s=link.rtt_s)
     if name == "linucb":
-        return LinUCB(part.cuts, front_s)
+        return LinUCB(part.cuts, front_s, delay_unit_s=unit)
     if name == "mulinucb":
-        return MuLinUCB(part.cuts, front_s)
+        return MuLinUCB(part.cuts, front_s, delay_unit_s=unit)
     if name == "mulinucb-discounted":
-        return MuLinUCB(part.cuts, front_s, discount=0.99)
+        return MuLinUCB(part.cuts, front_s, discount=0.99, delay_unit_s=unit)
     if name == "mulinucb-link":
-        return MuLinUCB(part.cuts, front_s, discount=0.99, link_feature=True)
+        return MuLinUCB(part.cuts, front_s, discount=0.99, delay_unit_s=unit, link_feature=True)
     raise ValueError(f"unknown policy {name!r}: choose from {', '.join(LIVE_POLICIES)}, fixed-K")
 
 
@@ -116,3 +119,25 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--edge must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
+    return host, int(port)
+
+
+async def serve_until_signalled(server: EdgeServer, host: str, port: int, announce: object) -> None:
+    """Serve until SIGINT or SIGTERM, then close gracefully (requests in progress finish)."""
+    import signal
+
+    address = await server.start(host, port)
+    if callable(announce):
+        announce(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.close()
