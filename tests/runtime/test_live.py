@@ -243,3 +243,26 @@ def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
     assert rows["edge-only"]["offloaded"] == rows["edge-only"]["frames"]
     assert rows["device-only"]["offloaded"] == 0
     assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sixteen_devices_at_once_with_and_without_batching(alexnet: LiveModel) -> None:
+    with torch.no_grad():
+        want = alexnet.part.graph_module(*alexnet.inputs)
+    for window_s in (0.0, 0.005):
+        store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
+        with BackgroundServer(store, batch_window_s=window_s) as server:
+            clients = [_client(alexnet, server.address, edge_timeout_s=30.0) for _ in range(16)]
+
+            async def together(clients: list[DeviceClient] = clients) -> list:
+                return await asyncio.gather(
+                    *(c.run(FixedCut(15), [alexnet.inputs] * 3) for c in clients)
+                )
+
+            results = asyncio.run(together())
+            stats = server.server.stats.summary()
+        assert all(r.offloaded and not r.fallback for rs in results for r in rs)
+        assert stats["requests"] == 48 and not stats["errors"]
+        for c in clients:  # batched or not, every device gets its own exact answer
+            assert all(torch.allclose(out[0], want, atol=1e-5) for out in c.outputs)
+        if window_s:
+            assert stats["batched_requests"] == 48 and stats["batches"] < 48

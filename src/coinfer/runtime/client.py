@@ -131,7 +131,10 @@ class DeviceClient:
             header["token"] = self.token
         wire = pack(Kind.INFER, header, payload)
         uplink_s = await self.shaper.send(writer, wire)
-        msg = await read_message(reader, self.limits, self.edge_timeout_s)
+        # the edge has edge_timeout_s from the end of the upload to the whole reply
+        msg = await asyncio.wait_for(
+            read_message(reader, self.limits, self.edge_timeout_s), self.edge_timeout_s
+        )
         arrived = time.monotonic()
         if msg is None:
             raise ConnectionError("the edge closed the connection")

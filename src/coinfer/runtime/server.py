@@ -68,6 +68,16 @@ class ModelStore:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int], BackHalf] = OrderedDict()
 
+    @classmethod
+    def of(cls, models: dict[str, tuple[Partitioning, tuple[torch.Tensor, ...]]]) -> ModelStore:
+        """A store of models already partitioned (a user's own, or benchmarks')."""
+        store = cls.__new__(cls)
+        store.parts = {name: part for name, (part, _) in models.items()}
+        store.inputs = {name: inputs for name, (_, inputs) in models.items()}
+        store.cache_size = 32
+        store._cache = OrderedDict()
+        return store
+
     def part(self, model: str) -> Partitioning:
         if model not in self.parts:
             raise ProtocolError(ErrorCode.UNKNOWN_MODEL,
@@ -160,6 +170,7 @@ class EdgeServer:
         self._server: asyncio.Server | None = None
         self._pending: dict[tuple[str, int], list[_Pending]] = {}
         self._connections: set[asyncio.Task[None]] = set()
+        self._busy = 0  # requests being answered right now
 
     def set_slowdown(self, factor: float) -> None:
         """Emulate an edge ``factor`` times slower than this host (the compute, then a wait)."""
@@ -172,10 +183,14 @@ class EdgeServer:
         sock = self._server.sockets[0].getsockname()
         return str(sock[0]), int(sock[1])
 
-    async def close(self) -> None:
-        """Stop accepting, let requests in progress finish, then close every connection."""
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let requests in progress finish (up to ``grace_s``), then close
+        every connection."""
         if self._server is not None:
             self._server.close()
+        deadline = time.monotonic() + grace_s
+        while self._busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -197,7 +212,16 @@ class EdgeServer:
                     if msg is None:
                         break
                     request_id = msg.header.get("id")
-                    reply = await self._dispatch(msg)
+                    self._busy += 1
+                    try:
+                        reply = await self._dispatch(msg)
+                    except (ProtocolError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:  # a bug of ours: tell the peer, keep serving
+                        text = f"{type(exc).__name__}: {exc}"
+                        raise ProtocolError(ErrorCode.INTERNAL, text) from exc
+                    finally:
+                        self._busy -= 1
                 except ProtocolError as exc:
                     self.stats.errors[exc.code.name] += 1
                     reply = error_message(request_id, exc)

@@ -1,0 +1,146 @@
+"""Live runtime costs on loopback: framework overhead, shaping accuracy, throughput.
+
+1. Overhead per frame = end-to-end − device compute − edge compute − ideal transfer, unshaped
+   (ideal transfer 0), for boundaries of 10 KB to 5 MB (a two-layer 1x1-conv model cut between
+   its layers, so compute is small and the boundary is exactly the size asked). Goal ≤ 1 ms at
+   1 MB.
+2. Shaped uplink time against the ideal bytes / bandwidth + RTT/2, constant links of 2, 10 and
+   50 Mbit/s, 100 KB to 2 MB. Goal: within 5%.
+3. Throughput: 1, 4 and 16 devices at once on one server (AlexNet cut after pool5: the edge
+   runs the three FC layers), without and with micro-batching (2 ms window); errors counted.
+
+    python benchmarks/bench_runtime.py [--frames 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from coinfer import partition
+from coinfer.latency.link import Link
+from coinfer.policies.static import FixedCut
+from coinfer.runtime.client import DeviceClient
+from coinfer.runtime.live import BackgroundServer, load_model
+from coinfer.runtime.server import ModelStore
+
+SIZES_KB = (10, 100, 1000, 5000)
+
+
+def _relay(kb: int) -> tuple[Any, tuple[torch.Tensor, ...]]:
+    """Two 1x1 convolutions over 16 channels; the input side chosen so the boundary between
+    them is ``kb`` kilobytes of float32."""
+    side = max(1, round((kb * 1000 / (4 * 16)) ** 0.5))
+    net = nn.Sequential(nn.Conv2d(16, 16, 1), nn.Conv2d(16, 16, 1)).eval()
+    x = (torch.randn(1, 16, side, side),)
+    return partition(net, x), x
+
+
+def overhead(frames: int) -> list[dict[str, Any]]:
+    rows = []
+    for kb in SIZES_KB:
+        part, x = _relay(kb)
+        with BackgroundServer(ModelStore.of({"relay": (part, x)})) as server:
+            client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address)
+            records = asyncio.run(client.run(FixedCut(1), [x] * (frames + 3)))[3:]  # warm-up
+        extra = [r.total_s - r.device_s - r.edge_s for r in records]
+        rows.append({"boundary_kb": part.cuts[1].boundary_bytes / 1000,
+                     "median_total_ms": 1e3 * statistics.median(r.total_s for r in records),
+                     "median_overhead_ms": 1e3 * statistics.median(extra)})  # fmt: skip
+    return rows
+
+
+def shaping(repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for mbps in (2, 10, 50):
+        for kb in (100, 500, 2000):
+            link = Link.constant(mbps * 1e6, rtt_s=0.02)
+            part, x = _relay(kb)
+            nbytes = part.cuts[1].boundary_bytes
+            ideal = link.upload_seconds(nbytes)  # bits / rate + RTT/2
+            with BackgroundServer(ModelStore.of({"relay": (part, x)})) as server:
+                client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address, link)
+                records = asyncio.run(client.run(FixedCut(1), [x] * repeats))
+            measured = statistics.median(r.uplink_s for r in records)
+            wire = records[0].bytes_sent  # the message: boundary + header + prefix
+            rows.append({"link_mbps": mbps, "boundary_kb": nbytes / 1000,
+                         "ideal_ms": 1e3 * link.upload_seconds(wire),
+                         "measured_ms": 1e3 * measured,
+                         "ratio": measured / link.upload_seconds(wire),
+                         "boundary_only_ideal_ms": 1e3 * ideal})  # fmt: skip
+    return rows
+
+
+def throughput(frames: int) -> list[dict[str, Any]]:
+    live = load_model("alexnet")
+    cut = 15  # pool5: 37 KB up, the FC layers on the edge
+    rows = []
+    for window_ms in (0.0, 2.0):
+        for devices in (1, 4, 16):
+            store = ModelStore.of({"alexnet": (live.part, live.inputs)})
+            with BackgroundServer(store, batch_window_s=window_ms / 1000) as server:
+                clients = [DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts),
+                                        server.address, edge_timeout_s=30.0)
+                           for _ in range(devices)]  # fmt: skip
+
+                async def all_devices(clients: list[DeviceClient] = clients) -> list[Any]:
+                    return await asyncio.gather(
+                        *(c.run(FixedCut(cut), [live.inputs] * frames) for c in clients)
+                    )
+
+                start = time.perf_counter()
+                results = asyncio.run(all_devices())
+                elapsed = time.perf_counter() - start
+                stats = server.server.stats.summary()
+            records = [r for rs in results for r in rs]
+            rows.append({"devices": devices, "batch_window_ms": window_ms,
+                         "frames_per_s": len(records) / elapsed,
+                         "median_latency_ms": 1e3 * statistics.median(r.total_s for r in records),
+                         "fallbacks": sum(r.fallback for r in records),
+                         "server_errors": sum(stats["errors"].values()),
+                         "mean_batch": stats["batched_requests"] / stats["batches"]
+                         if stats["batches"] else 1.0})  # fmt: skip
+    return rows
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results = {
+        "overhead": overhead(args.frames),
+        "shaping": shaping(max(3, args.frames // 6)),
+        "throughput": throughput(max(4, args.frames // 3)),
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    console = Console()
+    console.print(_table("framework overhead per frame, unshaped loopback (median)",
+                         results["overhead"]))  # fmt: skip
+    console.print(_table("shaped uplink vs ideal (median)", results["shaping"]))
+    console.print(_table("throughput, AlexNet cut after pool5", results["throughput"]))
+
+
+if __name__ == "__main__":
+    main()
