@@ -24,10 +24,11 @@ import torch
 import torch.fx as fx
 
 from coinfer.graph.partition import Partitioning
-from coinfer.latency.link import ConstantBandwidth, Link
+from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
 from coinfer.policies.types import Action, Context, Feedback, Policy
 from coinfer.runtime.protocol import (
+    STREAM_LIMIT,
     Kind,
     Limits,
     ProtocolError,
@@ -37,8 +38,6 @@ from coinfer.runtime.protocol import (
     read_message,
 )
 from coinfer.runtime.shaping import ShapedLink
-
-FAST_LOOPBACK = Link(ConstantBandwidth(10e9))  # no shaping: loopback as it is
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class DeviceClient:
         part: Partitioning,
         device_front_s: Sequence[float],
         edge: tuple[str, int] | None,
-        link: Link = FAST_LOOPBACK,
+        link: Link | None = None,
         codec: str = "none",
         quant: str = "none",
         token: str | None = None,
@@ -100,7 +99,8 @@ class DeviceClient:
         if self._conn is None:
             if self.edge is None:
                 raise ConnectionError("no edge configured")
-            self._conn = await asyncio.wait_for(asyncio.open_connection(*self.edge), 1.0)
+            connect = asyncio.open_connection(*self.edge, limit=STREAM_LIMIT)
+            self._conn = await asyncio.wait_for(connect, 1.0)
         return self._conn
 
     async def close(self) -> None:
@@ -157,7 +157,10 @@ class DeviceClient:
                                time.monotonic() - t0, 0, t0 - self.shaper.started)  # fmt: skip
         t_off = time.monotonic()
         try:
-            timeout = self.edge_timeout_s + 1.0 + 2 * self.device_front_s[-1]
+            # the whole exchange: twice the ideal shaped upload, then the edge's own timeout
+            nbytes = sum(t.numel() * t.element_size() for t in boundary)
+            upload = self.link.upload_seconds(nbytes, self.shaper.now()) if self.link else 0.0
+            timeout = 2 * upload + self.edge_timeout_s + 1.0
             outputs, up, edge_s, down, sent = await asyncio.wait_for(
                 self._offload(cut, boundary), timeout
             )
@@ -193,8 +196,8 @@ class DeviceClient:
             for i, x in enumerate(frames):
                 weight = key_weights[i] if key_weights is not None else 0.2
                 now = self.shaper.now()
-                ctx = Context(frame=i, key_weight=weight, time_s=now,
-                              extra={"bandwidth_bps": self.link.uplink.at(now)})  # fmt: skip
+                extra = {"bandwidth_bps": self.link.uplink.at(now)} if self.link else {}
+                ctx = Context(frame=i, key_weight=weight, time_s=now, extra=extra)
                 action = policy.select(ctx)
                 if not 0 <= action.cut <= self.part.last:
                     raise ValueError(f"policy chose cut {action.cut}: 0..{self.part.last} exist")

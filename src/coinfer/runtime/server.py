@@ -27,6 +27,7 @@ import torch
 from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.runtime.protocol import (
+    STREAM_LIMIT,
     ErrorCode,
     Kind,
     Limits,
@@ -179,7 +180,7 @@ class EdgeServer:
         self.slowdown = float(factor)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port)
+        self._server = await asyncio.start_server(self._handle, host, port, limit=STREAM_LIMIT)
         sock = self._server.sockets[0].getsockname()
         return str(sock[0]), int(sock[1])
 

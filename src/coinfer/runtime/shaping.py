@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from coinfer.latency.link import Link
 
 CHUNK_BYTES = 16 * 1024
+CHUNK_SECONDS = 0.002  # on fast links a chunk is 2 ms of the link, so sleeps stay few
+MIN_SLEEP_S = 0.0005  # closer than this to the schedule: write now (it is absolute anyway)
 
 
 @dataclass
 class ShapedLink:
-    """``link`` replayed from ``started`` (a ``time.monotonic()`` stamp: trace time 0)."""
+    """``link`` replayed from ``started`` (a ``time.monotonic()`` stamp: trace time 0);
+    ``link=None`` sends as fast as the socket takes it (unshaped)."""
 
-    link: Link
+    link: Link | None
     started: float
     chunk_bytes: int = CHUNK_BYTES
 
@@ -33,14 +36,21 @@ class ShapedLink:
     async def send(self, writer: asyncio.StreamWriter, data: bytes) -> float:
         """Write ``data`` at the link's pace; the seconds it took, propagation included."""
         t0 = time.monotonic()
+        if self.link is None:
+            writer.write(data)
+            await writer.drain()
+            return time.monotonic() - t0
         start = t0 - self.started
+        view = memoryview(data)
         sent = 0
         while sent < len(data):
-            chunk = data[sent : sent + self.chunk_bytes]
+            rate = self.link.uplink.at(start + (time.monotonic() - t0))
+            size = max(self.chunk_bytes, int(rate * CHUNK_SECONDS / 8))
+            chunk = view[sent : sent + size]
             sent += len(chunk)
             due = t0 + self.link.rtt_s / 2 + self.link.uplink.transfer_seconds(8.0 * sent, start)
             delay = due - time.monotonic()
-            if delay > 0:
+            if delay > MIN_SLEEP_S:
                 await asyncio.sleep(delay)
             writer.write(chunk)
             await writer.drain()
@@ -49,6 +59,8 @@ class ShapedLink:
     async def receive(self, nbytes: int, arrived: float) -> float:
         """Hold a reply of ``nbytes`` that reached this host at ``arrived`` (monotonic) until
         the shaped downlink would have delivered it; the seconds the download took."""
+        if self.link is None:
+            return time.monotonic() - arrived
         down = self.link.downlink or self.link.uplink
         start = arrived - self.started
         done = arrived + self.link.rtt_s / 2 + down.transfer_seconds(8.0 * nbytes, start)
