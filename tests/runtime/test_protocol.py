@@ -98,7 +98,7 @@ def test_bad_headers_and_tensors_are_refused() -> None:
         ([{**metas[0], "shape": [2, 4]}], payload, "needs 32 bytes"),
         ([{**metas[0], "shape": [-1, 3]}], payload, "bad shape"),
         ([{**metas[0], "bytes": 25}], payload, "do not fit"),
-        (metas, payload + b"xx", "no tensor claims"),
+        (metas, bytes(payload) + b"xx", "no tensor claims"),
         ([{**metas[0], "codec": "lz4"}], payload, "cannot decompress"),
         ([{"shape": [2, 3]}], payload, "missing field"),
         ({"not": "a list"}, payload, "must be a list"),

@@ -129,12 +129,11 @@ class DeviceClient:
                                   "exit": None, "tensors": metas}  # fmt: skip
         if self.token is not None:
             header["token"] = self.token
-        wire = pack(Kind.INFER, header, payload)
-        uplink_s = await self.shaper.send(writer, wire)
+        head = pack(Kind.INFER, header, b"", payload_len=len(payload))
+        uplink_s = await self.shaper.send(writer, head, payload)
         # the edge has edge_timeout_s from the end of the upload to the whole reply
-        msg = await asyncio.wait_for(
-            read_message(reader, self.limits, self.edge_timeout_s), self.edge_timeout_s
-        )
+        async with asyncio.timeout(self.edge_timeout_s):
+            msg = await read_message(reader, self.limits, self.edge_timeout_s)
         arrived = time.monotonic()
         if msg is None:
             raise ConnectionError("the edge closed the connection")
@@ -142,7 +141,8 @@ class DeviceClient:
             raise ProtocolError.from_reply(msg.header)
         outputs = decode_tensors(msg.header.get("tensors"), msg.payload, self.limits)
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
-        return outputs, uplink_s, float(msg.header.get("edge_s", 0.0)), downlink_s, len(wire)
+        sent = len(head) + len(payload)
+        return outputs, uplink_s, float(msg.header.get("edge_s", 0.0)), downlink_s, sent
 
     async def frame(self, index: int, x: Sequence[torch.Tensor], action: Action) -> FrameRecord:
         cut = action.cut
@@ -161,9 +161,8 @@ class DeviceClient:
             nbytes = sum(t.numel() * t.element_size() for t in boundary)
             upload = self.link.upload_seconds(nbytes, self.shaper.now()) if self.link else 0.0
             timeout = 2 * upload + self.edge_timeout_s + 1.0
-            outputs, up, edge_s, down, sent = await asyncio.wait_for(
-                self._offload(cut, boundary), timeout
-            )
+            async with asyncio.timeout(timeout):
+                outputs, up, edge_s, down, sent = await self._offload(cut, boundary)
             self.outputs.append(outputs)
             return FrameRecord(index, cut, True, False, None, device_s, up, edge_s, down,
                                time.monotonic() - t0, sent, t0 - self.shaper.started)  # fmt: skip

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,3 +142,58 @@ async def serve_until_signalled(server: EdgeServer, host: str, port: int, announ
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.close()
+
+
+def _serve_in_child(
+    make_store: Callable[..., ModelStore],
+    args: tuple[Any, ...],
+    options: dict[str, Any],
+    ready: Any,  # the sending end of a multiprocessing Pipe
+) -> None:
+    async def main() -> None:
+        server = EdgeServer(make_store(*args), **options)
+        await serve_until_signalled(server, "127.0.0.1", 0, ready.send)
+
+    asyncio.run(main())
+
+
+def zoo_store(*models: str) -> ModelStore:
+    return ModelStore(list(models))
+
+
+class ProcessServer:
+    """An EdgeServer in its own process, as a real edge would be: no GIL shared with the
+    devices. The process is spawned (not forked: torch's thread pools do not survive a fork)
+    and builds its models with ``make_store(*args)``, a module-level function.
+    ``with ProcessServer(zoo_store, ("vgg16",)) as s:`` gives ``s.address``."""
+
+    def __init__(
+        self,
+        make_store: Callable[..., ModelStore] = zoo_store,
+        args: tuple[Any, ...] = ("vgg16",),
+        **options: Any,
+    ) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._receive, send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_serve_in_child, args=(make_store, args, options, send),
+                                   daemon=True)  # fmt: skip
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+
+    def __enter__(self) -> ProcessServer:
+        self.process.start()
+        if not self._receive.poll(120):
+            self.process.terminate()
+            raise RuntimeError("the edge server process did not start within 120 s")
+        host, port = self._receive.recv()
+        self.address = (str(host), int(port))
+        return self
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()  # SIGTERM: the server closes gracefully
+            self.process.join(timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

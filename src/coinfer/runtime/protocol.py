@@ -106,13 +106,21 @@ class Limits:
 class Message:
     kind: Kind
     header: dict[str, Any]
-    payload: bytes = b""
+    payload: bytes | bytearray = b""
     tensors: list[torch.Tensor] = field(default_factory=list)
 
 
-def pack(kind: Kind, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+def pack(
+    kind: Kind,
+    header: Mapping[str, Any],
+    payload: bytes | memoryview = b"",
+    payload_len: int | None = None,
+) -> bytes:
+    """A whole message; with ``payload_len``, only its prefix and header, for a payload the
+    caller writes itself (a large buffer is then never copied into the message)."""
     body = msgpack.packb(dict(header), use_bin_type=True)
-    return PREFIX.pack(MAGIC, VERSION, int(kind), len(body), len(payload)) + body + payload
+    size = len(payload) if payload_len is None else payload_len
+    return PREFIX.pack(MAGIC, VERSION, int(kind), len(body), size) + body + payload
 
 
 def unpack_prefix(prefix: bytes, limits: Limits) -> tuple[Kind, int, int]:
@@ -196,7 +204,7 @@ def error_message(request_id: Any, error: ProtocolError) -> bytes:
     )
 
 
-def _compress(data: bytes, codec: str) -> bytes:
+def _compress(data: bytes | memoryview, codec: str) -> bytes | memoryview:
     if codec == "lz4":
         import lz4.frame
 
@@ -208,7 +216,8 @@ def _compress(data: bytes, codec: str) -> bytes:
     return data
 
 
-def _decompress(data: bytes, codec: str, expected: int) -> bytes:
+def _decompress(data: memoryview, codec: str, expected: int) -> bytes | memoryview:
+    out: bytes | memoryview
     try:
         if codec == "lz4":
             import lz4.frame
@@ -230,9 +239,18 @@ def _decompress(data: bytes, codec: str, expected: int) -> bytes:
     return out
 
 
+def _tensor(data: bytes | memoryview, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
+    """A tensor on ``data``: a view where it is writable and aligned, else a copy."""
+    view = memoryview(data)
+    aligned = view.readonly is False and np.frombuffer(view, np.uint8).ctypes.data % 8 == 0
+    if not aligned:
+        view = memoryview(bytearray(view))
+    return torch.frombuffer(view, dtype=dtype).reshape(shape)
+
+
 def encode_tensors(
     tensors: Sequence[torch.Tensor], codec: str = "none", quant: str = "none"
-) -> tuple[list[dict[str, Any]], bytes]:
+) -> tuple[list[dict[str, Any]], bytes | memoryview]:
     """Header entries and the payload for ``tensors``; ``quant`` applies to floating tensors."""
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}: choose from {', '.join(CODECS)}")
@@ -259,13 +277,14 @@ def encode_tensors(
                 scale = (hi - lo) / 255.0 or 1.0
                 meta["scale"], meta["zero"] = scale, lo
                 wire = torch.clamp(torch.round((t - lo) / scale), 0, 255).to(torch.uint8)
-        raw = wire.reshape(-1).view(torch.uint8).numpy().tobytes() if wire.numel() else b""
+        # a view of the tensor's own memory: nothing is copied until the socket takes it
+        raw = wire.reshape(-1).view(torch.uint8).numpy().data if wire.numel() else b""
         meta["raw_bytes"] = len(raw)
         data = _compress(raw, codec)
         meta["bytes"] = len(data)
         metas.append(meta)
         chunks.append(data)
-    return metas, b"".join(chunks)
+    return metas, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _wire_dtype(meta: Mapping[str, Any]) -> torch.dtype:
@@ -277,8 +296,13 @@ def _wire_dtype(meta: Mapping[str, Any]) -> torch.dtype:
     return DTYPES[meta["dtype"]]
 
 
-def decode_tensors(metas: Any, payload: bytes, limits: Limits = Limits()) -> list[torch.Tensor]:
-    """Tensors from header entries and a payload, every field and size checked first."""
+def decode_tensors(
+    metas: Any, payload: bytes | bytearray | memoryview, limits: Limits = Limits()
+) -> list[torch.Tensor]:
+    """Tensors from header entries and a payload, every field and size checked first. From a
+    writable payload (a bytearray: the server's receive buffer) uncompressed tensors are views
+    of it, not copies."""
+    buffer = memoryview(payload)
     if not isinstance(metas, list) or len(metas) > limits.max_tensors:
         raise ProtocolError(
             ErrorCode.BAD_HEADER,
@@ -319,14 +343,9 @@ def decode_tensors(metas: Any, payload: bytes, limits: Limits = Limits()) -> lis
                 f"tensor {i}: shape {shape} of {wire} needs {expected} bytes, "
                 f"header says {raw_bytes}",
             )
-        data = _decompress(payload[offset : offset + nbytes], codec, expected)
+        data = _decompress(buffer[offset : offset + nbytes], codec, expected)
         offset += nbytes
-        array = np.frombuffer(data, dtype=np.uint8).copy()
-        t = (
-            torch.from_numpy(array).view(wire).reshape(shape)
-            if expected
-            else torch.empty(shape, dtype=wire)
-        )
+        t = _tensor(data, wire, shape) if expected else torch.empty(shape, dtype=wire)
         if quant == "fp16":
             t = t.to(DTYPES[dtype_name])
         elif quant == "int8":

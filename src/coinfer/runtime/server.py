@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hmac
 import time
 from collections import OrderedDict
@@ -26,8 +25,8 @@ import torch
 
 from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
+from coinfer.runtime.framing import FramedConnection
 from coinfer.runtime.protocol import (
-    STREAM_LIMIT,
     ErrorCode,
     Kind,
     Limits,
@@ -37,7 +36,6 @@ from coinfer.runtime.protocol import (
     encode_tensors,
     error_message,
     pack,
-    read_message,
 )
 
 
@@ -180,7 +178,10 @@ class EdgeServer:
         self.slowdown = float(factor)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port, limit=STREAM_LIMIT)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FramedConnection(self.limits, self.read_timeout_s, self._on_connect), host, port
+        )
         sock = self._server.sockets[0].getsockname()
         return str(sock[0]), int(sock[1])
 
@@ -200,22 +201,27 @@ class EdgeServer:
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _on_connect(self, conn: FramedConnection) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, conn: FramedConnection) -> None:
+        """Answer one connection's messages in order until it ends or framing is lost."""
         self.stats.connections += 1
         try:
             while True:
+                item = await conn.next()
+                if item is None:
+                    break
                 request_id: Any = None
                 try:
-                    msg = await read_message(reader, self.limits, self.read_timeout_s)
-                    if msg is None:
-                        break
-                    request_id = msg.header.get("id")
+                    if isinstance(item, ProtocolError):
+                        raise item
+                    request_id = item.header.get("id")
                     self._busy += 1
                     try:
-                        reply = await self._dispatch(msg)
+                        reply = await self._dispatch(item)
                     except (ProtocolError, asyncio.CancelledError):
                         raise
                     except Exception as exc:  # a bug of ours: tell the peer, keep serving
@@ -225,21 +231,15 @@ class EdgeServer:
                         self._busy -= 1
                 except ProtocolError as exc:
                     self.stats.errors[exc.code.name] += 1
-                    reply = error_message(request_id, exc)
-                    writer.write(reply)
-                    await writer.drain()
+                    await conn.write(error_message(request_id, exc))
                     if exc.fatal:
-                        break
+                        conn.finish()  # the error reaches the peer, then the connection ends
+                        return
                     continue
-                writer.write(reply)
-                await writer.drain()
+                await conn.write(reply)
         except (ConnectionError, asyncio.CancelledError):
             pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        conn.close()
 
     def _check_token(self, header: dict[str, Any]) -> None:
         if self.token is None:

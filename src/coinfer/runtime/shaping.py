@@ -33,13 +33,18 @@ class ShapedLink:
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    async def send(self, writer: asyncio.StreamWriter, data: bytes) -> float:
-        """Write ``data`` at the link's pace; the seconds it took, propagation included."""
+    async def send(
+        self, writer: asyncio.StreamWriter, head: bytes, body: bytes | memoryview = b""
+    ) -> float:
+        """Write ``head`` then ``body`` at the link's pace; the seconds it took, propagation
+        included."""
         t0 = time.monotonic()
         if self.link is None:
-            writer.write(data)
+            writer.write(head)  # two writes, no join: the body is never copied here
+            writer.write(body)
             await writer.drain()
             return time.monotonic() - t0
+        data = head + bytes(body)
         start = t0 - self.started
         view = memoryview(data)
         sent = 0
