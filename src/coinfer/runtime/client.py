@@ -259,3 +259,24 @@ def write_log(records: Sequence[FrameRecord], path: Path) -> None:
     with path.open("w") as fh:
         for r in records:
             fh.write(json.dumps(asdict(r)) + "\n")
+
+
+async def set_edge_slowdown(
+    address: tuple[str, int], slowdown: float, token: str | None = None
+) -> float:
+    """Ask a running edge server to emulate an edge ``slowdown`` times slower (CONTROL)."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        header: dict[str, Any] = {"id": 0, "slowdown": slowdown}
+        if token is not None:
+            header["token"] = token
+        writer.write(pack(Kind.CONTROL, header))
+        await writer.drain()
+        msg = await read_message(reader, Limits(), 10.0)
+        if msg is None:
+            raise ConnectionError("the edge closed the connection")
+        if msg.kind is Kind.ERROR:
+            raise ProtocolError.from_reply(msg.header)
+        return float(msg.header["slowdown"])
+    finally:
+        writer.close()

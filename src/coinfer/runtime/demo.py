@@ -30,10 +30,16 @@ from coinfer.runtime.client import (
     FrameRecord,
     emulated_front_seconds,
     feedback_of,
+    set_edge_slowdown,
     summary,
 )
-from coinfer.runtime.live import BackgroundServer, load_model, make_live_policy, video_inputs
-from coinfer.runtime.server import ModelStore
+from coinfer.runtime.live import (
+    ProcessServer,
+    load_model,
+    make_live_policy,
+    video_inputs,
+    zoo_store,
+)
 
 POLICIES = ("mulinucb-link", "edge-only", "device-only")
 
@@ -85,7 +91,7 @@ class DemoRun:
 
 async def _run_all(
     config: DemoConfig,
-    servers: list[BackgroundServer],
+    servers: list[ProcessServer],
     on_frame: Callable[[str, FrameRecord], None] | None,
 ) -> DemoRun:
     live = load_model(config.model)
@@ -106,7 +112,7 @@ async def _run_all(
     start = time.monotonic()
     run.slowdown_at_s = config.duration_s / 2
 
-    async def device_loop(name: str, server: BackgroundServer) -> None:
+    async def device_loop(name: str, server: ProcessServer) -> None:
         policy = make_live_policy(name, live.part, front, device, host, link)
         client = DeviceClient(config.model, live.part, front, server.address, link,
                               edge_timeout_s=5.0)  # fmt: skip
@@ -129,8 +135,8 @@ async def _run_all(
 
     async def slow_down() -> None:
         await asyncio.sleep(run.slowdown_at_s)
-        for server in servers:
-            server.set_slowdown(config.slowdown)
+        for server in servers:  # over the wire, as an operator would
+            await set_edge_slowdown(server.address, config.slowdown)
 
     await asyncio.gather(
         slow_down(), *(device_loop(n, s) for n, s in zip(POLICIES, servers, strict=True))
@@ -141,9 +147,12 @@ async def _run_all(
 def run_demo(
     config: DemoConfig, on_frame: Callable[[str, FrameRecord], None] | None = None
 ) -> DemoRun:
-    servers = [BackgroundServer(ModelStore([config.model])) for _ in POLICIES]  # one edge each
+    # one edge each, each in its own process (as a real edge would be: no GIL shared)
+    servers = [ProcessServer(zoo_store, (config.model,)) for _ in POLICIES]
+    for server in servers:  # start all, then wait: they load their models in parallel
+        server.start()
     for server in servers:
-        server.__enter__()
+        server.wait_ready()
     try:
         return asyncio.run(_run_all(config, servers, on_frame))
     finally:

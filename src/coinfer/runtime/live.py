@@ -182,7 +182,13 @@ class ProcessServer:
         self.address: tuple[str, int] = ("127.0.0.1", 0)
 
     def __enter__(self) -> ProcessServer:
+        self.start()
+        return self.wait_ready()
+
+    def start(self) -> None:
         self.process.start()
+
+    def wait_ready(self) -> ProcessServer:
         if not self._receive.poll(120):
             self.process.terminate()
             raise RuntimeError("the edge server process did not start within 120 s")
