@@ -34,6 +34,7 @@ bench: setup
 	$(PY) benchmarks/bench_partition.py
 	$(PY) benchmarks/bench_policies.py
 	$(PY) benchmarks/bench_multi.py
+	$(PY) benchmarks/bench_runtime.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

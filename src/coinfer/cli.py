@@ -759,9 +759,11 @@ def serve(
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM."""
     import asyncio
 
+    from coinfer.latency.host import configure_host
     from coinfer.runtime.live import serve_until_signalled
     from coinfer.runtime.server import EdgeServer, ModelStore
 
+    configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
     models = model or ["vgg16"]
     try:
         shapes = [_parse_shape(input_shape)] if input_shape else None
@@ -841,11 +843,13 @@ def run(
     from coinfer.data import trace_path
     from coinfer.experiments.report import cell_text
     from coinfer.latency.devices import resolve_device
+    from coinfer.latency.host import configure_host
     from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
     from coinfer.latency.profiler import profile_ops
     from coinfer.runtime.client import DeviceClient, emulated_front_seconds, summary, write_log
     from coinfer.runtime.live import load_model, make_live_policy, parse_address, video_inputs
 
+    configure_host()
     try:
         address = parse_address(edge)
         live = load_model(model)

@@ -266,3 +266,52 @@ def test_sixteen_devices_at_once_with_and_without_batching(alexnet: LiveModel) -
             assert all(torch.allclose(out[0], want, atol=1e-5) for out in c.outputs)
         if window_s:
             assert stats["batched_requests"] == 48 and stats["batches"] < 48
+
+
+def test_run_cli_against_a_server(alexnet: LiveModel, store: ModelStore, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from coinfer.cli import app
+
+    log = tmp_path / "frames.jsonl"
+    with BackgroundServer(store) as server:
+        host, port = server.address
+        args = ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-p", "mulinucb-link",
+                "-n", "12", "--device", "edge-pc/20", "--bandwidth", "20mbps", "--codec", "lz4",
+                "--log", str(log), "--json"]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["frames"] == 12 and out["fallbacks"] == 0 and out["offloaded"] >= 1
+    assert out["mean_latency_s"] > 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 12 and {"cut", "total_s", "uplink_s", "edge_s"} <= lines[0].keys()
+    bad = CliRunner().invoke(app, ["run", "--edge", "nowhere", "-n", "1"])
+    assert bad.exit_code == 2 and "HOST:PORT" in bad.output
+
+
+def test_serve_cli_stops_gracefully_on_sigint(alexnet: LiveModel) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coinfer.cli", "serve", "--port", str(port), "-m", "alexnet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "serving" not in line:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the server did not start"
+        client = _client(alexnet, ("127.0.0.1", port))
+        assert all(r.offloaded for r in asyncio.run(client.run(FixedCut(8), [alexnet.inputs] * 2)))
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    stats = json.loads(stdout)
+    assert stats["requests"] == 2 and stats["connections"] >= 1

@@ -22,6 +22,7 @@ import numpy as np
 from coinfer.data import trace_path
 from coinfer.experiments.report import new_figure, save_figure
 from coinfer.latency.devices import resolve_device
+from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.latency.profiler import profile_ops
 from coinfer.policies.types import Context
@@ -148,6 +149,7 @@ def run_demo(
     config: DemoConfig, on_frame: Callable[[str, FrameRecord], None] | None = None
 ) -> DemoRun:
     # one edge each, each in its own process (as a real edge would be: no GIL shared)
+    configure_host()  # the devices' process; each server configures its own
     servers = [ProcessServer(zoo_store, (config.model,)) for _ in POLICIES]
     for server in servers:  # start all, then wait: they load their models in parallel
         server.start()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel
+from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
@@ -150,6 +151,8 @@ def _serve_in_child(
     options: dict[str, Any],
     ready: Any,  # the sending end of a multiprocessing Pipe
 ) -> None:
+    configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
+
     async def main() -> None:
         server = EdgeServer(make_store(*args), **options)
         await serve_until_signalled(server, "127.0.0.1", 0, ready.send)
