@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -36,6 +36,7 @@ from coinfer.runtime.protocol import (
     encode_tensors,
     pack,
     read_message,
+    tensors_of,
 )
 from coinfer.runtime.shaping import ShapedLink
 
@@ -171,7 +172,7 @@ class DeviceClient:
             waited = time.monotonic() - t_off
             t_back = time.monotonic()
             with torch.no_grad():
-                outputs = list(_as_list(back(*boundary)))
+                outputs = tensors_of(back(*boundary))
             self.outputs.append(outputs)
             back_s = self.device_front_s[-1] - self.device_front_s[cut]
             target = t_back + back_s
@@ -186,13 +187,18 @@ class DeviceClient:
         policy: Policy,
         frames: Sequence[Sequence[torch.Tensor]],
         key_weights: Sequence[float] | None = None,
-        log: TextIO | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
+        started: float | None = None,
+        deadline_s: float | None = None,
     ) -> list[FrameRecord]:
+        """The frames in turn (stopping early once ``deadline_s`` seconds have passed since
+        ``started``, a ``time.monotonic()`` stamp that is also the link trace's time 0)."""
         records = []
-        self.shaper = ShapedLink(self.link, time.monotonic())
+        self.shaper = ShapedLink(self.link, time.monotonic() if started is None else started)
         try:
             for i, x in enumerate(frames):
+                if deadline_s is not None and self.shaper.now() >= deadline_s:
+                    break
                 weight = key_weights[i] if key_weights is not None else 0.2
                 now = self.shaper.now()
                 extra = {"bandwidth_bps": self.link.uplink.at(now)} if self.link else {}
@@ -203,19 +209,11 @@ class DeviceClient:
                 record = await self.frame(i, x, action)
                 policy.update(action, feedback_of(record))
                 records.append(record)
-                if log is not None:
-                    log.write(json.dumps(asdict(record)) + "\n")
                 if on_frame is not None:
                     on_frame(record)
         finally:
             await self.close()
         return records
-
-
-def _as_list(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    return [t for v in value for t in _as_list(v)]
 
 
 def _describe(exc: BaseException) -> str:

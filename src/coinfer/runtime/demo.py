@@ -25,12 +25,10 @@ from coinfer.latency.devices import resolve_device
 from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.latency.profiler import profile_ops
-from coinfer.policies.types import Context
 from coinfer.runtime.client import (
     DeviceClient,
     FrameRecord,
     emulated_front_seconds,
-    feedback_of,
     set_edge_slowdown,
     summary,
 )
@@ -117,22 +115,14 @@ async def _run_all(
         policy = make_live_policy(name, live.part, front, device, host, link)
         client = DeviceClient(config.model, live.part, front, server.address, link,
                               edge_timeout_s=5.0)  # fmt: skip
-        client.shaper.started = start
-        records: list[FrameRecord] = []
-        run.records[name] = records
-        i = 0
-        while time.monotonic() - start < config.duration_s and i < config.max_frames:
-            now = time.monotonic() - start
-            ctx = Context(frame=i, key_weight=weights[i], time_s=now,
-                          extra={"bandwidth_bps": link.uplink.at(now)})  # fmt: skip
-            action = policy.select(ctx)
-            record = await client.frame(i, inputs[i], action)
-            policy.update(action, feedback_of(record))
-            records.append(record)
+
+        def record(frame: FrameRecord) -> None:
+            run.records[name].append(frame)
             if on_frame is not None:
-                on_frame(name, record)
-            i += 1
-        await client.close()
+                on_frame(name, frame)
+
+        run.records[name] = []
+        await client.run(policy, inputs, weights, record, start, config.duration_s)
 
     async def slow_down() -> None:
         await asyncio.sleep(run.slowdown_at_s)

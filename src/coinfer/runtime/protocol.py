@@ -204,6 +204,15 @@ def error_message(request_id: Any, error: ProtocolError) -> bytes:
     )
 
 
+def tensors_of(value: Any) -> list[torch.Tensor]:
+    """A model's output (a tensor, or tuples/lists of them) as the flat list that travels."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_of(v)]
+    raise TypeError(f"a model output must be tensors, got {type(value).__name__}")
+
+
 def _compress(data: bytes | memoryview, codec: str) -> bytes | memoryview:
     if codec == "lz4":
         import lz4.frame

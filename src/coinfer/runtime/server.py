@@ -36,6 +36,7 @@ from coinfer.runtime.protocol import (
     encode_tensors,
     error_message,
     pack,
+    tensors_of,
 )
 
 
@@ -337,24 +338,14 @@ class EdgeServer:
                 p.future.set_result(result)
 
 
-def _outputs(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _outputs(v)]
-    raise ProtocolError(ErrorCode.INTERNAL, f"the back half returned {type(value).__name__}")
-
-
 def _forward(
     module: torch.nn.Module, batch: list[list[torch.Tensor]]
 ) -> tuple[list[torch.Tensor], float]:
     start = time.perf_counter()
     try:
         with torch.no_grad():
-            out = _outputs(module(*batch[0]))
-    except ProtocolError:
-        raise
-    except Exception as exc:
+            out = tensors_of(module(*batch[0]))
+    except Exception as exc:  # the back half raised, or returned something not tensors
         raise ProtocolError(ErrorCode.INTERNAL, f"the back half raised: {exc}") from None
     return out, time.perf_counter() - start
 
@@ -369,7 +360,7 @@ def _forward_batch(
     start = time.perf_counter()
     stacked = [torch.cat(parts, dim=0) for parts in zip(*requests, strict=True)]
     with torch.no_grad():
-        outputs = _outputs(module(*stacked))
+        outputs = tensors_of(module(*stacked))
     elapsed = time.perf_counter() - start
     sizes = [r[0].shape[0] for r in requests]
     split = [torch.split(o, sizes, dim=0) for o in outputs]
