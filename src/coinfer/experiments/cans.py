@@ -118,13 +118,25 @@ def make_experience(device: FleetDevice, seed: int) -> Experience:
                               DEVICE_TYPES[kind.name][0], EDGE, text)  # fmt: skip
 
 
+def _save_experiences(
+    devices: int, types: int, seed: int, folder: Path, link_scale: float, only_missing: bool
+) -> list[Path]:
+    """Every device's experience file, ``folder/device-NNN.json``, made (again, unless
+    ``only_missing``) from the fleet of that seed."""
+    paths = [folder / f"device-{i:03d}.json" for i in range(devices)]
+    if not only_missing or not all(p.exists() for p in paths):
+        fleet = fleet_devices(devices, types, seed, link_scale)
+        for i, (path, device) in enumerate(zip(paths, fleet, strict=True)):
+            if not (only_missing and path.exists()):
+                make_experience(device, seed * 1000 + i).save(path)
+    return paths
+
+
 def experience_files(
     devices: int, types: int, seed: int, folder: Path, link_scale: float = 1.0
 ) -> list[str]:
     """Make every device's offline experience and save it, one JSON file per device."""
-    fleet = fleet_devices(devices, types, seed, link_scale)
-    return [str(make_experience(d, seed * 1000 + i).save(folder / f"device-{i:03d}.json"))
-            for i, d in enumerate(fleet)]  # fmt: skip
+    return [str(p) for p in _save_experiences(devices, types, seed, folder, link_scale, False)]
 
 
 def build_sim(
@@ -173,12 +185,7 @@ def load_or_make_experience(
 ) -> list[Experience]:
     """Each device's experience from ``folder/device-NNN.json``; files that are missing are
     made (and saved) first, so a folder can be filled once and reused."""
-    paths = [folder / f"device-{i:03d}.json" for i in range(devices)]
-    if not all(p.exists() for p in paths):
-        fleet = fleet_devices(devices, types, seed, link_scale)
-        for i, (path, device) in enumerate(zip(paths, fleet, strict=True)):
-            if not path.exists():
-                make_experience(device, seed * 1000 + i).save(path)
+    paths = _save_experiences(devices, types, seed, folder, link_scale, only_missing=True)
     return [Experience.load(p) for p in paths]
 
 

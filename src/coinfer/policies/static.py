@@ -4,6 +4,7 @@ held to μLinUCB's forced-sampling schedule."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,6 +21,21 @@ class FixedCut:
 
     def update(self, action: Action, fb: Feedback) -> None:
         """A fixed cut learns nothing."""
+
+
+def static_policy(name: str, last: int) -> FixedCut | None:
+    """``device-only``, ``edge-only`` or ``fixed-K`` for a model whose cuts are 0..``last``;
+    None for any other name."""
+    if name == "device-only":
+        return FixedCut(last)
+    if name == "edge-only":
+        return FixedCut(0)
+    if match := re.fullmatch(r"fixed-(\d+)", name):
+        cut = int(match.group(1))
+        if cut > last:
+            raise ValueError(f"{name}: this model's cuts are 0..{last}")
+        return FixedCut(cut)
+    return None
 
 
 class Oracle:

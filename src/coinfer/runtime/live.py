@@ -4,7 +4,6 @@ background (for `coinfer demo` and tests; `coinfer serve` runs one in the foregr
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.static import FixedCut
+from coinfer.policies.static import static_policy
 from coinfer.policies.types import Policy
 from coinfer.runtime.server import EdgeServer, ModelStore
 from coinfer.video import SyntheticScene, key_frame_weights
@@ -43,15 +42,8 @@ def make_live_policy(
     is 1/50 of the device's own whole-model time (0.1 s for a ~5 s device, as in the
     simulator): exploration then means the same on a fast device as on a slow one."""
     unit = max(front_s[-1] / 50, 1e-4)
-    if name == "device-only":
-        return FixedCut(part.last)
-    if name == "edge-only":
-        return FixedCut(0)
-    if match := re.fullmatch(r"fixed-(\d+)", name):
-        cut = int(match.group(1))
-        if cut > part.last:
-            raise ValueError(f"{name}: this model's cuts are 0..{part.last}")
-        return FixedCut(cut)
+    if (fixed := static_policy(name, part.last)) is not None:
+        return fixed
     if name == "neurosurgeon":
         return Neurosurgeon(part, device, edge, link.uplink.at(0.0), rtt_s=link.rtt_s)
     if name == "linucb":
@@ -96,7 +88,7 @@ def video_inputs(
 
 class BackgroundServer:
     """An EdgeServer on its own event loop in a thread: ``with BackgroundServer(...) as s:``
-    gives ``s.address``; ``s.set_slowdown(k)`` changes the emulated edge while it serves."""
+    gives ``s.address`` (tests use it; a real edge runs in its own process: ProcessServer)."""
 
     def __init__(self, store: ModelStore, **options: object) -> None:
         self.server = EdgeServer(store, **options)  # type: ignore[arg-type]
@@ -109,9 +101,6 @@ class BackgroundServer:
         future = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop)
         self.address = future.result(timeout=30)
         return self
-
-    def set_slowdown(self, factor: float) -> None:
-        self.loop.call_soon_threadsafe(self.server.set_slowdown, factor)
 
     def stop(self) -> None:
         if self.loop.is_running():

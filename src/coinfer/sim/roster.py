@@ -3,14 +3,13 @@ the same frames, link and edge."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.static import FixedCut, ForcedOracle, Oracle
+from coinfer.policies.static import FixedCut, ForcedOracle, Oracle, static_policy
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
 from coinfer.sim.runner import RunStats, run_policy
@@ -35,15 +34,8 @@ def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> P
         return Oracle(env.expected_delays)
     if name == "forced-oracle":
         return ForcedOracle(env.expected_delays)
-    if name == "device-only":
-        return FixedCut(last)
-    if name == "edge-only":
-        return FixedCut(0)
-    if match := re.fullmatch(r"fixed-(\d+)", name):
-        cut = int(match.group(1))
-        if cut > last:
-            raise ValueError(f"{name}: this model's cuts are 0..{last}")
-        return FixedCut(cut)
+    if (fixed := static_policy(name, last)) is not None:
+        return fixed
     if name in ("neurosurgeon", "neurosurgeon-static"):
         return Neurosurgeon(env.part, env.device, env.edge, env.link.uplink.at(0.0),
                             rtt_s=env.link.rtt_s, adaptive=name == "neurosurgeon")  # fmt: skip
