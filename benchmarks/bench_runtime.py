@@ -38,7 +38,7 @@ from coinfer.latency.link import Link
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.client import DeviceClient
 from coinfer.runtime.live import ProcessServer, load_model
-from coinfer.runtime.server import ModelStore
+from coinfer.runtime.store import ModelStore
 
 SIZES_KB = (10, 100, 1000, 5000)
 

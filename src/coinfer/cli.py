@@ -730,7 +730,11 @@ def fleet(
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option("--host", help="Address to bind (loopback by default).")
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind (loopback by default; any other needs --token, or --insecure).",
+        ),
     ] = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")
@@ -743,50 +747,139 @@ def serve(
         str | None, typer.Option("--input-shape", help="Input shape of module:factory models.")
     ] = None,
     slowdown: Annotated[
-        float, typer.Option("--slowdown", min=1.0, help="Emulate an edge this many times slower.")
+        float,
+        typer.Option(
+            "--slowdown",
+            min=1.0,
+            max=1000.0,
+            help="Emulate an edge this many times slower (1 to 1000).",
+        ),
     ] = 1.0,
-    token: Annotated[str | None, typer.Option("--token", help="Require this auth token.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Require this auth token (visible in ps: prefer --token-file or COINFER_TOKEN).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Read the auth token from this file.")
+    ] = None,
     batch_window_ms: Annotated[
         float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
     ] = 0.0,
     read_timeout: Annotated[
         float, typer.Option("--read-timeout", min=0.01, help="Seconds a whole message may take.")
     ] = 10.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option("--idle-timeout", min=0.01, help="Close a connection idle this many seconds."),
+    ] = 60.0,
+    write_timeout: Annotated[
+        float,
+        typer.Option(
+            "--write-timeout",
+            min=0.01,
+            help="Drop a peer that has not taken a reply in this many seconds.",
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Connections served at once.")
+    ] = 512,
+    max_buffer_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-buffer-mb",
+            min=1.0,
+            help="Memory budget (MiB) for everything peers make the server hold.",
+        ),
+    ] = 1024.0,
+    allow_control: Annotated[
+        bool,
+        typer.Option(
+            "--allow-control", help="Take CONTROL (run-time slowdown) even without a token."
+        ),
+    ] = False,
     no_control: Annotated[
         bool, typer.Option("--no-control", help="Refuse run-time slowdown changes (CONTROL).")
     ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve TLS with this certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Serve a non-loopback --host without a token anyway."),
+    ] = False,
 ) -> None:
-    """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM."""
+    """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
+
+    [bold]Examples[/]
+
+      coinfer serve -m vgg16 --port 8765
+
+      COINFER_TOKEN=s3cret coinfer serve -m alexnet --host 0.0.0.0 --tls-cert e.pem --tls-key e.key
+
+    With a token, every request but PING must carry it, and CONTROL is taken only from peers
+    that have it; without one, CONTROL is off unless --allow-control. Limits and what they
+    defend: docs/security.md.
+    """
     import asyncio
+    import logging
 
     from coinfer.latency.host import configure_host
     from coinfer.runtime.live import serve_until_signalled
-    from coinfer.runtime.server import EdgeServer, ModelStore
+    from coinfer.runtime.security import check_exposure, resolve_token
+    from coinfer.runtime.server import EdgeServer, ServerOptions
+    from coinfer.runtime.store import ModelStore
 
     configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coinfer serve: %(message)s"))
+    logging.getLogger("coinfer").addHandler(handler)
+    if allow_control and no_control:
+        raise _fail("give --allow-control or --no-control, not both")
     models = model or ["vgg16"]
     try:
+        secret = resolve_token(token, token_file)
         shapes = [_parse_shape(input_shape)] if input_shape else None
+        options = ServerOptions(
+            slowdown,
+            secret,
+            read_timeout_s=read_timeout,
+            idle_timeout_s=idle_timeout,
+            write_timeout_s=write_timeout,
+            batch_window_s=batch_window_ms / 1000,
+            allow_control=False if no_control else (True if allow_control else None),
+            max_buffer_bytes=int(max_buffer_mb * 1024 * 1024),
+            max_connections=max_connections,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            insecure=insecure,
+        )  # fmt: skip; checked before what may be minutes of model loading
+        check_exposure(host, secret is not None, insecure)
         err.print(f"loading {', '.join(models)} ...")
         store = ModelStore(models, shapes)
-        server = EdgeServer(
-            store,
-            slowdown,
-            token,
-            read_timeout_s=read_timeout,
-            batch_window_s=batch_window_ms / 1000,
-            allow_control=not no_control,
-        )
+        server = EdgeServer(store, options)
     except (ValueError, KeyError) as exc:
         raise _fail(str(exc)) from exc
 
     def announce(address: tuple[str, int]) -> None:
-        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} (Ctrl-C stops)")
+        for notice in server.notices:
+            err.print(f"warning: {notice}", markup=False)
+        scheme = "TLS" if server.tls else "TCP"
+        guard = "token required" if server.token_required else "no token"
+        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}; "
+                  f"Ctrl-C stops)", markup=False)  # fmt: skip
 
     try:
         asyncio.run(serve_until_signalled(server, host, port, announce))
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     out.print_json(data=server.stats.summary())
 
 
@@ -827,9 +920,28 @@ def run(
     ] = "edge-pc",
     codec: Annotated[str, typer.Option("--codec", help="none, lz4 or zstd.")] = "none",
     quant: Annotated[str, typer.Option("--quant", help="none, fp16 or int8.")] = "none",
-    token: Annotated[str | None, typer.Option("--token", help="The server's auth token.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", help="The server's auth token (or --token-file, COINFER_TOKEN)."),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Read the auth token from this file.")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", help="Connect with TLS, trusting the CA in this PEM file."),
+    ] = None,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Connect with TLS, trusting the system's CAs.")
+    ] = False,
     edge_timeout: Annotated[
-        float, typer.Option("--edge-timeout", min=0.01, help="Seconds before falling back.")
+        float,
+        typer.Option(
+            "--edge-timeout",
+            min=0.01,
+            help="Seconds from the end of an upload to the whole reply before the "
+            "device finishes the frame itself.",
+        ),
     ] = 5.0,
     log: Annotated[
         Path | None, typer.Option("--log", help="Write one JSON line per frame.")
@@ -837,7 +949,18 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Seeds the synthetic video.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """The device: run frames of a synthetic video, offloading as the policy decides."""
+    """The device: run frames of a synthetic video, offloading as the policy decides.
+
+    [bold]Examples[/]
+
+      coinfer run --edge 127.0.0.1:8765 -m vgg16 -p mulinucb-link -n 200 --trace norway_bus_1
+
+      COINFER_TOKEN=s3cret coinfer run --edge edge.lan:8765 -m alexnet --tls-ca ca.pem --json
+
+    Every reply is checked (kind, request, the model's output shapes and dtypes, a plausible
+    edge time); a frame whose reply fails, or that the edge does not finish in time, is
+    finished on the device: no frame is lost.
+    """
     import asyncio
 
     from coinfer.data import trace_path
@@ -848,10 +971,13 @@ def run(
     from coinfer.latency.profiler import profile_ops
     from coinfer.runtime.client import DeviceClient, emulated_front_seconds, summary, write_log
     from coinfer.runtime.live import load_model, make_live_policy, parse_address, video_inputs
+    from coinfer.runtime.security import device_tls, resolve_token
 
     configure_host()
     try:
         address = parse_address(edge)
+        secret = resolve_token(token, token_file)
+        context = device_tls(tls_ca) if tls or tls_ca is not None else None
         live = load_model(model)
         rtt_s = _parse_seconds(rtt)
         if bandwidth is not None and trace is not None:
@@ -866,9 +992,8 @@ def run(
         front = emulated_front_seconds(live.part, dev, edg)
         chosen = make_live_policy(policy, live.part, front, dev, edg, link)
         inputs, weights = video_inputs(live, frames, seed)
-        client = DeviceClient(
-            model, live.part, front, address, link, codec, quant, token, edge_timeout
-        )
+        client = DeviceClient(model, live.part, front, address, link, codec, quant, secret,
+                              edge_timeout, tls=context)  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     with _progress_bars() as report:
@@ -881,7 +1006,7 @@ def run(
         write_log(records, log)
     result = {"model": model, "policy": policy, "edge": edge, **summary(records)}
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
         return
     table = Table(title=f"{model} via {edge}, policy {policy}")
     for key in ("frames", "offloaded", "fallbacks", "mean_latency_s", "p95_latency_s"):

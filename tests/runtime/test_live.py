@@ -22,11 +22,11 @@ from coinfer.runtime.protocol import (
     ErrorCode,
     Kind,
     Limits,
-    encode_tensors,
     pack,
     read_message,
 )
-from coinfer.runtime.server import ModelStore
+from coinfer.runtime.store import ModelStore
+from coinfer.runtime.tensors import encode_tensors
 
 
 @pytest.fixture(scope="module")

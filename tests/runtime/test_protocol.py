@@ -11,19 +11,17 @@ import pytest
 import torch
 
 from coinfer.runtime.protocol import (
-    DTYPES,
     PREFIX,
     ErrorCode,
     Kind,
     Limits,
     ProtocolError,
-    decode_tensors,
-    encode_tensors,
     pack,
     read_message,
     unpack_header,
     unpack_prefix,
 )
+from coinfer.runtime.tensors import DTYPES, decode_tensors, encode_tensors
 
 
 def _round_trip(tensors: list[torch.Tensor], codec: str = "none", quant: str = "none"):
@@ -83,7 +81,7 @@ def test_framing_errors_are_fatal_and_named() -> None:
         assert info.value.code is code and info.value.fatal
     with pytest.raises(ProtocolError) as info:
         unpack_prefix(PREFIX.pack(b"CF", 1, 99, 0, 0), limits)
-    assert info.value.code is ErrorCode.UNSUPPORTED and not info.value.fatal
+    assert info.value.code is ErrorCode.UNSUPPORTED and info.value.fatal  # then closed
 
 
 def test_bad_headers_and_tensors_are_refused() -> None:
@@ -97,8 +95,8 @@ def test_bad_headers_and_tensors_are_refused() -> None:
         ([{**metas[0], "dtype": "object"}], payload, "dtype 'object'"),
         ([{**metas[0], "shape": [2, 4]}], payload, "needs 32 bytes"),
         ([{**metas[0], "shape": [-1, 3]}], payload, "bad shape"),
-        ([{**metas[0], "bytes": 25}], payload, "do not fit"),
-        (metas, bytes(payload) + b"xx", "no tensor claims"),
+        ([{**metas[0], "bytes": 25}], payload, "25 bytes sent for 24"),
+        (metas, bytes(payload) + b"xx", "the tensors claim 24"),
         ([{**metas[0], "codec": "lz4"}], payload, "cannot decompress"),
         ([{"shape": [2, 3]}], payload, "missing field"),
         ({"not": "a list"}, payload, "must be a list"),
@@ -107,7 +105,7 @@ def test_bad_headers_and_tensors_are_refused() -> None:
         with pytest.raises(ProtocolError, match=text):
             decode_tensors(header_metas, data)
     huge = [{"dtype": "float32", "shape": [10**9], "bytes": 0, "raw_bytes": 4 * 10**9}]
-    with pytest.raises(ProtocolError, match="needs 4000000000 bytes"):
+    with pytest.raises(ProtocolError, match="takes 4000000000 bytes > limit"):
         decode_tensors(huge, b"", Limits(max_payload_bytes=10**6))  # refused before allocating
     with pytest.raises(ValueError, match="cannot travel"):
         encode_tensors([torch.zeros(2, dtype=torch.complex64)])

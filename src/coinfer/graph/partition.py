@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,12 +46,19 @@ class Partitioning:
         cuts: Sequence[Cut],
         granularity: str,
         input_names: Sequence[str],
+        values: Mapping[str, TensorMeta] | None = None,
+        outputs: Sequence[TensorMeta] = (),
     ) -> None:
         self.graph_module = graph_module
         self.ops: tuple[Op, ...] = tuple(ops)
         self.cuts: list[Cut] = list(cuts)
         self.granularity = granularity
         self.input_names: tuple[str, ...] = tuple(input_names)
+        # every tensor value's shape and dtype on the example inputs, by graph name, and the
+        # model's outputs flattened in the order they travel: what each side checks a peer's
+        # tensors against before decoding them
+        self.values: dict[str, TensorMeta] = dict(values or {})
+        self.outputs: tuple[TensorMeta, ...] = tuple(outputs)
         self._compute_nodes = [n for n in graph_module.graph.nodes if n.op.startswith("call_")]
 
     @property
@@ -70,6 +77,10 @@ class Partitioning:
                 f"(0 = everything on the edge, {self.last} = everything on the device)"
             )
         return self.cuts[k]
+
+    def boundary_metas(self, k: int) -> tuple[TensorMeta, ...]:
+        """Shape and dtype of each tensor cut ``k`` sends, in the order the front returns them."""
+        return tuple(self.values[name] for name in self.cut(k).boundary)
 
     def split(self, k: int) -> tuple[fx.GraphModule, fx.GraphModule]:
         """``front(*inputs)`` returns the boundary tensors as a tuple; ``back(*boundary)``
@@ -169,4 +180,10 @@ def partition(
     ]
     param_bytes = attribute_bytes(gm, sorted({p for op in ops for p in op.params}))
     cuts = enumerate_cuts(ops, spans, param_bytes, granularity)
-    return Partitioning(gm, ops, cuts, granularity, [p.name for p in placeholders])
+    values = {span.name: span.meta for span in spans if isinstance(span.meta, TensorMeta)}
+    outputs: list[TensorMeta | str] = []
+    fx.node.map_aggregate(
+        output.args[0], lambda n: outputs.append(records[n].value) if isinstance(n, fx.Node) else n
+    )
+    return Partitioning(gm, ops, cuts, granularity, [p.name for p in placeholders], values,
+                        [m for m in outputs if isinstance(m, TensorMeta)])  # fmt: skip

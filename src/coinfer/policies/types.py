@@ -6,6 +6,7 @@ from the ``Feedback`` the environment measured. It never touches sockets or simu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -43,6 +44,19 @@ class Feedback(Breakdown):
         """Feedback carrying a (predicted or measured) breakdown, as simulators report it."""
         return cls(cost.device_s, cost.uplink_s, cost.edge_s, cost.downlink_s, cost.bytes_sent,
                    cost.energy_j, exit, correct)  # fmt: skip
+
+
+def plausible(fb: Feedback) -> bool:
+    """Every measured time, size and energy finite and non-negative: the least a measurement
+    must be before any policy learns from it (a NaN or a negative time would poison a learner's
+    statistics for good)."""
+    values = [fb.device_s, fb.uplink_s, fb.edge_s, fb.downlink_s, fb.bytes_sent]
+    if fb.energy_j is not None:
+        values.append(fb.energy_j)
+    return all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in values
+    )
 
 
 class Policy(Protocol):

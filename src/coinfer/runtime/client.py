@@ -12,33 +12,42 @@ what offloading cost that frame.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx as fx
 
 from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import TensorMeta
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
-from coinfer.policies.types import Action, Context, Feedback, Policy
+from coinfer.policies.types import Action, Context, Feedback, Policy, plausible
 from coinfer.runtime.protocol import (
     STREAM_LIMIT,
+    ErrorCode,
     Kind,
     Limits,
+    Message,
     ProtocolError,
-    decode_tensors,
-    encode_tensors,
     pack,
     read_message,
-    tensors_of,
 )
 from coinfer.runtime.shaping import ShapedLink
+from coinfer.runtime.tensors import compressed_bound, decode_tensors, encode_tensors, tensors_of
+
+CONNECT_TIMEOUT_S = 2.0  # TCP (and TLS) connection to the edge
+CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connection is aborted
+# an edge's reported compute time may exceed what the device measured by clock noise only
+EDGE_TIME_SLACK_S = 0.005
+EDGE_TIME_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,15 @@ class FrameRecord:
 
 class DeviceClient:
     """One device: ``await run(policy, frames)``; the model is split as ``part`` is, and the
-    device's time per front is padded to ``device_front_s`` (its emulated class)."""
+    device's time per front is padded to ``device_front_s`` (its emulated class).
+
+    The device trusts nothing the edge sends: a reply must be a RESULT for the request it
+    sent, carry exactly the model's outputs (count, shapes, dtypes: the device knows them from
+    its own partition) in at most their size, and an edge time that is a finite, non-negative
+    number no longer than the device itself waited; anything else is a named error and the
+    frame falls back. Each offload has one hard deadline — connect, upload, reply and download
+    — after which the connection is aborted, never waited on.
+    """
 
     def __init__(
         self,
@@ -73,9 +90,15 @@ class DeviceClient:
         token: str | None = None,
         edge_timeout_s: float = 5.0,
         limits: Limits | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         if len(device_front_s) != len(part.cuts):
             raise ValueError("need the emulated device time of every cut's front")
+        if not (math.isfinite(edge_timeout_s) and edge_timeout_s > 0):
+            raise ValueError(f"the edge timeout must be a positive number of seconds, got "
+                             f"{edge_timeout_s}")  # fmt: skip
         self.model = model
         self.part = part
         self.device_front_s = list(device_front_s)
@@ -84,12 +107,21 @@ class DeviceClient:
         self.codec, self.quant = codec, quant
         self.token = token
         self.edge_timeout_s = edge_timeout_s
-        self.limits = limits or Limits()
+        self.connect_timeout_s = connect_timeout_s
+        self.tls = tls
+        self.expected_outputs = part.outputs
+        reply_bytes = sum(compressed_bound(m.nbytes) for m in part.outputs)
+        base = limits or Limits()
+        # a reply larger than the model's outputs could ever be is refused before it is read
+        self.reply_limits = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
+                                   base.max_tensors, base.max_dims)  # fmt: skip
+        self._reply_bytes = reply_bytes
         self._halves: dict[int, tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0
         self.shaper = ShapedLink(link, time.monotonic())
         self.outputs: list[list[torch.Tensor]] = []
+        self.rejected_feedback = 0  # frames whose measurements a policy was not shown
 
     def halves(self, cut: int) -> tuple[fx.GraphModule, fx.GraphModule]:
         if cut not in self._halves:
@@ -97,20 +129,42 @@ class DeviceClient:
         return self._halves[cut]
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._conn is not None and (self._conn[0].at_eof() or self._conn[1].is_closing()):
+            self._abort()  # the edge closed it meanwhile (idle, evicted): start afresh
         if self._conn is None:
             if self.edge is None:
                 raise ConnectionError("no edge configured")
-            connect = asyncio.open_connection(*self.edge, limit=STREAM_LIMIT)
-            self._conn = await asyncio.wait_for(connect, 1.0)
+            host, port = self.edge
+            connect = asyncio.open_connection(
+                host, port, limit=STREAM_LIMIT, ssl=self.tls,
+                server_hostname=host if self.tls else None,
+            )  # fmt: skip
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    self._conn = await connect
+            except TimeoutError:
+                raise ConnectionError(f"no connection to {host}:{port} within "
+                                      f"{self.connect_timeout_s:g} s") from None  # fmt: skip
         return self._conn
 
+    def _abort(self) -> None:
+        """Drop the connection now: nothing in flight is waited for."""
+        if self._conn is not None:
+            writer = self._conn[1]
+            self._conn = None
+            writer.transport.abort()
+
     async def close(self) -> None:
+        """Close the connection, waiting at most a second for it to go."""
         if self._conn is not None:
             writer = self._conn[1]
             self._conn = None
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await writer.wait_closed()
+            except Exception:  # too slow, or already broken: drop it
+                writer.transport.abort()
 
     async def _emulate_device(self, started: float, cut: int, extra_s: float = 0.0) -> float:
         """Wait until the emulated device would have finished (never less than it took)."""
@@ -120,30 +174,41 @@ class DeviceClient:
             await asyncio.sleep(wait)
         return time.monotonic() - started
 
+    def offload_deadline_s(self, boundary_bytes: int) -> float:
+        """The most one offload may take: connect, twice the ideal shaped upload and download,
+        and the edge's own timeout."""
+        up = down = 0.0
+        if self.link is not None:
+            now = self.shaper.now()
+            up = self.link.upload_seconds(boundary_bytes, now)
+            down = self.link.download_seconds(self._reply_bytes, now)
+        return self.connect_timeout_s + 2 * (up + down) + self.edge_timeout_s
+
     async def _offload(
         self, cut: int, boundary: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], float, float, float, int]:
         reader, writer = await self._connect()
         self._next_id += 1
+        request_id = self._next_id
         metas, payload = encode_tensors(boundary, self.codec, self.quant)
-        header: dict[str, Any] = {"id": self._next_id, "model": self.model, "cut": cut,
+        header: dict[str, Any] = {"id": request_id, "model": self.model, "cut": cut,
                                   "exit": None, "tensors": metas}  # fmt: skip
         if self.token is not None:
             header["token"] = self.token
         head = pack(Kind.INFER, header, b"", payload_len=len(payload))
         uplink_s = await self.shaper.send(writer, head, payload)
+        sent_at = time.monotonic()
         # the edge has edge_timeout_s from the end of the upload to the whole reply
         async with asyncio.timeout(self.edge_timeout_s):
-            msg = await read_message(reader, self.limits, self.edge_timeout_s)
+            msg = await read_message(reader, self.reply_limits)
         arrived = time.monotonic()
         if msg is None:
             raise ConnectionError("the edge closed the connection")
-        if msg.kind is Kind.ERROR:
-            raise ProtocolError.from_reply(msg.header)
-        outputs = decode_tensors(msg.header.get("tensors"), msg.payload, self.limits)
+        outputs, edge_s = check_result(msg, request_id, self.expected_outputs, self.reply_limits,
+                                       arrived - sent_at)  # fmt: skip
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
         sent = len(head) + len(payload)
-        return outputs, uplink_s, float(msg.header.get("edge_s", 0.0)), downlink_s, sent
+        return outputs, uplink_s, edge_s, downlink_s, sent
 
     async def frame(self, index: int, x: Sequence[torch.Tensor], action: Action) -> FrameRecord:
         cut = action.cut
@@ -158,17 +223,14 @@ class DeviceClient:
                                time.monotonic() - t0, 0, t0 - self.shaper.started)  # fmt: skip
         t_off = time.monotonic()
         try:
-            # the whole exchange: twice the ideal shaped upload, then the edge's own timeout
             nbytes = sum(t.numel() * t.element_size() for t in boundary)
-            upload = self.link.upload_seconds(nbytes, self.shaper.now()) if self.link else 0.0
-            timeout = 2 * upload + self.edge_timeout_s + 1.0
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self.offload_deadline_s(nbytes)):
                 outputs, up, edge_s, down, sent = await self._offload(cut, boundary)
             self.outputs.append(outputs)
             return FrameRecord(index, cut, True, False, None, device_s, up, edge_s, down,
                                time.monotonic() - t0, sent, t0 - self.shaper.started)  # fmt: skip
-        except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
-            await self.close()  # whatever is in flight is abandoned; reconnect next frame
+        except Exception as exc:  # whatever the edge did (or did not do), the frame is answered
+            self._abort()  # whatever is in flight is abandoned; reconnect next frame
             waited = time.monotonic() - t_off
             t_back = time.monotonic()
             with torch.no_grad():
@@ -207,7 +269,11 @@ class DeviceClient:
                 if not 0 <= action.cut <= self.part.last:
                     raise ValueError(f"policy chose cut {action.cut}: 0..{self.part.last} exist")
                 record = await self.frame(i, x, action)
-                policy.update(action, feedback_of(record))
+                feedback = feedback_of(record)
+                if plausible(feedback):
+                    policy.update(action, feedback)
+                else:  # never learn from an impossible measurement
+                    self.rejected_feedback += 1
                 records.append(record)
                 if on_frame is not None:
                     on_frame(record)
@@ -216,9 +282,43 @@ class DeviceClient:
         return records
 
 
+def check_result(
+    msg: Message,
+    request_id: int,
+    expected: Sequence[TensorMeta],
+    limits: Limits,
+    waited_s: float,
+) -> tuple[list[torch.Tensor], float]:
+    """The outputs and edge time of a reply, if it is the RESULT of ``request_id`` with
+    exactly the ``expected`` outputs and an edge time the device could have waited for;
+    ProtocolError naming what is wrong otherwise."""
+    if msg.kind is Kind.ERROR:
+        raise ProtocolError.from_reply(msg.header)
+    if msg.kind is not Kind.RESULT:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"the edge answered {msg.kind.name}, not RESULT")
+    answered = msg.header.get("id")
+    if not (isinstance(answered, int) and not isinstance(answered, bool)
+            and answered == request_id):  # fmt: skip
+        text = f"the edge answered request {answered!r}, not {request_id}"
+        raise ProtocolError(ErrorCode.BAD_HEADER, text)
+    edge_s = msg.header.get("edge_s")
+    if not isinstance(edge_s, (int, float)) or isinstance(edge_s, bool):
+        raise ProtocolError(ErrorCode.BAD_HEADER, f"edge_s {edge_s!r} is not a number")
+    slack = EDGE_TIME_SLACK_S + EDGE_TIME_SLACK * waited_s
+    if not (math.isfinite(edge_s) and 0.0 <= edge_s <= waited_s + slack):
+        raise ProtocolError(ErrorCode.BAD_HEADER,
+                            f"impossible edge_s {edge_s!r}: the reply came {waited_s:.4f} s "
+                            f"after the upload")  # fmt: skip
+    outputs = decode_tensors(msg.header.get("tensors"), msg.payload, limits, expected,
+                             "the device's model")  # fmt: skip
+    return outputs, float(edge_s)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "edge timeout"
+    if isinstance(exc, ProtocolError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -236,15 +336,20 @@ def emulated_front_seconds(part: Partitioning, device: Any, edge: Any) -> list[f
     return list(CutCostModel(part, device, edge).device_s)
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def summary(records: Sequence[FrameRecord]) -> dict[str, Any]:
+    """Counts and latencies of a run (latencies null for a run of no frames: strict JSON)."""
     frames = len(records)
     totals = [r.total_s for r in records]
     return {
         "frames": frames,
         "offloaded": sum(r.offloaded for r in records),
         "fallbacks": sum(r.fallback for r in records),
-        "mean_latency_s": sum(totals) / frames if frames else float("nan"),
-        "p95_latency_s": sorted(totals)[int(0.95 * (frames - 1))] if frames else float("nan"),
+        "mean_latency_s": _finite(float(np.mean(totals))) if frames else None,
+        "p95_latency_s": _finite(sorted(totals)[int(0.95 * (frames - 1))]) if frames else None,
         "errors": sorted({r.error for r in records if r.error}),
         "cuts": {
             str(c): sum(r.cut == c for r in records) for c in sorted({r.cut for r in records})
@@ -253,28 +358,63 @@ def summary(records: Sequence[FrameRecord]) -> dict[str, Any]:
 
 
 def write_log(records: Sequence[FrameRecord], path: Path) -> None:
+    """One strict-JSON line per frame (a non-finite number, which no frame should hold, is
+    written as null)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for r in records:
-            fh.write(json.dumps(asdict(r)) + "\n")
+            row = {k: _finite(v) if isinstance(v, float) else v for k, v in asdict(r).items()}
+            fh.write(json.dumps(row, allow_nan=False) + "\n")
+
+
+async def ask_edge(
+    address: tuple[str, int],
+    kind: Kind,
+    header: dict[str, Any] | None = None,
+    token: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """One request without a payload (PING, STATS, CONTROL) on a connection of its own; the
+    reply's header (ProtocolError for an ERROR, TimeoutError past ``timeout_s``)."""
+    host, port = address
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls else None
+        )
+        try:
+            message = {"id": 0, **(header or {})}
+            if token is not None:
+                message["token"] = token
+            writer.write(pack(kind, message))
+            await writer.drain()
+            msg = await read_message(reader, Limits())
+        finally:
+            writer.transport.abort()
+    if msg is None:
+        raise ConnectionError("the edge closed the connection")
+    if msg.kind is Kind.ERROR:
+        raise ProtocolError.from_reply(msg.header)
+    return msg.header
 
 
 async def set_edge_slowdown(
-    address: tuple[str, int], slowdown: float, token: str | None = None
+    address: tuple[str, int],
+    slowdown: float,
+    token: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> float:
     """Ask a running edge server to emulate an edge ``slowdown`` times slower (CONTROL)."""
-    reader, writer = await asyncio.open_connection(*address)
-    try:
-        header: dict[str, Any] = {"id": 0, "slowdown": slowdown}
-        if token is not None:
-            header["token"] = token
-        writer.write(pack(Kind.CONTROL, header))
-        await writer.drain()
-        msg = await read_message(reader, Limits(), 10.0)
-        if msg is None:
-            raise ConnectionError("the edge closed the connection")
-        if msg.kind is Kind.ERROR:
-            raise ProtocolError.from_reply(msg.header)
-        return float(msg.header["slowdown"])
-    finally:
-        writer.close()
+    reply = await ask_edge(address, Kind.CONTROL, {"slowdown": slowdown}, token, tls)
+    return float(reply["slowdown"])
+
+
+async def edge_stats(
+    address: tuple[str, int], token: str | None = None, tls: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    """A running edge server's statistics (STATS)."""
+    reply = await ask_edge(address, Kind.STATS, None, token, tls)
+    stats = reply.get("stats")
+    if not isinstance(stats, dict):
+        raise ProtocolError(ErrorCode.BAD_HEADER, "the edge's STATS reply has no stats")
+    return stats

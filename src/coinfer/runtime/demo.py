@@ -11,6 +11,7 @@ mean latencies are compared and a PNG of latency over time is written.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ async def _run_all(
     link = Link(TraceBandwidth.from_file(trace_path(config.trace), scale=config.trace_scale),
                 config.rtt_s)  # fmt: skip
     inputs, weights = video_inputs(live, config.max_frames)
+    token = servers[0].options["token"]
     run = DemoRun(config)
     start = time.monotonic()
     run.slowdown_at_s = config.duration_s / 2
@@ -114,7 +116,7 @@ async def _run_all(
     async def device_loop(name: str, server: ProcessServer) -> None:
         policy = make_live_policy(name, live.part, front, device, host, link)
         client = DeviceClient(config.model, live.part, front, server.address, link,
-                              edge_timeout_s=5.0)  # fmt: skip
+                              token=token, edge_timeout_s=5.0)  # fmt: skip
 
         def record(frame: FrameRecord) -> None:
             run.records[name].append(frame)
@@ -127,7 +129,7 @@ async def _run_all(
     async def slow_down() -> None:
         await asyncio.sleep(run.slowdown_at_s)
         for server in servers:  # over the wire, as an operator would
-            await set_edge_slowdown(server.address, config.slowdown)
+            await set_edge_slowdown(server.address, config.slowdown, token)
 
     await asyncio.gather(
         slow_down(), *(device_loop(n, s) for n, s in zip(POLICIES, servers, strict=True))
@@ -140,7 +142,9 @@ def run_demo(
 ) -> DemoRun:
     # one edge each, each in its own process (as a real edge would be: no GIL shared)
     configure_host()  # the devices' process; each server configures its own
-    servers = [ProcessServer(zoo_store, (config.model,)) for _ in POLICIES]
+    # CONTROL needs the token: a fresh one per demo, known only to its own processes
+    token = secrets.token_urlsafe(16)
+    servers = [ProcessServer(zoo_store, (config.model,), token=token) for _ in POLICIES]
     for server in servers:  # start all, then wait: they load their models in parallel
         server.start()
     for server in servers:

@@ -22,7 +22,8 @@ from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
 from coinfer.policies.static import static_policy
 from coinfer.policies.types import Policy
-from coinfer.runtime.server import EdgeServer, ModelStore
+from coinfer.runtime.server import EdgeServer
+from coinfer.runtime.store import ModelStore
 from coinfer.video import SyntheticScene, key_frame_weights
 
 LIVE_POLICIES = ("mulinucb-link", "mulinucb", "mulinucb-discounted", "linucb", "neurosurgeon",
@@ -169,6 +170,7 @@ class ProcessServer:
 
         ctx = multiprocessing.get_context("spawn")
         self._receive, send = ctx.Pipe(duplex=False)
+        self.options = options
         self.process = ctx.Process(target=_serve_in_child, args=(make_store, args, options, send),
                                    daemon=True)  # fmt: skip
         self.address: tuple[str, int] = ("127.0.0.1", 0)

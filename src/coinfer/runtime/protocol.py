@@ -7,47 +7,29 @@ A message is a 12-byte prefix, a msgpack header, and the raw bytes of its tensor
     payload: the tensors' buffers one after another, each as its header entry describes
 
 Nothing is ever unpickled: tensors travel as raw little-endian buffers of a whitelisted dtype,
-optionally quantised (fp16, or int8 with a per-tensor scale and zero point) and compressed (lz4
-or zstd). Sizes are checked against ``Limits`` before anything is read or decoded, so a peer
-cannot make the other side allocate more than the limits allow.
+optionally quantised and compressed (``runtime.tensors``). Lengths are checked against
+``Limits`` before anything is read; a receiver then takes memory only for what it expects
+(docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import math
 import struct
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import numpy as np
-import torch
 
 MAGIC = b"CF"
 VERSION = 1
 PREFIX = struct.Struct(">2sBBII")  # magic, version, kind, header length, payload length
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-CODECS = ("none", "lz4", "zstd")
 # asyncio streams pause reading at their limit (64 KiB by default): a 1 MB boundary then crosses
 # loopback in ~16 pause/resume rounds (0.7 ms against 0.2 ms with this limit, measured)
 STREAM_LIMIT = 8 * 1024 * 1024
-QUANTS = ("none", "fp16", "int8")
 
 
 class Kind(enum.IntEnum):
@@ -70,34 +52,47 @@ class ErrorCode(enum.IntEnum):
     UNAUTHORIZED = 7  # missing or wrong auth token
     INTERNAL = 8  # the back half raised
     TIMEOUT = 9  # the peer was too slow to send a whole message
-    UNSUPPORTED = 10  # a message kind the peer does not handle
+    UNSUPPORTED = 10  # a message kind the peer does not handle (the connection is closed)
+    BUSY = 11  # the server's memory budget or connection limit is reached: try again later
 
 
 class ProtocolError(Exception):
     """A message the receiver rejects; ``fatal`` when framing is lost (close the connection)."""
 
-    def __init__(self, code: ErrorCode, message: str, fatal: bool = False) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, fatal: bool = False, request_id: Any = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.fatal = fatal
+        self.request_id = request_id  # echoed in the ERROR reply
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.args[0]}"
 
     @classmethod
     def from_reply(cls, header: Mapping[str, Any]) -> ProtocolError:
-        """The error an ERROR reply carries, as this side's exception."""
-        try:
-            code = ErrorCode(int(header.get("code", ErrorCode.INTERNAL)))
-        except (TypeError, ValueError):
-            code = ErrorCode.INTERNAL
-        return cls(code, str(header.get("message", "the peer reported an error")))
+        """The error an ERROR reply carries, as this side's exception (a peer's text is
+        shortened: it ends up in logs)."""
+        raw_code = header.get("code")
+        code = ErrorCode.INTERNAL
+        if isinstance(raw_code, int) and raw_code in ErrorCode._value2member_map_:
+            code = ErrorCode(raw_code)
+        text = header.get("message")
+        text = text if isinstance(text, str) else "the peer reported an error"
+        return cls(code, text[:MAX_PEER_TEXT] + ("..." if len(text) > MAX_PEER_TEXT else ""))
+
+
+MAX_PEER_TEXT = 300  # characters of a peer's error message kept
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_header_bytes: int = 64 * 1024
-    max_payload_bytes: int = 256 * 1024 * 1024
+    """What a message may announce at most. A receiver takes memory only once it knows what
+    it expects, so these are caps on lengths, not on what is allocated from them."""
+
+    max_header_bytes: int = 16 * 1024  # 64 tensor entries take ~5 KiB
+    max_payload_bytes: int = 256 * 1024 * 1024  # per message, all its tensors together
     max_tensors: int = 64
     max_dims: int = 8
 
@@ -107,7 +102,6 @@ class Message:
     kind: Kind
     header: dict[str, Any]
     payload: bytes | bytearray = b""
-    tensors: list[torch.Tensor] = field(default_factory=list)
 
 
 def pack(
@@ -143,13 +137,12 @@ def unpack_prefix(prefix: bytes, limits: Limits) -> tuple[Kind, int, int]:
             f"payload of {payload_len} bytes > limit {limits.max_payload_bytes}",
             True,
         )
-    try:
-        return Kind(kind), header_len, payload_len
-    except ValueError:
-        raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message kind {kind}") from None
+    if kind not in Kind._value2member_map_:  # what follows cannot be trusted to be framed
+        raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message kind {kind}", True)
+    return Kind(kind), header_len, payload_len
 
 
-def unpack_header(body: bytes) -> dict[str, Any]:
+def unpack_header(body: bytes | bytearray) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types for garbage
@@ -192,6 +185,12 @@ async def read_message(
         ) from None
 
 
+def request_id_of(header: Mapping[str, Any]) -> int | None:
+    """The request id to echo: an int (or absent); anything else is not echoed."""
+    rid = header.get("id")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
 def error_message(request_id: Any, error: ProtocolError) -> bytes:
     return pack(
         Kind.ERROR,
@@ -202,168 +201,3 @@ def error_message(request_id: Any, error: ProtocolError) -> bytes:
             "message": str(error.args[0]),
         },
     )
-
-
-def tensors_of(value: Any) -> list[torch.Tensor]:
-    """A model's output (a tensor, or tuples/lists of them) as the flat list that travels."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors_of(v)]
-    raise TypeError(f"a model output must be tensors, got {type(value).__name__}")
-
-
-def _compress(data: bytes | memoryview, codec: str) -> bytes | memoryview:
-    if codec == "lz4":
-        import lz4.frame
-
-        return bytes(lz4.frame.compress(data))
-    if codec == "zstd":
-        import zstandard
-
-        return bytes(zstandard.ZstdCompressor(level=3).compress(data))
-    return data
-
-
-def _decompress(data: memoryview, codec: str, expected: int) -> bytes | memoryview:
-    out: bytes | memoryview
-    try:
-        if codec == "lz4":
-            import lz4.frame
-
-            out = bytes(lz4.frame.decompress(data))
-        elif codec == "zstd":
-            import zstandard
-
-            out = bytes(zstandard.ZstdDecompressor().decompress(data, max_output_size=expected))
-        else:
-            out = data
-    except Exception as exc:
-        raise ProtocolError(ErrorCode.BAD_TENSOR, f"cannot decompress ({codec}): {exc}") from None
-    if len(out) != expected:
-        raise ProtocolError(
-            ErrorCode.BAD_TENSOR,
-            f"{codec} data decompressed to {len(out)} bytes, expected {expected}",
-        )
-    return out
-
-
-def _tensor(data: bytes | memoryview, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
-    """A tensor on ``data``: a view where it is writable and aligned, else a copy."""
-    view = memoryview(data)
-    aligned = view.readonly is False and np.frombuffer(view, np.uint8).ctypes.data % 8 == 0
-    if not aligned:
-        view = memoryview(bytearray(view))
-    return torch.frombuffer(view, dtype=dtype).reshape(shape)
-
-
-def encode_tensors(
-    tensors: Sequence[torch.Tensor], codec: str = "none", quant: str = "none"
-) -> tuple[list[dict[str, Any]], bytes | memoryview]:
-    """Header entries and the payload for ``tensors``; ``quant`` applies to floating tensors."""
-    if codec not in CODECS:
-        raise ValueError(f"unknown codec {codec!r}: choose from {', '.join(CODECS)}")
-    if quant not in QUANTS:
-        raise ValueError(f"unknown quantisation {quant!r}: choose from {', '.join(QUANTS)}")
-    metas, chunks = [], []
-    for t in tensors:
-        t = t.detach().contiguous().cpu()
-        if t.dtype not in DTYPE_NAMES:
-            raise ValueError(f"dtype {t.dtype} cannot travel: use one of {', '.join(DTYPES)}")
-        meta: dict[str, Any] = {
-            "dtype": DTYPE_NAMES[t.dtype],
-            "shape": list(t.shape),
-            "codec": codec,
-            "quant": "none",
-        }
-        wire = t
-        if quant != "none" and t.is_floating_point():
-            meta["quant"] = quant
-            if quant == "fp16":
-                wire = t.to(torch.float16)
-            else:
-                lo, hi = (float(t.min()), float(t.max())) if t.numel() else (0.0, 0.0)
-                scale = (hi - lo) / 255.0 or 1.0
-                meta["scale"], meta["zero"] = scale, lo
-                wire = torch.clamp(torch.round((t - lo) / scale), 0, 255).to(torch.uint8)
-        # a view of the tensor's own memory: nothing is copied until the socket takes it
-        raw = wire.reshape(-1).view(torch.uint8).numpy().data if wire.numel() else b""
-        meta["raw_bytes"] = len(raw)
-        data = _compress(raw, codec)
-        meta["bytes"] = len(data)
-        metas.append(meta)
-        chunks.append(data)
-    return metas, chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _wire_dtype(meta: Mapping[str, Any]) -> torch.dtype:
-    quant = meta.get("quant", "none")
-    if quant == "fp16":
-        return torch.float16
-    if quant == "int8":
-        return torch.uint8
-    return DTYPES[meta["dtype"]]
-
-
-def decode_tensors(
-    metas: Any, payload: bytes | bytearray | memoryview, limits: Limits = Limits()
-) -> list[torch.Tensor]:
-    """Tensors from header entries and a payload, every field and size checked first. From a
-    writable payload (a bytearray: the server's receive buffer) uncompressed tensors are views
-    of it, not copies."""
-    buffer = memoryview(payload)
-    if not isinstance(metas, list) or len(metas) > limits.max_tensors:
-        raise ProtocolError(
-            ErrorCode.BAD_HEADER,
-            f"'tensors' must be a list of at most {limits.max_tensors} entries",
-        )
-    out, offset = [], 0
-    for i, meta in enumerate(metas):
-        try:
-            dtype_name, shape, nbytes = meta["dtype"], meta["shape"], meta["bytes"]
-            codec, quant = meta.get("codec", "none"), meta.get("quant", "none")
-            raw_bytes = meta.get("raw_bytes", nbytes)
-        except (TypeError, KeyError) as exc:
-            raise ProtocolError(ErrorCode.BAD_HEADER, f"tensor {i}: missing field {exc}") from None
-        if dtype_name not in DTYPES:
-            raise ProtocolError(
-                ErrorCode.BAD_TENSOR,
-                f"tensor {i}: dtype {dtype_name!r} not one of {', '.join(DTYPES)}",
-            )
-        if codec not in CODECS or quant not in QUANTS:
-            raise ProtocolError(
-                ErrorCode.BAD_TENSOR, f"tensor {i}: codec {codec!r}/quant {quant!r}"
-            )
-        if (
-            not isinstance(shape, list)
-            or len(shape) > limits.max_dims
-            or not all(isinstance(s, int) and s >= 0 for s in shape)
-        ):
-            raise ProtocolError(ErrorCode.BAD_TENSOR, f"tensor {i}: bad shape {shape!r}")
-        wire = _wire_dtype(meta)
-        expected = math.prod(shape) * wire.itemsize
-        if not isinstance(nbytes, int) or nbytes < 0 or offset + nbytes > len(payload):
-            raise ProtocolError(
-                ErrorCode.BAD_TENSOR, f"tensor {i}: {nbytes} bytes do not fit the payload"
-            )
-        if raw_bytes != expected or expected > limits.max_payload_bytes:
-            raise ProtocolError(
-                ErrorCode.BAD_TENSOR,
-                f"tensor {i}: shape {shape} of {wire} needs {expected} bytes, "
-                f"header says {raw_bytes}",
-            )
-        data = _decompress(buffer[offset : offset + nbytes], codec, expected)
-        offset += nbytes
-        t = _tensor(data, wire, shape) if expected else torch.empty(shape, dtype=wire)
-        if quant == "fp16":
-            t = t.to(DTYPES[dtype_name])
-        elif quant == "int8":
-            t = (t.to(torch.float32) * float(meta["scale"]) + float(meta["zero"])).to(
-                DTYPES[dtype_name]
-            )
-        out.append(t)
-    if offset != len(payload):
-        raise ProtocolError(
-            ErrorCode.BAD_TENSOR, f"payload has {len(payload) - offset} bytes no tensor claims"
-        )
-    return out

@@ -1,0 +1,302 @@
+"""Good devices and attackers on one edge server: what the attack costs the good devices.
+
+One edge server (its own process, AlexNet, a token, a memory budget) serves 8 well-behaved
+devices (their own process; each runs frames back to back at a fixed cut and checks every
+answer against the whole model) for ``--seconds``, first alone, then while 8 attackers (a third
+process) mix every attack of docs/security.md: decompression and dequantisation bombs,
+prefixes announcing 256 MiB, requests without the token, a pipeliner that never reads its
+replies, CONTROL floods with impossible values, idle-connection hoarders, tricklers, unknown
+kinds followed by junk, and garbage. Half the attackers hold the token (a compromised device),
+half do not. Printed: the good devices' p50/p99 latency in both runs, correct answers, wrong
+answers they accepted (must be 0), fallbacks, and the server's peak RSS growth against its
+budget, sampled from /proc, and its RSS after the attack.
+
+    python benchmarks/bench_hostile.py [--seconds 60] [--budget-mb 128] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import multiprocessing
+import socket
+import statistics
+import threading
+import time
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from coinfer.policies.static import FixedCut
+from coinfer.runtime.budget import process_memory, reset_peak_memory
+from coinfer.runtime.client import DeviceClient, edge_stats
+from coinfer.runtime.live import ProcessServer, load_model, zoo_store
+from coinfer.runtime.protocol import PREFIX, Kind, pack
+from coinfer.runtime.tensors import encode_tensors
+
+TOKEN = "bench-token"
+MIB = 1024 * 1024
+GOOD_DEVICES = 8
+ATTACKERS = 8
+CUTS = (15, 8, 22, 0)  # after pool5, after pool2, before the last FC, the raw input
+
+
+# -- the good devices (a process of their own)
+def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
+    torch.set_num_threads(1)
+    live = load_model("alexnet")
+    with torch.no_grad():
+        want = live.part.graph_module(*live.inputs)
+
+    async def device(i: int) -> dict[str, Any]:
+        client = DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts), address,
+                              token=TOKEN, edge_timeout_s=2.0)  # fmt: skip
+        policy, frames = FixedCut(CUTS[i % len(CUTS)]), [live.inputs] * 100_000
+        records = await client.run(policy, frames, started=time.monotonic(), deadline_s=seconds)
+        correct = wrong = 0
+        for record, output in zip(records, client.outputs, strict=True):
+            if record.offloaded:
+                exact = torch.equal(output[0], want)
+                correct, wrong = correct + exact, wrong + (not exact)
+        return {"latencies": [r.total_s for r in records if r.offloaded],
+                "frames": len(records), "fallbacks": sum(r.fallback for r in records),
+                "correct": correct, "wrong": wrong,
+                "errors": sorted({r.error.split(":")[0] for r in records if r.error})}  # fmt: skip
+
+    async def everyone() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(device(i) for i in range(GOOD_DEVICES)))
+
+    out.send(asyncio.run(everyone()))
+
+
+# -- the attackers (a process of their own, one thread each)
+def _boundary(**meta: Any) -> list[dict[str, Any]]:
+    entry = {"dtype": "float32", "shape": [1, 256, 6, 6], "codec": "none", "quant": "none",
+             "raw_bytes": 36864, "bytes": 36864}  # fmt: skip
+    return [{**entry, **meta}]
+
+
+def _infer(metas: Any, payload: bytes = b"", token: str | None = TOKEN, cut: int = 15,
+           payload_len: int | None = None) -> bytes:  # fmt: skip
+    header: dict[str, Any] = {"id": 1, "model": "alexnet", "cut": cut, "tensors": metas}
+    if token is not None:
+        header["token"] = token
+    return pack(Kind.INFER, header, payload, payload_len=payload_len)
+
+
+class Attacks:
+    def __init__(self, address: tuple[str, int]) -> None:
+        import lz4.frame
+        import zstandard
+
+        self.address = address
+        zeros = bytes(64 * MIB)
+        self.zstd_bomb = zstandard.ZstdCompressor().compress(zeros)
+        self.lz4_bomb = lz4.frame.compress(bytes(8 * MIB))
+        self.int8 = zstandard.ZstdCompressor().compress(bytes(10**7))
+        live = load_model("alexnet")
+        metas, payload = encode_tensors(list(live.part.split(22)[0](*live.inputs)))
+        self.small = _infer(metas, bytes(payload), cut=22)
+        raw_metas, raw = encode_tensors(list(live.inputs))
+        self.raw = (raw_metas, bytes(raw))
+
+    def _sock(self, rcvbuf: int | None = None) -> socket.socket:
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(5)
+        sock.connect(self.address)
+        return sock
+
+    def _send_all(self, messages: list[bytes], read: bool = True) -> None:
+        with self._sock() as sock:
+            for wire in messages:
+                sock.sendall(wire)
+                if read:
+                    sock.recv(65536)
+
+    def bombs(self, token: str | None) -> None:
+        self._send_all([
+            _infer(_boundary(codec="zstd", bytes=len(self.zstd_bomb)), self.zstd_bomb, token),
+            _infer(_boundary(codec="lz4", bytes=len(self.lz4_bomb)), self.lz4_bomb, token),
+            _infer(_boundary(shape=[1, 10**7], quant="int8", scale=1.0, zero=0.0, codec="zstd",
+                             raw_bytes=10**7, bytes=len(self.int8)), self.int8, token),
+        ])  # fmt: skip
+
+    def announce(self, token: str | None) -> None:
+        socks = [self._sock() for _ in range(20)]
+        for sock in socks:
+            sock.sendall(PREFIX.pack(b"CF", 1, int(Kind.INFER), 100, 256 * MIB))
+        time.sleep(1.0)
+        for sock in socks:
+            sock.close()
+
+    def stranger(self, token: str | None) -> None:
+        self._send_all([_infer(_boundary(), token=None, payload_len=256 * MIB)])
+
+    def never_reads(self, token: str | None) -> None:
+        with self._sock(rcvbuf=4096) as sock:
+            control = pack(Kind.CONTROL, {"id": 2, "slowdown": 1.0, "token": token})
+            deadline = time.monotonic() + 3.0
+            try:
+                while time.monotonic() < deadline:
+                    sock.sendall(self.small + control)
+            except OSError:
+                pass
+
+    def control(self, token: str | None) -> None:
+        values = [float("inf"), 1e308, "inf", True, -1.0, 0.5]
+        self._send_all([pack(Kind.CONTROL, {"id": 3, "slowdown": v, "token": token})
+                        for v in values])  # fmt: skip
+
+    def hoard(self, token: str | None) -> None:
+        socks = [self._sock() for _ in range(60)]
+        time.sleep(2.0)
+        for sock in socks:
+            sock.close()
+
+    def trickle(self, token: str | None) -> None:
+        metas, raw = self.raw  # cut 0: 602 KB the server reserves while it trickles in
+        wire = _infer(metas, raw, token, cut=0)
+        socks = [self._sock() for _ in range(10)]
+        for step in range(20):
+            for sock in socks:
+                sock.sendall(wire[step * 64 : (step + 1) * 64])
+            time.sleep(0.1)
+        for sock in socks:
+            sock.close()
+
+    def unknown(self, token: str | None) -> None:
+        with self._sock() as sock:
+            sock.sendall(PREFIX.pack(b"CF", 1, 99, 0, 0))
+            junk = bytes(MIB)
+            for _ in range(64):
+                sock.sendall(junk)
+
+    def garbage(self, token: str | None) -> None:
+        with self._sock() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n" * 100)
+
+    ALL = ("bombs", "announce", "stranger", "never_reads", "control", "hoard", "trickle",
+           "unknown", "garbage")  # fmt: skip
+
+
+def attackers(address: tuple[str, int], seconds: float, out: Any) -> None:
+    torch.set_num_threads(1)
+    attacks = Attacks(address)
+    counts: dict[str, int] = {name: 0 for name in Attacks.ALL}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def attacker(i: int) -> None:
+        token = TOKEN if i < ATTACKERS // 2 else None  # half hold the token
+        for name in itertools.cycle(Attacks.ALL[i % len(Attacks.ALL) :] + Attacks.ALL):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                getattr(attacks, name)(token)
+            except OSError:
+                pass  # refused, reset, timed out: the server defending itself
+            with lock:
+                counts[name] += 1
+
+    threads = [threading.Thread(target=attacker, args=(i,)) for i in range(ATTACKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.send(counts)
+
+
+# -- one phase: good devices, with or without attackers, and the server's memory meanwhile
+def phase(server: ProcessServer, seconds: float, attack: bool) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    pid = server.process.pid
+    assert pid is not None
+    reset_peak_memory(pid)
+    before = process_memory(pid)["rss_bytes"]
+    good_in, good_out = ctx.Pipe(duplex=False)
+    bad_in, bad_out = ctx.Pipe(duplex=False)
+    procs = [ctx.Process(target=good_devices, args=(server.address, seconds, good_out))]
+    if attack:
+        procs.append(ctx.Process(target=attackers, args=(server.address, seconds, bad_out)))
+    for proc in procs:
+        proc.start()
+    peak = 0
+    while not good_in.poll(0.1):
+        peak = max(peak, process_memory(pid).get("rss_bytes", 0))
+    devices = good_in.recv()
+    counts = bad_in.recv() if attack else {}
+    for proc in procs:
+        proc.join(timeout=60)
+    peak = max(peak, process_memory(pid).get("peak_rss_bytes", 0))
+    time.sleep(3.0)  # the burst is over: what the server gave back
+    after = process_memory(pid)["rss_bytes"]
+    latencies = sorted(t for d in devices for t in d["latencies"])
+    stats = asyncio.run(edge_stats(server.address, TOKEN))
+    return {
+        "phase": "attacked" if attack else "baseline",
+        "frames": sum(d["frames"] for d in devices),
+        "offloaded": len(latencies),
+        "fallbacks": sum(d["fallbacks"] for d in devices),
+        "correct": sum(d["correct"] for d in devices),
+        "wrong_accepted": sum(d["wrong"] for d in devices),
+        "p50_ms": 1e3 * statistics.median(latencies) if latencies else None,
+        "p99_ms": 1e3 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "peak_rss_growth_mb": (peak - before) / MIB,
+        "rss_after_mb": after / MIB,
+        "rss_before_mb": before / MIB,
+        "server_alive": server.process.is_alive(),
+        "device_errors": sorted({e for d in devices for e in d["errors"]}),
+        "attacks_run": counts,
+        "server_errors": stats.get("errors", {}),
+        "server_events": stats.get("events", {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--budget-mb", type=int, default=128)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    options = {"token": TOKEN, "max_buffer_bytes": args.budget_mb * MIB, "read_timeout_s": 2.0,
+               "write_timeout_s": 2.0, "idle_timeout_s": 5.0, "max_connections": 256}  # fmt: skip
+    with ProcessServer(zoo_store, ("alexnet",), **options) as server:
+        rows = [phase(server, args.seconds, False), phase(server, args.seconds, True)]
+    result = {"budget_mb": args.budget_mb, "seconds": args.seconds, "options": options,
+              "rows": rows}  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    console = Console(width=200)
+    table = Table(title=f"{GOOD_DEVICES} good devices, {args.seconds:g} s; server budget "
+                        f"{args.budget_mb} MiB")  # fmt: skip
+    columns = ["phase", "frames", "offloaded", "fallbacks", "correct", "wrong_accepted",
+               "p50_ms", "p99_ms", "peak_rss_growth_mb", "rss_before_mb", "rss_after_mb",
+               "server_alive"]  # fmt: skip
+    for col in columns:
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(*(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c])
+                        for c in columns))  # fmt: skip
+    console.print(table)
+    attacked = rows[1]
+    console.print(f"attacks run: {attacked['attacks_run']}")
+    console.print(f"server errors answered: {attacked['server_errors']}")
+    console.print(f"server events: {attacked['server_events']}")
+    console.print(f"good devices' errors (frames finished on the device): "
+                  f"{attacked['device_errors']}")  # fmt: skip
+    base, hit = rows[0]["p99_ms"], attacked["p99_ms"]
+    if base and hit:
+        console.print(f"p99 under attack / baseline: {hit / base:.2f}x; peak RSS growth "
+                      f"{attacked['peak_rss_growth_mb']:.1f} MiB of a {args.budget_mb} MiB "
+                      f"budget")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
