@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -188,7 +189,7 @@ class Attacks:
 def attackers(address: tuple[str, int], seconds: float, out: Any) -> None:
     torch.set_num_threads(1)
     attacks = Attacks(address)
-    counts: dict[str, int] = {name: 0 for name in Attacks.ALL}
+    counts: dict[str, int] = dict.fromkeys(Attacks.ALL, 0)
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -197,10 +198,8 @@ def attackers(address: tuple[str, int], seconds: float, out: Any) -> None:
         for name in itertools.cycle(Attacks.ALL[i % len(Attacks.ALL) :] + Attacks.ALL):
             if time.monotonic() >= deadline:
                 return
-            try:
+            with contextlib.suppress(OSError):  # refused, reset, timed out: the server defends
                 getattr(attacks, name)(token)
-            except OSError:
-                pass  # refused, reset, timed out: the server defending itself
             with lock:
                 counts[name] += 1
 

@@ -308,3 +308,27 @@ def test_serve_refuses_what_would_expose_it() -> None:
         outcome = CliRunner().invoke(app, args, env={"COINFER_TOKEN": ""})
         assert outcome.exit_code == 2 and text in outcome.output, (args, outcome.output)
         assert outcome.exception is None or isinstance(outcome.exception, SystemExit)
+
+
+def test_memory_is_given_back_after_a_burst(guarded: Served, alexnet: LiveModel) -> None:
+    metas, raw = encode_tensors(list(alexnet.inputs))  # cut 0: 602 KB each
+    wire = infer("alexnet", 0, metas, bytes(raw), TOKEN)
+    base = guarded.rss()
+    guarded.reset_peak()
+    socks = [connect(guarded.address) for _ in range(60)]
+    for sock in socks:  # all but the last byte: the server holds 60 payloads at once
+        sock.sendall(wire[:-1])
+    time.sleep(0.5)
+    for sock in socks:
+        sock.sendall(wire[-1:])
+    replies = [read_reply(sock) for sock in socks]
+    for sock in socks:
+        sock.close()
+    assert all(r is not None and r[0] is Kind.RESULT for r in replies)
+    assert guarded.peak_rss() - base > 24 * MIB  # the burst was real
+    for _ in range(100):  # given back once it is over (malloc_trim), not kept for good
+        if guarded.rss() - base < 12 * MIB:
+            break
+        time.sleep(0.2)
+    assert guarded.rss() - base < 12 * MIB, f"{(guarded.rss() - base) / MIB:.0f} MiB kept"
+    assert stats(guarded, TOKEN)["events"].get("trims", 0) >= 1

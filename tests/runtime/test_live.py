@@ -167,7 +167,7 @@ def test_a_trickling_connection_times_out_while_others_are_served(
                 assert records[0].offloaded  # served meanwhile
                 with contextlib.suppress(TimeoutError):
                     reply = slow.recv(4096)
-        assert 0.6 <= time.monotonic() - start < 3 and sent < len(wire)
+        assert time.monotonic() - start >= 0.6 and sent < len(wire)  # not before its deadline
         assert reply[:2] == b"CF" and reply[3] == Kind.ERROR
         assert b"no whole message within" in reply
         assert server.server.stats.summary()["errors"]["TIMEOUT"] == 1

@@ -197,7 +197,7 @@ class DeviceClient:
             header["token"] = self.token
         head = pack(Kind.INFER, header, b"", payload_len=len(payload))
         uplink_s = await self.shaper.send(writer, head, payload)
-        sent_at = time.monotonic()
+        sent_at = self.shaper.last_write_at  # the edge cannot have started before this
         # the edge has edge_timeout_s from the end of the upload to the whole reply
         async with asyncio.timeout(self.edge_timeout_s):
             msg = await read_message(reader, self.reply_limits)

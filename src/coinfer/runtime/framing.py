@@ -240,6 +240,7 @@ class FramedConnection(asyncio.BufferedProtocol):
         self._read_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drained = 0
+        self._paused = False
 
     @property
     def idle(self) -> bool:
@@ -271,19 +272,27 @@ class FramedConnection(asyncio.BufferedProtocol):
                 self.transport.pause_reading()
             return
         if nbytes and not self.parser.started:
-            self._cancel_idle()  # a message begins: its own deadline runs from here
-            timeout = self.deadlines.read_timeout_s
-            if timeout is not None:
-                self._read_timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+            if self.busy:  # the peer sends ahead: nothing more is read until it is answered
+                self._pause()  # (its deadline starts then)
+            else:
+                self._start_deadline()
         item = self.parser.feed(nbytes)
         if item is None:
             return
         self._cancel_read()
         if not (isinstance(item, ProtocolError) and item.fatal):
-            self.busy = True
-            if self.transport is not None:
-                self.transport.pause_reading()  # one message at a time
+            self.busy = True  # one message at a time: the next waits for done()
         self.items.put_nowait(item)
+
+    def _start_deadline(self) -> None:
+        timeout = self.deadlines.read_timeout_s
+        if timeout is not None:
+            self._read_timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
 
     def _timed_out(self) -> None:
         self._read_timer = None
@@ -312,25 +321,37 @@ class FramedConnection(asyncio.BufferedProtocol):
         return await self.items.get()
 
     def done(self) -> None:
-        """The last message is answered: read the next, and start the idle clock."""
+        """The last message is answered: read the next (whose deadline starts now, if it
+        began to arrive meanwhile); the idle clock runs from here."""
         self.busy = False
         self.last_active = time.monotonic()
-        if not self.closing and self.transport is not None:
+        if self.closing or self.transport is None:
+            return
+        if self.parser.started and self._read_timer is None:
+            self._start_deadline()
+        if self._paused:
+            self._paused = False
             self.transport.resume_reading()
-            self._arm_idle()
 
     # -- timers
-    def _arm_idle(self) -> None:
-        self._cancel_idle()
+    def _arm_idle(self, delay: float | None = None) -> None:
+        """One timer per connection, re-armed when it fires rather than at every message."""
         timeout = self.deadlines.idle_timeout_s
         if timeout is not None:
-            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._idled)
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(timeout if delay is None else delay, self._idled)
 
     def _idled(self) -> None:
         self._idle_timer = None
-        if self.idle:
+        timeout = self.deadlines.idle_timeout_s or 0.0
+        if self.closing:
+            return
+        quiet = time.monotonic() - self.last_active
+        if self.idle and quiet >= timeout * 0.999:
             self.events["idle_closed"] += 1
             self.close()
+            return
+        self._arm_idle(timeout - quiet if self.idle else timeout)
 
     def _cancel_idle(self) -> None:
         if self._idle_timer is not None:

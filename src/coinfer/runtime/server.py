@@ -322,10 +322,12 @@ class EdgeServer:
                         return
                     conn.done()
                     continue
+                reserved = item.reserved
                 try:
                     await conn.write(await self._answer(item))
                 finally:
-                    self.budget.release(item.reserved)
+                    item = None  # its payload and tensors go now, before memory is given back
+                    self.budget.release(reserved)
                     conn.done()
                     self._maybe_trim()
         except (ConnectionError, asyncio.CancelledError):

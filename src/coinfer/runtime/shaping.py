@@ -29,6 +29,9 @@ class ShapedLink:
     link: Link | None
     started: float
     chunk_bytes: int = CHUNK_BYTES
+    # when the last write of the last send began (monotonic): the peer cannot have had the
+    # whole message before it, whatever this process was doing around it
+    last_write_at: float = 0.0
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -40,6 +43,7 @@ class ShapedLink:
         included."""
         t0 = time.monotonic()
         if self.link is None:
+            self.last_write_at = t0
             writer.write(head)  # two writes, no join: the body is never copied here
             writer.write(body)
             await writer.drain()
@@ -57,6 +61,7 @@ class ShapedLink:
             delay = due - time.monotonic()
             if delay > MIN_SLEEP_S:
                 await asyncio.sleep(delay)
+            self.last_write_at = time.monotonic()
             writer.write(chunk)
             await writer.drain()
         return time.monotonic() - t0

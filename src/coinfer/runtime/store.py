@@ -54,6 +54,7 @@ class ModelStore:
         self.parts = parts
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int], torch.nn.Module] = OrderedDict()
+        self._boundaries: dict[tuple[str, int], tuple[TensorMeta, ...]] = {}
         self._reply_bytes = {
             name: REPLY_HEADER_BYTES + sum(REPLY_ENTRY_BYTES + m.nbytes for m in part.outputs)
             for name, part in parts.items()
@@ -79,7 +80,10 @@ class ModelStore:
         if exit is not None:
             text = f"exit {exit!r}: {model!r} is served whole here (exit nil)"
             raise ProtocolError(ErrorCode.BAD_CUT, text)
-        return part.boundary_metas(cut)
+        key = (model, cut)
+        if key not in self._boundaries:
+            self._boundaries[key] = part.boundary_metas(cut)
+        return self._boundaries[key]
 
     def reply_bytes(self, model: str) -> int:
         """The most a RESULT for ``model`` takes: its outputs and their header."""

@@ -12,12 +12,12 @@ the receiver hold at most what it would have sent honestly.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from coinfer.graph.types import TensorMeta
@@ -50,11 +50,14 @@ def compressed_bound(raw_bytes: int) -> int:
     return raw_bytes + raw_bytes // 128 + 1024
 
 
-@dataclass(frozen=True)
-class WireTensor:
+_QUANT_DTYPES = {"fp16": torch.float16, "int8": torch.uint8}
+
+
+class WireTensor(NamedTuple):
     """One checked header entry: where its bytes lie in the payload and what they become."""
 
     dtype: torch.dtype  # what the receiver gets
+    wire_dtype: torch.dtype  # what travels (the quantised type, or ``dtype``)
     shape: tuple[int, ...]
     codec: str
     quant: str
@@ -62,14 +65,7 @@ class WireTensor:
     zero: float
     offset: int
     nbytes: int  # in the payload
-
-    @property
-    def wire_dtype(self) -> torch.dtype:
-        return {"fp16": torch.float16, "int8": torch.uint8}.get(self.quant, self.dtype)
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
+    numel: int
 
     @property
     def raw_bytes(self) -> int:
@@ -133,16 +129,18 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
                        f"tensor {i}: int8 needs a finite scale > 0 and zero, got "
                        f"{given[0]!r}, {given[1]!r}")  # fmt: skip
         scale, zero = float(given[0]), float(given[1])
-    wire = WireTensor(dtype, tuple(shape), codec, quant, float(scale), float(zero), offset, 0)
-    if max(wire.out_bytes, wire.raw_bytes) > limits.max_payload_bytes:
+    wire_dtype = _QUANT_DTYPES.get(quant, dtype)
+    numel = math.prod(shape)
+    raw = numel * wire_dtype.itemsize
+    if max(raw, numel * dtype.itemsize) > limits.max_payload_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE,
-                            f"tensor {i}: shape {list(shape)} of {dtype} takes {wire.out_bytes} "
-                            f"bytes > limit {limits.max_payload_bytes}")  # fmt: skip
-    raw = wire.raw_bytes
+                            f"tensor {i}: shape {list(shape)} of {dtype} takes "
+                            f"{numel * dtype.itemsize} bytes > limit "
+                            f"{limits.max_payload_bytes}")  # fmt: skip
     declared_raw = meta.get("raw_bytes", raw)
     if not _is_int(declared_raw) or declared_raw != raw:
         raise _bad(ErrorCode.BAD_TENSOR,
-                   f"tensor {i}: shape {list(shape)} of {wire.wire_dtype} needs {raw} bytes, "
+                   f"tensor {i}: shape {list(shape)} of {wire_dtype} needs {raw} bytes, "
                    f"header says {declared_raw!r}")  # fmt: skip
     if not _is_int(nbytes) or nbytes < 0:
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: bytes {nbytes!r} is not a size")
@@ -153,7 +151,22 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
         raise _bad(ErrorCode.BAD_TENSOR,
                    f"tensor {i}: {nbytes} {codec} bytes for {raw} raw bytes is more than "
                    f"{codec} ever takes")  # fmt: skip
-    return WireTensor(dtype, wire.shape, codec, quant, wire.scale, wire.zero, offset, nbytes)
+    return WireTensor(dtype, wire_dtype, tuple(shape), codec, quant, scale, zero, offset, nbytes,
+                      numel)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(expected: tuple[TensorMeta, ...]) -> tuple[list[dict[str, Any]], list[WireTensor]]:
+    """The entries an honest peer sends for ``expected`` uncompressed and unquantised (what
+    ``encode_tensors`` writes), and their checked form: most messages are exactly these."""
+    entries, wires, offset = [], [], 0
+    for m in expected:
+        entries.append({"dtype": DTYPE_NAMES[m.dtype], "shape": list(m.shape), "codec": "none",
+                        "quant": "none", "raw_bytes": m.nbytes, "bytes": m.nbytes})  # fmt: skip
+        wires.append(WireTensor(m.dtype, m.dtype, m.shape, "none", "none", 0.0, 0.0, offset,
+                                m.nbytes, m.numel))  # fmt: skip
+        offset += m.nbytes
+    return entries, wires
 
 
 def check_tensors(
@@ -165,6 +178,10 @@ def check_tensors(
     """The header's tensor entries, every field checked, and (when ``expected`` is given)
     each equal in dtype and shape to what the receiver (``what``) takes; nothing is
     allocated."""
+    if expected is not None and all(m.dtype in DTYPE_NAMES for m in expected):
+        entries, wires = _plain(tuple(expected))
+        if metas == entries and sum(m.nbytes for m in expected) <= limits.max_payload_bytes:
+            return list(wires)  # exactly what an honest peer sends: checked once, kept
     if not isinstance(metas, list) or len(metas) > limits.max_tensors:
         raise _bad(ErrorCode.BAD_HEADER,
                    f"'tensors' must be a list of at most {limits.max_tensors} entries")  # fmt: skip
@@ -248,7 +265,7 @@ def _view(data: bytes | bytearray | memoryview, dtype: torch.dtype, shape: tuple
     if not math.prod(shape):
         return torch.empty(shape, dtype=dtype)
     view = memoryview(data)
-    aligned = view.readonly is False and np.frombuffer(view, np.uint8).ctypes.data % 8 == 0
+    aligned = not view.readonly and ctypes.addressof(ctypes.c_char.from_buffer(view)) % 8 == 0
     if not aligned:
         view = memoryview(bytearray(view))
     return torch.frombuffer(view, dtype=dtype).reshape(shape)
