@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_policies.py
 	$(PY) benchmarks/bench_multi.py
 	$(PY) benchmarks/bench_runtime.py
+	$(PY) benchmarks/bench_hostile.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -61,7 +61,7 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
         correct = wrong = 0
         for record, output in zip(records, client.outputs, strict=True):
             if record.offloaded:
-                exact = torch.equal(output[0], want)
+                exact = torch.allclose(output[0], want, rtol=1e-4, atol=1e-5)
                 correct, wrong = correct + exact, wrong + (not exact)
         return {"latencies": [r.total_s for r in records if r.offloaded],
                 "frames": len(records), "fallbacks": sum(r.fallback for r in records),
@@ -163,7 +163,7 @@ class Attacks:
     def trickle(self, token: str | None) -> None:
         metas, raw = self.raw  # cut 0: 602 KB the server reserves while it trickles in
         wire = _infer(metas, raw, token, cut=0)
-        socks = [self._sock() for _ in range(10)]
+        socks = [self._sock() for _ in range(40)]
         for step in range(20):
             for sock in socks:
                 sock.sendall(wire[step * 64 : (step + 1) * 64])
@@ -236,7 +236,7 @@ def phase(server: ProcessServer, seconds: float, attack: bool) -> dict[str, Any]
     time.sleep(3.0)  # the burst is over: what the server gave back
     after = process_memory(pid)["rss_bytes"]
     latencies = sorted(t for d in devices for t in d["latencies"])
-    stats = asyncio.run(edge_stats(server.address, TOKEN))
+    stats = _stats(server)
     return {
         "phase": "attacked" if attack else "baseline",
         "frames": sum(d["frames"] for d in devices),
@@ -254,7 +254,18 @@ def phase(server: ProcessServer, seconds: float, attack: bool) -> dict[str, Any]
         "attacks_run": counts,
         "server_errors": stats.get("errors", {}),
         "server_events": stats.get("events", {}),
+        "server_budget": stats.get("budget", {}),
     }
+
+
+def _stats(server: ProcessServer) -> dict[str, Any]:
+    """The server's STATS, once the attackers' last connections have timed out."""
+    for _ in range(20):
+        try:
+            return asyncio.run(edge_stats(server.address, TOKEN))
+        except Exception:  # BUSY while the attack's connections drain
+            time.sleep(0.5)
+    return {}
 
 
 def main() -> None:
@@ -288,6 +299,7 @@ def main() -> None:
     console.print(f"attacks run: {attacked['attacks_run']}")
     console.print(f"server errors answered: {attacked['server_errors']}")
     console.print(f"server events: {attacked['server_events']}")
+    console.print(f"server budget: {attacked['server_budget']}")
     console.print(f"good devices' errors (frames finished on the device): "
                   f"{attacked['device_errors']}")  # fmt: skip
     base, hit = rows[0]["p99_ms"], attacked["p99_ms"]

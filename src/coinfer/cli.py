@@ -966,7 +966,7 @@ def run(
     from coinfer.data import trace_path
     from coinfer.experiments.report import cell_text
     from coinfer.latency.devices import resolve_device
-    from coinfer.latency.host import configure_host
+    from coinfer.latency.host import configure_host, settle_heap
     from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
     from coinfer.latency.profiler import profile_ops
     from coinfer.runtime.client import DeviceClient, emulated_front_seconds, summary, write_log
@@ -996,6 +996,7 @@ def run(
                               edge_timeout, tls=context)  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from exc
+    settle_heap()  # model and frames are ready: collections need not walk them again
     with _progress_bars() as report:
         records = asyncio.run(
             client.run(

@@ -122,6 +122,7 @@ class DeviceClient:
         self.shaper = ShapedLink(link, time.monotonic())
         self.outputs: list[list[torch.Tensor]] = []
         self.rejected_feedback = 0  # frames whose measurements a policy was not shown
+        self.reconnects = 0  # requests sent again because the edge had closed an idle connection
 
     def halves(self, cut: int) -> tuple[fx.GraphModule, fx.GraphModule]:
         if cut not in self._halves:
@@ -187,7 +188,6 @@ class DeviceClient:
     async def _offload(
         self, cut: int, boundary: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], float, float, float, int]:
-        reader, writer = await self._connect()
         self._next_id += 1
         request_id = self._next_id
         metas, payload = encode_tensors(boundary, self.codec, self.quant)
@@ -196,14 +196,27 @@ class DeviceClient:
         if self.token is not None:
             header["token"] = self.token
         head = pack(Kind.INFER, header, b"", payload_len=len(payload))
-        uplink_s = await self.shaper.send(writer, head, payload)
-        sent_at = self.shaper.last_write_at  # the edge cannot have started before this
-        # the edge has edge_timeout_s from the end of the upload to the whole reply
-        async with asyncio.timeout(self.edge_timeout_s):
-            msg = await read_message(reader, self.reply_limits)
+        reused = self._conn is not None
+        for attempt in range(2):
+            reader, writer = await self._connect()
+            try:
+                uplink_s = await self.shaper.send(writer, head, payload)
+                sent_at = self.shaper.last_write_at  # the edge cannot have started before this
+                # the edge has edge_timeout_s from the end of the upload to the whole reply
+                async with asyncio.timeout(self.edge_timeout_s):
+                    msg = await read_message(reader, self.reply_limits)
+                if msg is None:
+                    raise ConnectionError("the edge closed the connection")
+                break
+            except ConnectionError:
+                if not reused or attempt:
+                    raise
+                # the edge had closed this connection while the device was busy (idle
+                # timeout, or making room for others): once more on a fresh one
+                self._abort()
+                self.reconnects += 1
         arrived = time.monotonic()
-        if msg is None:
-            raise ConnectionError("the edge closed the connection")
+        assert msg is not None
         outputs, edge_s = check_result(msg, request_id, self.expected_outputs, self.reply_limits,
                                        arrived - sent_at)  # fmt: skip
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)

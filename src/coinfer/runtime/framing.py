@@ -234,6 +234,7 @@ class FramedConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.items: asyncio.Queue[Item] = asyncio.Queue()
         self.busy = False  # a message is being answered
+        self.proven = False  # the peer has had a request past the token answered
         self.last_active = time.monotonic()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -282,6 +283,8 @@ class FramedConnection(asyncio.BufferedProtocol):
         self._cancel_read()
         if not (isinstance(item, ProtocolError) and item.fatal):
             self.busy = True  # one message at a time: the next waits for done()
+            if isinstance(item, Request) and item.kind is not Kind.PING:
+                self.proven = True
         self.items.put_nowait(item)
 
     def _start_deadline(self) -> None:
@@ -393,10 +396,14 @@ class FramedConnection(asyncio.BufferedProtocol):
         aborted (closing at once with unread bytes would reset it and could drop the error)."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self.half_close and self.transport.can_write_eof():
-            self.transport.write_eof()
-        else:
-            self.transport.close()
+        try:
+            if self.half_close and self.transport.can_write_eof():
+                self.transport.write_eof()
+            else:
+                self.transport.close()
+        except OSError:  # the peer is already gone (reset)
+            self.abort()
+            return
         asyncio.get_running_loop().call_later(grace_s, self.abort)
 
     def refuse(self, data: bytes) -> None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel
-from coinfer.latency.host import configure_host
+from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
@@ -125,6 +125,7 @@ async def serve_until_signalled(server: EdgeServer, host: str, port: int, announ
     import signal
 
     address = await server.start(host, port)
+    settle_heap()  # the models are loaded: no collection need walk them again
     if callable(announce):
         announce(address)
     stop = asyncio.Event()

@@ -273,10 +273,11 @@ class EdgeServer:
         self.stats.events["loop_errors"] += 1
         message = str(context.get("message", "event loop error"))
         exc = context.get("exception")
+        kind = f"{message.split('(')[0].split('<')[0]}{type(exc).__name__}"  # no reprs, no fds
         now = time.monotonic()
-        if now - self._logged.get(message, -math.inf) < LOG_REPEAT_S:
+        if now - self._logged.get(kind, -math.inf) < LOG_REPEAT_S:
             return
-        self._logged[message] = now
+        self._logged[kind] = now
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
         log.warning("%s%s (the server keeps serving; repeats are counted, not logged, for %g s)",
                     message, detail, LOG_REPEAT_S)  # fmt: skip
@@ -296,7 +297,9 @@ class EdgeServer:
                                      f"connections, all busy: try again later")  # fmt: skip
                 conn.refuse(error_message(None, busy))
                 return
-            victim = min(idle, key=lambda c: c.last_active)  # the longest idle makes room
+            # room is made by the idle connection that never had a request admitted (a hoarder),
+            # else by the longest idle: a device between frames is the last to go
+            victim = min(idle, key=lambda c: (c.proven, c.last_active))
             self._open.pop(victim, None)
             self.stats.events["evicted"] += 1
             victim.close()
