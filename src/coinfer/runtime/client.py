@@ -115,7 +115,6 @@ class DeviceClient:
         # a reply larger than the model's outputs could ever be is refused before it is read
         self.reply_limits = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
                                    base.max_tensors, base.max_dims)  # fmt: skip
-        self._reply_bytes = reply_bytes
         self._halves: dict[int, tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0
@@ -182,7 +181,7 @@ class DeviceClient:
         if self.link is not None:
             now = self.shaper.now()
             up = self.link.upload_seconds(boundary_bytes, now)
-            down = self.link.download_seconds(self._reply_bytes, now)
+            down = self.link.download_seconds(self.reply_limits.max_payload_bytes, now)
         return self.connect_timeout_s + 2 * (up + down) + self.edge_timeout_s
 
     async def _offload(

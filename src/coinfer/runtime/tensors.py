@@ -156,9 +156,14 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plain(expected: tuple[TensorMeta, ...]) -> tuple[list[dict[str, Any]], list[WireTensor]]:
+def _plain(
+    expected: tuple[TensorMeta, ...],
+) -> tuple[list[dict[str, Any]], list[WireTensor], int] | None:
     """The entries an honest peer sends for ``expected`` uncompressed and unquantised (what
-    ``encode_tensors`` writes), and their checked form: most messages are exactly these."""
+    ``encode_tensors`` writes), their checked form and their total size: most messages are
+    exactly these. None where a dtype cannot travel."""
+    if not all(m.dtype in DTYPE_NAMES for m in expected):
+        return None
     entries, wires, offset = [], [], 0
     for m in expected:
         entries.append({"dtype": DTYPE_NAMES[m.dtype], "shape": list(m.shape), "codec": "none",
@@ -166,7 +171,7 @@ def _plain(expected: tuple[TensorMeta, ...]) -> tuple[list[dict[str, Any]], list
         wires.append(WireTensor(m.dtype, m.dtype, m.shape, "none", "none", 0.0, 0.0, offset,
                                 m.nbytes, m.numel))  # fmt: skip
         offset += m.nbytes
-    return entries, wires
+    return entries, wires, offset
 
 
 def check_tensors(
@@ -178,10 +183,9 @@ def check_tensors(
     """The header's tensor entries, every field checked, and (when ``expected`` is given)
     each equal in dtype and shape to what the receiver (``what``) takes; nothing is
     allocated."""
-    if expected is not None and all(m.dtype in DTYPE_NAMES for m in expected):
-        entries, wires = _plain(tuple(expected))
-        if metas == entries and sum(m.nbytes for m in expected) <= limits.max_payload_bytes:
-            return list(wires)  # exactly what an honest peer sends: checked once, kept
+    plain = _plain(tuple(expected)) if expected is not None else None
+    if plain is not None and metas == plain[0] and plain[2] <= limits.max_payload_bytes:
+        return list(plain[1])  # exactly what an honest peer sends: checked once, kept
     if not isinstance(metas, list) or len(metas) > limits.max_tensors:
         raise _bad(ErrorCode.BAD_HEADER,
                    f"'tensors' must be a list of at most {limits.max_tensors} entries")  # fmt: skip
