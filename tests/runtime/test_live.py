@@ -260,7 +260,8 @@ def test_sixteen_devices_at_once_with_and_without_batching(alexnet: LiveModel) -
 
             results = asyncio.run(together())
             stats = server.server.stats.summary()
-        assert all(r.offloaded and not r.fallback for rs in results for r in rs)
+        assert all(r.offloaded and not r.fallback for rs in results for r in rs), [
+            r.error for rs in results for r in rs if r.error]  # fmt: skip
         assert stats["requests"] == 48 and not stats["errors"]
         for c in clients:  # batched or not, every device gets its own exact answer
             assert all(torch.allclose(out[0], want, atol=1e-5) for out in c.outputs)

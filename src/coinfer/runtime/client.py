@@ -43,7 +43,7 @@ from coinfer.runtime.protocol import (
 from coinfer.runtime.shaping import ShapedLink
 from coinfer.runtime.tensors import compressed_bound, decode_tensors, encode_tensors, tensors_of
 
-CONNECT_TIMEOUT_S = 2.0  # TCP (and TLS) connection to the edge
+CONNECT_TIMEOUT_S = 2.0  # what an offload's deadline allots to the TCP (and TLS) connection
 CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connection is aborted
 # an edge's reported compute time may exceed what the device measured by clock noise only
 EDGE_TIME_SLACK_S = 0.005
@@ -134,17 +134,14 @@ class DeviceClient:
         if self._conn is None:
             if self.edge is None:
                 raise ConnectionError("no edge configured")
+            # bounded by the offload's one deadline, not a timer of its own: with several
+            # devices on one event loop, a connection made while another device computed its
+            # front would otherwise count the other's compute as connecting
             host, port = self.edge
-            connect = asyncio.open_connection(
+            self._conn = await asyncio.open_connection(
                 host, port, limit=STREAM_LIMIT, ssl=self.tls,
                 server_hostname=host if self.tls else None,
             )  # fmt: skip
-            try:
-                async with asyncio.timeout(self.connect_timeout_s):
-                    self._conn = await connect
-            except TimeoutError:
-                raise ConnectionError(f"no connection to {host}:{port} within "
-                                      f"{self.connect_timeout_s:g} s") from None  # fmt: skip
         return self._conn
 
     def _abort(self) -> None:
