@@ -32,10 +32,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from coinfer.policies.setup import load_model
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.budget import process_memory, reset_peak_memory
 from coinfer.runtime.client import DeviceClient, edge_stats
-from coinfer.runtime.live import ProcessServer, load_model, zoo_store
+from coinfer.runtime.device_env import run_live
+from coinfer.runtime.live import ProcessServer, zoo_store
 from coinfer.runtime.protocol import PREFIX, Kind, pack
 from coinfer.runtime.tensors import encode_tensors
 
@@ -57,7 +59,9 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
         client = DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts), address,
                               token=TOKEN, edge_timeout_s=2.0)  # fmt: skip
         policy, frames = FixedCut(CUTS[i % len(CUTS)]), [live.inputs] * 100_000
-        records = await client.run(policy, frames, started=time.monotonic(), deadline_s=seconds)
+        records = await run_live(
+            client, policy, frames, started=time.monotonic(), deadline_s=seconds
+        )
         correct = wrong = 0
         for record, output in zip(records, client.outputs, strict=True):
             if record.offloaded:

@@ -35,9 +35,11 @@ from torch import nn
 
 from coinfer import partition
 from coinfer.latency.link import Link
+from coinfer.policies.setup import load_model
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.client import DeviceClient
-from coinfer.runtime.live import ProcessServer, load_model
+from coinfer.runtime.device_env import run_live
+from coinfer.runtime.live import ProcessServer
 from coinfer.runtime.store import ModelStore
 
 SIZES_KB = (10, 100, 1000, 5000)
@@ -108,7 +110,7 @@ def overhead(frames: int) -> list[dict[str, Any]]:
         part, x = _relay(kb)
         with ProcessServer(relay_store, (kb,)) as server:
             client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address)
-            records = asyncio.run(client.run(FixedCut(1), [x] * (frames + 3)))[3:]  # warm-up
+            records = asyncio.run(run_live(client, FixedCut(1), [x] * (frames + 3)))[3:]  # warm-up
         extra = 1e3 * statistics.median(r.total_s - r.device_s - r.edge_s for r in records)
         floor = loopback_floor_ms(records[0].bytes_sent, frames)
         rows.append({"boundary_kb": part.cuts[1].boundary_bytes / 1000,
@@ -128,7 +130,7 @@ def shaping(repeats: int) -> list[dict[str, Any]]:
             ideal = link.upload_seconds(nbytes)  # bits / rate + RTT/2
             with ProcessServer(relay_store, (kb,)) as server:
                 client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address, link)
-                records = asyncio.run(client.run(FixedCut(1), [x] * repeats))
+                records = asyncio.run(run_live(client, FixedCut(1), [x] * repeats))
             measured = statistics.median(r.uplink_s for r in records)
             wire = records[0].bytes_sent  # the message: boundary + header + prefix
             rows.append({"link_mbps": mbps, "boundary_kb": nbytes / 1000,
@@ -158,7 +160,7 @@ def throughput(frames: int) -> list[dict[str, Any]]:
                     for _ in range(frames):
                         t0 = time.perf_counter()
                         try:
-                            await client._offload(cut, boundary)
+                            await client.offload(cut, boundary)
                             out.append((time.perf_counter() - t0, None))
                         except Exception as exc:  # counted, not hidden
                             out.append((time.perf_counter() - t0, repr(exc)))

@@ -12,6 +12,7 @@ from coinfer import Partitioning, partition, zoo
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
+from coinfer.sim import stopping as mc
 from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
 
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
@@ -76,10 +77,10 @@ def test_monte_carlo_agrees_with_the_analytic_cost(
     rng = np.random.default_rng(7)
     opt = st.optimal_rule(costs, channel)
     for rule in (opt, st.osla_rule(costs, channel)):
-        draws = st.simulate_rule(rule, costs, channel.sample, channel.h_min, 200_000, rng)
+        draws = mc.simulate_rule(rule, costs, channel.sample, channel.h_min, 200_000, rng)
         se = draws.std() / math.sqrt(len(draws))
         assert abs(draws.mean() - rule.cost) < 4 * se + 1e-12, rule.name
-    prophet = st.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, 200_000, rng)
+    prophet = mc.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, 200_000, rng)
     assert prophet.mean() <= opt.cost + 4 * prophet.std() / math.sqrt(len(prophet))
 
 
@@ -89,7 +90,7 @@ def test_placement_bounds_the_stopping_stage() -> None:
     channel = CHANNELS[0]
     short = st.optimal_rule(costs, channel, last=4)
     assert short.last == 4 and len(short.thresholds) == 5
-    draws = st.simulate_rule(short, costs, channel.sample, channel.h_min, 1000,
+    draws = mc.simulate_rule(short, costs, channel.sample, channel.h_min, 1000,
                              np.random.default_rng(0))  # fmt: skip
     assert np.all(np.isfinite(draws))
     assert short.cost >= st.optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
@@ -153,7 +154,7 @@ def test_markov_baselines_exact_and_simulated_on_shared_paths() -> None:
     ]
     assert all(rules[0].cost <= r.cost + 1e-15 for r in rules)
     assert rules[-1].cost == pytest.approx(float(costs.fixed[-1]))  # device-only sends nothing
-    realised, prophet = st.simulate_markov(rules, costs, channel, 100_000, np.random.default_rng(5))
+    realised, prophet = mc.simulate_markov(rules, costs, channel, 100_000, np.random.default_rng(5))
     for rule, draws in zip(rules, realised, strict=True):
         se = draws.std() / math.sqrt(len(draws))
         assert abs(draws.mean() - rule.cost) <= 4 * se + 1e-12, rule.name

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
+from coinfer.policies.setup import ModelSetup
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.budget import process_memory, reset_peak_memory
 from coinfer.runtime.client import DeviceClient, edge_stats
-from coinfer.runtime.live import LiveModel
+from coinfer.runtime.device_env import run_live
 from coinfer.runtime.protocol import PREFIX, Kind, pack, unpack_header
 
 MIB = 1024 * 1024
@@ -163,7 +164,7 @@ class GoodDevice:
     """A device on real sockets whose every offloaded answer is compared with the whole
     model's: ``correct`` counts exact answers, ``wrong`` answers it accepted but should not."""
 
-    model: LiveModel
+    model: ModelSetup
     address: tuple[str, int]
     token: str | None = None
     cuts: Sequence[int] = (15, 8, 22)
@@ -180,7 +181,7 @@ class GoodDevice:
         for cut in self.cuts:
             client = DeviceClient(self.model.name, self.model.part, front, self.address,
                                   token=self.token, edge_timeout_s=edge_timeout_s)  # fmt: skip
-            records = asyncio.run(client.run(FixedCut(cut), [self.model.inputs] * frames))
+            records = asyncio.run(run_live(client, FixedCut(cut), [self.model.inputs] * frames))
             for record, out in zip(records, client.outputs, strict=True):
                 self.offloaded += record.offloaded
                 self.fallbacks += record.fallback
@@ -221,7 +222,7 @@ class EvilEdge:
     """A TCP edge on loopback that reads each INFER and answers what ``behaviour(header,
     true_outputs)`` returns (None: never answer); ``read=False`` accepts and never reads."""
 
-    def __init__(self, model: LiveModel, behaviour: Behaviour, read: bool = True) -> None:
+    def __init__(self, model: ModelSetup, behaviour: Behaviour, read: bool = True) -> None:
         self.model = model
         self.behaviour = behaviour
         self.read = read

@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coinfer.policies.setup import ModelSetup, load_model
 from coinfer.runtime.client import check_result
 from coinfer.runtime.framing import SCRATCH_BYTES, MessageParser, Request
-from coinfer.runtime.live import LiveModel, load_model
 from coinfer.runtime.protocol import PREFIX, Kind, Limits, Message, ProtocolError, pack
 from coinfer.runtime.server import EdgeServer
 from coinfer.runtime.store import ModelStore
@@ -26,12 +26,12 @@ LIMITS = Limits(max_header_bytes=4096, max_payload_bytes=2 * 1024 * 1024)
 
 
 @pytest.fixture(scope="module")
-def alexnet() -> LiveModel:
+def alexnet() -> ModelSetup:
     return load_model("alexnet")
 
 
 @pytest.fixture(scope="module")
-def server(alexnet: LiveModel) -> EdgeServer:
+def server(alexnet: ModelSetup) -> EdgeServer:
     """An edge server's admission (not started: only its decisions are fuzzed)."""
     store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
     return EdgeServer(store, token="t", max_buffer_bytes=BUDGET, limits=LIMITS)
@@ -155,7 +155,7 @@ def test_tensor_checks_name_every_problem(metas: Any, payload: bytes) -> None:
     honest=st.booleans(),
 )  # fmt: skip
 def test_the_device_accepts_only_the_right_result(
-    alexnet: LiveModel, kind: Kind, header: dict, payload: bytes, honest: bool
+    alexnet: ModelSetup, kind: Kind, header: dict, payload: bytes, honest: bool
 ) -> None:
     expected = alexnet.part.outputs
     if honest:  # the right outputs, with whatever else the header says
@@ -181,7 +181,7 @@ def test_the_device_accepts_only_the_right_result(
     chunks=st.lists(st.integers(1, 70_000), max_size=10),
 )  # fmt: skip
 def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
-    server: EdgeServer, alexnet: LiveModel, cut: int, codec: str, quant: str,
+    server: EdgeServer, alexnet: ModelSetup, cut: int, codec: str, quant: str,
     field: str | None, value: Any, trim: int, chunks: list[int],
 ) -> None:  # fmt: skip
     sent = [torch.rand(m.shape, generator=torch.Generator().manual_seed(cut)).to(m.dtype)

@@ -19,9 +19,10 @@ import pytest
 import torch
 import zstandard
 
+from coinfer.policies.setup import ModelSetup, load_model
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.client import DeviceClient
-from coinfer.runtime.live import LiveModel, load_model
+from coinfer.runtime.device_env import run_live
 from coinfer.runtime.protocol import PREFIX, ErrorCode, Kind, pack
 from coinfer.runtime.security import device_tls
 from coinfer.runtime.tensors import encode_tensors
@@ -43,12 +44,12 @@ CUT = 15  # alexnet after pool5: a [1, 256, 6, 6] float32 boundary (36,864 bytes
 
 
 @pytest.fixture(scope="module")
-def alexnet() -> LiveModel:
+def alexnet() -> ModelSetup:
     return load_model("alexnet")
 
 
 @pytest.fixture(scope="module")
-def guarded(edges: Edges, alexnet: LiveModel) -> Served:
+def guarded(edges: Edges, alexnet: ModelSetup) -> Served:
     """The server with a token, a 64 MiB budget and short deadlines, warmed up."""
     good = GoodDevice(alexnet, edges.guarded.address, TOKEN, cuts=(0, 8, 15, 22)).run(2)
     assert good.correct == 8, good.errors
@@ -56,7 +57,7 @@ def guarded(edges: Edges, alexnet: LiveModel) -> Served:
 
 
 def under_attack(
-    server: Served, alexnet: LiveModel, attack: Callable[[], Any], frames: int = 3
+    server: Served, alexnet: ModelSetup, attack: Callable[[], Any], frames: int = 3
 ) -> Any:
     """Run ``attack`` while a good device is served; the attack's result."""
     server.reset_peak()
@@ -90,7 +91,7 @@ def _answers(address: tuple[str, int], messages: list[bytes]) -> list[tuple[Kind
     return replies
 
 
-def test_decompression_and_dequantisation_bombs(guarded: Served, alexnet: LiveModel) -> None:
+def test_decompression_and_dequantisation_bombs(guarded: Served, alexnet: ModelSetup) -> None:
     big = bytes(200 * MIB)
     declared = zstandard.ZstdCompressor().compress(big)  # declares 200 MiB in its header
     chunker = zstandard.ZstdCompressor(write_content_size=False).compressobj()
@@ -129,7 +130,7 @@ def test_decompression_and_dequantisation_bombs(guarded: Served, alexnet: LiveMo
     assert "more than lz4 ever takes" in replies[3][1]["message"]
 
 
-def test_announcing_a_payload_allocates_nothing(guarded: Served, alexnet: LiveModel) -> None:
+def test_announcing_a_payload_allocates_nothing(guarded: Served, alexnet: ModelSetup) -> None:
     def attack() -> list[bool]:
         socks = [connect(guarded.address) for _ in range(20)]
         for sock in socks:  # a prefix announcing 256 MiB, then nothing
@@ -147,7 +148,7 @@ def test_announcing_a_payload_allocates_nothing(guarded: Served, alexnet: LiveMo
     assert all(under_attack(guarded, alexnet, attack))
 
 
-def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: LiveModel) -> None:
+def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: ModelSetup) -> None:
     boundary = list(alexnet.part.split(22)[0](*alexnet.inputs))
     metas, payload = encode_tensors(boundary)
     request = infer("alexnet", 22, metas, bytes(payload), TOKEN)
@@ -188,7 +189,7 @@ def test_without_a_token_control_is_off(edges: Edges) -> None:
 
 
 def test_idle_connections_are_closed_and_cannot_lock_out(
-    guarded: Served, alexnet: LiveModel
+    guarded: Served, alexnet: ModelSetup
 ) -> None:
     def attack() -> list[bool]:
         socks = [connect(guarded.address) for _ in range(100)]  # limit 64, idle timeout 3 s
@@ -202,7 +203,7 @@ def test_idle_connections_are_closed_and_cannot_lock_out(
     assert events.get("evicted", 0) + events.get("idle_closed", 0) >= 100
 
 
-def test_out_of_file_descriptors(edges: Edges, alexnet: LiveModel) -> None:
+def test_out_of_file_descriptors(edges: Edges, alexnet: ModelSetup) -> None:
     server = edges.few_fds  # started under ulimit -n 256
     socks = [connect(server.address) for _ in range(300)]  # more than it may open
     time.sleep(0.5)
@@ -229,7 +230,7 @@ def test_an_unknown_kind_is_answered_and_the_connection_closed(guarded: Served) 
         assert sent < 1024 * MIB
 
 
-def test_tokens_are_bytes_compared(guarded: Served, alexnet: LiveModel) -> None:
+def test_tokens_are_bytes_compared(guarded: Served, alexnet: ModelSetup) -> None:
     for wrong in ("s3crét-Π", "ünïcödé", ""):
         reply = _answers(guarded.address, [infer("alexnet", CUT, _boundary(), bytes(36864),
                                                  wrong)])  # fmt: skip
@@ -260,7 +261,9 @@ def test_bad_tensors_and_fields_are_named(guarded: Served) -> None:
         assert answer is not None and answer[1]["code"] == ErrorCode.BAD_FRAME
 
 
-def test_tls_with_a_certificate_made_here(edges: Edges, alexnet: LiveModel, tmp_path: Path) -> None:
+def test_tls_with_a_certificate_made_here(
+    edges: Edges, alexnet: ModelSetup, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from coinfer.cli import app
@@ -271,13 +274,13 @@ def test_tls_with_a_certificate_made_here(edges: Edges, alexnet: LiveModel, tmp_
                             edge_timeout_s=5.0, tls=tls)  # fmt: skip
 
     trusted = device(device_tls(edges.ca))
-    records = asyncio.run(trusted.run(FixedCut(CUT), [alexnet.inputs] * 2))
+    records = asyncio.run(run_live(trusted, FixedCut(CUT), [alexnet.inputs] * 2))
     assert all(r.offloaded for r in records), [r.error for r in records]
     with torch.no_grad():
         want = alexnet.part.graph_module(*alexnet.inputs)
     assert all(torch.allclose(out[0], want, atol=1e-5) for out in trusted.outputs)
     for stranger, text in ((device(None), ""), (device(device_tls()), "CERTIFICATE_VERIFY")):
-        (record,) = asyncio.run(stranger.run(FixedCut(CUT), [alexnet.inputs]))
+        (record,) = asyncio.run(run_live(stranger, FixedCut(CUT), [alexnet.inputs]))
         assert record.fallback and text in (record.error or ""), record.error
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
@@ -310,7 +313,7 @@ def test_serve_refuses_what_would_expose_it() -> None:
         assert outcome.exception is None or isinstance(outcome.exception, SystemExit)
 
 
-def test_memory_is_given_back_after_a_burst(guarded: Served, alexnet: LiveModel) -> None:
+def test_memory_is_given_back_after_a_burst(guarded: Served, alexnet: ModelSetup) -> None:
     metas, raw = encode_tensors(list(alexnet.inputs))  # cut 0: 602 KB each
     wire = infer("alexnet", 0, metas, bytes(raw), TOKEN)
     base = guarded.rss()

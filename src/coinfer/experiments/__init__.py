@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coinfer.experiments import ans, cans, edgent, neurosurgeon, stopping
-from coinfer.experiments.report import ExperimentResult, write_result
+from coinfer.report import ExperimentResult, write_result
 
 Progress = Callable[[str, int, int], None]
 

@@ -11,190 +11,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coinfer import partition, zoo
-from coinfer.experiments.report import ExperimentResult, markdown_table, new_figure, save_figure
-from coinfer.latency.devices import resolve_device
-from coinfer.latency.profiler import profile_ops
 from coinfer.policies.bandits import MuLinUCB
-from coinfer.sim.env import SimEnv
+from coinfer.report import ExperimentResult, markdown_table
 from coinfer.sim.roster import DEFAULT_DISCOUNT, POLICIES, compare
-from coinfer.sim.runner import RunStats, run_policy
-from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, World, build_world
-from coinfer.video import SyntheticScene, key_frame_weights, video_frames
+from coinfer.sim.runner import run_policy
+from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
+from coinfer.sim.simulate import (
+    NOISE,
+    Simulation,
+    environments,
+    plot_simulation,
+    scene_key_weights,
+    simulate,
+)
 
 MODELS = ("vgg16", "tiny_yolov2")
-NOISE = 0.1  # log-normal standard deviation of every measured component
-Progress = Callable[[str, int, int], None]  # (what, done, total)
-
-
-@dataclass
-class Simulation:
-    model: str
-    device: str
-    edge: str
-    world: World
-    frames: int
-    seed: int
-    key_rate: float
-    runs: dict[str, RunStats]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per policy; ``vs_oracle`` is its mean delay over the Oracle's."""
-        oracle = self.runs["oracle"]
-        change = self.world.changes[0] if self.world.changes else None
-        rows = []
-        for name, run in self.runs.items():
-            row: dict[str, Any] = {
-                "model": self.model,
-                "scenario": self.world.name,
-                "policy": name,
-                **run.summary(),
-                "vs_oracle": run.mean_delay_s / oracle.mean_delay_s,
-            }
-            if change is not None:
-                row["after_change_s"] = run.mean_delay_from(change)
-                row["after_change_vs_oracle"] = row["after_change_s"] / oracle.mean_delay_from(
-                    change
-                )
-            rows.append(row)
-        return rows
-
-
-def scene_key_weights(
-    frames: int, seed: int = 0, video: str | Path | None = None, progress: Progress | None = None
-) -> tuple[list[float], float]:
-    """Key-frame weights of ``frames`` frames of a synthetic scene (or of a video file, looped
-    when shorter), and the key-frame rate."""
-    source = video_frames(video) if video is not None else SyntheticScene(seed).frames(frames)
-
-    def tick(i: int) -> None:
-        if progress is not None:
-            progress("key frames", i + 1, frames)
-
-    weights, rate = key_frame_weights(itertools.islice(source, frames), on_frame=tick)
-    if not weights:
-        raise ValueError(f"{video}: the video has no frames")
-    while len(weights) < frames:  # a short video repeats (its first frame is then a key frame)
-        weights += weights[: frames - len(weights)]
-    return weights, rate
-
-
-def environments(
-    model: str,
-    world: World,
-    key_weights: Sequence[float],
-    seed: int = 0,
-    device: str = DEFAULT_DEVICE,
-    edge: str = DEFAULT_EDGE,
-    noise: float = NOISE,
-) -> Callable[[], SimEnv]:
-    """A maker of fresh, identical environments (same frames, link, edge, noise) for ``model``
-    in ``world``: one per policy compared."""
-    net = zoo.create(model)
-    inputs = zoo.example_inputs(model)
-    part = partition(net, inputs)
-    measured: list[dict[str, float]] = []
-
-    def host_profile() -> dict[str, float]:  # measured once, when a class needs this host
-        if not measured:
-            measured.append(profile_ops(part, inputs))
-        return measured[0]
-
-    dev = resolve_device(device, host_profile)
-    edg = resolve_device(edge, host_profile)
-
-    def new_env() -> SimEnv:
-        return SimEnv(part, dev, edg, world.link, world.edge_load, noise,
-                      world.frame_interval_s, key_weights, seed, world.clock)  # fmt: skip
-
-    return new_env
-
-
-def simulate(
-    model: str = "vgg16",
-    scenario: str = "stationary",
-    policies: Sequence[str] = POLICIES,
-    frames: int = 10_000,
-    seed: int = 0,
-    device: str = DEFAULT_DEVICE,
-    edge: str = DEFAULT_EDGE,
-    trace: str | Path | None = None,
-    trace_scale: float = 1.0,
-    noise: float = NOISE,
-    discount: float = DEFAULT_DISCOUNT,
-    key_weights: tuple[list[float], float] | None = None,
-    video: str | Path | None = None,
-    progress: Progress | None = None,
-) -> Simulation:
-    """Every policy in ``policies`` on the same frames, link, edge and noise (one seed)."""
-    world = build_world(scenario, frames, trace, trace_scale)
-    weights, key_rate = key_weights or scene_key_weights(frames, seed, video, progress)
-    new_env = environments(model, world, weights, seed, device, edge, noise)
-
-    def tick(name: str, i: int) -> None:
-        if progress is not None and ((i + 1) % 50 == 0 or i + 1 == frames):
-            progress(name, i + 1, frames)
-
-    runs = compare(policies, new_env, frames, discount, tick if progress else None)
-    return Simulation(model, device, edge, world, frames, seed, key_rate, runs)
-
-
-def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
-    v = np.asarray(values, dtype=float)
-    window = max(1, min(window, len(v)))
-    return np.convolve(v, np.ones(window) / window, mode="valid")
-
-
-COLOURS = {"oracle": "black", "best-fixed": "tab:grey", "neurosurgeon": "tab:green",
-           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-discounted": "tab:orange",
-           "mulinucb-link": "tab:blue"}  # fmt: skip
-
-
-def plot_simulation(sim: Simulation, path: Path) -> Path:
-    """Delay over time (moving average), cumulative regret, and the chosen cut, per policy."""
-    fig, (ax_delay, ax_regret, ax_cut) = new_figure(width=9, height=3.0, rows=3, sharex=True)
-    window = max(10, sim.frames // 100)
-    for name, run in sim.runs.items():
-        colour = COLOURS.get(name)
-        if colour is None and len(sim.runs) > len(COLOURS):
-            continue  # the static baselines would crowd the plot; the table has them
-        smooth = _moving_average(run.delays, window)
-        ax_delay.plot(np.arange(len(smooth)) + len(run.delays) - len(smooth), smooth,
-                      label=name, lw=1, color=colour)  # fmt: skip
-        ax_regret.plot(np.cumsum(run.regrets), label=name, lw=1, color=colour)
-    oracle = sim.runs["oracle"]
-    ax_cut.step(range(len(oracle.cuts)), oracle.cuts, where="post", color="black", lw=1.2,
-                label="oracle")  # fmt: skip
-    learners = [n for n in sim.runs if n not in ("oracle", "best-fixed") and n in COLOURS]
-    for offset, name in zip(
-        np.linspace(-0.25, 0.25, max(len(learners), 1)), learners, strict=False
-    ):
-        ax_cut.plot(np.asarray(sim.runs[name].cuts) + offset, ".", ms=1.5, alpha=0.5,
-                    color=COLOURS[name], label=name)  # fmt: skip
-    for change in sim.world.changes:
-        for ax in (ax_delay, ax_regret, ax_cut):
-            ax.axvline(change, color="grey", ls="--", lw=0.8)
-    ax_delay.set_ylabel(f"delay (s), mean of {window}")
-    ax_delay.set_yscale("log")
-    ax_regret.set_ylabel("cumulative regret (s)")
-    ax_cut.set_ylabel("chosen cut (offset per policy)")
-    ax_cut.set_xlabel("frame")
-    ax_delay.legend(fontsize=7, ncol=3)
-    ax_cut.legend(fontsize=7, markerscale=6, ncol=3)
-    ax_delay.set_title(f"{sim.model}, {sim.world.name}: {sim.world.description}", fontsize=9)
-    for ax in (ax_delay, ax_regret, ax_cut):
-        ax.grid(True, alpha=0.3)
-    return save_figure(fig, path)
-
-
 UNITS_S = (1e-3, 1e-2, 1e-1, 1.0)
 DISCOUNTS = (1.0, 0.995, 0.99, 0.98)
+Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 def sensitivity(

@@ -24,10 +24,10 @@ import numpy as np
 from coinfer import partition, zoo
 from coinfer.data import trace_names, trace_path
 from coinfer.experiments.engine import run_jobs
-from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.report import ExperimentResult, new_figure, save_figure
 from coinfer.sim.env import SimEnv, constant_load
 from coinfer.sim.experience import Experience, collect_experience, exit_cuts
 from coinfer.sim.fleet import DeviceType, FleetDevice, FleetRun, FleetSim

@@ -16,14 +16,14 @@ import torch
 
 from coinfer import zoo
 from coinfer.data import trace_names, trace_path
-from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
 from coinfer.latency.devices import EDGE_PC, RPI3, MeasuredDevice
 from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
 from coinfer.latency.predict import predict_cut_costs
 from coinfer.latency.profiler import median_seconds, profile_ops
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner, ExitPath, exit_paths
 from coinfer.policies.types import Action, Context, Feedback
-from coinfer.zoo.training import TrainConfig, corrupt, digits, load_trained
+from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.zoo.training import held_out, load_trained
 
 REQUIREMENTS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 BANDWIDTHS_BPS = (50e3, 100e3, 250e3, 500e3, 1e6, 2e6, 5e6)
@@ -35,9 +35,7 @@ DYNAMIC_REQ_S = 0.1
 
 def _correctness(model: torch.nn.Module) -> np.ndarray:
     """correct[i, e-1]: does exit e classify held-out image i correctly?"""
-    cfg = TrainConfig()
-    _, _, x_test, y_test = digits(cfg.test_fraction, cfg.seed)
-    x_test = corrupt(x_test, cfg.noise, cfg.shift, torch.Generator().manual_seed(cfg.seed + 1))
+    x_test, y_test = held_out()
     with torch.inference_mode():
         outs = model.forward_exits(x_test)  # type: ignore[operator]
     return np.stack([(o.argmax(1) == y_test).numpy() for o in outs], axis=1)

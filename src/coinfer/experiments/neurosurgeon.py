@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from coinfer import partition, zoo
-from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
 from coinfer.latency.devices import EDGE_PC, RPI3
 from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
 from coinfer.policies.neurosurgeon import Neurosurgeon
+from coinfer.report import ExperimentResult, new_figure, save_figure
 
 # Average uplink throughput of the three networks (Kang et al., ASPLOS 2017, Table 3).
 NETWORKS = {"3g": 1.1e6, "lte": 5.85e6, "wifi": 18.88e6}

@@ -21,15 +21,15 @@ import numpy as np
 from scipy import stats
 
 from coinfer import Partitioning, partition, zoo
-from coinfer.experiments.report import ExperimentResult, new_figure, save_figure
 from coinfer.latency.devices import resolve_device
-from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
+from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.sim import stopping as mc
 from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
 
 MODELS = ("mlp", "alexnet", "vgg16")
-RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
-COMPUTE_W = 2.0  # device power while computing (W)
+RADIO = st.RADIO
+COMPUTE_W = st.COMPUTE_W  # device power while computing (W)
 RECEIVE_W = 1.0  # radio power while downloading parameters (W)
 DOWNLOAD_BPS = 20e6
 OUTAGE_FRACTION = 0.01  # h_min = 1% of the mean gain: ~1% of Rayleigh blocks are in outage
@@ -37,7 +37,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def _gain_for_snr(snr_db: float) -> float:
-    return 10 ** (snr_db / 10) * RADIO.noise_w / RADIO.power_w
+    return st.gain_for_snr(snr_db, RADIO)
 
 
 def _rules(costs: st.StoppingCosts, channel: st.Fading, mean_gain: float) -> list[st.ThresholdRule]:
@@ -104,10 +104,10 @@ def policy_rows(quick: bool, progress: Progress | None = None) -> list[dict[str,
         results: list[tuple[str, np.ndarray, float | None]] = []
         for rule in _rules(costs, channel, mean):
             rng = np.random.default_rng(done)  # common random numbers: the same channel draws
-            draws = st.simulate_rule(rule, costs, channel.sample, channel.h_min, tasks, rng)
+            draws = mc.simulate_rule(rule, costs, channel.sample, channel.h_min, tasks, rng)
             results.append((rule.name, draws, rule.cost))
         rng = np.random.default_rng(done)
-        prophet = st.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, tasks,
+        prophet = mc.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, tasks,
                                       rng)  # fmt: skip
         results.append(("prophet", prophet, None))
         optimal_draws = results[0][1]
@@ -136,7 +136,7 @@ def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, An
     for model, part in parts.items():
         costs = st.model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
         rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
-        realised, prophet = st.simulate_markov(rules, costs, channel, tasks,
+        realised, prophet = mc.simulate_markov(rules, costs, channel, tasks,
                                                np.random.default_rng(len(rows)))  # fmt: skip
         setting = {"setting": f"{model}/fsmc/10dB/w=1", "model": model, "channel": "fsmc",
                    "snr_db": 10.0, "time_weight": 1.0}  # fmt: skip

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from coinfer.graph.cuts import ValueSpan, enumerate_cuts, layer_key
 from coinfer.graph.errors import CutIndexError, PartitionError
 from coinfer.graph.propagate import NodeRecord, attribute_bytes, propagate
-from coinfer.graph.split import split_graph
+from coinfer.graph.split import segment_graph, split_graph
 from coinfer.graph.trace import LeafSpec, trace
 from coinfer.graph.types import Cut, Op, TensorMeta
 
@@ -90,6 +90,16 @@ class Partitioning:
         return split_graph(
             self.graph_module, self._compute_nodes, cut.num_device_ops, cut.boundary, label
         )
+
+    def segment(self, a: int, b: int) -> fx.GraphModule:
+        """The ops from cut ``a`` to cut ``b`` (a < b): ``segment(*boundary(a))`` returns
+        cut ``b``'s boundary as a tuple; chained, the segments compute the front of any cut."""
+        start, end = self.cut(a), self.cut(b)
+        if not a < b:
+            raise ValueError(f"a segment runs from one cut to a later one, got {a} -> {b}")
+        label = f"{type(self.graph_module).__name__}Seg{a}to{b}"
+        return segment_graph(self.graph_module, self._compute_nodes, start.num_device_ops,
+                             end.num_device_ops, start.boundary, end.boundary, label)  # fmt: skip
 
     def __repr__(self) -> str:
         return (

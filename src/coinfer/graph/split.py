@@ -81,3 +81,24 @@ def split_graph(
         fx.GraphModule(front.owned, front.graph, f"{label}Front"),
         fx.GraphModule(back.owned, back.graph, f"{label}Back"),
     )
+
+
+def segment_graph(
+    gm: fx.GraphModule,
+    compute_nodes: Sequence[fx.Node],
+    start_ops: int,
+    end_ops: int,
+    start_boundary: Sequence[str],
+    end_boundary: Sequence[str],
+    label: str,
+) -> fx.GraphModule:
+    """The ops between two cuts: ``segment(*boundary_a)`` -> tuple of boundary_b tensors, so
+    a device can run a model cut by cut and stop after any of them."""
+    nodes = {n.name: n for n in gm.graph.nodes}
+    seg = _GraphCopier(gm)
+    for name in start_boundary:
+        seg.env[nodes[name]] = seg.graph.placeholder(name)
+    for node in compute_nodes[start_ops:end_ops]:
+        seg.copy(node)
+    seg.graph.output(tuple(seg.env[nodes[name]] for name in end_boundary))
+    return fx.GraphModule(seg.owned, seg.graph, label)

@@ -61,6 +61,25 @@ class ConstantBandwidth:
         return np.asarray(bits, dtype=float) / self.bps
 
 
+@dataclass
+class BlockBandwidth:
+    """A rate set block by block as a channel fades (a stage-wise world sets it to R(h_l) when
+    stage l begins): a rate trace played as it is drawn."""
+
+    bps: float
+
+    def set(self, bps: float) -> None:
+        if not bps > 0:
+            raise ValueError(f"a block's rate must be positive, got {bps}")
+        self.bps = float(bps)
+
+    def at(self, t: float) -> float:
+        return self.bps
+
+    def transfer_seconds(self, bits: float, start: float) -> float:
+        return bits / self.bps
+
+
 @dataclass(frozen=True)
 class TraceBandwidth:
     """Piecewise-constant throughput: ``bps[i]`` holds from ``times[i]`` to ``times[i+1]``; the

@@ -22,11 +22,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from coinfer.policies.registry import FleetKnowledge
+    from coinfer.policies.types import Policy
+
 HEADER_BYTES = 16
+LEARNERS = ("noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw", "fedlinucb-dw-periodic",
+            "fedlinucb-w")  # fmt: skip
+WARM_POLICIES = ("fedlinucb-dw", "fedlinucb-dw-periodic", "fedlinucb-w")
 
 
 def message_bytes(dim: int) -> int:
@@ -175,3 +182,73 @@ def warm_start_rows(
         raise ValueError("need one delay per feature vector")
     xs = np.array(features, dtype=float).reshape(len(features), -1)
     return xs, np.asarray(delays_s, dtype=float) / delay_unit_s
+
+
+@dataclass(frozen=True)
+class Federation:
+    """How devices cooperate: warm-start weight, determinant growth, periodic sync period,
+    the prior λ and whether the learner has the link feature."""
+
+    warm_weight: float = 0.5
+    growth: float = 1.0
+    period: int = 20
+    lam: float = 1.0
+    link_feature: bool = True
+
+
+def _warm_rows(learner: Any, records: Sequence[Any]) -> tuple[list[np.ndarray], list[float]]:
+    """Each record's features with the link feature at the rate its own upload achieved:
+    offline, the device knows it exactly, so the fit can put the upload on the link feature and
+    only the edge's time on the others (the lagged rate online is a noisy stand-in for it)."""
+    xs = [learner.feature(r.cut, r.link_bps) for r in records]
+    ys = [r.uplink_s + r.edge_s for r in records]
+    return xs, ys
+
+
+def build_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic]:
+    """One μLinUCB per device of ``fleet`` (no discount; the link feature unless the
+    federation says otherwise), differing only in what they share (DESIGN §4): ``noncoop``
+    nothing; ``fedlinucb`` one pool; ``-d`` a pool per device type; ``-w`` / ``-dw`` plus each
+    device's offline experience (``fleet.experiences``) as a warm start; ``-periodic`` syncing
+    every ``period`` frames instead of on determinant growth."""
+    from coinfer.policies.bandits import MuLinUCB
+
+    fed = fleet.federation or Federation()
+    traffic = Traffic()
+    m = len(fleet.devices)
+
+    def learner(i: int, stats: FederatedStats | None = None) -> MuLinUCB:
+        k = fleet.devices[i]
+        return MuLinUCB(k.part.cuts, k.front_s, lam=fed.lam, link_feature=fed.link_feature,
+                        delay_unit_s=k.delay_unit_s, stats=stats)  # fmt: skip
+
+    if name == "noncoop":
+        return [learner(i) for i in range(m)], traffic
+    if name not in LEARNERS:
+        raise ValueError(f"{name!r} is not a federated learner: choose from {', '.join(LEARNERS)}")
+    warm = name in WARM_POLICIES
+    experiences = fleet.experiences
+    if warm and (experiences is None or len(experiences) != m):
+        raise ValueError(f"{name} warm-starts from offline experience: give one per device ({m})")
+    rule: SyncRule = (
+        PeriodicSync(fed.period) if name.endswith("periodic") else DeterminantSync(fed.growth)
+    )
+    by_type = name not in ("fedlinucb", "fedlinucb-w")
+    dim = MuLinUCB.dimension(fed.link_feature)
+    keys = [t if by_type else "all" for t in fleet.types]
+    groups = {key: GroupStatistics(dim, fed.lam) for key in keys}
+    learners = [
+        learner(i, FederatedStats(groups[key], rule, traffic)) for i, key in enumerate(keys)
+    ]
+    if warm:
+        assert experiences is not None
+        for one, records in zip(learners, experiences, strict=True):
+            xs, ys = warm_start_rows(*_warm_rows(one, records), one.unit)
+            stats = one.stats
+            assert isinstance(stats, FederatedStats)
+            stats.warm_start(xs, ys, fed.warm_weight)
+        for one in learners:  # every device starts from its group's pooled experience
+            stats = one.stats
+            assert isinstance(stats, FederatedStats)
+            stats.download()
+    return list(learners), traffic

@@ -23,6 +23,13 @@ class FixedCut:
         """A fixed cut learns nothing."""
 
 
+def fixed_cut(cut: int, last: int) -> FixedCut:
+    """``fixed-K`` for a model whose cuts are 0..``last``."""
+    if not 0 <= cut <= last:
+        raise ValueError(f"fixed-{cut}: this model's cuts are 0..{last}")
+    return FixedCut(cut)
+
+
 def static_policy(name: str, last: int) -> FixedCut | None:
     """``device-only``, ``edge-only`` or ``fixed-K`` for a model whose cuts are 0..``last``;
     None for any other name."""

@@ -14,6 +14,8 @@ density (adaptive quadrature), not Monte Carlo.
 Outage (why and how: ``coinfer.sim.channels``): a block with h < h_min carries nothing, so the
 device computes on; at stage L̄ it has nothing left to compute and waits for a usable block,
 paying w per second of waiting. Stage N (everything on the device) sends nothing: Y_N = G_N.
+
+The Monte Carlo simulators of these rules live in ``coinfer.sim.stopping``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.predict import CutCostModel
 from coinfer.latency.wireless import Radio
+from coinfer.policies.types import Action, Context, Feedback
+
+RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)  # the uplink of every stopping run
+COMPUTE_W = 2.0  # the device's power while computing (W)
+
+
+def gain_for_snr(snr_db: float, radio: Radio = RADIO) -> float:
+    """The mean channel gain at which the mean SNR is ``snr_db``."""
+    return float(10 ** (snr_db / 10) * radio.noise_w / radio.power_w)
 
 
 class Fading(Protocol):
@@ -280,69 +291,6 @@ def myopic_rule(
     return ThresholdRule("myopic", last, thresholds, stages.evaluate(thresholds, last))
 
 
-GainSampler = Callable[[np.random.Generator, int], np.ndarray]
-
-
-def _final_stage(
-    costs: StoppingCosts,
-    stage: int,
-    gains: np.ndarray,
-    sample: GainSampler,
-    h_min: float,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Cost of stopping at ``stage`` for sure: blocks in outage are waited out (w per second)."""
-    gains = gains.copy()
-    idle = np.zeros(len(gains))
-    if costs.bits[stage] > 0:
-        bad = gains < h_min
-        while bad.any():
-            idle[bad] += costs.block_s
-            gains[bad] = sample(rng, int(bad.sum()))
-            bad = gains < h_min
-    return np.asarray(costs.stop_cost(stage, gains) + costs.time_weight * idle)
-
-
-def simulate_rule(
-    rule: ThresholdRule,
-    costs: StoppingCosts,
-    sample: GainSampler,
-    h_min: float,
-    tasks: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Monte Carlo: the realised cost of ``tasks`` independent tasks under ``rule``."""
-    out = np.full(tasks, np.nan)
-    active = np.ones(tasks, dtype=bool)
-    for stage in range(rule.last):
-        gains = sample(rng, tasks)
-        stop = active & (gains >= max(rule.thresholds[stage], h_min))
-        out[stop] = costs.stop_cost(stage, gains[stop])
-        active &= ~stop
-    gains = sample(rng, tasks)
-    out[active] = _final_stage(costs, rule.last, gains[active], sample, h_min, rng)
-    return out
-
-
-def simulate_prophet(
-    costs: StoppingCosts,
-    sample: GainSampler,
-    h_min: float,
-    last: int,
-    tasks: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """The prophet bound: knowing every stage's gain in advance, stop at the cheapest stage
-    (the last one waiting out its outage, as any rule must)."""
-    best = np.full(tasks, np.inf)
-    for stage in range(last):
-        gains = sample(rng, tasks)
-        here = np.where(gains >= h_min, costs.stop_cost(stage, gains), np.inf)
-        best = np.minimum(best, here)
-    final = _final_stage(costs, last, sample(rng, tasks), sample, h_min, rng)
-    return np.asarray(np.minimum(best, final))
-
-
 class FiniteStateChannel(Protocol):
     """A channel with finitely many gains that moves between them as a Markov chain."""
 
@@ -434,33 +382,6 @@ def markov_baselines(
     ]
 
 
-def simulate_markov(
-    rules: Sequence[MarkovRule],
-    costs: StoppingCosts,
-    channel: FiniteStateChannel,
-    tasks: int,
-    rng: np.random.Generator,
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Monte Carlo on shared channel paths: each rule's realised costs, and the prophet's (the
-    cheapest stage of each path, known in advance)."""
-    last = max(rule.last for rule in rules)
-    gains = np.asarray(channel.gains, dtype=float)
-    n = len(gains)
-    paths = np.empty((tasks, last + 1), dtype=int)
-    paths[:, 0] = rng.choice(n, size=tasks, p=channel.stationary())
-    cumulative = np.cumsum(channel.matrix, axis=1)
-    for stage in range(1, last + 1):
-        u = rng.random(tasks)
-        paths[:, stage] = (u[:, None] > cumulative[paths[:, stage - 1]]).sum(axis=1)
-    stage_costs = np.stack([costs.stop_cost(s, gains[paths[:, s]]) for s in range(last + 1)], 1)
-    realised = []
-    for rule in rules:
-        stops = rule.stop[np.arange(rule.last + 1)[None, :], paths[:, : rule.last + 1]]
-        first = stops.argmax(axis=1)  # the last stage always stops
-        realised.append(stage_costs[np.arange(tasks), first])
-    return realised, stage_costs.min(axis=1)
-
-
 def placement_costs(
     costs: StoppingCosts,
     fading: Fading,
@@ -535,3 +456,31 @@ def equal_chain_placement(
     for _ in range(n):
         full = phi(delta + full)
     return n if full + n * beta < excess[crossing] + crossing * beta else crossing
+
+
+@dataclass(frozen=True)
+class StageProblem:
+    """What a stage-wise policy is built from: the stage costs and the channel's law."""
+
+    costs: StoppingCosts
+    fading: Fading
+
+
+class ThresholdPolicy:
+    """A threshold rule as a Policy in a stage-wise world: at stage l it stops (``Action(l)``)
+    iff the gain it sees is at least γ_l, else it goes on (``Action(l + 1)``); at L̄ it stops."""
+
+    def __init__(self, rule: ThresholdRule) -> None:
+        self.rule = rule
+
+    def select(self, ctx: Context) -> Action:
+        if ctx.stage is None or ctx.gain is None:
+            raise ValueError(f"the {self.rule.name} rule decides stage by stage: it needs a "
+                             "stage-wise world (a channel, --channel rayleigh)")  # fmt: skip
+        stage = ctx.stage
+        if stage >= self.rule.last or ctx.gain >= self.rule.thresholds[stage]:
+            return Action(stage)
+        return Action(stage + 1)
+
+    def update(self, action: Action, fb: Feedback) -> None:
+        """The rule is computed offline from the stage costs; nothing to learn online."""

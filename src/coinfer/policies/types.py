@@ -23,12 +23,17 @@ class Action:
 
 @dataclass(frozen=True)
 class Context:
-    """What the device may know before a frame: its index, its key-frame weight, the time."""
+    """What the device may know before a decision: the frame's index, its key-frame weight and
+    the time; in a stage-wise world (online splitting by optimal stopping) also the ``stage``
+    (layers already run on the device) and the channel's power ``gain`` in that stage. ``extra``
+    holds what a world's monitor reports (``bandwidth_bps``: the uplink rate it sees now)."""
 
     frame: int = 0
     key_weight: float = 0.0
     time_s: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    stage: int | None = None
+    gain: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,15 @@ class Policy(Protocol):
 
 
 class Environment(Protocol):
+    """A world a policy acts in, frame after frame (``coinfer.policies.loop`` drives it).
+
+    ``step`` returns the frame's Feedback; a stage-wise world returns None while the frame goes
+    on (the action was "not yet": compute one more layer), and the loop observes the next stage
+    and asks the policy again, so a frame is one or more decisions and exactly one Feedback."""
+
     @property
     def cuts(self) -> Sequence[Cut]: ...
 
     def observe(self) -> Context: ...
 
-    def step(self, action: Action) -> Feedback: ...
+    def step(self, action: Action) -> Feedback | None: ...

@@ -16,7 +16,7 @@ import json
 import math
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import TensorMeta
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
-from coinfer.policies.types import Action, Context, Feedback, Policy, plausible
+from coinfer.policies.types import Action, Feedback
 from coinfer.runtime.protocol import (
     STREAM_LIMIT,
     ErrorCode,
@@ -51,6 +51,16 @@ EDGE_TIME_SLACK = 0.01
 
 
 @dataclass(frozen=True)
+class _Path:
+    """What the device runs for one exit (None: the whole model): its partitioning, the
+    emulated time of every cut's front, and what the edge's reply must hold."""
+
+    part: Partitioning
+    front_s: list[float]
+    reply_limits: Limits
+
+
+@dataclass(frozen=True)
 class FrameRecord:
     frame: int
     cut: int
@@ -64,6 +74,7 @@ class FrameRecord:
     total_s: float
     bytes_sent: int
     started_s: float
+    exit: int | None = None
 
 
 class DeviceClient:
@@ -93,9 +104,13 @@ class DeviceClient:
         *,
         tls: ssl.SSLContext | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        exits: Mapping[int, tuple[Partitioning, Sequence[float]]] | None = None,
     ) -> None:
         if len(device_front_s) != len(part.cuts):
             raise ValueError("need the emulated device time of every cut's front")
+        for number, (path, front) in (exits or {}).items():
+            if len(front) != len(path.cuts):
+                raise ValueError(f"exit {number}: need the emulated device time of every cut's front")
         if not (math.isfinite(edge_timeout_s) and edge_timeout_s > 0):
             raise ValueError(f"the edge timeout must be a positive number of seconds, got "
                              f"{edge_timeout_s}")  # fmt: skip
@@ -109,13 +124,21 @@ class DeviceClient:
         self.edge_timeout_s = edge_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.tls = tls
-        self.expected_outputs = part.outputs
-        reply_bytes = sum(compressed_bound(m.nbytes) for m in part.outputs)
         base = limits or Limits()
-        # a reply larger than the model's outputs could ever be is refused before it is read
-        self.reply_limits = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
-                                   base.max_tensors, base.max_dims)  # fmt: skip
-        self._halves: dict[int, tuple[fx.GraphModule, fx.GraphModule]] = {}
+        self._paths: dict[int | None, _Path] = {}
+        every: list[tuple[int | None, tuple[Partitioning, Sequence[float]]]] = [
+            (None, (part, device_front_s)),
+            *(exits or {}).items(),
+        ]
+        for e, (path, front) in every:
+            reply_bytes = sum(compressed_bound(m.nbytes) for m in path.outputs)
+            # a reply larger than the model's outputs could ever be is refused before it is read
+            reply = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
+                           base.max_tensors, base.max_dims)  # fmt: skip
+            self._paths[e] = _Path(path, list(front), reply)
+        self.expected_outputs = part.outputs
+        self.reply_limits = self._paths[None].reply_limits
+        self._halves: dict[tuple[int | None, int], tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0
         self.shaper = ShapedLink(link, time.monotonic())
@@ -123,10 +146,21 @@ class DeviceClient:
         self.rejected_feedback = 0  # frames whose measurements a policy was not shown
         self.reconnects = 0  # requests sent again because the edge had closed an idle connection
 
-    def halves(self, cut: int) -> tuple[fx.GraphModule, fx.GraphModule]:
-        if cut not in self._halves:
-            self._halves[cut] = self.part.split(cut)
-        return self._halves[cut]
+    @property
+    def exits(self) -> list[int]:
+        """The exits this device can run to (empty for a model with one exit)."""
+        return [e for e in self._paths if e is not None]
+
+    def path(self, exit: int | None) -> _Path:
+        if exit not in self._paths:
+            have = f"exits {self.exits} or None" if self.exits else "None (one exit)"
+            raise ValueError(f"exit {exit!r}: this model has {have}")
+        return self._paths[exit]
+
+    def halves(self, cut: int, exit: int | None = None) -> tuple[fx.GraphModule, fx.GraphModule]:
+        if (exit, cut) not in self._halves:
+            self._halves[(exit, cut)] = self.path(exit).part.split(cut)
+        return self._halves[(exit, cut)]
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._conn is not None and (self._conn[0].at_eof() or self._conn[1].is_closing()):
@@ -163,32 +197,34 @@ class DeviceClient:
             except Exception:  # too slow, or already broken: drop it
                 writer.transport.abort()
 
-    async def _emulate_device(self, started: float, cut: int, extra_s: float = 0.0) -> float:
+    async def _emulate_device(self, started: float, seconds: float) -> float:
         """Wait until the emulated device would have finished (never less than it took)."""
-        target = started + self.device_front_s[cut] + extra_s
+        target = started + seconds
         wait = target - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         return time.monotonic() - started
 
-    def offload_deadline_s(self, boundary_bytes: int) -> float:
+    def offload_deadline_s(self, boundary_bytes: int, exit: int | None = None) -> float:
         """The most one offload may take: connect, twice the ideal shaped upload and download,
         and the edge's own timeout."""
         up = down = 0.0
         if self.link is not None:
             now = self.shaper.now()
             up = self.link.upload_seconds(boundary_bytes, now)
-            down = self.link.download_seconds(self.reply_limits.max_payload_bytes, now)
+            reply = self.path(exit).reply_limits.max_payload_bytes
+            down = self.link.download_seconds(reply, now)
         return self.connect_timeout_s + 2 * (up + down) + self.edge_timeout_s
 
-    async def _offload(
-        self, cut: int, boundary: Sequence[torch.Tensor]
+    async def offload(
+        self, cut: int, boundary: Sequence[torch.Tensor], exit: int | None = None
     ) -> tuple[list[torch.Tensor], float, float, float, int]:
         self._next_id += 1
         request_id = self._next_id
+        path = self.path(exit)
         metas, payload = encode_tensors(boundary, self.codec, self.quant)
         header: dict[str, Any] = {"id": request_id, "model": self.model, "cut": cut,
-                                  "exit": None, "tensors": metas}  # fmt: skip
+                                  "exit": exit, "tensors": metas}  # fmt: skip
         if self.token is not None:
             header["token"] = self.token
         head = pack(Kind.INFER, header, b"", payload_len=len(payload))
@@ -200,7 +236,7 @@ class DeviceClient:
                 sent_at = self.shaper.last_write_at  # the edge cannot have started before this
                 # the edge has edge_timeout_s from the end of the upload to the whole reply
                 async with asyncio.timeout(self.edge_timeout_s):
-                    msg = await read_message(reader, self.reply_limits)
+                    msg = await read_message(reader, path.reply_limits)
                 if msg is None:
                     raise ConnectionError("the edge closed the connection")
                 break
@@ -213,31 +249,37 @@ class DeviceClient:
                 self.reconnects += 1
         arrived = time.monotonic()
         assert msg is not None
-        outputs, edge_s = check_result(msg, request_id, self.expected_outputs, self.reply_limits,
+        outputs, edge_s = check_result(msg, request_id, path.part.outputs, path.reply_limits,
                                        arrived - sent_at)  # fmt: skip
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
         sent = len(head) + len(payload)
         return outputs, uplink_s, edge_s, downlink_s, sent
 
     async def frame(self, index: int, x: Sequence[torch.Tensor], action: Action) -> FrameRecord:
-        cut = action.cut
+        """One frame at ``action``'s cut (of its exit's path): the front here, the back on the
+        edge, or here too when the edge fails it."""
+        cut, exit = action.cut, action.exit
+        path = self.path(exit)
+        if not 0 <= cut <= path.part.last:
+            raise ValueError(f"cut {cut}: 0..{path.part.last} exist")
         t0 = time.monotonic()
-        front, back = self.halves(cut)
+        front, back = self.halves(cut, exit)
         with torch.no_grad():
             boundary = list(front(*x))
-        device_s = await self._emulate_device(t0, cut)
-        if cut == self.part.last:
+        device_s = await self._emulate_device(t0, path.front_s[cut])
+        started = t0 - self.shaper.started
+        if cut == path.part.last:
             self.outputs.append(boundary)
             return FrameRecord(index, cut, False, False, None, device_s, 0.0, 0.0, 0.0,
-                               time.monotonic() - t0, 0, t0 - self.shaper.started)  # fmt: skip
+                               time.monotonic() - t0, 0, started, exit)  # fmt: skip
         t_off = time.monotonic()
         try:
             nbytes = sum(t.numel() * t.element_size() for t in boundary)
-            async with asyncio.timeout(self.offload_deadline_s(nbytes)):
-                outputs, up, edge_s, down, sent = await self._offload(cut, boundary)
+            async with asyncio.timeout(self.offload_deadline_s(nbytes, exit)):
+                outputs, up, edge_s, down, sent = await self.offload(cut, boundary, exit)
             self.outputs.append(outputs)
             return FrameRecord(index, cut, True, False, None, device_s, up, edge_s, down,
-                               time.monotonic() - t0, sent, t0 - self.shaper.started)  # fmt: skip
+                               time.monotonic() - t0, sent, started, exit)  # fmt: skip
         except Exception as exc:  # whatever the edge did (or did not do), the frame is answered
             self._abort()  # whatever is in flight is abandoned; reconnect next frame
             waited = time.monotonic() - t_off
@@ -245,50 +287,10 @@ class DeviceClient:
             with torch.no_grad():
                 outputs = tensors_of(back(*boundary))
             self.outputs.append(outputs)
-            back_s = self.device_front_s[-1] - self.device_front_s[cut]
-            target = t_back + back_s
-            if target > time.monotonic():
-                await asyncio.sleep(target - time.monotonic())
+            await self._emulate_device(t_back, path.front_s[-1] - path.front_s[cut])
             device_s += time.monotonic() - t_back
             return FrameRecord(index, cut, False, True, _describe(exc), device_s, waited, 0.0,
-                               0.0, time.monotonic() - t0, 0, t0 - self.shaper.started)  # fmt: skip
-
-    async def run(
-        self,
-        policy: Policy,
-        frames: Sequence[Sequence[torch.Tensor]],
-        key_weights: Sequence[float] | None = None,
-        on_frame: Callable[[FrameRecord], None] | None = None,
-        started: float | None = None,
-        deadline_s: float | None = None,
-    ) -> list[FrameRecord]:
-        """The frames in turn (stopping early once ``deadline_s`` seconds have passed since
-        ``started``, a ``time.monotonic()`` stamp that is also the link trace's time 0)."""
-        records = []
-        self.shaper = ShapedLink(self.link, time.monotonic() if started is None else started)
-        try:
-            for i, x in enumerate(frames):
-                if deadline_s is not None and self.shaper.now() >= deadline_s:
-                    break
-                weight = key_weights[i] if key_weights is not None else 0.2
-                now = self.shaper.now()
-                extra = {"bandwidth_bps": self.link.uplink.at(now)} if self.link else {}
-                ctx = Context(frame=i, key_weight=weight, time_s=now, extra=extra)
-                action = policy.select(ctx)
-                if not 0 <= action.cut <= self.part.last:
-                    raise ValueError(f"policy chose cut {action.cut}: 0..{self.part.last} exist")
-                record = await self.frame(i, x, action)
-                feedback = feedback_of(record)
-                if plausible(feedback):
-                    policy.update(action, feedback)
-                else:  # never learn from an impossible measurement
-                    self.rejected_feedback += 1
-                records.append(record)
-                if on_frame is not None:
-                    on_frame(record)
-        finally:
-            await self.close()
-        return records
+                               0.0, time.monotonic() - t0, 0, started, exit)  # fmt: skip
 
 
 def check_result(

@@ -1,11 +1,18 @@
-"""`coinfer demo`: live μLinUCB against the static baselines, on real sockets, for a minute.
+"""`coinfer demo`: a system live on real sockets for about a minute, against its baselines.
 
-Three devices run side by side, each with its own edge server on loopback (so none queues
-behind another) and its own shaped link replaying the same real 3G trace from the same moment:
-one learns its cut with μLinUCB (link feature, γ = 0.99), one always offloads everything, one
-never offloads. Halfway through, every edge turns ``slowdown`` times slower (the run-time
-CONTROL of the server), so the best cut moves. A live table follows the three; at the end the
-mean latencies are compared and a PNG of latency over time is written.
+- ``ans`` (default): three devices side by side, each with its own edge server on loopback (so
+  none queues behind another) and its own shaped link replaying the same real 3G trace from the
+  same moment: one learns its cut with μLinUCB (link feature, γ = 0.99), one always offloads
+  everything, one never offloads. Halfway through every edge turns ``slowdown`` times slower
+  (the server's run-time CONTROL), so the best cut moves.
+- ``edgent``: BranchyNet AlexNet (trained weights) on an emulated Raspberry Pi 3, the held-out
+  digits as frames, a 3G trace at half speed and a 100 ms deadline: dynamic Edgent against
+  static Edgent (planned for the link at the start) and device-only at exit 1.
+- ``stopping``: the MLP layer by layer over a Rayleigh-fading uplink (10 dB): the optimal
+  stopping rule against edge-only, device-only and the best fixed split, one after the other on
+  the same channel draws; each task's measured cost beside the rule's analytic cost.
+
+Each demo states what the user should expect to see and whether it happened.
 """
 
 from __future__ import annotations
@@ -21,137 +28,236 @@ from typing import Any
 import numpy as np
 
 from coinfer.data import trace_path
-from coinfer.experiments.report import new_figure, save_figure
-from coinfer.latency.devices import resolve_device
 from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link, TraceBandwidth
-from coinfer.latency.profiler import profile_ops
-from coinfer.runtime.client import (
-    DeviceClient,
-    FrameRecord,
-    emulated_front_seconds,
-    set_edge_slowdown,
-    summary,
-)
-from coinfer.runtime.live import (
-    ProcessServer,
-    load_model,
-    make_live_policy,
-    video_inputs,
-    zoo_store,
-)
+from coinfer.policies import registry
+from coinfer.policies.setup import device_setup, load_model
+from coinfer.report import new_figure, save_figure
+from coinfer.runtime.client import FrameRecord, set_edge_slowdown, summary
+from coinfer.runtime.device_env import run_live_env
+from coinfer.runtime.live import ProcessServer, device_client, live_frames, zoo_store
+from coinfer.runtime.runs import Connection, link_history_bps, run_stages
+from coinfer.runtime.stage_env import TaskRecord
 
-POLICIES = ("mulinucb-link", "edge-only", "device-only")
+SYSTEMS = ("ans", "edgent", "stopping")
+POLICIES = {
+    "ans": ("mulinucb-link", "edge-only", "device-only"),
+    "edgent": ("edgent-dynamic", "edgent", "device-only"),
+    "stopping": ("stopping", "fixed-split", "edge-only", "device-only"),
+}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "ans": {"model": "alexnet", "device": "host/30", "trace_scale": 8.0},
+    "edgent": {"model": "branchy_alexnet", "device": "rpi3", "trace_scale": 0.5},
+    "stopping": {"model": "mlp", "device": "edge-pc/8", "trace_scale": 1.0},
+}
+EXPECT = {
+    "ans": "μLinUCB's mean latency below both edge-only's and device-only's",
+    "edgent": "dynamic Edgent meets the deadline more often than static Edgent",
+    "stopping": "the optimal rule costs least, and its measured cost is within 5% of its "
+    "analytic cost",
+}
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    model: str = "alexnet"
-    device: str = "host/30"  # a device thirty times slower than this host
+    system: str = "ans"
+    model: str | None = None  # the system's own by default
+    device: str | None = None
     trace: str = "norway_bus_1"
-    trace_scale: float = 8.0  # the 3G trace sped up to a 4G-like uplink (2-38 Mbit/s)
+    trace_scale: float | None = None
     rtt_s: float = 0.02
     duration_s: float = 50.0
-    slowdown: float = 30.0  # the edge, halfway through
+    slowdown: float = 30.0  # ans: the edge, halfway through
+    latency_req_s: float = 0.1  # edgent
     max_frames: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise ValueError(f"--system must be one of {', '.join(SYSTEMS)}, not {self.system!r}")
+
+    def get(self, key: str) -> Any:
+        value = getattr(self, key)
+        return DEFAULTS[self.system][key] if value is None else value
 
 
 @dataclass
 class DemoRun:
     config: DemoConfig
     records: dict[str, list[FrameRecord]] = field(default_factory=dict)
+    correct: dict[str, list[bool | None]] = field(default_factory=dict)
+    stage_rows: list[dict[str, Any]] = field(default_factory=list)
     slowdown_at_s: float = 0.0
 
     def rows(self) -> list[dict[str, Any]]:
+        if self.stage_rows:
+            return self.stage_rows
         rows = []
+        req = self.config.latency_req_s
         for name, records in self.records.items():
-            half = [r for r in records if r.started_s >= self.slowdown_at_s]
-            rows.append({"policy": name, **{k: v for k, v in summary(records).items()
-                                            if k in ("frames", "offloaded", "fallbacks",
-                                                     "mean_latency_s")},
-                         "after_slowdown_s": float(np.mean([r.total_s for r in half]))
-                         if half else float("nan")})  # fmt: skip
+            row: dict[str, Any] = {
+                "policy": name,
+                **{
+                    k: v
+                    for k, v in summary(records).items()
+                    if k in ("frames", "offloaded", "fallbacks", "mean_latency_s")
+                },
+            }
+            if self.config.system == "ans":
+                half = [r.total_s for r in records if r.started_s >= self.slowdown_at_s]
+                row["after_slowdown_s"] = float(np.mean(half)) if half else None
+            else:
+                known = [c for c in self.correct.get(name, []) if c is not None]
+                row["accuracy"] = float(np.mean(known)) if known else None
+                hits = [r.total_s <= req for r in records]
+                row["deadline_hit_rate"] = float(np.mean(hits)) if hits else None
+            rows.append(row)
         return rows
 
+    def verdict(self) -> tuple[str, bool]:
+        """What the user should have seen, and whether they did."""
+        rows = {r["policy"]: r for r in self.rows()}
+        system = self.config.system
+        if system == "ans":
+            mine = rows["mulinucb-link"]["mean_latency_s"]
+            held = all(mine is not None and r["mean_latency_s"] is not None
+                       and mine < r["mean_latency_s"] for n, r in rows.items()
+                       if n != "mulinucb-link")  # fmt: skip
+        elif system == "edgent":
+            dyn, static = rows["edgent-dynamic"], rows["edgent"]
+            held = (dyn["deadline_hit_rate"] or 0.0) > (static["deadline_hit_rate"] or 0.0)
+        else:
+            best = rows["stopping"]
+            held = (
+                all(best["mean_cost"] <= r["mean_cost"] for r in rows.values())
+                and abs(best["mean_cost"] / best["analytic_cost"] - 1) <= 0.05
+            )
+        return EXPECT[system], held
+
     def plot(self, path: Path) -> Path:
+        if self.stage_rows:
+            return _plot_costs(self, path)
         fig, ax = new_figure(width=8.0)
         for name, records in self.records.items():
-            t = [r.started_s for r in records]
-            ax.plot(t, [r.total_s for r in records], lw=1, label=name)
-        ax.axvline(self.slowdown_at_s, color="grey", ls="--", lw=0.8)
-        label = f" edge {self.config.slowdown:g}x slower"
-        ax.text(self.slowdown_at_s, ax.get_ylim()[1] * 0.95, label, fontsize=8, va="top")
+            ax.plot([r.started_s for r in records], [r.total_s for r in records], lw=1,
+                    marker="." if len(records) < 60 else None, label=name)  # fmt: skip
+        if self.config.system == "ans":
+            ax.axvline(self.slowdown_at_s, color="grey", ls="--", lw=0.8)
+            ax.text(self.slowdown_at_s, ax.get_ylim()[1] * 0.95,
+                    f" edge {self.config.slowdown:g}x slower", fontsize=8, va="top")  # fmt: skip
+        else:
+            ax.axhline(self.config.latency_req_s, color="red", ls="--", lw=0.8,
+                       label=f"deadline {1e3 * self.config.latency_req_s:g} ms")  # fmt: skip
         ax.set_xlabel("time (s)")
         ax.set_ylabel("frame latency (s)")
-        ax.set_title(f"{self.config.model}, device {self.config.device}, link {self.config.trace} "
-                     f"x{self.config.trace_scale:g}")  # fmt: skip
+        ax.set_title(f"{self.config.get('model')}, device {self.config.get('device')}, link "
+                     f"{self.config.trace} x{self.config.get('trace_scale'):g}")  # fmt: skip
         ax.legend(fontsize=8)
         return save_figure(fig, path)
 
 
-async def _run_all(
+def _plot_costs(run: DemoRun, path: Path) -> Path:
+    fig, ax = new_figure(width=7.0)
+    names = [r["policy"] for r in run.stage_rows]
+    xs = np.arange(len(names))
+    ax.bar(xs - 0.2, [r["mean_cost"] for r in run.stage_rows], 0.4,
+           yerr=[r["ci95"] or 0.0 for r in run.stage_rows], label="measured (95% CI)")  # fmt: skip
+    ax.bar(xs + 0.2, [r["analytic_cost"] for r in run.stage_rows], 0.4, label="analytic")
+    ax.set_xticks(xs, names)
+    ax.set_ylabel("mean cost per task (J + w·s)")
+    ax.set_title(f"{run.config.get('model')} over Rayleigh fading, 10 dB, w = 1")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+async def _run_frames(
     config: DemoConfig,
     servers: list[ProcessServer],
     on_frame: Callable[[str, FrameRecord], None] | None,
 ) -> DemoRun:
-    live = load_model(config.model)
-    profile: list[dict[str, float]] = []
-
-    def host_profile() -> dict[str, float]:
-        if not profile:
-            profile.append(profile_ops(live.part, live.inputs))
-        return profile[0]
-
-    device = resolve_device(config.device, host_profile)
-    host = resolve_device("host", host_profile)
-    front = emulated_front_seconds(live.part, device, host)
-    link = Link(TraceBandwidth.from_file(trace_path(config.trace), scale=config.trace_scale),
-                config.rtt_s)  # fmt: skip
-    inputs, weights = video_inputs(live, config.max_frames)
+    system = config.system
+    setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
+    link = Link(
+        TraceBandwidth.from_file(trace_path(config.trace), scale=config.get("trace_scale")),
+        config.rtt_s,
+    )
+    data = live_frames(setup.model, config.max_frames)
+    history = link_history_bps(config.trace, config.get("trace_scale"), link)
+    knowledge = setup.knowledge("live", link, latency_req_s=config.latency_req_s,
+                                link_history_bps=history)  # fmt: skip
     token = servers[0].options["token"]
     settle_heap()  # the devices' model and frames are ready: no collection walks them again
     run = DemoRun(config)
     start = time.monotonic()
-    run.slowdown_at_s = config.duration_s / 2
+    run.slowdown_at_s = config.duration_s / 2 if system == "ans" else config.duration_s
 
-    async def device_loop(name: str, server: ProcessServer) -> None:
-        policy = make_live_policy(name, live.part, front, device, host, link)
-        client = DeviceClient(config.model, live.part, front, server.address, link,
-                              token=token, edge_timeout_s=5.0)  # fmt: skip
+    async def device(name: str, server: ProcessServer) -> None:
+        policy = registry.create(name, knowledge)
+        client = device_client(setup, server.address, link, token=token, edge_timeout_s=5.0)
+        run.records[name] = []
 
         def record(frame: FrameRecord) -> None:
             run.records[name].append(frame)
             if on_frame is not None:
                 on_frame(name, frame)
 
-        run.records[name] = []
-        await client.run(policy, inputs, weights, record, start, config.duration_s)
+        env = await run_live_env(
+            client, policy, data.inputs, data.key_weights, record, start, config.duration_s,
+            labels=data.labels, monitor=registry.entry(name).kind == "exit+cut",
+        )  # fmt: skip
+        run.correct[name] = env.correct
 
     async def slow_down() -> None:
+        if system != "ans":
+            return
         await asyncio.sleep(run.slowdown_at_s)
         for server in servers:  # over the wire, as an operator would
             await set_edge_slowdown(server.address, config.slowdown, token)
 
-    await asyncio.gather(
-        slow_down(), *(device_loop(n, s) for n, s in zip(POLICIES, servers, strict=True))
-    )
+    await asyncio.gather(slow_down(), *(device(n, s) for n, s in
+                                        zip(POLICIES[system], servers, strict=True)))  # fmt: skip
+    return run
+
+
+def _run_stages(
+    config: DemoConfig, server: ProcessServer, on_task: Callable[[str, int, int], None] | None
+) -> DemoRun:
+    """The stopping rules one after the other, each a share of the duration's tasks."""
+    setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
+    token = server.options["token"]
+    run = DemoRun(config)
+    names = POLICIES["stopping"]
+    tasks = max(20, int(config.duration_s * 6 / len(names)))  # ~6 tasks a second
+    for name in names:
+
+        def report(record: TaskRecord, name: str = name) -> None:
+            if on_task is not None:
+                on_task(name, record.task + 1, tasks)
+
+        result = run_stages(setup, name, tasks, Connection(server.address, token), on_task=report)
+        doc = result.summary
+        run.stage_rows.append({k: doc[k] for k in ("policy", "tasks", "mean_cost", "ci95",
+                                                   "analytic_cost", "fallbacks")})  # fmt: skip
     return run
 
 
 def run_demo(
-    config: DemoConfig, on_frame: Callable[[str, FrameRecord], None] | None = None
+    config: DemoConfig,
+    on_frame: Callable[[str, FrameRecord], None] | None = None,
+    on_task: Callable[[str, int, int], None] | None = None,
 ) -> DemoRun:
-    # one edge each, each in its own process (as a real edge would be: no GIL shared)
     configure_host()  # the devices' process; each server configures its own
     # CONTROL needs the token: a fresh one per demo, known only to its own processes
     token = secrets.token_urlsafe(16)
-    servers = [ProcessServer(zoo_store, (config.model,), token=token) for _ in POLICIES]
+    count = 1 if config.system == "stopping" else len(POLICIES[config.system])
+    servers = [ProcessServer(zoo_store, (config.get("model"),), token=token) for _ in range(count)]
     for server in servers:  # start all, then wait: they load their models in parallel
         server.start()
     for server in servers:
         server.wait_ready()
     try:
-        return asyncio.run(_run_all(config, servers, on_frame))
+        if config.system == "stopping":
+            return _run_stages(config, servers[0], on_task)
+        return asyncio.run(_run_frames(config, servers, on_frame))
     finally:
         for server in servers:
             server.stop()

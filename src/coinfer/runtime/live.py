@@ -1,11 +1,11 @@
-"""Wiring a live run: the device's model and policy, its frames, and an edge server in the
-background (for `coinfer demo` and tests; `coinfer serve` runs one in the foreground)."""
+"""Wiring a live run: the device's frames and client, and an edge server in the background
+(for `coinfer demo` and tests; `coinfer serve` runs one in the foreground)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,65 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from coinfer import zoo
-from coinfer.graph.partition import Partitioning, partition
-from coinfer.latency.devices import DeviceModel
 from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link
-from coinfer.policies.bandits import LinUCB, MuLinUCB
-from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.static import static_policy
-from coinfer.policies.types import Policy
+from coinfer.policies.setup import DeviceSetup, ModelSetup
+from coinfer.runtime.client import DeviceClient
 from coinfer.runtime.server import EdgeServer
 from coinfer.runtime.store import ModelStore
 from coinfer.video import SyntheticScene, key_frame_weights
 
-LIVE_POLICIES = ("mulinucb-link", "mulinucb", "mulinucb-discounted", "linucb", "neurosurgeon",
-                 "edge-only", "device-only")  # fmt: skip
-
-
-def make_live_policy(
-    name: str,
-    part: Partitioning,
-    front_s: Sequence[float],
-    device: DeviceModel,
-    edge: DeviceModel,
-    link: Link,
-) -> Policy:
-    """A policy that knows what a device would: its own front times, and for Neurosurgeon the
-    profiled models of both sides and the link's rate at the start. The learners' delay unit
-    is 1/50 of the device's own whole-model time (0.1 s for a ~5 s device, as in the
-    simulator): exploration then means the same on a fast device as on a slow one."""
-    unit = max(front_s[-1] / 50, 1e-4)
-    if (fixed := static_policy(name, part.last)) is not None:
-        return fixed
-    if name == "neurosurgeon":
-        return Neurosurgeon(part, device, edge, link.uplink.at(0.0), rtt_s=link.rtt_s)
-    if name == "linucb":
-        return LinUCB(part.cuts, front_s, delay_unit_s=unit)
-    if name == "mulinucb":
-        return MuLinUCB(part.cuts, front_s, delay_unit_s=unit)
-    if name == "mulinucb-discounted":
-        return MuLinUCB(part.cuts, front_s, discount=0.99, delay_unit_s=unit)
-    if name == "mulinucb-link":
-        return MuLinUCB(part.cuts, front_s, discount=0.99, delay_unit_s=unit, link_feature=True)
-    raise ValueError(f"unknown policy {name!r}: choose from {', '.join(LIVE_POLICIES)}, fixed-K")
-
-
-@dataclass
-class LiveModel:
-    name: str
-    part: Partitioning
-    inputs: tuple[torch.Tensor, ...]
-
-
-def load_model(name: str, input_shapes: Sequence[tuple[int, ...]] | None = None) -> LiveModel:
-    shapes = tuple(input_shapes) if input_shapes else None
-    inputs = zoo.example_inputs(name, shapes=shapes)
-    return LiveModel(name, partition(zoo.create(name), inputs), inputs)
-
 
 def video_inputs(
-    model: LiveModel, frames: int, seed: int = 0
+    model: ModelSetup, frames: int, seed: int = 0
 ) -> tuple[list[tuple[torch.Tensor, ...]], list[float]]:
     """``frames`` frames of a synthetic scene resized to the model's input, and their
     key-frame weights (SSIM < 0.8)."""
@@ -85,6 +37,41 @@ def video_inputs(
         x = F.interpolate(x, size=tuple(example.shape[-2:]), mode="bilinear", align_corners=False)
         out.append((x[:, : example.shape[1]].contiguous(),))
     return out, weights
+
+
+@dataclass
+class Frames:
+    """What a live device runs: input frames, their key-frame weights, and labels where the
+    frames are labelled data (then every answer is checked)."""
+
+    inputs: list[tuple[torch.Tensor, ...]]
+    key_weights: list[float]
+    labels: list[int] | None = None
+
+
+def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
+    """The held-out digits (labelled) for a model trained on them (branchy_alexnet), else a
+    synthetic video resized to the model's input."""
+    if zoo.ships_weights(model.name):
+        from coinfer.zoo.training import held_out, held_out_order
+
+        images, labels = held_out()
+        order = held_out_order(frames, seed)
+        return Frames([(images[i : i + 1].contiguous(),) for i in order], [0.2] * frames,
+                      [int(labels[i]) for i in order])  # fmt: skip
+    inputs, weights = video_inputs(model, frames, seed)
+    return Frames(inputs, weights)
+
+
+def device_client(
+    setup: DeviceSetup,
+    edge: tuple[str, int] | None,
+    link: Link | None,
+    **options: Any,
+) -> DeviceClient:
+    """The device client of ``setup`` (every exit's path too) for the edge at ``edge``."""
+    return DeviceClient(setup.model.name, setup.model.part, setup.front_s, edge, link,
+                        exits=setup.exit_halves(), **options)  # fmt: skip
 
 
 class BackgroundServer:

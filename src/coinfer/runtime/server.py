@@ -115,6 +115,7 @@ class _Job:
 
     model: str
     cut: int
+    exit: int | None
     wires: list[WireTensor]
 
 
@@ -196,7 +197,7 @@ class EdgeServer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge")
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._server: asyncio.Server | None = None
-        self._pending: dict[tuple[str, int], list[_Pending]] = {}
+        self._pending: dict[tuple[str, int, int | None], list[_Pending]] = {}
         self._open: dict[FramedConnection, asyncio.Task[None] | None] = {}
         self._scratch = bytearray(SCRATCH_BYTES)
         self._logged: dict[str, float] = {}
@@ -380,12 +381,13 @@ class EdgeServer:
                                 f"the payload has {payload_len} bytes, the tensors claim "
                                 f"{payload_bytes(wires)}")  # fmt: skip
         assert isinstance(model, str)
-        need = payload_len + decode_bytes(wires) + self.store.reply_bytes(model)
+        exit = header.get("exit")  # checked by boundary(): nil or one of the model's exits
+        need = payload_len + decode_bytes(wires) + self.store.reply_bytes(model, exit)
         if not self.budget.reserve(need):
             raise ProtocolError(ErrorCode.BUSY,
                                 f"the server's memory budget is in use ({self.budget.in_use} of "
                                 f"{self.budget.limit} bytes): try again later")  # fmt: skip
-        return Admission(bytearray(payload_len), need, job=_Job(model, header["cut"], wires))
+        return Admission(bytearray(payload_len), need, job=_Job(model, header["cut"], exit, wires))
 
     # -- answering
     async def _dispatch(self, request: Request) -> bytes:
@@ -419,7 +421,7 @@ class EdgeServer:
         else:
             tensors = decode(job.wires, request.payload)  # views of the receive buffer
         self.stats.requests += 1
-        outputs, compute_s = await self._run(job.model, job.cut, tensors)
+        outputs, compute_s = await self._run(job.model, job.cut, job.exit, tensors)
         del tensors
         edge_s = compute_s * self.slowdown
         if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
@@ -431,13 +433,13 @@ class EdgeServer:
                     payload)  # fmt: skip
 
     async def _run(
-        self, model: str, cut: int, tensors: list[torch.Tensor]
+        self, model: str, cut: int, exit: int | None, tensors: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], float]:
         loop = asyncio.get_running_loop()
         if self.batch_window_s <= 0:
             return await loop.run_in_executor(self._executor, forward, self.store, model, cut,
-                                              tensors)  # fmt: skip
-        key = (model, cut)
+                                              tensors, exit)  # fmt: skip
+        key = (model, cut, exit)
         future: asyncio.Future[tuple[list[torch.Tensor], float]] = loop.create_future()
         queue = self._pending.setdefault(key, [])
         queue.append(_Pending(tensors, future))
@@ -445,7 +447,7 @@ class EdgeServer:
             loop.call_later(self.batch_window_s, lambda: asyncio.ensure_future(self._flush(key)))
         return await future
 
-    async def _flush(self, key: tuple[str, int]) -> None:
+    async def _flush(self, key: tuple[str, int, int | None]) -> None:
         batch = self._pending.pop(key, [])
         if not batch:
             return
@@ -453,8 +455,16 @@ class EdgeServer:
         self.stats.batched_requests += len(batch)
         try:
             loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._executor, forward_batch, self.store,
-                                                 *key, [p.tensors for p in batch])  # fmt: skip
+            model, cut, exit = key
+            results = await loop.run_in_executor(
+                self._executor,
+                forward_batch,
+                self.store,
+                model,
+                cut,
+                [p.tensors for p in batch],
+                exit,
+            )
         except Exception as exc:
             error = exc if isinstance(exc, ProtocolError) else ProtocolError(
                 ErrorCode.INTERNAL, f"the back half raised: {exc}")  # fmt: skip

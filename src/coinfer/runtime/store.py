@@ -24,9 +24,20 @@ REPLY_HEADER_BYTES = 512  # a RESULT's prefix and header, beyond its tensor entr
 REPLY_ENTRY_BYTES = 160  # one tensor entry in a RESULT header
 
 
+def exit_parts(net: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> dict[int, Partitioning]:
+    """Each exit's partitioned path of a multi-exit model (one with ``num_exits`` and
+    ``exit_model(e)``, as BranchyNet's); empty for a model with one exit."""
+    num_exits = getattr(net, "num_exits", None)
+    if not isinstance(num_exits, int) or not callable(getattr(net, "exit_model", None)):
+        return {}
+    return {e: partition(net.exit_model(e), inputs) for e in range(1, num_exits + 1)}  # type: ignore[operator]
+
+
 class ModelStore:
     """The models a server runs (by zoo name or ``module:factory``) and an LRU of back halves
-    per (model, cut). Weights come from the seeded zoo initialisation, as on the device."""
+    per (model, cut, exit). Weights are the zoo's shipped trained ones where it ships them
+    (``zoo.create_deployed``), else its seeded initialisation — the same as on the device. A
+    multi-exit model is served whole (exit nil) and along each exit's path (exit 1..M)."""
 
     def __init__(
         self,
@@ -37,11 +48,14 @@ class ModelStore:
         if not specs:
             raise ValueError("serve at least one model: --model vgg16 (repeatable)")
         models = {}
+        exits = {}
         for spec in specs:
             shapes = tuple(input_shapes) if input_shapes and ":" in spec else None
             inputs = zoo.example_inputs(spec, shapes=shapes)
-            models[spec] = partition(zoo.create(spec), inputs)
-        self._init(models, cache_size)
+            net = zoo.create_deployed(spec)
+            models[spec] = partition(net, inputs)
+            exits[spec] = exit_parts(net, inputs)
+        self._init(models, cache_size, exits)
 
     @classmethod
     def of(cls, models: dict[str, tuple[Partitioning, tuple[torch.Tensor, ...]]]) -> ModelStore:
@@ -50,15 +64,42 @@ class ModelStore:
         store._init({name: part for name, (part, _) in models.items()}, 32)
         return store
 
-    def _init(self, parts: dict[str, Partitioning], cache_size: int) -> None:
+    def _init(
+        self,
+        parts: dict[str, Partitioning],
+        cache_size: int,
+        exits: dict[str, dict[int, Partitioning]] | None = None,
+    ) -> None:
         self.parts = parts
+        self.exits = {name: (exits or {}).get(name, {}) for name in parts}
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int], torch.nn.Module] = OrderedDict()
-        self._boundaries: dict[tuple[str, int], tuple[TensorMeta, ...]] = {}
-        self._reply_bytes = {
-            name: REPLY_HEADER_BYTES + sum(REPLY_ENTRY_BYTES + m.nbytes for m in part.outputs)
-            for name, part in parts.items()
-        }
+        self._cache: OrderedDict[tuple[str, int, int | None], torch.nn.Module] = OrderedDict()
+        self._boundaries: dict[tuple[str, int, int | None], tuple[TensorMeta, ...]] = {}
+        self._reply_bytes: dict[tuple[str, int | None], int] = {}
+        for name, part in parts.items():
+            paths: dict[int | None, Partitioning] = {None: part}
+            for number, p in self.exits[name].items():
+                paths[number] = p
+            for e, path in paths.items():
+                self._reply_bytes[(name, e)] = REPLY_HEADER_BYTES + sum(
+                    REPLY_ENTRY_BYTES + m.nbytes for m in path.outputs
+                )
+
+    def path(self, model: str, exit: object = None) -> Partitioning:
+        """The partitioning a request for (``model``, ``exit``) runs on: the whole model for
+        exit nil, one exit's path for 1..M (BAD_CUT for an exit the model does not have)."""
+        part = self.part(model)
+        if exit is None:
+            return part
+        exits = self.exits[model]
+        if not exits:
+            text = f"exit {exit!r}: {model!r} has one exit here (send exit nil)"
+            raise ProtocolError(ErrorCode.BAD_CUT, text)
+        if not isinstance(exit, int) or isinstance(exit, bool) or exit not in exits:
+            raise ProtocolError(
+                ErrorCode.BAD_CUT, f"exit {exit!r} of {model!r} must be nil or in 1..{len(exits)}"
+            )
+        return exits[exit]
 
     def part(self, model: object) -> Partitioning:
         if not isinstance(model, str):
@@ -72,30 +113,29 @@ class ModelStore:
 
     def boundary(self, model: str, cut: object, exit: object = None) -> tuple[TensorMeta, ...]:
         """What cut ``cut`` of ``model`` sends (BAD_CUT for a cut or exit it does not have)."""
-        part = self.part(model)
+        part = self.path(model, exit)
         if not isinstance(cut, int) or isinstance(cut, bool) or not 0 <= cut < part.last:
+            where = f"{model!r}" if exit is None else f"exit {exit} of {model!r}"
             raise ProtocolError(ErrorCode.BAD_CUT,
-                                f"cut {cut!r} of {model!r} must be in 0..{part.last - 1} "
+                                f"cut {cut!r} of {where} must be in 0..{part.last - 1} "
                                 f"(cut {part.last} runs everything on the device)")  # fmt: skip
-        if exit is not None:
-            text = f"exit {exit!r}: {model!r} is served whole here (exit nil)"
-            raise ProtocolError(ErrorCode.BAD_CUT, text)
-        key = (model, cut)
+        key = (model, cut, exit if isinstance(exit, int) else None)
         if key not in self._boundaries:
             self._boundaries[key] = part.boundary_metas(cut)
         return self._boundaries[key]
 
-    def reply_bytes(self, model: str) -> int:
-        """The most a RESULT for ``model`` takes: its outputs and their header."""
-        return self._reply_bytes[model]
+    def reply_bytes(self, model: str, exit: int | None = None) -> int:
+        """The most a RESULT for (``model``, ``exit``) takes: its outputs and their header."""
+        return self._reply_bytes[(model, exit)]
 
-    def back(self, model: str, cut: int) -> torch.nn.Module:
-        """The back half of (model, cut), split on first use (on the edge's worker thread)."""
-        key = (model, cut)
+    def back(self, model: str, cut: int, exit: int | None = None) -> torch.nn.Module:
+        """The back half of (model, cut, exit), split on first use (on the edge's worker
+        thread)."""
+        key = (model, cut, exit)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        _, back = self.parts[model].split(cut)
+        _, back = self.path(model, exit).split(cut)
         self._cache[key] = back.eval()
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -103,10 +143,10 @@ class ModelStore:
 
 
 def forward(
-    store: ModelStore, model: str, cut: int, tensors: list[torch.Tensor]
+    store: ModelStore, model: str, cut: int, tensors: list[torch.Tensor], exit: int | None = None
 ) -> tuple[list[torch.Tensor], float]:
     """Run one request's back half; its outputs and compute time."""
-    module = store.back(model, cut)
+    module = store.back(model, cut, exit)
     start = time.perf_counter()
     try:
         with torch.no_grad():
@@ -117,13 +157,17 @@ def forward(
 
 
 def forward_batch(
-    store: ModelStore, model: str, cut: int, requests: list[list[torch.Tensor]]
+    store: ModelStore,
+    model: str,
+    cut: int,
+    requests: list[list[torch.Tensor]],
+    exit: int | None = None,
 ) -> list[tuple[list[torch.Tensor], float]]:
     """One forward for several requests (stacked on the batch dimension), each getting its
     slice of the outputs and the whole batch's time: what it waited on the edge."""
     if len(requests) == 1:
-        return [forward(store, model, cut, requests[0])]
-    module = store.back(model, cut)
+        return [forward(store, model, cut, requests[0], exit)]
+    module = store.back(model, cut, exit)
     start = time.perf_counter()
     stacked = [torch.cat(parts, dim=0) for parts in zip(*requests, strict=True)]
     try:

@@ -12,7 +12,7 @@ for a gain is Shannon's (``coinfer.latency.wireless.Radio``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,3 +122,39 @@ class MarkovChannel:
             states[i] = state
             state = int(rng.choice(n, p=self.matrix[state]))
         return states
+
+
+class ChannelDraws:
+    """The gains every policy meets, task by task (common random numbers): task t's gain at
+    stage l is the l-th draw of a stream seeded by (seed, t), whatever the policy did in
+    earlier tasks; a block waited out (outage at the last stage) draws on from that stream."""
+
+    def __init__(self, sample: Callable[[np.random.Generator, int], np.ndarray], stages: int,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.sample = sample
+        self.stages = stages
+        self.seed = seed
+        self.start(0)
+
+    def start(self, task: int) -> None:
+        self._rng = np.random.default_rng([self.seed, task])
+        self._gains = np.asarray(self.sample(self._rng, self.stages + 1), dtype=float)
+
+    def gain(self, stage: int) -> float:
+        return float(self._gains[stage])
+
+    def redraw(self, stage: int) -> float:
+        """A fresh block at ``stage`` (the one before was in outage)."""
+        self._gains[stage] = float(self.sample(self._rng, 1)[0])
+        return float(self._gains[stage])
+
+
+def fading_channel(kind: str, mean_gain: float, outage_fraction: float = 0.01,
+                   k_factor: float = 3.0) -> RayleighChannel | RicianChannel:  # fmt: skip
+    """``rayleigh`` or ``rician`` (K = ``k_factor``) block fading around ``mean_gain``, in
+    outage below ``outage_fraction`` × the mean gain."""
+    if kind == "rayleigh":
+        return RayleighChannel(mean_gain, outage_fraction * mean_gain)
+    if kind == "rician":
+        return RicianChannel(k_factor, mean_gain, outage_fraction * mean_gain)
+    raise ValueError(f"--channel must be rayleigh or rician, not {kind!r}")

@@ -42,7 +42,7 @@ class SimEnv:
     meets the same link and edge at the same frame — what step-change scenarios need to compare
     policies frame by frame. The link is read at each transfer's own time. Measured components
     carry multiplicative log-normal noise of standard deviation ``noise``; ``expected_delays()``
-    is the noiseless truth at the current time.
+    is the noiseless truth at the current time; every step logs its regret against it.
     """
 
     def __init__(
@@ -57,6 +57,8 @@ class SimEnv:
         key_weights: Iterable[float] | None = None,
         seed: int = 0,
         clock: str = "back-to-back",
+        exits: dict[int, Partitioning] | None = None,
+        correct: np.ndarray | None = None,
     ) -> None:
         if clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
@@ -79,6 +81,14 @@ class SimEnv:
         self._key_weight = 0.2
         self._model = CutCostModel(part, device, edge)
         self._cached: tuple[float, list[CutCost]] | None = None
+        # a multi-exit model: each exit's path, and whether exit e answers frame i right
+        self.exits = dict(exits or {})
+        self._exit_models = {e: CutCostModel(p, device, edge) for e, p in self.exits.items()}
+        self.correct = correct
+        # the truth at each step, for regret and the best fixed cut in hindsight
+        self.regrets: list[float] = []
+        self.at_best: list[bool] = []
+        self.cut_totals = np.zeros(len(part.cuts))
 
     @property
     def cuts(self) -> Sequence[Cut]:
@@ -110,16 +120,53 @@ class SimEnv:
         return float(value * self.rng.lognormal(0.0, self.noise))
 
     def step(self, action: Action) -> Feedback:
+        if action.exit is not None:
+            return self._step_exit(action)
         if not 0 <= action.cut <= self.part.last:
             raise ValueError(f"cut {action.cut} is out of range 0..{self.part.last}")
+        truth = self.expected_delays()
+        best = int(np.argmin(truth))
+        self.regrets.append(float(truth[action.cut] - truth[best]))
+        self.at_best.append(action.cut == best)
+        self.cut_totals += truth
         cost = self.costs()[action.cut]
         fb = Feedback(
             self._noisy(cost.device_s), self._noisy(cost.uplink_s), self._noisy(cost.edge_s),
-            self._noisy(cost.downlink_s), cost.bytes_sent, exit=action.exit,
+            self._noisy(cost.downlink_s), cost.bytes_sent, correct=self._correct(None),
         )  # fmt: skip
+        self._advance(fb)
+        return fb
+
+    def _step_exit(self, action: Action) -> Feedback:
+        """A frame run to an early exit, cut on that exit's path (Edgent): no regret is logged
+        (the truth is over the whole model's cuts), the answer is right or not."""
+        exit = action.exit
+        if exit not in self._exit_models:
+            raise ValueError(
+                f"exit {exit!r}: this model's exits are {sorted(self.exits) or 'none'}"
+            )
+        model = self._exit_models[exit]
+        if not 0 <= action.cut <= model.last:
+            raise ValueError(f"cut {action.cut} of exit {exit} is out of range 0..{model.last}")
+        cost = model.costs(self.link, self.edge_load(self.time_s), self.time_s)[action.cut]
+        correct = self._correct(exit)
+        fb = Feedback(
+            self._noisy(cost.device_s), self._noisy(cost.uplink_s), self._noisy(cost.edge_s),
+            self._noisy(cost.downlink_s), cost.bytes_sent, exit=exit, correct=correct,
+        )  # fmt: skip
+        self._advance(fb)
+        return fb
+
+    def _correct(self, exit: int | None) -> bool | None:
+        """Whether this frame's answer is right at ``exit`` (None: the whole model, whose
+        output is its last exit's)."""
+        if self.correct is None:
+            return None
+        return bool(self.correct[self.frame % len(self.correct), -1 if exit is None else exit - 1])
+
+    def _advance(self, fb: Feedback) -> None:
         self.frame += 1
         if self.clock == "camera":
             self.time_s = self.frame * self.frame_interval_s
         else:
             self.time_s += max(fb.total_s, self.frame_interval_s)
-        return fb

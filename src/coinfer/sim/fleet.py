@@ -14,6 +14,7 @@ the edge's and the shared uplink's current load held fixed (one more job: this d
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import CutCostModel, cut_totals
+from coinfer.policies.loop import Game, play
 from coinfer.policies.types import Action, Context, Feedback, Policy
 from coinfer.sim.sharing import SharedResource
 
@@ -97,8 +99,25 @@ class FleetRun:
         return np.asarray(self.delays.mean(axis=0))
 
 
+class _DeviceView:
+    """What one device observes: the context the fleet's clock set when its frame started."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+
+    def observe(self) -> Context:
+        return self.context
+
+
 class FleetSim:
-    """``run(policies, frames)``: one policy per device, each device ``frames`` frames."""
+    """``run(policies, frames)``: one policy per device, each device ``frames`` frames.
+
+    Each device runs the one loop (``policies.loop.play``) like every other world; the fleet
+    is its Environment, split in time: when a device's frame starts, the fleet sets what it
+    observes and takes the loop's action; when the frame's last event happens, the loop gets
+    its Feedback (handed over as the device's next frame starts — the same instant, frames
+    running back to back — so the policy learns before it next selects, as in any world).
+    """
 
     def __init__(
         self,
@@ -168,6 +187,15 @@ class FleetSim:
         cuts, regrets = np.zeros((m, frames), dtype=int), np.zeros((m, frames))
         done = np.zeros(m, dtype=int)
         action: list[Action] = [Action(0)] * m
+        views = [_DeviceView() for _ in range(m)]
+        games: list[Game] = [play(views[i], policies[i], frames) for i in range(m)]
+        learned: list[Feedback | None] = [None] * m  # the last frame's, for the loop
+
+        def decide(i: int, ctx: Context) -> Action:
+            views[i].context = ctx
+            fb = learned[i]
+            return next(games[i]) if fb is None else games[i].send(fb)
+
         parts = np.zeros((m, 4))  # measured device, uplink, edge, downlink seconds
         phase_start = np.zeros(m)
         events: list[tuple[float, int, int]] = [(0.0, i, _START) for i in range(m)]
@@ -186,7 +214,11 @@ class FleetSim:
             sent = self._models[i].boundary_bytes[cut] if cut < self.devices[i].kind.last else 0
             device_s, uplink_s, edge_s, downlink_s = (float(v) for v in parts[i])
             fb = Feedback(device_s, uplink_s, edge_s, downlink_s, sent)
-            policies[i].update(action[i], fb)
+            if k + 1 == frames:  # the loop's last frame: it learns and ends
+                with contextlib.suppress(StopIteration):
+                    games[i].send(fb)
+            else:
+                learned[i] = fb
             delays[i, k] = t - starts[i, k]
             done[i] += 1
             finished += 1
@@ -227,7 +259,7 @@ class FleetSim:
                 weights = dev.key_weights
                 ctx = Context(frame=int(k), key_weight=float(weights[k % len(weights)]),
                               time_s=t, extra={"bandwidth_bps": dev.link.uplink.at(t)})  # fmt: skip
-                action[i] = policies[i].select(ctx)
+                action[i] = decide(i, ctx)
                 cut = action[i].cut
                 if not 0 <= cut <= dev.kind.last:
                     raise ValueError(f"device {i}: cut {cut} is out of range 0..{dev.kind.last}")

@@ -1,4 +1,4 @@
-"""Every policy by name, built for a simulated environment, and a comparison of several on
+"""Policies from the registry, built for a simulated device, and a comparison of several on
 the same frames, link and edge."""
 
 from __future__ import annotations
@@ -7,47 +7,46 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from coinfer.policies.bandits import LinUCB, MuLinUCB
-from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.static import FixedCut, ForcedOracle, Oracle, static_policy
+from coinfer.policies import registry
+from coinfer.policies.static import FixedCut
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
 from coinfer.sim.runner import RunStats, run_policy
 
-POLICIES = ("oracle", "best-fixed", "forced-oracle", "device-only", "edge-only", "neurosurgeon",
-            "neurosurgeon-static", "linucb", "mulinucb", "mulinucb-discounted",
-            "mulinucb-link")  # fmt: skip
+POLICIES = (
+    "oracle",
+    "best-fixed",
+    "forced-oracle",
+    "device-only",
+    "edge-only",
+    "neurosurgeon",
+    "neurosurgeon-static",
+    "linucb",
+    "mulinucb",
+    "mulinucb-discounted",
+    "mulinucb-link",
+)  # fmt: skip  (what `coinfer simulate -p all` compares)
 DEFAULT_DISCOUNT = 0.99
 
 
 def policy_names() -> list[str]:
-    return [*POLICIES, "fixed-K"]
+    return registry.names(world="sim", kind="cut")
+
+
+def knowledge(env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> registry.Knowledge:
+    """What the simulated device knows: its own profile (the front delay of every cut), the
+    profiled latency models of both sides and the link's bandwidth when it starts — nothing of
+    the edge's later load — and, for the Oracle, the simulator's truth."""
+    front = [c.device_s for c in env.costs()]  # device compute does not change over a run
+    return registry.Knowledge(env.part, front, env.device, env.edge, env.link.uplink.at(0.0),
+                              env.link.rtt_s, world="sim", discount=discount,
+                              truth=env.expected_delays)  # fmt: skip
 
 
 def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> Policy:
-    """A policy that knows what a device would: its own profile (the front delay of every cut)
-    and, for Neurosurgeon, the profiled latency models of both sides and the link's bandwidth
-    when it starts; nothing of the edge's later load. ``best-fixed`` is built by ``compare``."""
-    last = env.part.last
-    front = [c.device_s for c in env.costs()]  # device compute does not change over a run
-    if name == "oracle":
-        return Oracle(env.expected_delays)
-    if name == "forced-oracle":
-        return ForcedOracle(env.expected_delays)
-    if (fixed := static_policy(name, last)) is not None:
-        return fixed
-    if name in ("neurosurgeon", "neurosurgeon-static"):
-        return Neurosurgeon(env.part, env.device, env.edge, env.link.uplink.at(0.0),
-                            rtt_s=env.link.rtt_s, adaptive=name == "neurosurgeon")  # fmt: skip
-    if name == "linucb":
-        return LinUCB(env.cuts, front)
-    if name == "mulinucb":
-        return MuLinUCB(env.cuts, front)
-    if name == "mulinucb-discounted":
-        return MuLinUCB(env.cuts, front, discount=discount)
-    if name == "mulinucb-link":
-        return MuLinUCB(env.cuts, front, discount=discount, link_feature=True)
-    raise ValueError(f"unknown policy {name!r}: choose from {', '.join(policy_names())}, or all")
+    """The registry's ``name`` for this simulated device (``best-fixed`` is built by
+    ``compare``, from the Oracle's run)."""
+    return registry.create(name, knowledge(env, discount))
 
 
 def compare(

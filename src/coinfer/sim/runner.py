@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coinfer.policies.loop import run_loop
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
 
@@ -48,38 +49,28 @@ def run_policy(
     frames: int,
     on_frame: Callable[[int], None] | None = None,
 ) -> RunStats:
-    """Regret sums the true expected delay of each chosen cut minus the best cut's, frame by
-    frame (DESIGN §4); key frames are those the environment weights above 0.5."""
+    """The one loop (``policies.loop``) for ``frames`` frames, scored by the environment's
+    truth: regret sums the true expected delay of each chosen cut minus the best cut's, frame
+    by frame (DESIGN §4); key frames are those the environment weights above 0.5."""
     if frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")
-    delays, cuts, regrets, keys = [], [], [], []
-    matches = 0
-    totals = np.zeros(len(env.cuts))
-    for i in range(frames):
-        ctx = env.observe()
-        truth = env.expected_delays()
-        totals += truth
-        action = policy.select(ctx)
-        best = int(np.argmin(truth))
-        regrets.append(float(truth[action.cut] - truth[best]))
-        matches += int(action.cut == best)
-        fb = env.step(action)
-        policy.update(action, fb)
-        delays.append(fb.total_s)
-        cuts.append(action.cut)
-        keys.append(ctx.key_weight > KEY_FRAME_WEIGHT)
-        if on_frame is not None:
-            on_frame(i)
+    logged = len(env.regrets)
+    totals_before = env.cut_totals.copy()
+    tick = (lambda step: on_frame(step.frame)) if on_frame is not None else None
+    steps = run_loop(env, policy, frames, on_step=tick)
+    delays = [s.feedback.total_s for s in steps]
+    keys = [s.context.key_weight > KEY_FRAME_WEIGHT for s in steps]
+    regrets = env.regrets[logged:]
     key_delays = [d for d, k in zip(delays, keys, strict=True) if k]
     return RunStats(
         frames=frames,
         mean_delay_s=float(np.mean(delays)),
         key_mean_delay_s=float(np.mean(key_delays)) if key_delays else float("nan"),
         regret_s=float(np.sum(regrets)),
-        oracle_match=matches / frames,
-        cuts=tuple(cuts),
+        oracle_match=sum(env.at_best[logged:]) / frames,
+        cuts=tuple(s.action.cut for s in steps),
         delays=tuple(delays),
         regrets=tuple(regrets),
         key_frames=tuple(keys),
-        cut_totals_s=tuple(float(t) for t in totals),
+        cut_totals_s=tuple(float(t) for t in env.cut_totals - totals_before),
     )

@@ -7,11 +7,13 @@ from coinfer.zoo.registry import (
     ModelEntry,
     ModelNotFoundError,
     create,
+    create_deployed,
     entry,
     example_inputs,
     names,
     register,
     resolve,
+    ships_weights,
 )
 
 __all__ = [
@@ -19,11 +21,13 @@ __all__ = [
     "ModelEntry",
     "ModelNotFoundError",
     "create",
+    "create_deployed",
     "entry",
     "example_inputs",
     "names",
     "register",
     "resolve",
+    "ships_weights",
 ]
 
 _MODEL_MODULES = (alexnet, branchy, googlenet, mlp, mobilenet, resnet, vgg, yolo)

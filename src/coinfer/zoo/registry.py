@@ -7,6 +7,7 @@ the same name with the same seed hold the same weights without sending them.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,22 @@ def create(name: str, *, seed: int = 0, **kwargs: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"factory for {name!r} returned {type(model).__name__}, not an nn.Module")
     return model.eval()
+
+
+def ships_weights(name: str) -> bool:
+    """Whether the zoo ships trained weights for ``name`` (its factory takes ``pretrained``)."""
+    if ":" in name:
+        return False
+    return "pretrained" in inspect.signature(entry(name).factory).parameters
+
+
+def create_deployed(name: str, *, seed: int = 0) -> nn.Module:
+    """The model as a device and an edge both run it: with the zoo's shipped trained weights
+    where it ships them (branchy_alexnet, trained on scikit-learn's digits), else the seeded
+    initialisation — so both sides hold the same weights without sending them."""
+    if ships_weights(name):
+        return create(name, seed=seed, pretrained=True)
+    return create(name, seed=seed)
 
 
 def example_inputs(

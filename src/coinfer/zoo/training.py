@@ -150,6 +150,23 @@ def shipped_folder() -> Path:
     return package_folder("models")
 
 
+def held_out(cfg: TrainConfig | None = None) -> tuple[Tensor, Tensor]:
+    """The held-out digits the shipped weights were judged on (corrupted the same way, same
+    seed): images N x 3 x 32 x 32 and their labels."""
+    cfg = cfg or TrainConfig()
+    _, _, x_test, y_test = digits(cfg.test_fraction, cfg.seed)
+    x_test = corrupt(x_test, cfg.noise, cfg.shift, torch.Generator().manual_seed(cfg.seed + 1))
+    return x_test, y_test
+
+
+def held_out_order(frames: int, seed: int = 0, cfg: TrainConfig | None = None) -> np.ndarray:
+    """Which held-out image each of ``frames`` frames shows: a seeded shuffle, repeated as
+    needed (the simulator and the live device show the same images in the same order)."""
+    cfg = cfg or TrainConfig()
+    n = len(held_out(cfg)[1])
+    return np.resize(np.random.default_rng(seed).permutation(n), frames)
+
+
 def load_trained(folder: Path | None = None) -> tuple[BranchyAlexNet, dict[str, Any]]:
     """The shipped trained BranchyAlexNet (eval mode) and its record (per-exit accuracy)."""
     folder = folder or shipped_folder()

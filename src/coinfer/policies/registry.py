@@ -1,0 +1,218 @@
+"""Every policy once, by name: ``create(name, knowledge)`` builds it from what a device knows.
+
+A policy module registers its factories with ``@register`` (as the zoo registers models); the
+simulator, the fleet, the live runtime, the demo and every experiment build from here, so a
+name means the same policy — the same tuning — in every world. ``Knowledge`` is what a device
+knows when it starts: its cuts and front times, the latency models of both sides, the link at
+the start; a simulator may add the truth (for the Oracle), a multi-exit model its exits, a
+stage-wise world its stage costs and channel law.
+
+Worlds: ``sim`` (one simulated device), ``live`` (the runtime, over real sockets), ``fleet``
+(many simulated devices sharing one edge). A policy that cannot run in a world says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coinfer.graph.partition import Partitioning
+from coinfer.latency.devices import DeviceModel
+from coinfer.policies.types import Policy
+
+if TYPE_CHECKING:
+    from coinfer.policies.edgent import ExitPath
+    from coinfer.policies.federated import Traffic
+    from coinfer.policies.stopping import StageProblem
+
+WORLDS = ("sim", "live", "fleet")
+KINDS = ("cut", "exit+cut", "stage")  # what a policy decides: a cut; an exit and a cut; stop or go
+UNIT_FRACTION = 60  # the learners' delay unit: the device's whole-model time / 60
+MIN_UNIT_S = 1e-4
+
+
+def delay_unit(front_s: Sequence[float]) -> float:
+    """The learners' delay unit, one rule for every world: 1/50 of the device's own
+    whole-model time (0.12 s for VGG16 on a Pi-4-class device, 0.6 ms on this host), so that
+    exploration means the same on a fast device as on a slow one."""
+    return max(float(front_s[-1]) / UNIT_FRACTION, MIN_UNIT_S)
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What a device knows when it starts (and, in a simulator, the truth)."""
+
+    part: Partitioning
+    front_s: Sequence[float]  # its own compute time of every cut's front
+    device: DeviceModel
+    edge: DeviceModel
+    link_bps: float  # the uplink rate at the start
+    rtt_s: float = 0.0
+    world: str = "sim"
+    discount: float = 0.99  # γ of the discounted learners
+    truth: Callable[[], Any] | None = None  # each cut's true delay now (simulators only)
+    exits: Sequence[ExitPath] = ()  # a multi-exit model's exits (Edgent)
+    latency_req_s: float | None = None  # Edgent's latency requirement
+    link_history_bps: Sequence[float] = ()  # throughputs seen before (Edgent's states)
+    stages: StageProblem | None = None  # stage costs and channel law (optimal stopping)
+
+    @property
+    def delay_unit_s(self) -> float:
+        return delay_unit(self.front_s)
+
+    def need_truth(self, name: str) -> Callable[[], Any]:
+        if self.truth is None:
+            raise ValueError(f"{name} needs every cut's true delay, which only a simulator has")
+        return self.truth
+
+
+@dataclass(frozen=True)
+class FleetKnowledge:
+    """What a fleet's devices know: each one's Knowledge, its type (who may share statistics)
+    and its offline experience (records with cut, link_bps, uplink_s, edge_s), and how they
+    federate (``policies.federated.Federation``)."""
+
+    devices: Sequence[Knowledge]
+    types: Sequence[str]
+    experiences: Sequence[Sequence[Any]] | None = None
+    federation: Any = None
+
+
+Factory = Callable[[Knowledge], Policy]
+FleetFactory = Callable[[FleetKnowledge], "tuple[list[Policy], Traffic]"]
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    name: str
+    summary: str
+    kind: str
+    worlds: tuple[str, ...]
+    build: Factory | None
+    build_fleet: FleetFactory | None = None
+    why_not: dict[str, str] = field(default_factory=dict)
+
+    def reason(self, world: str) -> str:
+        """Why this policy cannot run in ``world``."""
+        return self.why_not.get(world) or (
+            f"{self.name} runs in {', '.join(self.worlds)}, not {world}"
+        )
+
+
+_REGISTRY: dict[str, PolicyEntry] = {}
+_FIXED = re.compile(r"fixed-(\d+)")
+
+
+def register(
+    name: str,
+    *,
+    summary: str,
+    kind: str = "cut",
+    worlds: Sequence[str] = ("sim", "live"),
+    why_not: dict[str, str] | None = None,
+    fleet: FleetFactory | None = None,
+) -> Callable[[Factory], Factory]:
+    """Register a policy factory (Knowledge → Policy); ``fleet`` builds a whole fleet's
+    policies at once where they share state (federated learners)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    unknown = set(worlds) - set(WORLDS)
+    if unknown:
+        raise ValueError(f"unknown worlds {sorted(unknown)}: choose from {WORLDS}")
+
+    def decorate(factory: Factory) -> Factory:
+        if name in _REGISTRY:
+            raise ValueError(f"policy {name!r} is registered twice")
+        _REGISTRY[name] = PolicyEntry(name, summary, kind, tuple(worlds), factory, fleet,
+                                      dict(why_not or {}))  # fmt: skip
+        return factory
+
+    return decorate
+
+
+def register_fleet(
+    name: str, *, summary: str, factory: FleetFactory, why_not: dict[str, str] | None = None
+) -> None:
+    """A fleet-only policy (its devices share statistics, so it is built for all at once)."""
+    if name in _REGISTRY:
+        raise ValueError(f"policy {name!r} is registered twice")
+    _REGISTRY[name] = PolicyEntry(name, summary, "cut", ("fleet",), None, factory,
+                                  dict(why_not or {}))  # fmt: skip
+
+
+def _load() -> dict[str, PolicyEntry]:
+    import coinfer.policies.catalog  # noqa: F401  (registers every policy)
+
+    return _REGISTRY
+
+
+def entries() -> list[PolicyEntry]:
+    return list(_load().values())
+
+
+def names(world: str | None = None, kind: str | None = None) -> list[str]:
+    """Registered names (``fixed-K`` stands for every fixed cut), optionally only those that
+    run in ``world`` and decide ``kind``."""
+    return [
+        e.name
+        for e in _load().values()
+        if (world is None or world in e.worlds) and (kind is None or e.kind == kind)
+    ]
+
+
+def entry(name: str) -> PolicyEntry:
+    registry = _load()
+    if _FIXED.fullmatch(name):
+        return registry["fixed-K"]
+    if name not in registry:
+        raise ValueError(f"unknown policy {name!r}: choose from {', '.join(registry)} "
+                         "(coinfer policies lists them)")  # fmt: skip
+    return registry[name]
+
+
+def check_world(name: str, world: str) -> PolicyEntry:
+    found = entry(name)
+    if world not in found.worlds:
+        raise ValueError(found.reason(world))
+    return found
+
+
+def create(name: str, knowledge: Knowledge) -> Policy:
+    """The policy ``name`` for one device (ValueError naming why it cannot run there)."""
+    found = check_world(name, knowledge.world)
+    if found.build is None:
+        raise ValueError(found.reason(knowledge.world))
+    if found.name == "fixed-K":
+        match = _FIXED.fullmatch(name)
+        if match is None:
+            raise ValueError("fixed-K: give the cut, e.g. fixed-5")
+        from coinfer.policies.static import fixed_cut
+
+        return fixed_cut(int(match.group(1)), knowledge.part.last)
+    return found.build(knowledge)
+
+
+def create_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic]:
+    """One policy per device of a fleet, and the traffic they will count."""
+    from coinfer.policies.federated import Traffic
+
+    found = check_world(name, "fleet")
+    if found.build_fleet is not None:
+        return found.build_fleet(fleet)
+    return [create(name, k) for k in fleet.devices], Traffic()
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every policy: name, what it decides, the worlds it runs in, and why not elsewhere."""
+    return [
+        {
+            "name": e.name,
+            "summary": e.summary,
+            "decides": e.kind,
+            "worlds": list(e.worlds),
+            "not_in": {w: e.reason(w) for w in WORLDS if w not in e.worlds},
+        }
+        for e in _load().values()
+    ]

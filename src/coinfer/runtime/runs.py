@@ -1,0 +1,175 @@
+"""A live run from names (what ``coinfer run`` and the demo do): the shared device setup, the
+registry's policy, the one loop over ``LiveEnv`` (frame by frame) or ``LiveStageEnv`` (stage by
+stage, optimal stopping), and a summary that strict JSON parsers accept."""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coinfer.data import trace_names, trace_path
+from coinfer.latency.host import settle_heap
+from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.policies import registry
+from coinfer.policies.loop import Step, run_loop
+from coinfer.policies.setup import DeviceSetup
+from coinfer.policies.stopping import COMPUTE_W, RADIO, StageProblem, gain_for_snr, optimal_rule
+from coinfer.runtime.client import FrameRecord, summary
+from coinfer.runtime.device_env import LiveEnv
+from coinfer.runtime.live import device_client, live_frames
+from coinfer.runtime.stage_env import LiveStageEnv, TaskRecord, mean_cost
+from coinfer.sim.channels import fading_channel
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How the device reaches its edge."""
+
+    address: tuple[str, int]
+    token: str | None = None
+    tls: ssl.SSLContext | None = None
+    edge_timeout_s: float = 5.0
+    codec: str = "none"
+    quant: str = "none"
+
+
+def link_history_bps(trace: str | None, scale: float, link: Link) -> list[float]:
+    """What Edgent's bandwidth states are learnt from: the other shipped traces (at the run's
+    scale) when the run replays one, else the link's rate at the start."""
+    if trace is None:
+        return [link.uplink.at(0.0)]
+    return [b for other in trace_names() if other != trace
+            for b in TraceBandwidth.from_file(trace_path(other), scale=scale).bps]  # fmt: skip
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run_frames(
+    setup: DeviceSetup,
+    policy_name: str,
+    frames: int,
+    link: Link,
+    edge: Connection,
+    *,
+    seed: int = 0,
+    latency_req_s: float | None = None,
+    history_bps: Sequence[float] = (),
+    on_frame: Callable[[FrameRecord], None] | None = None,
+) -> tuple[dict[str, Any], list[FrameRecord], list[bool | None]]:
+    """``frames`` frames through the one loop; the summary, every frame's record, and whether
+    each answer was right (labelled inputs only)."""
+    entry = registry.check_world(policy_name, "live")
+    knowledge = setup.knowledge("live", link, latency_req_s=latency_req_s,
+                                link_history_bps=list(history_bps))  # fmt: skip
+    policy = registry.create(policy_name, knowledge)
+    data = live_frames(setup.model, frames, seed)
+    client = device_client(
+        setup,
+        edge.address,
+        link,
+        codec=edge.codec,
+        quant=edge.quant,
+        token=edge.token,
+        edge_timeout_s=edge.edge_timeout_s,
+        tls=edge.tls,
+    )
+    settle_heap()  # model and frames are ready: collections need not walk them again
+    env = LiveEnv(client, data.inputs, data.key_weights, data.labels,
+                  monitor=entry.kind == "exit+cut")  # fmt: skip
+
+    def report(step: Step) -> None:
+        if on_frame is not None:
+            on_frame(env.records[step.frame])
+
+    try:
+        run_loop(env, policy, frames, on_step=report)
+    finally:
+        env.close()
+    result = summary(env.records)
+    known = [c for c in env.correct if c is not None]
+    result["accuracy"] = float(np.mean(known)) if known else None
+    if latency_req_s is not None:
+        hits = [r.total_s <= latency_req_s for r in env.records]
+        result["latency_req_s"] = latency_req_s
+        result["deadline_hit_rate"] = float(np.mean(hits)) if hits else None
+    if setup.model.exits:
+        result["exits"] = {
+            str(e): sum(r.exit == e for r in env.records)
+            for e in sorted({r.exit for r in env.records if r.exit is not None})
+        }
+    return result, env.records, env.correct
+
+
+@dataclass(frozen=True)
+class StageResult:
+    summary: dict[str, Any]
+    records: list[TaskRecord]
+
+
+def run_stages(
+    setup: DeviceSetup,
+    policy_name: str,
+    tasks: int,
+    edge: Connection,
+    *,
+    channel: str = "rayleigh",
+    snr_db: float = 10.0,
+    time_weight: float = 1.0,
+    seed: int = 0,
+    calibration_repeats: int = 5,
+    on_task: Callable[[TaskRecord], None] | None = None,
+) -> StageResult:
+    """``tasks`` tasks of online splitting over a fading uplink: the rule built from the
+    per-layer times measured here first, each task's measured cost, and beside it the rule's
+    analytic expected cost (and the optimal rule's) on those measured times."""
+    registry.check_world(policy_name, "live")
+    mean_gain = gain_for_snr(snr_db)
+    fading = fading_channel(channel, mean_gain)
+    client = device_client(setup, edge.address, None, token=edge.token, tls=edge.tls,
+                           edge_timeout_s=edge.edge_timeout_s)  # fmt: skip
+    env = LiveStageEnv(client, setup.model.inputs, fading, fading.sample, RADIO, COMPUTE_W,
+                       time_weight, seed)  # fmt: skip
+    try:
+        calibration = env.calibrate(calibration_repeats)
+        costs = calibration.costs(COMPUTE_W, RADIO, time_weight)
+        problem = StageProblem(costs, fading)
+        knowledge = setup.knowledge("live", Link.constant(1e6), stages=problem)
+        policy = registry.create(policy_name, knowledge)
+        rule = getattr(policy, "rule", None)
+        if rule is None:  # a fixed cut in a stage-wise world: its rule, for its analytic cost
+            from coinfer.policies.stopping import fixed_rule
+
+            rule = fixed_rule(costs, fading, policy.select(env.observe()).cut, policy_name)
+
+        def report(step: Step) -> None:
+            if on_task is not None:
+                on_task(env.records[-1])
+
+        run_loop(env, policy, tasks, on_step=report)
+    finally:
+        env.close()
+    mean, half = mean_cost(env.records)
+    analytic = float(rule.cost)
+    optimal = optimal_rule(costs, fading).cost
+    stops = [r.stop for r in env.records]
+    doc = {
+        "model": setup.model.name, "policy": policy_name, "tasks": len(env.records),
+        "channel": channel, "snr_db": snr_db, "time_weight": time_weight, "seed": seed,
+        "device": setup.device_name, "mean_cost": _finite(mean), "ci95": _finite(half),
+        "analytic_cost": _finite(analytic), "optimal_analytic_cost": _finite(optimal),
+        "measured_vs_analytic": _finite(mean / analytic - 1.0) if analytic else None,
+        "fallbacks": sum(r.fallback for r in env.records),
+        "stops": {str(s): stops.count(s) for s in sorted(set(stops))},
+        "mean_latency_s": _finite(float(np.mean([r.device_s + r.uplink_s + r.edge_s
+                                                 + r.downlink_s for r in env.records]))),
+        "calibration": {"device_s": list(calibration.device_s),
+                        "edge_s": list(calibration.edge_s), "bits": list(calibration.bits)},
+    }  # fmt: skip
+    return StageResult(doc, env.records)

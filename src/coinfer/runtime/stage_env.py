@@ -1,0 +1,219 @@
+"""Online splitting by optimal stopping, live (``LiveStageEnv``): a chain model run layer by
+layer on the device, an uplink that fades block by block, and at every stage the question
+"offload now?" put to the policy through the one loop.
+
+Each task starts at stage 0 with the channel gain h_0 of its first block. At stage l the policy
+sees (l, h_l): to stop is to send the boundary of cut l to the edge at the block's Shannon rate
+R(h_l) — the shaper plays the rate block by block (``BlockBandwidth``) — and let the edge run
+the rest; to go on is to run layer l + 1 here for real (padded to the emulated device class),
+after which the next block's gain holds. A block in outage (h < h_min) carries nothing: a stop
+there computes on, or, at the last stage, waits the block out. The gains come from
+``sim.channels.ChannelDraws``, so every policy meets the same channel in the same task.
+
+A task's measured cost is DESIGN §4's, from what was measured: device energy (compute power ×
+its measured compute time + transmit power × its measured upload time) + w × (its measured
+device, upload, edge and download times). ``calibrate`` measures the per-layer times
+(and the bytes each cut really sends) that the rules and their analytic costs are built from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import Cut
+from coinfer.latency.link import BlockBandwidth, ConstantBandwidth, Link
+from coinfer.latency.wireless import Radio
+from coinfer.policies.stopping import Fading, StoppingCosts, chain_costs
+from coinfer.policies.types import Action, Context, Feedback
+from coinfer.runtime.client import DeviceClient
+from coinfer.runtime.protocol import Kind, pack
+from coinfer.runtime.shaping import ShapedLink
+from coinfer.runtime.tensors import encode_tensors
+from coinfer.sim.channels import ChannelDraws
+
+DOWNLINK_BPS = 10e9  # the model has no download term: the reply comes back at 10 Gbit/s
+BLOCK_S = 0.01  # one fading block (the rules' waiting in outage, never needed at L̄ = N)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task: int
+    stop: int  # the stage it offloaded at (N: all on the device)
+    gain: float  # the gain it offloaded in (or saw last)
+    device_s: float
+    uplink_s: float
+    edge_s: float
+    downlink_s: float
+    bytes_sent: int
+    energy_j: float
+    cost: float
+    fallback: bool
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-layer device times τ_i and edge times s_i (i = 1..N), and the bits each cut
+    really sends (header and payload, l = 0..N−1), as measured."""
+
+    device_s: tuple[float, ...]
+    edge_s: tuple[float, ...]
+    bits: tuple[float, ...]
+
+    def costs(self, compute_w: float, radio: Radio, time_weight: float) -> StoppingCosts:
+        return chain_costs(self.device_s, self.edge_s, self.bits, compute_w, radio.power_w,
+                           time_weight, radio, BLOCK_S)  # fmt: skip
+
+
+class LiveStageEnv:
+    """A stage-wise Environment over a real edge (``client``, whose link this environment
+    sets block by block)."""
+
+    def __init__(
+        self,
+        client: DeviceClient,
+        x: Sequence[torch.Tensor],
+        fading: Fading,
+        sample: object,
+        radio: Radio,
+        compute_w: float,
+        time_weight: float,
+        seed: int = 0,
+    ) -> None:
+        self.client = client
+        self.part: Partitioning = client.part
+        self.x = list(x)
+        self.fading = fading
+        self.radio = radio
+        self.compute_w = compute_w
+        self.time_weight = time_weight
+        self.layers = self.part.last
+        self.draws = ChannelDraws(sample, self.layers, seed)  # type: ignore[arg-type]
+        self.uplink = BlockBandwidth(1e6)
+        client.link = Link(self.uplink, 0.0, ConstantBandwidth(DOWNLINK_BPS))
+        client.shaper = ShapedLink(client.link, time.monotonic())
+        front = client.path(None).front_s
+        self.tau = [front[i + 1] - front[i] for i in range(self.layers)]  # the emulated class
+        self._segments = [self.part.segment(i, i + 1) for i in range(self.layers)]
+        self._loop = asyncio.new_event_loop()
+        self.records: list[TaskRecord] = []
+        self.task = 0
+        self._begin()
+
+    @property
+    def cuts(self) -> Sequence[Cut]:
+        return self.part.cuts
+
+    def _begin(self) -> None:
+        self.stage = 0
+        self.boundary: list[torch.Tensor] = list(self.x)
+        self.compute_s = 0.0
+        self.draws.start(self.task)
+        self.gain = self.draws.gain(0)
+
+    def observe(self) -> Context:
+        return Context(frame=self.task, stage=self.stage, gain=self.gain,
+                       time_s=self.client.shaper.now())  # fmt: skip
+
+    async def _compute_layer(self) -> None:
+        t0 = time.monotonic()
+        with torch.no_grad():
+            self.boundary = list(self._segments[self.stage](*self.boundary))
+        wait = t0 + self.tau[self.stage] - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.compute_s += time.monotonic() - t0
+        self.stage += 1
+        self.gain = self.draws.gain(self.stage)
+
+    async def astep(self, action: Action) -> Feedback | None:
+        """Stop (``action.cut <= stage``) or go on. The placement is the whole chain (L̄ = N):
+        the last stage sends nothing, so a stop in outage can always compute on instead."""
+        stop = action.cut <= self.stage or self.stage >= self.layers
+        if stop and (self.stage == self.layers or self.gain >= self.fading.h_min):
+            return await self._finish()
+        await self._compute_layer()
+        return None
+
+    async def _finish(self) -> Feedback:
+        stage, up, edge_s, down, sent, fallback = self.stage, 0.0, 0.0, 0.0, 0, False
+        if stage < self.layers:
+            self.uplink.set(float(self.radio.rate_bps(self.gain)))
+            try:
+                deadline = self.client.offload_deadline_s(sum(t.nbytes for t in self.boundary))
+                _, up, edge_s, down, sent = await asyncio.wait_for(
+                    self.client.offload(stage, self.boundary), deadline
+                )
+            except Exception:  # the edge failed the task: the device finishes it
+                self.client._abort()
+                fallback = True
+                while self.stage < self.layers:
+                    await self._compute_layer()
+        energy = self.compute_w * self.compute_s + self.radio.power_w * up
+        fb = Feedback(self.compute_s, up, edge_s, down, sent, energy)
+        cost = energy + self.time_weight * fb.total_s
+        self.records.append(TaskRecord(self.task, stage, self.gain, self.compute_s,
+                                       up, edge_s, down, sent, energy, cost, fallback))  # fmt: skip
+        self.task += 1
+        self._begin()
+        return fb
+
+    def step(self, action: Action) -> Feedback | None:
+        return self._loop.run_until_complete(self.astep(action))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self.client.close())
+        self._loop.close()
+
+    def calibrate(self, repeats: int = 5) -> Calibration:
+        """Median per-layer device time and per-cut edge time over ``repeats`` passes (every
+        cut offloaded at a fast rate), and the bytes each cut's request takes on the wire."""
+        self.uplink.set(1e9)
+        remaining: list[list[float]] = [[] for _ in range(self.layers)]
+        layer_s: list[list[float]] = [[] for _ in range(self.layers)]
+        bits = []
+        for cut in range(self.layers):
+            boundary = self._front(cut)
+            metas, payload = encode_tensors(boundary)
+            header = {"id": 1, "model": self.client.model, "cut": cut, "exit": None,
+                      "tensors": metas}  # fmt: skip
+            if self.client.token is not None:
+                header["token"] = self.client.token
+            bits.append(8.0 * (len(pack(Kind.INFER, header, b"", len(payload))) + len(payload)))
+        for _ in range(repeats):
+            self._begin()
+            for layer in range(self.layers):
+                t0 = time.monotonic()
+                self._loop.run_until_complete(self._compute_layer())
+                layer_s[layer].append(time.monotonic() - t0)
+            for cut in range(self.layers):
+                _, _, edge_s, _, _ = self._loop.run_until_complete(
+                    self.client.offload(cut, self._front(cut))
+                )
+                remaining[cut].append(edge_s)
+        edge_rest = [statistics.median(r) for r in remaining] + [0.0]
+        per_layer_edge = [max(edge_rest[i] - edge_rest[i + 1], 0.0) for i in range(self.layers)]
+        self._begin()
+        return Calibration(tuple(statistics.median(s) for s in layer_s), tuple(per_layer_edge),
+                           tuple(bits))  # fmt: skip
+
+    def _front(self, cut: int) -> list[torch.Tensor]:
+        boundary = list(self.x)
+        with torch.no_grad():
+            for segment in self._segments[:cut]:
+                boundary = list(segment(*boundary))
+        return boundary
+
+
+def mean_cost(records: Sequence[TaskRecord]) -> tuple[float, float]:
+    """Mean measured cost and its 95% half-width."""
+    costs = np.array([r.cost for r in records])
+    half = 1.96 * float(costs.std(ddof=1)) / np.sqrt(len(costs)) if len(costs) > 1 else 0.0
+    return float(costs.mean()), half
