@@ -76,6 +76,6 @@ def test_policies_group_devices_as_their_names_say(tmp_path: Path) -> None:
     assert not np.allclose(warm_stats.a, np.eye(8))  # the group's experience, downloaded
     with pytest.raises(ValueError, match="give one per device"):
         make_fleet_policies("fedlinucb-dw", sim, None)
-    with pytest.raises(ValueError, match="unknown fleet policy 'nope'"):
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
         make_fleet_policies("nope", sim)
     assert set(FLEET_POLICIES) >= {"noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw"}

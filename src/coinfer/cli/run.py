@@ -85,8 +85,14 @@ def run(
         str | None, typer.Option("--latency-req", help="Edgent's latency requirement (100ms).")
     ] = None,
     channel: Annotated[
-        str, typer.Option("--channel", help="Stopping: rayleigh or rician block fading.")
-    ] = "rayleigh",
+        str | None,
+        typer.Option(
+            "--channel",
+            help="rayleigh or rician block fading: run stage by stage (the stopping rules; "
+            "edge-only, device-only, fixed-K as their baselines). Default for stopping rules: "
+            "rayleigh.",
+        ),
+    ] = None,
     snr_db: Annotated[float, typer.Option("--snr-db", help="Stopping: mean SNR (dB).")] = 10.0,
     time_weight: Annotated[
         float, typer.Option("--time-weight", min=0.0, help="Stopping: w in energy + w·time.")
@@ -143,7 +149,7 @@ def run(
             setup = device_setup(load_model(model), device, edge_class)
     except (ValueError, zoo.ModelNotFoundError) as exc:
         raise fail(str(exc)) from exc
-    if entry.kind == "stage":
+    if entry.kind == "stage" or channel is not None:
         with progress_bars() as report:
             try:
                 staged = run_stages(
@@ -151,7 +157,7 @@ def run(
                     policy,
                     frames,
                     connection,
-                    channel=channel,
+                    channel=channel or "rayleigh",
                     snr_db=snr_db,
                     time_weight=time_weight,
                     seed=seed,

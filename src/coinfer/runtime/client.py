@@ -110,7 +110,7 @@ class DeviceClient:
             raise ValueError("need the emulated device time of every cut's front")
         for number, (path, front) in (exits or {}).items():
             if len(front) != len(path.cuts):
-                raise ValueError(f"exit {number}: need the emulated device time of every cut's front")
+                raise ValueError(f"exit {number}: need the emulated time of every cut's front")
         if not (math.isfinite(edge_timeout_s) and edge_timeout_s > 0):
             raise ValueError(f"the edge timeout must be a positive number of seconds, got "
                              f"{edge_timeout_s}")  # fmt: skip

@@ -22,7 +22,7 @@ from coinfer.policies.stopping import COMPUTE_W, RADIO, StageProblem, gain_for_s
 from coinfer.runtime.client import FrameRecord, summary
 from coinfer.runtime.device_env import LiveEnv
 from coinfer.runtime.live import device_client, live_frames
-from coinfer.runtime.stage_env import LiveStageEnv, TaskRecord, mean_cost
+from coinfer.runtime.stage_env import Calibration, LiveStageEnv, TaskRecord, mean_cost
 from coinfer.sim.channels import fading_channel
 
 
@@ -111,6 +111,7 @@ def run_frames(
 class StageResult:
     summary: dict[str, Any]
     records: list[TaskRecord]
+    calibration: Calibration
 
 
 def run_stages(
@@ -124,11 +125,13 @@ def run_stages(
     time_weight: float = 1.0,
     seed: int = 0,
     calibration_repeats: int = 5,
+    calibration: Calibration | None = None,
     on_task: Callable[[TaskRecord], None] | None = None,
 ) -> StageResult:
     """``tasks`` tasks of online splitting over a fading uplink: the rule built from the
-    per-layer times measured here first, each task's measured cost, and beside it the rule's
-    analytic expected cost (and the optimal rule's) on those measured times."""
+    per-layer times measured here first (or from ``calibration``, to compare several policies
+    on one set of measured times), each task's measured cost, and beside it the rule's analytic
+    expected cost (and the optimal rule's) on those measured times."""
     registry.check_world(policy_name, "live")
     mean_gain = gain_for_snr(snr_db)
     fading = fading_channel(channel, mean_gain)
@@ -137,7 +140,8 @@ def run_stages(
     env = LiveStageEnv(client, setup.model.inputs, fading, fading.sample, RADIO, COMPUTE_W,
                        time_weight, seed)  # fmt: skip
     try:
-        calibration = env.calibrate(calibration_repeats)
+        if calibration is None:
+            calibration = env.calibrate(calibration_repeats)
         costs = calibration.costs(COMPUTE_W, RADIO, time_weight)
         problem = StageProblem(costs, fading)
         knowledge = setup.knowledge("live", Link.constant(1e6), stages=problem)
@@ -170,6 +174,8 @@ def run_stages(
         "mean_latency_s": _finite(float(np.mean([r.device_s + r.uplink_s + r.edge_s
                                                  + r.downlink_s for r in env.records]))),
         "calibration": {"device_s": list(calibration.device_s),
-                        "edge_s": list(calibration.edge_s), "bits": list(calibration.bits)},
+                        "edge_s": list(calibration.edge_s), "bits": list(calibration.bits),
+                        "upload_overhead_s": calibration.upload_overhead_s,
+                        "reply_s": calibration.reply_s},
     }  # fmt: skip
-    return StageResult(doc, env.records)
+    return StageResult(doc, env.records, calibration)

@@ -22,7 +22,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -60,16 +60,25 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Per-layer device times τ_i and edge times s_i (i = 1..N), and the bits each cut
-    really sends (header and payload, l = 0..N−1), as measured."""
+    """Per-layer device times τ_i and edge times s_i (i = 1..N), the bits each cut really
+    sends (header and payload, l = 0..N−1), and what every offload takes beyond D/R(h) and
+    the edge's compute, as measured: the upload's overhead (the paced sender wakes up to a
+    millisecond late: the event loop's timer resolution) and the reply's way back."""
 
     device_s: tuple[float, ...]
     edge_s: tuple[float, ...]
     bits: tuple[float, ...]
+    upload_overhead_s: float = 0.0
+    reply_s: float = 0.0
 
     def costs(self, compute_w: float, radio: Radio, time_weight: float) -> StoppingCosts:
-        return chain_costs(self.device_s, self.edge_s, self.bits, compute_w, radio.power_w,
+        """The stage costs on these times: G_l gains k·(upload overhead) + w·(reply) at every
+        stage that offloads (the radio is on for the whole measured upload)."""
+        base = chain_costs(self.device_s, self.edge_s, self.bits, compute_w, radio.power_w,
                            time_weight, radio, BLOCK_S)  # fmt: skip
+        extra = base.k * self.upload_overhead_s + time_weight * self.reply_s
+        fixed = base.fixed + extra * (np.arange(len(base.fixed)) < base.layers)
+        return replace(base, fixed=fixed)
 
 
 class LiveStageEnv:
@@ -172,9 +181,11 @@ class LiveStageEnv:
         self._loop.run_until_complete(self.client.close())
         self._loop.close()
 
-    def calibrate(self, repeats: int = 5) -> Calibration:
+    def calibrate(self, repeats: int = 5, rate_bps: float | None = None) -> Calibration:
         """Median per-layer device time and per-cut edge time over ``repeats`` passes (every
-        cut offloaded at a fast rate), and the bytes each cut's request takes on the wire."""
+        cut offloaded at a fast rate), the bytes each cut's request takes on the wire, and the
+        offload overhead (their mean: costs are linear in it): the smallest boundary sent
+        ``8 × repeats`` times at ``rate_bps`` (the channel's mean rate by default)."""
         self.uplink.set(1e9)
         remaining: list[list[float]] = [[] for _ in range(self.layers)]
         layer_s: list[list[float]] = [[] for _ in range(self.layers)]
@@ -189,10 +200,10 @@ class LiveStageEnv:
             bits.append(8.0 * (len(pack(Kind.INFER, header, b"", len(payload))) + len(payload)))
         for _ in range(repeats):
             self._begin()
-            for layer in range(self.layers):
-                t0 = time.monotonic()
+            for layer in range(self.layers):  # timed as in a task: inside the event loop
+                before = self.compute_s
                 self._loop.run_until_complete(self._compute_layer())
-                layer_s[layer].append(time.monotonic() - t0)
+                layer_s[layer].append(self.compute_s - before)
             for cut in range(self.layers):
                 _, _, edge_s, _, _ = self._loop.run_until_complete(
                     self.client.offload(cut, self._front(cut))
@@ -200,9 +211,21 @@ class LiveStageEnv:
                 remaining[cut].append(edge_s)
         edge_rest = [statistics.median(r) for r in remaining] + [0.0]
         per_layer_edge = [max(edge_rest[i] - edge_rest[i + 1], 0.0) for i in range(self.layers)]
+        rate = rate_bps or float(self.radio.rate_bps(self.fading.mean_gain))
+        self.uplink.set(rate)
+        small = int(np.argmin(bits))
+        boundary = self._front(small)
+        excess, replies = [], []
+        for _ in range(8 * repeats):
+            _, up, _, down, sent = self._loop.run_until_complete(
+                self.client.offload(small, boundary)
+            )
+            excess.append(up - 8.0 * sent / rate)
+            replies.append(down)
         self._begin()
         return Calibration(tuple(statistics.median(s) for s in layer_s), tuple(per_layer_edge),
-                           tuple(bits))  # fmt: skip
+                           tuple(bits), max(statistics.fmean(excess), 0.0),
+                           statistics.fmean(replies))  # fmt: skip
 
     def _front(self, cut: int) -> list[torch.Tensor]:
         boundary = list(self.x)

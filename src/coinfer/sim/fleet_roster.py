@@ -57,6 +57,4 @@ def make_fleet_policies(
 ) -> tuple[list[Policy], Traffic]:
     """One policy per device of ``sim`` and the traffic they will count; ``experiences``
     (one per device) are needed by the warm-started policies."""
-    if name not in FLEET_POLICIES:
-        raise ValueError(f"unknown fleet policy {name!r}: choose from {', '.join(FLEET_POLICIES)}")
     return registry.create_fleet(name, fleet_knowledge(sim, experiences, federation))

@@ -211,7 +211,7 @@ def simulate_edgent(
     device: str = "rpi3",
     edge: str = "edge-pc",
     noise: float = 0.0,
-    rtt_s: float = 0.0,
+    rtt_s: float = 0.02,
 ) -> list[dict[str, Any]]:
     """Edgent's policies (exit and cut) over a trace, frames back to back, the held-out digits
     as frames: per policy its accuracy, deadline hit rate and mean latency. Bandwidth states
