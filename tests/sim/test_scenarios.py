@@ -9,7 +9,6 @@ import pytest
 
 from coinfer import Partitioning, partition, zoo
 from coinfer.data import trace_path
-from coinfer.experiments.ans import simulate
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import TraceBandwidth
 from coinfer.sim import SimEnv, run_policy
@@ -22,6 +21,7 @@ from coinfer.sim.scenarios import (
     SLOW_EDGE,
     build_world,
 )
+from coinfer.sim.simulate import simulate
 
 KEYS = [0.8 if i % 25 == 0 and i else 0.2 for i in range(4000)]
 

@@ -27,6 +27,7 @@ from coinfer.experiments.engine import run_jobs
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.policies import registry
 from coinfer.report import ExperimentResult, new_figure, save_figure
 from coinfer.sim.env import SimEnv, constant_load
 from coinfer.sim.experience import Experience, collect_experience, exit_cuts
@@ -203,11 +204,8 @@ def simulate_fleet(
 ) -> list[dict[str, Any]]:
     """Every policy on the same fleet (``coinfer fleet``): one row each, with the ratio to
     non-cooperative μLinUCB when it ran."""
-    unknown = [p for p in policies if p not in FLEET_POLICIES]
-    if unknown:
-        raise ValueError(
-            f"unknown fleet policy {unknown[0]!r}: choose from {', '.join(FLEET_POLICIES)}"
-        )
+    for name in policies:  # before any experience is made: one line naming why not
+        registry.check_world(name, "fleet")
     fed = federation or Federation()
     experiences = None
     if any(p in WARM_POLICIES for p in policies):

@@ -9,6 +9,7 @@ chosen exit classifies it correctly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,15 @@ from coinfer import zoo
 from coinfer.data import trace_names, trace_path
 from coinfer.latency.devices import EDGE_PC, RPI3, MeasuredDevice
 from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
-from coinfer.latency.predict import predict_cut_costs
+from coinfer.latency.predict import CutCostModel, predict_cut_costs
 from coinfer.latency.profiler import median_seconds, profile_ops
-from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner, ExitPath, exit_paths
-from coinfer.policies.types import Action, Context, Feedback
+from coinfer.policies import registry
+from coinfer.policies.edgent import EdgentPlanner, ExitPath, exit_paths
+from coinfer.policies.loop import run_loop
+from coinfer.policies.registry import Knowledge
 from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.sim.env import SimEnv
+from coinfer.sim.simulate import edgent_row
 from coinfer.zoo.training import held_out, load_trained
 
 REQUIREMENTS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
@@ -31,6 +36,10 @@ BANDWIDTHS_BPS = (50e3, 100e3, 250e3, 500e3, 1e6, 2e6, 5e6)
 # deadline binds on these links: the input alone takes 40-400 ms to send at 0.25-2.5 Mbit/s.
 TRACE_SCALE = 0.5
 DYNAMIC_REQ_S = 0.1
+# the registry's policies, and the names this experiment's tables have always shown them by
+SHOWN_AS = {"edgent-dynamic": "edgent-dynamic", "edgent": "edgent-static",
+            "edgent-device-only": "device-only", "edge-only": "edge-only",
+            "edgent-oracle": "oracle"}  # fmt: skip
 
 
 def _correctness(model: torch.nn.Module) -> np.ndarray:
@@ -42,27 +51,24 @@ def _correctness(model: torch.nn.Module) -> np.ndarray:
 
 
 def _simulate(
-    choose: Callable[[Context], Action],
-    learn: Callable[[Action, Feedback], None],
+    name: str,
+    knowledge: Knowledge,
     paths: dict[int, ExitPath],
     trace: TraceBandwidth,
     frames: int,
     req_s: float,
     correct: np.ndarray,
 ) -> dict[str, float]:
-    """Frames back to back over the trace; a monitor reports the bandwidth at each frame."""
-    link = Link(trace)
-    t, hits, right, total = 0.0, 0, 0, 0.0
-    for i in range(frames):
-        action = choose(Context(frame=i, time_s=t, extra={"bandwidth_bps": trace.at(t)}))
-        path = paths[action.exit or max(paths)]
-        cost = predict_cut_costs(path.part, RPI3, EDGE_PC, link, start=t)[action.cut]
-        learn(action, Feedback.of(cost, exit=path.exit))
-        hits += cost.total_s <= req_s
-        right += bool(correct[i % len(correct), path.exit - 1])
-        total += cost.total_s
-        t += cost.total_s
-    return {"hit_rate": hits / frames, "accuracy": right / frames, "mean_latency_s": total / frames}
+    """The registry's ``name`` through the one loop: frames back to back over the trace, the
+    predicted costs exactly (no noise), a monitor reporting the bandwidth at each frame."""
+    whole = paths[max(paths)].part
+    env = SimEnv(whole, RPI3, EDGE_PC, Link(trace), exits={e: p.part for e, p in paths.items()},
+                 correct=correct)  # fmt: skip
+    steps = run_loop(env, registry.create(name, replace(knowledge, truth=env.expected_delays)),
+                     frames)  # fmt: skip
+    row = edgent_row(name, [s.feedback for s in steps], req_s)
+    return {"hit_rate": row["deadline_hit_rate"], "accuracy": row["accuracy"],
+            "mean_latency_s": row["mean_latency_s"]}  # fmt: skip
 
 
 def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
@@ -71,6 +77,8 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
     paths = exit_paths(model, inputs, record["exit_accuracy"])
     by_exit = {p.exit: p for p in paths}
     planner = EdgentPlanner(paths, RPI3, EDGE_PC)
+    whole = by_exit[max(by_exit)].part
+    front = CutCostModel(whole, RPI3, EDGE_PC).device_s
     rows: list[dict[str, object]] = []
 
     fixed_req, fixed_bw = 0.2, 500e3
@@ -99,24 +107,20 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
             if other != name
             for b in TraceBandwidth.from_file(trace_path(other), scale=TRACE_SCALE).bps
         ]
-        dynamic = EdgentDynamic(planner, history, req_s)
-        static = planner.plan(float(np.median(history)), req_s)
-        device_exit = next(
-            (p for p in sorted(paths, key=lambda p: -p.accuracy)
-             if predict_cut_costs(p.part, RPI3, EDGE_PC, Link(trace))[-1].total_s <= req_s),
-            min(paths, key=lambda p: p.exit),
-        )  # fmt: skip
-        policies = {
-            "edgent-dynamic": (dynamic.select, dynamic.update),
-            "edgent-static": (_fixed(Action(static.cut, static.exit)), _ignore),
-            "device-only": (_fixed(Action(device_exit.part.last, device_exit.exit)), _ignore),
-            "edge-only": (_fixed(Action(0, max(by_exit))), _ignore),
-            "oracle": (_oracle(planner, req_s), _ignore),
-        }
-        for policy, (choose, learn) in policies.items():
-            stats = _simulate(choose, learn, by_exit, trace, frames, req_s, correct)
+        knowledge = Knowledge(
+            whole,
+            front,
+            RPI3,
+            EDGE_PC,
+            float(np.median(history)),
+            exits=paths,
+            latency_req_s=req_s,
+            link_history_bps=history,
+        )
+        for policy, shown in SHOWN_AS.items():
+            stats = _simulate(policy, knowledge, by_exit, trace, frames, req_s, correct)
             setting = f"{name} x{TRACE_SCALE}, req {req_s * 1e3:g} ms"
-            rows.append({"part": "dynamic", "setting": setting, "policy": policy,
+            rows.append({"part": "dynamic", "setting": setting, "policy": shown,
                          "exit": None, "cut": None, "latency_s": stats["mean_latency_s"],
                          "accuracy": stats["accuracy"], "hit_rate": stats["hit_rate"]})  # fmt: skip
 
@@ -131,7 +135,8 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
         f"dynamic: frames back to back over HSDPA traces scaled x{TRACE_SCALE} (a slower uplink), "
         f"requirement {DYNAMIC_REQ_S * 1e3:g} ms; a monitor reports the bandwidth at each frame; "
         "bandwidth states and the configuration map come from the other traces",
-        "baselines: edgent-static (one plan for the median bandwidth), device-only (the most "
+        "baselines (the registry's edgent, edgent-device-only, edge-only, edgent-oracle): "
+        "edgent-static (one plan for the median bandwidth), device-only (the most "
         "accurate exit that meets the deadline on the device), edge-only (exit 5 on the edge), "
         "oracle (plans every frame with the true bandwidth)",
         "predicted-vs-measured: on this host, the sum of per-op times (profiled in place) "
@@ -170,24 +175,6 @@ def _predicted_vs_measured(
 
 def _call(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Callable[[], object]:
     return lambda: module(*args)
-
-
-def _fixed(action: Action) -> Callable[[Context], Action]:
-    return lambda _ctx: action
-
-
-def _ignore(action: Action, fb: Feedback) -> None:
-    """Static baselines learn nothing."""
-
-
-def _oracle(planner: EdgentPlanner, req_s: float) -> Callable[[Context], Action]:
-    """Plans every frame with the bandwidth the frame will actually see."""
-
-    def choose(ctx: Context) -> Action:
-        choice = planner.plan(ctx.extra["bandwidth_bps"], req_s)
-        return Action(choice.cut, choice.exit)
-
-    return choose
 
 
 def _plot_static(rows: list[dict[str, object]], out_dir: Path) -> Path:

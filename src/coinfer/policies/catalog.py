@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from coinfer.latency.predict import CutCostModel
 from coinfer.policies.bandits import LinUCB, MuLinUCB
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner
 from coinfer.policies.federated import build_fleet
@@ -130,6 +131,18 @@ def _edgent_dynamic(k: Knowledge) -> Policy:
     planner, req = _edgent_planner(k, "edgent-dynamic")
     history = list(k.link_history_bps) or [k.link_bps]
     return EdgentDynamic(planner, history, req)
+
+
+@register("edgent-device-only", kind="exit+cut",
+          summary="the most accurate exit whose whole path on the device meets the deadline "
+          "(the shallowest if none does)")  # fmt: skip
+def _edgent_device_only(k: Knowledge) -> Policy:
+    planner, req = _edgent_planner(k, "edgent-device-only")
+    for path in sorted(planner.exits, key=lambda p: (p.accuracy, p.exit), reverse=True):
+        if CutCostModel(path.part, k.device, k.edge).device_s[-1] <= req:
+            return FixedCut(path.part.last, path.exit)
+    first = min(planner.exits, key=lambda p: p.exit)
+    return FixedCut(first.part.last, first.exit)
 
 
 class _EdgentOracle:
