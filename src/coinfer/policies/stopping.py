@@ -268,6 +268,12 @@ def fixed_rule(
     return ThresholdRule(name, last, thresholds, _Stages(costs, fading).evaluate(thresholds, last))
 
 
+def evaluate_rule(rule: ThresholdRule, costs: StoppingCosts, fading: Fading) -> float:
+    """The exact expected cost of ``rule``'s thresholds under other stage ``costs`` (the same
+    decisions, costed by other — e.g. freshly measured — times)."""
+    return float(_Stages(costs, fading).evaluate(rule.thresholds, rule.last)[0])
+
+
 def best_fixed_rule(
     costs: StoppingCosts, fading: Fading, mean_gain: float, last: int | None = None
 ) -> ThresholdRule:

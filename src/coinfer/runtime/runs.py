@@ -18,11 +18,24 @@ from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.policies import registry
 from coinfer.policies.loop import Step, run_loop
 from coinfer.policies.setup import DeviceSetup
-from coinfer.policies.stopping import COMPUTE_W, RADIO, StageProblem, gain_for_snr, optimal_rule
+from coinfer.policies.stopping import (
+    COMPUTE_W,
+    RADIO,
+    StageProblem,
+    evaluate_rule,
+    gain_for_snr,
+    optimal_rule,
+)
 from coinfer.runtime.client import FrameRecord, summary
 from coinfer.runtime.device_env import LiveEnv
 from coinfer.runtime.live import device_client, live_frames
-from coinfer.runtime.stage_env import Calibration, LiveStageEnv, TaskRecord, mean_cost
+from coinfer.runtime.stage_env import (
+    Calibration,
+    LiveStageEnv,
+    TaskRecord,
+    mean_cost,
+    measured_costs,
+)
 from coinfer.sim.channels import fading_channel
 
 
@@ -161,6 +174,9 @@ def run_stages(
         env.close()
     mean, half = mean_cost(env.records)
     analytic = float(rule.cost)
+    # the same rule, costed by the times measured during the run (DESIGN: its analytic cost
+    # "on the measured per-layer times")
+    as_run = evaluate_rule(rule, measured_costs(env, calibration, time_weight), fading)
     # the cost model on the very gains met: what separates measurement from channel sampling
     on_draws = float(np.mean([float(costs.stop_cost(r.stop, r.gain)) for r in env.records]))
     optimal = optimal_rule(costs, fading).cost
@@ -171,6 +187,8 @@ def run_stages(
         "device": setup.device_name, "mean_cost": _finite(mean), "ci95": _finite(half),
         "analytic_cost": _finite(analytic), "optimal_analytic_cost": _finite(optimal),
         "measured_vs_analytic": _finite(mean / analytic - 1.0) if analytic else None,
+        "analytic_cost_as_run": _finite(as_run),
+        "measured_vs_analytic_as_run": _finite(mean / as_run - 1.0) if as_run else None,
         "model_cost_on_draws": _finite(on_draws),
         "measured_vs_model_on_draws": _finite(mean / on_draws - 1.0) if on_draws else None,
         "fallbacks": sum(r.fallback for r in env.records),

@@ -113,6 +113,7 @@ class LiveStageEnv:
         self._segments = [self.part.segment(i, i + 1) for i in range(self.layers)]
         self._loop = asyncio.new_event_loop()
         self.records: list[TaskRecord] = []
+        self.layer_s: list[list[float]] = [[] for _ in range(self.layers)]  # as run, per layer
         self.task = 0
         self._begin()
 
@@ -139,6 +140,7 @@ class LiveStageEnv:
         if wait > 0:
             await asyncio.sleep(wait)
         self.compute_s += time.monotonic() - t0
+        self.layer_s[self.stage].append(time.monotonic() - t0)
         self.stage += 1
         self.gain = self.draws.gain(self.stage)
 
@@ -233,6 +235,34 @@ class LiveStageEnv:
             for segment in self._segments[:cut]:
                 boundary = list(segment(*boundary))
         return boundary
+
+
+def measured_costs(
+    env: LiveStageEnv, calibration: Calibration, time_weight: float
+) -> StoppingCosts:
+    """The stage costs on the times measured during the run itself: each layer's mean device
+    time, each offloading cut's mean edge time (of the rest of the model), the mean upload
+    overhead beyond D/R(h) and the mean reply — the calibration's value wherever the run never
+    measured one."""
+    layers = env.layers
+    tau = [statistics.fmean(t) if t else c
+           for t, c in zip(env.layer_s, calibration.device_s, strict=True)]  # fmt: skip
+    edge_rest = [*np.cumsum(calibration.edge_s[::-1])[::-1], 0.0]
+    offloads = [r for r in env.records if r.stop < layers and not r.fallback]
+    for cut in range(layers):
+        seen = [r.edge_s for r in offloads if r.stop == cut]
+        if seen:
+            edge_rest[cut] = statistics.fmean(seen)
+    overhead = [r.uplink_s - 8.0 * r.bytes_sent / float(env.radio.rate_bps(r.gain))
+                for r in offloads]  # fmt: skip
+    upload_extra = statistics.fmean(overhead) if overhead else calibration.upload_overhead_s
+    reply = statistics.fmean(r.downlink_s for r in offloads) if offloads else calibration.reply_s
+    base = chain_costs(tau, [0.0] * layers, calibration.bits, env.compute_w, env.radio.power_w,
+                       time_weight, env.radio, BLOCK_S)  # fmt: skip
+    offloading = np.arange(layers + 1) < layers
+    extra = base.k * upload_extra + time_weight * reply
+    fixed = base.fixed + time_weight * np.asarray(edge_rest, dtype=float) + extra * offloading
+    return replace(base, fixed=fixed)
 
 
 def mean_cost(records: Sequence[TaskRecord]) -> tuple[float, float]:
