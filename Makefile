@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench bench-live clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,12 @@ bench: setup
 	$(PY) benchmarks/bench_multi.py
 	$(PY) benchmarks/bench_runtime.py
 	$(PY) benchmarks/bench_hostile.py
+
+# every system live against its simulation (about 45 minutes: AlexNet's tasks take seconds)
+bench-live: setup
+	$(PY) benchmarks/bench_live_edgent.py
+	$(PY) benchmarks/bench_live_stopping.py --models mlp:rpi3 --tasks 1000
+	$(PY) benchmarks/bench_live_stopping.py --models alexnet:edge-pc/8 --tasks 300 --policies stopping,fixed-split,edge-only,device-only
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -56,3 +56,27 @@ def test_markov_channel_path_follows_its_chain() -> None:
     assert not np.any((path[:-1] == 0) & (path[1:] == 2))  # no jump the matrix forbids
     with pytest.raises(ValueError, match="row-stochastic"):
         MarkovChannel.from_lists([1.0, 2.0], [[0.5, 0.4], [0.5, 0.5]])
+
+
+def test_the_stage_wise_environment_agrees_with_the_vectorised_monte_carlo() -> None:
+    """The rules run task by task through the one loop (StageEnv) cost what the vectorised
+    Monte Carlo and the exact expectation say."""
+    from coinfer import partition, zoo
+    from coinfer.latency.devices import resolve_device
+    from coinfer.latency.predict import CutCostModel
+    from coinfer.policies import stopping as st
+    from coinfer.policies.loop import run_loop
+    from coinfer.sim.stopping import StageEnv
+
+    part = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))
+    device, edge = resolve_device("rpi3"), resolve_device("edge-pc")
+    costs = st.model_costs(part, device, edge, st.COMPUTE_W, st.RADIO.power_w, 1.0, st.RADIO)
+    channel = RayleighChannel(st.gain_for_snr(10.0), 0.01 * st.gain_for_snr(10.0))
+    times = CutCostModel(part, device, edge)
+    tau, s = np.diff(times.device_s), -np.diff(times.edge_s)
+    for rule in (st.optimal_rule(costs, channel), st.osla_rule(costs, channel)):
+        env = StageEnv(costs, tau, s, st.COMPUTE_W, channel.sample, channel.h_min, seed=3)
+        run_loop(env, st.ThresholdPolicy(rule), 4000)
+        draws = np.asarray(env.task_costs)
+        half = 1.96 * draws.std() / np.sqrt(len(draws))
+        assert abs(draws.mean() - rule.cost) < max(half, 1e-9) * 1.5, (rule.name, draws.mean())
