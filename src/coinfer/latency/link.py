@@ -218,16 +218,21 @@ class Link:
     rtt_s: float = 0.0
     downlink: Bandwidth | None = None
 
+    @property
+    def one_way_s(self) -> float:
+        """The propagation delay one way: half the round trip."""
+        return self.rtt_s / 2
+
     def upload_seconds(self, nbytes: int, start: float = 0.0) -> float:
         if nbytes <= 0:
             return 0.0
-        return self.uplink.transfer_seconds(8.0 * nbytes, start) + self.rtt_s / 2
+        return self.uplink.transfer_seconds(8.0 * nbytes, start) + self.one_way_s
 
     def download_seconds(self, nbytes: int, start: float = 0.0) -> float:
         if nbytes <= 0:
             return 0.0
         down = self.downlink or self.uplink
-        return down.transfer_seconds(8.0 * nbytes, start) + self.rtt_s / 2
+        return down.transfer_seconds(8.0 * nbytes, start) + self.one_way_s
 
     @classmethod
     def constant(cls, bandwidth: str | float, rtt_s: float = 0.0) -> Link:

@@ -108,6 +108,21 @@ class CutCostModel:
             )
         return self._arrays
 
+    def breakdown(
+        self, link: Link, edge_load: float = 1.0, start: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every cut's device, upload, edge and download seconds for a frame starting at
+        ``start`` (seconds into the link's trace), edge compute scaled by ``edge_load``
+        (Neurosurgeon's K): the delay formula of DESIGN §3, written once. A transfer takes
+        bits / bandwidth (integrated over a trace from the moment it starts) + RTT/2; the last
+        cut sends nothing and hears nothing back."""
+        device, bits, edge_s, edge_load_s, result_bits, offload = self.arrays()
+        one_way = offload * link.one_way_s
+        up = _transfers(link.uplink, bits, start + device) + one_way
+        edge = edge_load * edge_s + edge_load_s
+        down = _transfers(link.downlink or link.uplink, result_bits, start + device + up + edge)
+        return device, up, edge, down + one_way
+
     def costs(
         self,
         link: Link,
@@ -115,20 +130,18 @@ class CutCostModel:
         start: float = 0.0,
         energy: EnergyModel | None = None,
     ) -> list[CutCost]:
-        """Every cut's cost with transfers starting at ``start`` (seconds into the link's
-        trace) and edge compute scaled by ``edge_load`` (Neurosurgeon's K)."""
+        """Every cut's cost (``breakdown``) with the bytes sent and, given an energy model, the
+        device's joules."""
+        device, up, edge, down = self.breakdown(link, edge_load, start)
         costs = []
-        for k, device_s in enumerate(self.device_s):
-            offload = k < self.last  # the last cut sends nothing and hears nothing back
-            sent = self.boundary_bytes[k] if offload else 0
-            up = link.upload_seconds(sent, start + device_s)
-            edge_s = edge_load * self.edge_s[k] + self.edge_load_s[k]
-            down = link.download_seconds(self.result_bytes if offload else 0,
-                                         start + device_s + up + edge_s)  # fmt: skip
+        for k in range(len(device)):
+            sent = self.boundary_bytes[k] if k < self.last else 0
             joules = None
             if energy is not None:
-                joules = energy.device_joules(device_s, up, link.uplink.at(start + device_s))
-            costs.append(CutCost(device_s, up, edge_s, down, sent, joules, cut=k))
+                rate = link.uplink.at(start + float(device[k]))
+                joules = energy.device_joules(float(device[k]), float(up[k]), rate)
+            costs.append(CutCost(float(device[k]), float(up[k]), float(edge[k]), float(down[k]),
+                                 sent, joules, cut=k))  # fmt: skip
         return costs
 
 
@@ -143,13 +156,9 @@ def _transfers(bandwidth: object, bits: np.ndarray, starts: np.ndarray) -> np.nd
 def cut_totals(
     model: CutCostModel, link: Link, edge_load: float = 1.0, start: float = 0.0
 ) -> np.ndarray:
-    """Every cut's total delay (``costs(...)[k].total_s``) in one vectorised pass."""
-    device, bits, edge_s, edge_load_s, result_bits, offload = model.arrays()
-    half_rtt = offload * (link.rtt_s / 2)
-    up = _transfers(link.uplink, bits, start + device) + half_rtt
-    edge = edge_load * edge_s + edge_load_s
-    down = _transfers(link.downlink or link.uplink, result_bits, start + device + up + edge)
-    return np.asarray(device + up + edge + down + half_rtt)
+    """Every cut's total delay (``costs(...)[k].total_s``)."""
+    device, up, edge, down = model.breakdown(link, edge_load, start)
+    return np.asarray(device + up + edge + down)
 
 
 def predict_cut_costs(

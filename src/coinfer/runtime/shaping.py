@@ -57,7 +57,7 @@ class ShapedLink:
             size = max(self.chunk_bytes, int(rate * CHUNK_SECONDS / 8))
             chunk = view[sent : sent + size]
             sent += len(chunk)
-            due = t0 + self.link.rtt_s / 2 + self.link.uplink.transfer_seconds(8.0 * sent, start)
+            due = t0 + self.link.one_way_s + self.link.uplink.transfer_seconds(8.0 * sent, start)
             delay = due - time.monotonic()
             if delay > MIN_SLEEP_S:
                 await asyncio.sleep(delay)
@@ -73,7 +73,7 @@ class ShapedLink:
             return time.monotonic() - arrived
         down = self.link.downlink or self.link.uplink
         start = arrived - self.started
-        done = arrived + self.link.rtt_s / 2 + down.transfer_seconds(8.0 * nbytes, start)
+        done = arrived + self.link.one_way_s + down.transfer_seconds(8.0 * nbytes, start)
         wait = done - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)

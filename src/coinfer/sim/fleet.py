@@ -246,7 +246,7 @@ class FleetSim:
                 continue
             if up is not None and t_up <= t_event:  # a shared-uplink transfer finished
                 up.remove(j_up)
-                rtt_half = self.devices[j_up].link.rtt_s / 2
+                rtt_half = self.devices[j_up].link.one_way_s
                 parts[j_up, 1] = t - phase_start[j_up] + rtt_half
                 heapq.heappush(events, (t + rtt_half, j_up, _UPLOADED))
                 continue
