@@ -176,7 +176,7 @@ def test_fleet_json_and_table(tmp_path: Path) -> None:
 
 def test_fleet_errors_exit_2(tmp_path: Path) -> None:
     cases = [
-        (["-p", "nope"], "unknown fleet policy 'nope'"),
+        (["-p", "nope"], "unknown policy 'nope'"),
         (["-k", "9"], "--types is at most 4"),
         (["--learner", "deep"], "unknown learner 'deep'"),
         (["--warm-weight", "2", "-p", "fedlinucb-dw"], "in (0, 1]"),

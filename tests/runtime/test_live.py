@@ -322,3 +322,26 @@ def test_serve_cli_stops_gracefully_on_sigint(alexnet: ModelSetup) -> None:
     assert proc.returncode == 0
     stats = json.loads(stdout)
     assert stats["requests"] == 2 and stats["connections"] >= 1
+
+
+@pytest.mark.parametrize("system", ["edgent", "stopping"])
+def test_the_other_demos_run_and_say_what_to_expect(system: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from coinfer.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--system", system, "--duration", "4", "--out",
+                                      str(tmp_path), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["system"] == system and isinstance(doc["held"], bool) and doc["expected"]
+    rows = {r["policy"]: r for r in doc["rows"]}
+    if system == "edgent":
+        assert set(rows) == {"edgent-dynamic", "edgent", "device-only"}
+        for row in rows.values():  # every frame a held-out digit: its answer checked
+            assert row["frames"] >= 1 and row["accuracy"] is not None and row["fallbacks"] == 0
+    else:
+        assert set(rows) == {"stopping", "fixed-split", "edge-only", "device-only"}
+        for row in rows.values():
+            assert row["tasks"] >= 20 and row["fallbacks"] == 0 and row["mean_cost"] > 0
+    assert (tmp_path / f"{system}.png").read_bytes()[:4] == b"\x89PNG"

@@ -79,7 +79,7 @@ def demo(
                 table.add_row(name, f"{done}/{total}" if total else "")
             return table
         for col in ("policy", "frames", "mean latency s", "last cut", "offloaded", "fallbacks"):
-            table.add_column(col, no_wrap=True)
+            table.add_column(col, overflow="fold")
         for name, records in latest.items():
             mean = sum(r.total_s for r in records) / len(records) if records else None
             table.add_row(name, str(len(records)), cell_text(mean),
@@ -117,7 +117,7 @@ def demo(
     columns = list(dict.fromkeys(k for row in rows for k in row))
     table = Table(title=f"coinfer demo --system {system}")
     for col in columns:
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*(cell_text(row.get(c)) for c in columns))
     out.print(table)

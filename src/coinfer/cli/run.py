@@ -195,6 +195,6 @@ def _print(doc: dict[str, Any], as_json: bool, columns: tuple[str, ...]) -> None
         return
     table = Table(title=f"{doc['model']}, policy {doc['policy']}")
     for key in columns:
-        table.add_column(key, justify="right", no_wrap=True)
+        table.add_column(key, justify="right", overflow="fold")
     table.add_row(*(cell_text(doc.get(k)) for k in columns))
     out.print(table)

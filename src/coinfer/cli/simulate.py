@@ -233,7 +233,7 @@ def _simulate_other(
         return
     table = Table(title=" · ".join(f"{k} {v}" for k, v in config.items()))
     for col in columns:
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*(cell_text(row.get(c)) for c in columns))
     out.print(table)
