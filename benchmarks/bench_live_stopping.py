@@ -45,7 +45,9 @@ def main() -> None:
     rows = []
     for spec in args.models.split(","):
         model, device = spec.split(":")
-        with ProcessServer(zoo_store, (model,)) as server:
+        # a deep fade makes an upload take tens of seconds: the server's read deadline must not
+        # cut it short (it would turn the task into a fallback the cost model does not know)
+        with ProcessServer(zoo_store, (model,), read_timeout_s=300.0) as server:
             setup = device_setup(load_model(model), device, "host")
             calibration = None  # measured once per model: every policy on the same times
             for name in args.policies.split(","):
