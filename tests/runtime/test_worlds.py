@@ -167,3 +167,20 @@ def test_stopping_live_task_costs_are_what_was_measured(edge: ProcessServer) -> 
         assert r.cost == pytest.approx(r.energy_j + time_s)  # w = 1
         assert (r.stop < 8) == (r.bytes_sent > 0)
     json.dumps(doc, allow_nan=False)
+
+
+def test_a_live_device_measures_its_link_for_policies_that_watch_it(edge: ProcessServer) -> None:
+    """Frames that send nothing leave the link unmeasured: the device probes it (its input to
+    the shallowest exit), and the policy sees the rate the probe really achieved."""
+    setup = device_setup(load_model("branchy_alexnet"), "rpi3", "edge-pc")
+    frames = live_frames(setup.model, 6)
+    link = Link.constant(2e6)
+    seen: list[float] = []
+    with LiveEnv(device_client(setup, edge.address, link), frames.inputs, monitor=True) as env:
+        for _ in range(6):
+            if (bps := env.observe().extra.get("bandwidth_bps")) is not None:
+                seen.append(bps)
+            env.step(Action(setup.model.path(1).last, 1))  # exit 1, all on the device
+    assert not any(r.offloaded for r in env.records)  # the frames themselves sent nothing
+    assert seen and all(1.0e6 < bps <= 2.0e6 * 1.01 for bps in seen), seen
+    assert registry.entry("edgent-dynamic").watches_link

@@ -124,7 +124,7 @@ def _edgent(k: Knowledge) -> Policy:
     return FixedCut(choice.cut, choice.exit)
 
 
-@register("edgent-dynamic", kind="exit+cut",
+@register("edgent-dynamic", kind="exit+cut", watches_link=True,
           summary="Edgent dynamic: bandwidth states, a configuration map, CUSUM change detection "
           "on the measured throughput")  # fmt: skip
 def _edgent_dynamic(k: Knowledge) -> Policy:

@@ -93,6 +93,7 @@ class PolicyEntry:
     build: Factory | None
     build_fleet: FleetFactory | None = None
     why_not: dict[str, str] = field(default_factory=dict)
+    watches_link: bool = False  # it reads the bandwidth monitor (Context.extra)
 
     def reason(self, world: str) -> str:
         """Why this policy cannot run in ``world``."""
@@ -113,9 +114,11 @@ def register(
     worlds: Sequence[str] = ("sim", "live"),
     why_not: dict[str, str] | None = None,
     fleet: FleetFactory | None = None,
+    watches_link: bool = False,
 ) -> Callable[[Factory], Factory]:
     """Register a policy factory (Knowledge → Policy); ``fleet`` builds a whole fleet's
-    policies at once where they share state (federated learners)."""
+    policies at once where they share state (federated learners); ``watches_link``: it reads
+    the bandwidth monitor, so a live device measures its link for it."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     unknown = set(worlds) - set(WORLDS)
@@ -126,7 +129,7 @@ def register(
         if name in _REGISTRY:
             raise ValueError(f"policy {name!r} is registered twice")
         _REGISTRY[name] = PolicyEntry(name, summary, kind, tuple(worlds), factory, fleet,
-                                      dict(why_not or {}))  # fmt: skip
+                                      dict(why_not or {}), watches_link)  # fmt: skip
         return factory
 
     return decorate

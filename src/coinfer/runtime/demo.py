@@ -203,7 +203,7 @@ async def _run_frames(
 
         env = await run_live_env(
             client, policy, data.inputs, data.key_weights, record, start, config.duration_s,
-            labels=data.labels, monitor=registry.entry(name).kind == "exit+cut",
+            labels=data.labels, monitor=registry.entry(name).watches_link,
         )  # fmt: skip
         run.correct[name] = env.correct
 

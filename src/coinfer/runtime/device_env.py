@@ -81,27 +81,29 @@ class LiveEnv:
         return Context(frame=i, key_weight=weight, time_s=self.elapsed(), extra=extra)
 
     async def astep(self, action: Action) -> Feedback:
-        if self._probe is not None:  # one message at a time on the connection
-            await self._probe
+        offloads = action.cut != self.client.path(action.exit).part.last
+        if self._probe is not None and (offloads or self._probe.done()):
+            await self._probe  # one message at a time on the connection
             self._probe = None
         i = self.frame
         x = self.inputs[i % len(self.inputs)]
-        record = await self.client.frame(i, x, action)
+        record = await self.client.frame(i, x, action)  # a probe in flight runs meanwhile
         self.frame += 1
         self.records.append(record)
         correct = None
         if self.labels is not None:
             (logits, *_) = self.client.outputs[-1]
-            correct = bool(
-                int(logits.argmax(-1).reshape(-1)[0]) == self.labels[i % len(self.labels)]
-            )
+            answer = int(logits.argmax(-1).reshape(-1)[0])
+            correct = answer == self.labels[i % len(self.labels)]
         self.correct.append(correct)
         fb = feedback_of(record)
         fb = Feedback(fb.device_s, fb.uplink_s, fb.edge_s, fb.downlink_s, fb.bytes_sent,
                       fb.energy_j, record.exit, correct)  # fmt: skip
         if record.offloaded and record.uplink_s > 0:
             self._measured_at = self.elapsed()
-        elif self.monitor and self.elapsed() - self._measured_at >= PROBE_AFTER_S:
+        elif (self.monitor and self._probe is None
+              and self.elapsed() - self._measured_at >= PROBE_AFTER_S):  # fmt: skip
+            # measured while the next frame computes (or before it offloads)
             self._probe = asyncio.ensure_future(self._measure(x))
         return fb
 

@@ -95,7 +95,7 @@ def run_frames(
     )
     settle_heap()  # model and frames are ready: collections need not walk them again
     env = LiveEnv(client, data.inputs, data.key_weights, data.labels,
-                  monitor=entry.kind == "exit+cut")  # fmt: skip
+                  monitor=entry.watches_link)  # fmt: skip
 
     def report(step: Step) -> None:
         if on_frame is not None:
