@@ -27,8 +27,9 @@ from coinfer.policies.loop import run_loop
 from coinfer.policies.registry import Knowledge
 from coinfer.report import ExperimentResult, new_figure, save_figure
 from coinfer.sim.env import SimEnv
+from coinfer.sim.links import shipped_history_bps
 from coinfer.sim.simulate import edgent_row
-from coinfer.zoo.training import held_out, load_trained
+from coinfer.zoo.training import held_out_correctness, load_trained
 
 REQUIREMENTS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 BANDWIDTHS_BPS = (50e3, 100e3, 250e3, 500e3, 1e6, 2e6, 5e6)
@@ -40,14 +41,6 @@ DYNAMIC_REQ_S = 0.1
 SHOWN_AS = {"edgent-dynamic": "edgent-dynamic", "edgent": "edgent-static",
             "edgent-device-only": "device-only", "edge-only": "edge-only",
             "edgent-oracle": "oracle"}  # fmt: skip
-
-
-def _correctness(model: torch.nn.Module) -> np.ndarray:
-    """correct[i, e-1]: does exit e classify held-out image i correctly?"""
-    x_test, y_test = held_out()
-    with torch.inference_mode():
-        outs = model.forward_exits(x_test)  # type: ignore[operator]
-    return np.stack([(o.argmax(1) == y_test).numpy() for o in outs], axis=1)
 
 
 def _simulate(
@@ -95,18 +88,13 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
 
     rows += _predicted_vs_measured(paths, inputs, repeats=5 if quick else 15)
 
-    correct = _correctness(model)
+    correct = held_out_correctness(model)
     traces = trace_names()[:2] if quick else trace_names()
     frames = 200 if quick else 1500
     req_s = DYNAMIC_REQ_S
     for name in traces:
         trace = TraceBandwidth.from_file(trace_path(name), scale=TRACE_SCALE)
-        history = [
-            b
-            for other in trace_names()
-            if other != name
-            for b in TraceBandwidth.from_file(trace_path(other), scale=TRACE_SCALE).bps
-        ]
+        history = shipped_history_bps(name, TRACE_SCALE)
         knowledge = Knowledge(
             whole,
             front,

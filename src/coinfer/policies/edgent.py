@@ -202,6 +202,19 @@ class MultiExitModel(Protocol):
     def exit_model(self, exit: int) -> nn.Module: ...
 
 
+def exit_partitions(
+    model: nn.Module, example_inputs: Sequence[Tensor], granularity: str = "layer"
+) -> dict[int, Partitioning]:
+    """Each exit's partitioned path of a multi-exit model (one with ``num_exits`` and
+    ``exit_model(e)``, as BranchyNet's); empty for a model with one exit."""
+    num_exits = getattr(model, "num_exits", None)
+    exit_model = getattr(model, "exit_model", None)
+    if not isinstance(num_exits, int) or not callable(exit_model):
+        return {}
+    return {e: partition(exit_model(e), example_inputs, granularity)
+            for e in range(1, num_exits + 1)}  # fmt: skip
+
+
 def exit_paths(
     model: MultiExitModel,
     example_inputs: Sequence[Tensor],
@@ -211,7 +224,5 @@ def exit_paths(
     """Partition every exit's path of a multi-exit model (one with ``exit_model(e)``)."""
     if len(accuracies) != model.num_exits:
         raise ValueError(f"need one accuracy per exit ({model.num_exits}), got {len(accuracies)}")
-    return [
-        ExitPath(e, float(acc), partition(model.exit_model(e), example_inputs, granularity))
-        for e, acc in enumerate(accuracies, start=1)
-    ]
+    parts = exit_partitions(model, example_inputs, granularity)  # type: ignore[arg-type]
+    return [ExitPath(e, float(acc), parts[e]) for e, acc in enumerate(accuracies, start=1)]

@@ -4,7 +4,6 @@ held to μLinUCB's forced-sampling schedule."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,21 +27,6 @@ def fixed_cut(cut: int, last: int) -> FixedCut:
     if not 0 <= cut <= last:
         raise ValueError(f"fixed-{cut}: this model's cuts are 0..{last}")
     return FixedCut(cut)
-
-
-def static_policy(name: str, last: int) -> FixedCut | None:
-    """``device-only``, ``edge-only`` or ``fixed-K`` for a model whose cuts are 0..``last``;
-    None for any other name."""
-    if name == "device-only":
-        return FixedCut(last)
-    if name == "edge-only":
-        return FixedCut(0)
-    if match := re.fullmatch(r"fixed-(\d+)", name):
-        cut = int(match.group(1))
-        if cut > last:
-            raise ValueError(f"{name}: this model's cuts are 0..{last}")
-        return FixedCut(cut)
-    return None
 
 
 class Oracle:

@@ -123,13 +123,19 @@ def model_costs(
     block_s: float = 0.01,
 ) -> StoppingCosts:
     """Stage costs of a model's layer cuts (stage l = cut l), from the latency models."""
-    model = CutCostModel(part, device, edge)
-    device_cum = np.asarray(model.device_s)
-    edge_rest = np.asarray(model.edge_s)
-    tau = np.diff(device_cum)
-    s = -np.diff(edge_rest)
-    bits = [8.0 * b for b in model.boundary_bytes[:-1]]
+    tau, s, bits = chain_times(part, device, edge)
     return chain_costs(tau, s, bits, compute_w, transmit_w, time_weight, radio, block_s)
+
+
+def chain_times(
+    part: Partitioning, device: DeviceModel, edge: DeviceModel
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Each layer's device time τ_i and edge time s_i (i = 1..N) between a model's layer cuts,
+    and the bits D_l each cut l = 0..N−1 sends, from the latency models."""
+    model = CutCostModel(part, device, edge)
+    tau = np.diff(np.asarray(model.device_s))
+    s = -np.diff(np.asarray(model.edge_s))
+    return tau, s, [8.0 * b for b in model.boundary_bytes[:-1]]
 
 
 def _quad(f: Callable[[float], float], lo: float, hi: float, scale: float) -> float:
@@ -490,3 +496,13 @@ class ThresholdPolicy:
 
     def update(self, action: Action, fb: Feedback) -> None:
         """The rule is computed offline from the stage costs; nothing to learn online."""
+
+
+def rule_of(policy: object, costs: StoppingCosts, fading: Fading, name: str) -> ThresholdRule:
+    """The threshold rule a stage-wise policy follows, for its analytic cost: a rule's own, or
+    — for a fixed cut in a stage-wise world (edge-only, device-only, fixed-K) — the fixed split
+    at that cut."""
+    if isinstance(policy, ThresholdPolicy):
+        return policy.rule
+    cut = policy.select(Context(stage=0, gain=math.inf)).cut  # type: ignore[attr-defined]
+    return fixed_rule(costs, fading, min(cut, costs.layers), name)

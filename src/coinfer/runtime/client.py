@@ -136,8 +136,6 @@ class DeviceClient:
             reply = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
                            base.max_tensors, base.max_dims)  # fmt: skip
             self._paths[e] = _Path(path, list(front), reply)
-        self.expected_outputs = part.outputs
-        self.reply_limits = self._paths[None].reply_limits
         self._halves: dict[tuple[int | None, int], tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0

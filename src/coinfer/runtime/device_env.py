@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -96,9 +97,7 @@ class LiveEnv:
             answer = int(logits.argmax(-1).reshape(-1)[0])
             correct = answer == self.labels[i % len(self.labels)]
         self.correct.append(correct)
-        fb = feedback_of(record)
-        fb = Feedback(fb.device_s, fb.uplink_s, fb.edge_s, fb.downlink_s, fb.bytes_sent,
-                      fb.energy_j, record.exit, correct)  # fmt: skip
+        fb = replace(feedback_of(record), exit=record.exit, correct=correct)
         if record.offloaded and record.uplink_s > 0:
             self._measured_at = self.elapsed()
         elif (self.monitor and self._probe is None

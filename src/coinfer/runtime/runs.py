@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from coinfer.data import trace_names, trace_path
 from coinfer.latency.host import settle_heap
-from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.latency.link import Link
 from coinfer.policies import registry
 from coinfer.policies.loop import Step, run_loop
 from coinfer.policies.setup import DeviceSetup
@@ -25,6 +24,7 @@ from coinfer.policies.stopping import (
     evaluate_rule,
     gain_for_snr,
     optimal_rule,
+    rule_of,
 )
 from coinfer.runtime.client import FrameRecord, summary
 from coinfer.runtime.device_env import LiveEnv
@@ -37,6 +37,7 @@ from coinfer.runtime.stage_env import (
     measured_costs,
 )
 from coinfer.sim.channels import fading_channel
+from coinfer.sim.links import shipped_history_bps
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,7 @@ def link_history_bps(trace: str | None, scale: float, link: Link) -> list[float]
     scale) when the run replays one, else the link's rate at the start."""
     if trace is None:
         return [link.uplink.at(0.0)]
-    return [b for other in trace_names() if other != trace
-            for b in TraceBandwidth.from_file(trace_path(other), scale=scale).bps]  # fmt: skip
+    return shipped_history_bps(trace, scale)
 
 
 def _finite(value: float | None) -> float | None:
@@ -159,11 +159,7 @@ def run_stages(
         problem = StageProblem(costs, fading)
         knowledge = setup.knowledge("live", Link.constant(1e6), stages=problem)
         policy = registry.create(policy_name, knowledge)
-        rule = getattr(policy, "rule", None)
-        if rule is None:  # a fixed cut in a stage-wise world: its rule, for its analytic cost
-            from coinfer.policies.stopping import fixed_rule
-
-            rule = fixed_rule(costs, fading, policy.select(env.observe()).cut, policy_name)
+        rule = rule_of(policy, costs, fading, policy_name)
 
         def report(step: Step) -> None:
             if on_task is not None:

@@ -34,9 +34,7 @@ from coinfer.latency.wireless import Radio
 from coinfer.policies.stopping import Fading, StoppingCosts, chain_costs
 from coinfer.policies.types import Action, Context, Feedback
 from coinfer.runtime.client import DeviceClient
-from coinfer.runtime.protocol import Kind, pack
 from coinfer.runtime.shaping import ShapedLink
-from coinfer.runtime.tensors import encode_tensors
 from coinfer.sim.channels import ChannelDraws
 
 DOWNLINK_BPS = 10e9  # the model has no download term: the reply comes back at 10 Gbit/s
@@ -191,15 +189,8 @@ class LiveStageEnv:
         self.uplink.set(1e9)
         remaining: list[list[float]] = [[] for _ in range(self.layers)]
         layer_s: list[list[float]] = [[] for _ in range(self.layers)]
-        bits = []
-        for cut in range(self.layers):
-            boundary = self._front(cut)
-            metas, payload = encode_tensors(boundary)
-            header = {"id": 1, "model": self.client.model, "cut": cut, "exit": None,
-                      "tensors": metas}  # fmt: skip
-            if self.client.token is not None:
-                header["token"] = self.client.token
-            bits.append(8.0 * (len(pack(Kind.INFER, header, b"", len(payload))) + len(payload)))
+        fronts = [self._front(cut) for cut in range(self.layers)]
+        bits = [0.0] * self.layers  # what each cut's request takes on the wire, header included
         for _ in range(repeats):
             self._begin()
             for layer in range(self.layers):  # timed as in a task: inside the event loop
@@ -207,16 +198,17 @@ class LiveStageEnv:
                 self._loop.run_until_complete(self._compute_layer())
                 layer_s[layer].append(self.compute_s - before)
             for cut in range(self.layers):
-                _, _, edge_s, _, _ = self._loop.run_until_complete(
-                    self.client.offload(cut, self._front(cut))
+                _, _, edge_s, _, sent = self._loop.run_until_complete(
+                    self.client.offload(cut, fronts[cut])
                 )
                 remaining[cut].append(edge_s)
+                bits[cut] = 8.0 * sent
         edge_rest = [statistics.median(r) for r in remaining] + [0.0]
         per_layer_edge = [max(edge_rest[i] - edge_rest[i + 1], 0.0) for i in range(self.layers)]
         rate = rate_bps or float(self.radio.rate_bps(self.fading.mean_gain))
         self.uplink.set(rate)
         small = int(np.argmin(bits))
-        boundary = self._front(small)
+        boundary = fronts[small]
         excess, replies = [], []
         for _ in range(8 * repeats):
             _, up, _, down, sent = self._loop.run_until_complete(

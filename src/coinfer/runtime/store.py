@@ -17,20 +17,12 @@ import torch
 from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.graph.types import TensorMeta
+from coinfer.policies.edgent import exit_partitions
 from coinfer.runtime.protocol import ErrorCode, ProtocolError
 from coinfer.runtime.tensors import tensors_of
 
 REPLY_HEADER_BYTES = 512  # a RESULT's prefix and header, beyond its tensor entries
 REPLY_ENTRY_BYTES = 160  # one tensor entry in a RESULT header
-
-
-def exit_parts(net: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> dict[int, Partitioning]:
-    """Each exit's partitioned path of a multi-exit model (one with ``num_exits`` and
-    ``exit_model(e)``, as BranchyNet's); empty for a model with one exit."""
-    num_exits = getattr(net, "num_exits", None)
-    if not isinstance(num_exits, int) or not callable(getattr(net, "exit_model", None)):
-        return {}
-    return {e: partition(net.exit_model(e), inputs) for e in range(1, num_exits + 1)}  # type: ignore[operator]
 
 
 class ModelStore:
@@ -54,7 +46,7 @@ class ModelStore:
             inputs = zoo.example_inputs(spec, shapes=shapes)
             net = zoo.create_deployed(spec)
             models[spec] = partition(net, inputs)
-            exits[spec] = exit_parts(net, inputs)
+            exits[spec] = exit_partitions(net, inputs)
         self._init(models, cache_size, exits)
 
     @classmethod

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from coinfer.data import trace_names, trace_path
 from coinfer.latency.link import TraceBandwidth
 
 
@@ -82,3 +83,10 @@ def shifted_trace(
     times, rates = tuple(t for t, _ in pieces), tuple(b for _, b in pieces)
     label = name or f"{trace.name}+{offset:g}s"
     return TraceBandwidth(times, rates, label, loop=True, period_s=period)
+
+
+def shipped_history_bps(exclude: str | None, scale: float = 1.0) -> list[float]:
+    """Every throughput sample of the shipped traces but ``exclude`` (at ``scale``): what a
+    device has seen before a run over ``exclude`` (Edgent's bandwidth states)."""
+    return [b for other in trace_names() if other != exclude
+            for b in TraceBandwidth.from_file(trace_path(other), scale=scale).bps]  # fmt: skip

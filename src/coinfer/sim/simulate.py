@@ -13,14 +13,24 @@ from typing import Any
 import numpy as np
 
 from coinfer import partition, zoo
+from coinfer.data import trace_path
 from coinfer.latency.devices import resolve_device
+from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.latency.profiler import profile_ops
+from coinfer.policies import registry
+from coinfer.policies import stopping as st
+from coinfer.policies.loop import run_loop
+from coinfer.policies.setup import device_setup, load_model
 from coinfer.report import new_figure, save_figure
+from coinfer.sim.channels import fading_channel
 from coinfer.sim.env import SimEnv
+from coinfer.sim.links import shipped_history_bps
 from coinfer.sim.roster import DEFAULT_DISCOUNT, POLICIES, compare
 from coinfer.sim.runner import RunStats
 from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, World, build_world
+from coinfer.sim.stopping import StageEnv
 from coinfer.video import SyntheticScene, key_frame_weights, video_frames
+from coinfer.zoo.training import held_out_correctness, held_out_order
 
 NOISE = 0.1  # log-normal standard deviation of every measured component
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -189,15 +199,7 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
 def exit_correctness(net: Any, frames: int, seed: int = 0) -> np.ndarray:
     """correct[i, e-1]: does exit e answer frame i right? Frame i shows the held-out image the
     live device shows as its frame i (``zoo.training.held_out_order``)."""
-    import torch
-
-    from coinfer.zoo.training import held_out, held_out_order
-
-    images, labels = held_out()
-    with torch.inference_mode():
-        outs = net.forward_exits(images)
-    right = np.stack([(o.argmax(1) == labels).numpy() for o in outs], axis=1)
-    return np.asarray(right[held_out_order(frames, seed)])
+    return np.asarray(held_out_correctness(net)[held_out_order(frames, seed)])
 
 
 def simulate_edgent(
@@ -216,24 +218,13 @@ def simulate_edgent(
     """Edgent's policies (exit and cut) over a trace, frames back to back, the held-out digits
     as frames: per policy its accuracy, deadline hit rate and mean latency. Bandwidth states
     come from the other shipped traces at the same scale, as on the live device."""
-    from coinfer.data import trace_names, trace_path
-    from coinfer.latency.link import Link, TraceBandwidth
-    from coinfer.policies import registry
-    from coinfer.policies.loop import run_loop
-    from coinfer.policies.setup import device_setup, load_model
-
     setup = device_setup(load_model(model), device, edge)
     if not setup.model.exits:
         raise ValueError(
             f"Edgent's policies choose an exit: {model!r} has one (use branchy_alexnet)"
         )
     link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s)
-    history = [
-        b
-        for other in trace_names()
-        if other != trace
-        for b in TraceBandwidth.from_file(trace_path(other), scale=trace_scale).bps
-    ]
+    history = shipped_history_bps(trace, trace_scale)
     correct = exit_correctness(setup.model.net, frames, seed)
     exits = {p.exit: p.part for p in setup.model.exits}
     rows = []
@@ -279,34 +270,18 @@ def simulate_stopping(
 ) -> list[dict[str, Any]]:
     """The stage-wise policies, task by task through the one loop on the same channel draws:
     per policy its mean cost (95% interval) beside its rule's analytic expected cost."""
-    from coinfer.policies import registry
-    from coinfer.policies import stopping as st
-    from coinfer.policies.loop import run_loop
-    from coinfer.policies.setup import device_setup, load_model
-    from coinfer.sim.channels import fading_channel
-    from coinfer.sim.stopping import StageEnv
-
     setup = device_setup(load_model(model), device, edge)
     part = setup.model.part
     fading = fading_channel(channel, st.gain_for_snr(snr_db))
-    costs = st.model_costs(part, setup.device, setup.edge, st.COMPUTE_W, st.RADIO.power_w,
-                           time_weight, st.RADIO)  # fmt: skip
-    from coinfer.latency.predict import CutCostModel
-
-    model_times = CutCostModel(part, setup.device, setup.edge)
-    tau = np.diff(np.asarray(model_times.device_s))
-    s = -np.diff(np.asarray(model_times.edge_s))
-    from coinfer.latency.link import Link
-
+    tau, s, bits = st.chain_times(part, setup.device, setup.edge)
+    costs = st.chain_costs(tau, s, bits, st.COMPUTE_W, st.RADIO.power_w, time_weight, st.RADIO)
     knowledge = setup.knowledge("sim", Link.constant(1e6), stages=st.StageProblem(costs, fading))
     rows = []
     for name in policies:
         policy = registry.create(name, knowledge)
         env = StageEnv(costs, tau, s, st.COMPUTE_W, fading.sample, fading.h_min, seed=seed,
                        cuts=part.cuts)  # fmt: skip
-        rule = getattr(policy, "rule", None)
-        if rule is None:
-            rule = st.fixed_rule(costs, fading, policy.select(env.observe()).cut, name)
+        rule = st.rule_of(policy, costs, fading, name)
         run_loop(env, policy, tasks)
         draws = np.asarray(env.task_costs)
         rows.append(

@@ -159,6 +159,15 @@ def held_out(cfg: TrainConfig | None = None) -> tuple[Tensor, Tensor]:
     return x_test, y_test
 
 
+def held_out_correctness(model: torch.nn.Module, cfg: TrainConfig | None = None) -> np.ndarray:
+    """correct[i, e-1]: does exit e of a multi-exit ``model`` classify held-out image i
+    right?"""
+    images, labels = held_out(cfg)
+    with torch.inference_mode():
+        outs = model.forward_exits(images)  # type: ignore[operator]
+    return np.stack([(o.argmax(1) == labels).numpy() for o in outs], axis=1)
+
+
 def held_out_order(frames: int, seed: int = 0, cfg: TrainConfig | None = None) -> np.ndarray:
     """Which held-out image each of ``frames`` frames shows: a seeded shuffle, repeated as
     needed (the simulator and the live device show the same images in the same order)."""
