@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import multiprocessing
@@ -79,6 +80,11 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
 
 
 # -- the attackers (a process of their own, one thread each)
+@functools.cache
+def _fingerprint() -> bytes:
+    return load_model("alexnet").part.fingerprint
+
+
 def _boundary(**meta: Any) -> list[dict[str, Any]]:
     entry = {"dtype": "float32", "shape": [1, 256, 6, 6], "codec": "none", "quant": "none",
              "raw_bytes": 36864, "bytes": 36864}  # fmt: skip
@@ -87,7 +93,8 @@ def _boundary(**meta: Any) -> list[dict[str, Any]]:
 
 def _infer(metas: Any, payload: bytes = b"", token: str | None = TOKEN, cut: int = 15,
            payload_len: int | None = None) -> bytes:  # fmt: skip
-    header: dict[str, Any] = {"id": 1, "model": "alexnet", "cut": cut, "tensors": metas}
+    header: dict[str, Any] = {"id": 1, "model": "alexnet", "cut": cut, "fp": _fingerprint(),
+                              "tensors": metas}  # fmt: skip
     if token is not None:
         header["token"] = token
     return pack(Kind.INFER, header, payload, payload_len=payload_len)

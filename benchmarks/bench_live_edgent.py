@@ -50,8 +50,8 @@ def main() -> None:
         link = Link(TraceBandwidth.from_file(trace_path(args.trace), scale=args.scale), rtt)
         history = link_history_bps(args.trace, args.scale, link)
         for name in names:
-            result, _, _ = run_frames(setup, name, args.frames, link, Connection(server.address),
-                                      latency_req_s=req, history_bps=history)  # fmt: skip
+            result = run_frames(setup, name, args.frames, link, Connection(server.address),
+                                latency_req_s=req, history_bps=history).summary  # fmt: skip
             live[name] = result
             Console(stderr=True).print(f"{name}: live {result['accuracy']} / "
                                        f"{result['deadline_hit_rate']}")  # fmt: skip

@@ -81,7 +81,7 @@ def test_plan_table_and_errors() -> None:
     assert table.exit_code == 0, table.output
     assert "chosen: cut" in table.stdout
     bad = runner.invoke(app, ["plan", "mlp", "--bandwidth", "fast"])
-    assert bad.exit_code == 2 and "1mbps" in bad.output
+    assert bad.exit_code == 2 and "5mbps" in bad.output
     bad_dev = runner.invoke(app, ["plan", "mlp", "--device", "pi5"])
     assert bad_dev.exit_code == 2 and "rpi3" in bad_dev.output
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,8 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from coinfer.output import SCHEMA, cell_text, dumps
+
 
 @dataclass
 class ExperimentResult:
@@ -23,6 +24,7 @@ class ExperimentResult:
     notes: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     group_by: tuple[str, ...] = ()  # one table per distinct value of these columns
+    config: Mapping[str, Any] = field(default_factory=dict)  # what produced the rows
 
     def groups(self) -> dict[str, list[dict[str, Any]]]:
         """The rows split by ``group_by`` (those columns dropped), titled by their values;
@@ -33,13 +35,6 @@ class ExperimentResult:
             rest = {k: v for k, v in row.items() if k not in self.group_by}
             out.setdefault(title, []).append(rest)
         return out
-
-
-def cell_text(value: Any) -> str:
-    """A table cell: floats to 4 significant digits, nothing for None."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -63,8 +58,9 @@ def write_result(result: ExperimentResult, out_dir: Path) -> None:
     )
     text = f"# {result.name}\n\n{notes}\n{tables}\n{plots}"
     (out_dir / "table.md").write_text(text)
-    doc = {"experiment": result.name, "notes": result.notes, "rows": result.rows}
-    (out_dir / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
+    doc = {"schema": SCHEMA, "experiment": result.name, "config": dict(result.config),
+           "notes": result.notes, "rows": result.rows}  # fmt: skip
+    (out_dir / "table.json").write_text(dumps(doc) + "\n")
 
 
 def save_figure(fig: Figure, path: Path) -> Path:

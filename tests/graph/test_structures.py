@@ -44,6 +44,25 @@ class FunctionalWeights(nn.Module):
         return F.linear(h, self.weight.t()[:8, :8])
 
 
+class OutOfOrder(nn.Module):
+    """Returns its values in another order than it computes them."""
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        first = torch.relu(x)
+        second = first.sum(dim=1)
+        return {"late": second, "early": first}
+
+
+def test_outputs_returned_out_of_production_order_travel_in_output_order() -> None:
+    x = torch.randn(2, 3)
+    part = partition(OutOfOrder(), (x,))
+    front, _ = part.split(part.last)
+    assert part.structure is not None
+    out = part.structure.rebuild(part.outputs_at_last_cut(front(x)))
+    assert list(out) == ["late", "early"] and part.structure.names == ["late", "early"]
+    assert torch.equal(out["late"], torch.relu(x).sum(dim=1))
+
+
 class SizeArithmetic(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -69,6 +88,12 @@ def test_two_inputs_and_nested_dict_outputs(granularity: str) -> None:
         assert_same_output(back(*front(*inputs)), want)
     # The last cut sends exactly the three output tensors.
     assert len(part.cuts[-1].boundary) == 3
+    # ... and, in the order they travel, they rebuild the model's output
+    front, _ = part.split(part.last)
+    flat = part.outputs_at_last_cut(front(*inputs))
+    assert part.structure is not None
+    assert_same_output(part.structure.rebuild(flat), want)
+    assert [tuple(t.shape) for t in flat] == [m.shape for m in part.outputs]
     # The concatenation's inputs travel together at some node cut.
     if granularity == "node":
         assert max(len(c.boundary) for c in part.cuts) >= 3

@@ -80,6 +80,8 @@ def test_a_stage_wise_frame_takes_several_decisions_and_one_feedback() -> None:
 def test_until_stops_before_a_frame_and_every_driver_is_the_same_loop() -> None:
     env = _Frames()
     assert len(run_loop(env, _Recorder(), 10, until=lambda: env.frame >= 2)) == 2
+    # a run of a set duration runs its first frame however slow the host
+    assert len(run_loop(_Frames(), _Recorder(), 10, until=lambda: True)) == 1
     steps = asyncio.run(run_loop_async(_Frames(), _Recorder(), 5))
     assert [s.learned for s in steps] == [True, True, False, True, True]
     game = play(_Frames(), _Recorder(), 1)  # stepped by hand, as the fleet does

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from coinfer.policies.setup import ModelSetup
+from coinfer.policies.setup import ModelSetup, load_model
 from coinfer.policies.static import FixedCut
 from coinfer.runtime.budget import process_memory, reset_peak_memory
 from coinfer.runtime.client import DeviceClient, edge_stats
@@ -38,11 +39,12 @@ class Served:
     env: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     address: tuple[str, int] = ("127.0.0.1", 0)
+    cwd: str | None = None  # where `coinfer serve` runs (a user's folder, for module:factory)
 
     def start(self) -> Served:
         command = [sys.executable, "-m", "coinfer.cli", "serve", "--port", "0", *self.args]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=self.limits,
+                                     text=True, preexec_fn=self.limits, cwd=self.cwd,
                                      env={**os.environ, **self.env})  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -150,9 +152,19 @@ def closed_by_peer(sock: socket.socket, timeout_s: float = 30.0) -> bool:
     return True
 
 
+@functools.cache
+def fingerprint_of(model: str) -> bytes:
+    """What an honest device sends as ``fp`` for a zoo model (16 zero bytes for any other)."""
+    try:
+        return load_model(model).part.fingerprint
+    except Exception:
+        return bytes(16)
+
+
 def infer(model: str, cut: int, metas: Any, payload: bytes = b"", token: str | None = None,
           payload_len: int | None = None, **extra: Any) -> bytes:  # fmt: skip
-    header: dict[str, Any] = {"id": 1, "model": model, "cut": cut, "tensors": metas, **extra}
+    header: dict[str, Any] = {"id": 1, "model": model, "cut": cut, "fp": fingerprint_of(model),
+                              "tensors": metas, **extra}  # fmt: skip
     if token is not None:
         header["token"] = token
     return pack(Kind.INFER, header, payload, payload_len=payload_len)
@@ -245,7 +257,8 @@ class EvilEdge:
                 threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        from coinfer.runtime.tensors import decode_tensors, tensors_of
+        from coinfer.graph.outputs import output_tensors
+        from coinfer.runtime.tensors import decode_tensors
 
         while True:
             message = read_reply(conn)
@@ -256,7 +269,7 @@ class EvilEdge:
             if cut not in self._halves:
                 self._halves[cut] = self.model.part.split(cut)[1]
             with torch.no_grad():
-                outputs = tensors_of(
+                outputs = output_tensors(
                     self._halves[cut](*decode_tensors(header["tensors"], bytearray(payload)))
                 )
             answer = self.behaviour(header, outputs)

@@ -100,6 +100,7 @@ def test_framing_survives_any_bytes(server: EdgeServer, data: bytes, chunks: lis
         optional={"model": st.sampled_from(["alexnet", "vgg16"]) | msgpack_values,
                   "cut": st.integers(-1, 30) | msgpack_values,
                   "exit": st.none() | msgpack_values,
+                  "fp": st.binary(min_size=16, max_size=16) | msgpack_values,
                   "token": st.sampled_from(["t", "T", ""]) | msgpack_values,
                   "tensors": st.lists(entry_fields, max_size=3) | msgpack_values,
                   "slowdown": st.floats() | msgpack_values},
@@ -191,7 +192,8 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
     if field is not None:
         metas[0][field] = value
     data = data[: len(data) + trim] if trim < 0 else data + b"x" * trim
-    header = {"id": 5, "model": "alexnet", "cut": cut, "tensors": metas, "token": "t"}
+    header = {"id": 5, "model": "alexnet", "cut": cut, "fp": alexnet.part.fingerprint,
+              "tensors": metas, "token": "t"}  # fmt: skip
     parser = MessageParser(LIMITS, server.budget, server._admit, bytearray(SCRATCH_BYTES))
     (item,) = _feed(parser, pack(Kind.INFER, header, data), chunks)
     parser.release()

@@ -212,7 +212,9 @@ def test_out_of_file_descriptors(edges: Edges, alexnet: ModelSetup) -> None:
     for sock in socks:
         sock.close()
     assert server.alive() and "Traceback" not in server.stderr()
-    assert len(server.stderr().splitlines()) <= 6, server.stderr()
+    lines = server.stderr().splitlines()
+    after_start = lines[next(i for i, line in enumerate(lines) if "fingerprint" in line) + 1 :]
+    assert len(after_start) <= 2, server.stderr()  # the flood: a line per kind, not per accept
     assert "lowered to 192" in server.stderr()  # the limit was kept below ulimit -n
 
 

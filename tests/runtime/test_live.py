@@ -100,9 +100,10 @@ def test_bad_requests_get_named_errors_and_others_are_served(
     boundary = alexnet.part.split(8)[0](*alexnet.inputs)
     good_metas, good_payload = encode_tensors(boundary)
     ping = pack(Kind.PING, {"id": 99})
+    fp = alexnet.part.fingerprint
 
     def infer(**header: object) -> bytes:
-        base = {"id": 1, "model": "alexnet", "cut": 8, "tensors": good_metas}
+        base = {"id": 1, "model": "alexnet", "cut": 8, "fp": fp, "tensors": good_metas}
         return pack(Kind.INFER, {**base, **header}, good_payload)
 
     shape = list(boundary[0].shape)
@@ -111,9 +112,14 @@ def test_bad_requests_get_named_errors_and_others_are_served(
     cases = [
         (infer(model="resnet999"), ErrorCode.UNKNOWN_MODEL, "not served here"),
         (infer(cut=40), ErrorCode.BAD_CUT, "must be in 0..22"),
+        (infer(fp=bytes(16)), ErrorCode.WRONG_MODEL, "is not the edge's"),
+        (infer(fp="a string"), ErrorCode.BAD_HEADER, "needs 'fp'"),
+        (infer(fp=fp + b"x"), ErrorCode.BAD_HEADER, "needs 'fp'"),
         (
             pack(
-                Kind.INFER, {"id": 1, "model": "alexnet", "cut": 8, "tensors": wrong_shape}, payload
+                Kind.INFER,
+                {"id": 1, "model": "alexnet", "cut": 8, "fp": fp, "tensors": wrong_shape},
+                payload,
             ),
             ErrorCode.BAD_TENSOR,
             f"takes {shape} float32",
@@ -121,7 +127,7 @@ def test_bad_requests_get_named_errors_and_others_are_served(
         (
             pack(
                 Kind.INFER,
-                {"id": 1, "model": "alexnet", "cut": 8, "tensors": wrong_dtype},
+                {"id": 1, "model": "alexnet", "cut": 8, "fp": fp, "tensors": wrong_dtype},
                 payload16,
             ),
             ErrorCode.BAD_TENSOR,
@@ -241,7 +247,9 @@ def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     rows = {r["policy"]: r for r in doc["rows"]}
     assert set(rows) == {"mulinucb-link", "edge-only", "device-only"}
-    for row in rows.values():  # how many frames fit in 6 s depends on the machine: at least one
+    for row in (
+        rows.values()
+    ):  # how many frames fit in 6 s depends on the machine: the loop runs one at least
         assert row["frames"] >= 1 and row["fallbacks"] == 0
     assert rows["edge-only"]["offloaded"] == rows["edge-only"]["frames"]
     assert rows["device-only"]["offloaded"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ from coinfer.policies.loop import run_loop
 from coinfer.policies.setup import DeviceSetup, device_setup, load_model
 from coinfer.policies.types import Action
 from coinfer.runtime.device_env import LiveEnv
-from coinfer.runtime.live import ProcessServer, device_client, live_frames, zoo_store
+from coinfer.runtime.inputs import live_frames
+from coinfer.runtime.live import ProcessServer, device_client, zoo_store
 from coinfer.runtime.protocol import ErrorCode, ProtocolError
 from coinfer.runtime.store import ModelStore
 from coinfer.sim.env import SimEnv
@@ -186,3 +188,41 @@ def test_a_live_device_measures_its_link_for_policies_that_watch_it(edge: Proces
     # far below the rate)
     assert seen and all(0.2e6 < bps <= 2.0e6 * 1.01 for bps in seen), seen
     assert registry.entry("edgent-dynamic").watches_link
+
+
+def test_a_model_that_takes_no_image_runs_live_on_inputs_of_its_own_shape(
+    edge: ProcessServer, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    address = f"{edge.address[0]}:{edge.address[1]}"
+    result = runner.invoke(app, ["run", "--edge", address, "-m", "mlp", "-p", "edge-only", "-n",
+                                 "3", "--strict", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["offloaded"] == 3 and doc["fallbacks"] == 0 and doc["config"]["shaped"] is False
+    assert doc["preflight"]["rtt_s"] > 0
+    video = runner.invoke(app, ["run", "--edge", address, "-m", "mlp", "--video", str(tmp_path)])
+    assert video.exit_code == 2 and "no such file" in video.output
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    refused = runner.invoke(app, ["run", "--edge", address, "-m", "mlp", "--images", str(images)])
+    assert refused.exit_code == 2 and "images go to models of one" in " ".join(
+        refused.output.split()
+    )
+
+
+def test_ping_and_stats_show_the_edge_and_what_it_serves(edge: ProcessServer) -> None:
+    runner = CliRunner()
+    address = f"{edge.address[0]}:{edge.address[1]}"
+    ping = runner.invoke(app, ["ping", address, "-c", "3", "--json"])
+    assert ping.exit_code == 0, ping.output
+    assert len(json.loads(ping.stdout)["rtt_s"]) == 3
+    stats = runner.invoke(app, ["stats", address, "--json"])
+    assert stats.exit_code == 0, stats.output
+    served = json.loads(stats.stdout)["stats"]["models"]
+    assert set(served) == set(MODELS)
+    assert served["mlp"]["fingerprint"] == load_model("mlp").part.fingerprint.hex()
+    assert served["branchy_alexnet"]["exits"] == [1, 2, 3, 4, 5]
+    table = runner.invoke(app, ["stats", address])
+    assert table.exit_code == 0 and served["mlp"]["fingerprint"] in table.stdout

@@ -55,7 +55,7 @@ def test_scenario_errors_name_the_fix() -> None:
         build_world("trace", 100)
     with pytest.raises(ValueError, match="--scenario trace"):
         build_world("stationary", 100, trace="norway_bus_1")
-    with pytest.raises(FileNotFoundError, match="shipped traces"):
+    with pytest.raises(ValueError, match="shipped traces"):
         build_world("trace", 100, trace="norway_moon_1")
 
 

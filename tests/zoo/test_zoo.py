@@ -157,3 +157,52 @@ class TestBranchyAlexNet:
     def test_bad_exit(self) -> None:
         with pytest.raises(ValueError, match=r"1\.\.5"):
             self.model.forward_to(self.x, 6)
+
+
+def test_weights_load_strictly_from_torch_save_and_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from coinfer.zoo import WeightsError, model_spec
+
+    trained = zoo.create("mlp", seed=3, depth=2, width=8)
+    torch.save(trained.state_dict(), tmp_path / "mlp.pt")
+    save_file(trained.state_dict(), str(tmp_path / "mlp.safetensors"))
+    x = torch.randn(1, 8)
+    for name in ("mlp.pt", "mlp.safetensors"):
+        loaded = zoo.create("mlp", depth=2, width=8, weights=tmp_path / name)
+        assert torch.equal(loaded(x), trained(x))
+    spec = model_spec("mlp", ["1,8"], ["depth=2", "width=8"], tmp_path / "mlp.pt")
+    assert torch.equal(spec.build()(x), trained(x)) and spec.example_inputs()[0].shape == (1, 8)
+    with pytest.raises(WeightsError, match="does not fit the model"):
+        zoo.create("mlp", depth=3, width=8, weights=tmp_path / "mlp.pt")  # a layer missing
+    with pytest.raises(WeightsError, match="does not fit the model"):
+        zoo.create("mlp", depth=2, width=4, weights=tmp_path / "mlp.pt")  # other shapes
+    torch.save(trained, tmp_path / "whole.pt")  # a pickled module, not a state_dict
+    with pytest.raises(WeightsError, match="state_dict"):
+        zoo.create("mlp", depth=2, width=8, weights=tmp_path / "whole.pt")
+
+
+def test_a_factory_declares_its_inputs_and_dtypes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tokens.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Bag(nn.Module):\n"
+        "    def __init__(self, vocab=20):\n"
+        "        super().__init__()\n"
+        "        self.embed = nn.Embedding(vocab, 4)\n"
+        "        self.fc = nn.Linear(4, 2)\n"
+        "    def forward(self, ids):\n"
+        "        return self.fc(self.embed(ids).mean(dim=1))\n\n"
+        "def build(vocab=20):\n"
+        "    return Bag(vocab)\n\n"
+        "build.example_inputs = lambda vocab=20: (torch.randint(0, vocab, (1, 6)),)\n"
+    )
+    monkeypatch.chdir(tmp_path)  # module:factory is imported from the current directory
+    spec = zoo.model_spec("tokens:build", model_args=["vocab=30"])
+    (ids,) = spec.example_inputs()
+    assert ids.dtype == torch.int64 and ids.shape == (1, 6) and int(ids.max()) < 30
+    given = zoo.model_spec("tokens:build", ["1,9:int64"]).example_inputs()
+    assert given[0].dtype == torch.int64 and given[0].shape == (1, 9)
+    by_path = zoo.create(f"{tmp_path / 'tokens.py'}:build")
+    assert isinstance(by_path, torch.nn.Module)

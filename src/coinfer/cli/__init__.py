@@ -1,7 +1,17 @@
 """``coinfer ...``: thin commands that parse, call the library and print — one module per
 command group, all on one Typer app."""
 
-from coinfer.cli import demo, experiment, fleet, models, plan, run, serve, simulate  # noqa: F401
+from coinfer.cli import (  # noqa: F401
+    demo,
+    edge,
+    experiment,
+    fleet,
+    models,
+    plan,
+    run,
+    serve,
+    simulate,
+)
 from coinfer.cli.app import app
 
 

@@ -14,7 +14,7 @@ app = typer.Typer(
     "to run it, and keep learning the best cut at run time.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help texts are plain: 'coinfer[vision]' stays as written
 )
 out = Console()
 err = Console(stderr=True)

@@ -3,46 +3,206 @@ progress bars on stderr."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
+from coinfer import units, zoo
 from coinfer.cli.app import err
+from coinfer.output import dumps
+from coinfer.zoo.spec import ModelSpec
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    """One line on stderr naming the problem and the fix; exit code 2."""
+    text = " ".join(str(message).split())
+    err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     return typer.Exit(2)
 
 
+InputShapes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        "-i",
+        help="Input shape like 1,3,224,224 (or 1,16:int64), once per forward argument. "
+        "Default: the zoo's, or what the factory declares (factory.example_inputs).",
+    ),
+]
+ModelArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-arg",
+        "-a",
+        help="A keyword argument of the model factory, KEY=VALUE (repeatable; the value is "
+        "read as a Python literal: 32, 0.5, True, (3, 5), else a string).",
+    ),
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Trained weights: a state_dict saved with torch.save(model.state_dict(), FILE), "
+        "or a .safetensors file. Device and edge must load the same (the edge checks).",
+    ),
+]
+
+
+def model_spec(
+    name: str,
+    input_shape: Sequence[str] | None = None,
+    model_arg: Sequence[str] | None = None,
+    weights: Path | None = None,
+) -> ModelSpec:
+    """The model the command line names (exit 2 with the reason when it cannot be)."""
+    try:
+        return zoo.model_spec(name, input_shape or (), model_arg or (), weights)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+
+
+@contextmanager
+def user_errors(what: str = "") -> Iterator[None]:
+    """Anything a user's input (a model of theirs, a file, a value) makes fail becomes one line
+    and exit 2, never a traceback."""
+    from coinfer.graph import PartitionError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, PartitionError) as exc:
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise fail(text) from exc
+    except (TypeError, RuntimeError, OSError, AttributeError, NotImplementedError) as exc:
+        prefix = f"{what}: " if what else ""
+        raise fail(f"{prefix}{type(exc).__name__}: {exc}") from exc
+
+
+def model_specs(
+    names: Sequence[str],
+    input_shape: Sequence[str] | None = None,
+    model_arg: Sequence[str] | None = None,
+    weights: Sequence[str] | None = None,
+) -> list[ModelSpec]:
+    """Several models' specs (``coinfer serve``): a value ``MODEL@VALUE`` is that model's, a
+    plain value every model's."""
+
+    def scoped(values: Sequence[str] | None, name: str) -> list[str]:
+        mine: list[str] = []
+        for value in values or ():
+            owner, at, rest = value.partition("@")
+            if at and owner in names:
+                if owner == name:
+                    mine.append(rest)
+            else:
+                mine.append(value)
+        return mine
+
+    specs = []
+    for name in names:
+        files = scoped(weights, name)
+        if len(files) > 1:
+            raise fail(f"{name}: {len(files)} --weights files; give one per model "
+                       f"(--weights {name}@FILE)")  # fmt: skip
+        specs.append(model_spec(name, scoped(input_shape, name), scoped(model_arg, name),
+                                Path(files[0]) if files else None))  # fmt: skip
+    return specs
+
+
+def writable(path: Path | None, option: str, folder: bool = False) -> None:
+    """Fail now (exit 2), not after minutes of work, when ``path`` cannot be written: a folder
+    that cannot be made, or a file whose folder cannot."""
+    if path is None:
+        return
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"{option} {str(path)!r}: cannot create {str(target)!r} "
+                   f"({exc.strerror or exc}); give a folder you can write") from None  # fmt: skip
+    if not os.access(target, os.W_OK):
+        raise fail(f"{option} {str(path)!r}: {str(target)!r} is not writable")
+    if not folder and path.is_dir():
+        raise fail(f"{option} {str(path)!r} is a folder: give a file name")
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
-    parts = text.replace("x", ",").split(",")
     try:
-        shape = tuple(int(p) for p in parts if p.strip())
-    except ValueError:
-        shape = ()
-    if not shape or any(s <= 0 for s in shape):
-        raise fail(f"--input-shape {text!r} is not a shape; write it like 1,3,224,224")
-    return shape
+        return zoo.InputSpec.parse(text).shape
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
 
 
-def parse_seconds(text: str) -> float:
-    """``500ms``, ``0.5s`` or ``0.5`` (seconds)."""
-    t = text.strip().lower()
+def parse_seconds(text: str, what: str = "duration", *, positive: bool = False) -> float:
+    """``500ms``, ``0.5s`` or ``0.5`` (seconds), never negative (exit 2 otherwise)."""
     try:
-        if t.endswith("ms"):
-            return float(t[:-2]) / 1e3
-        return float(t[:-1] if t.endswith("s") else t)
-    except ValueError:
-        raise fail(f"cannot read a duration from {text!r}: write it like 500ms or 0.5s") from None
+        return units.parse_seconds(text, what, positive=positive)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+
+
+def file_stem(name: str) -> str:
+    """A model name (``pkg.mod:factory``, ``path/file.py:factory``) as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(dumps(doc) + "\n")
+
+
+def _stage_line(text: str) -> None:
+    sys.stderr.write(f"coinfer: {text}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def stage(what: str) -> Iterator[None]:
+    """A spinner on a terminal; elsewhere (a pipe, a log, CI) a line when a stage starts and
+    one when it ends, with its duration."""
+    if err.is_terminal:
+        with err.status(f"{what} ...", spinner="dots"):
+            yield
+        return
+    start = time.monotonic()
+    _stage_line(f"{what} ...")
+    yield
+    _stage_line(f"{what}: done in {time.monotonic() - start:.1f} s")
+
+
+STAGE_LINE_EVERY_S = 10.0  # off a terminal, progress is a line this often (and at the end)
 
 
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress display on stderr; yields ``report(what, done, total)``, one bar per
-    ``what``."""
+    """A rich progress display on stderr (a terminal), or a stage line every
+    STAGE_LINE_EVERY_S per bar (anything else); yields ``report(what, done, total)``."""
+    if not err.is_terminal:
+        last: dict[str, float] = {}
+        start = time.monotonic()
+
+        finished: set[str] = set()
+
+        def line(what: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if what in finished:
+                return
+            if done >= total:
+                finished.add(what)
+            if done >= total or now - last.get(what, start) >= STAGE_LINE_EVERY_S:
+                last[what] = now
+                _stage_line(f"{what} {done}/{total} ({now - start:.0f} s)")
+
+        yield line
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),

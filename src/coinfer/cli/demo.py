@@ -3,16 +3,18 @@ a one-line verdict on what the user should have seen."""
 
 from __future__ import annotations
 
-import json
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail
+from coinfer.cli.common import STAGE_LINE_EVERY_S, print_json, user_errors, writable
+from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.output import SCHEMA
 
 
 @app.command()
@@ -38,6 +40,7 @@ def demo(
         "results/demo"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Edge servers and devices on loopback, real sockets, about a minute.
 
@@ -47,27 +50,28 @@ def demo(
     stopping rule against the baselines on a Rayleigh-fading uplink, measured cost beside
     analytic cost.
 
-    [bold]Examples[/]
+    Examples:
 
+    \b
       coinfer demo
-
       coinfer demo --system edgent --duration 60
     """
     from rich.live import Live
 
-    from coinfer.report import cell_text, markdown_table
+    from coinfer.output import cell_text, dumps
+    from coinfer.report import markdown_table
     from coinfer.runtime.client import FrameRecord
     from coinfer.runtime.demo import EXPECT, POLICIES, DemoConfig, run_demo
 
-    try:
+    check_format(fmt)
+    writable(out_dir, "--out", folder=True)
+    with user_errors():
         config = DemoConfig(system, model, device, duration_s=duration, slowdown=slowdown)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
     names = POLICIES[system]
     latest: dict[str, list[FrameRecord]] = {name: [] for name in names}
     tasks: dict[str, tuple[int, int]] = {}
 
-    def render() -> Table:
+    def live_table() -> Table:
         table = Table(title=f"coinfer demo --system {system}: {config.get('model')} on a "
                       f"{config.get('device')} device, edges on loopback ({duration:g} s)",
                       caption=f"expect: {EXPECT[system]}")  # fmt: skip
@@ -89,37 +93,67 @@ def demo(
         return table
 
     err.print(f"starting the edge server(s) and devices on loopback (expect: {EXPECT[system]}) ...")
-    with Live(render(), console=err, refresh_per_second=4, transient=as_json) as live_view:
+    if err.is_terminal:
+        view: Any = Live(live_table(), console=err, refresh_per_second=4, transient=as_json)
+    else:  # a pipe or a log: a stage line every STAGE_LINE_EVERY_S instead of a live table
+        view = _StageLines(latest, tasks)
+    with view as live_view:
 
         def on_frame(name: str, record: FrameRecord) -> None:
             latest[name].append(record)
-            live_view.update(render())
+            live_view.update(live_table())
 
         def on_task(name: str, done: int, total: int) -> None:
             tasks[name] = (done, total)
-            live_view.update(render())
+            live_view.update(live_table())
 
-        try:
+        with user_errors():
             run = run_demo(config, on_frame, on_task)
-        except ValueError as exc:
-            raise fail(str(exc)) from exc
     rows = run.rows()
     statement, held = run.verdict()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = run.plot(out_dir / f"{system}.png")
-    doc = {"system": system, "model": config.get("model"), "device": config.get("device"),
-           "duration_s": duration, "expected": statement, "held": held, "rows": rows}  # fmt: skip
-    (out_dir / "table.md").write_text(markdown_table(rows))
-    (out_dir / "table.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    for warning in run.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    config_doc = {"system": system, "model": config.get("model"), "device": config.get("device"),
+                  "duration_s": duration, "slowdown": slowdown, "trace": config.trace,
+                  "trace_scale": config.get("trace_scale"), "rtt_s": config.rtt_s}  # fmt: skip
+    doc = {"schema": SCHEMA, "config": config_doc, **config_doc, "expected": statement,
+           "held": held, "warnings": run.warnings, "rows": rows}  # fmt: skip
+    with user_errors(f"--out {out_dir}"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = run.plot(out_dir / f"{system}.png")
+        (out_dir / "table.md").write_text(markdown_table(rows))
+        (out_dir / "table.json").write_text(dumps(doc) + "\n")
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        print_json(doc)
         return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    table = Table(title=f"coinfer demo --system {system}")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell_text(row.get(c)) for c in columns))
-    out.print(table)
-    out.print(f"expected: {statement} — {'yes, it did' if held else 'NOT this time'}")
+    render(from_rows(f"coinfer demo --system {system}", rows), fmt)
+    out.print(f"expected: {statement} — {'yes, it did' if held else 'NOT this time'}",
+              markup=False)  # fmt: skip
     err.print(f"wrote {png}, {out_dir / 'table.md'} and table.json")
+
+
+class _StageLines:
+    """The live table's substance as a line on stderr every STAGE_LINE_EVERY_S."""
+
+    def __init__(self, latest: dict[str, list[Any]], tasks: dict[str, tuple[int, int]]) -> None:
+        self.latest, self.tasks = latest, tasks
+        self.last = time.monotonic()
+
+    def __enter__(self) -> _StageLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.line()
+
+    def update(self, _: object) -> None:
+        if time.monotonic() - self.last >= STAGE_LINE_EVERY_S:
+            self.line()
+
+    def line(self) -> None:
+        self.last = time.monotonic()
+        if self.tasks:
+            parts = [f"{n} {d}/{t} tasks" for n, (d, t) in self.tasks.items()]
+        else:
+            parts = [f"{n} {len(r)} frames" for n, r in self.latest.items()]
+        sys.stderr.write(f"coinfer: demo: {', '.join(parts)}\n")
+        sys.stderr.flush()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, progress_bars
+from coinfer.cli.app import app, err
+from coinfer.cli.common import fail, print_json, progress_bars, user_errors, writable
+from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.output import SCHEMA
 
 
 @app.command()
@@ -32,11 +31,11 @@ def experiment(
             "(pip install 'coinfer[distributed]'; RAY_ADDRESS picks a cluster). Same results.",
         ),
     ] = "local",
+    fmt: TableFormat = None,
 ) -> None:
     """Run one of the papers' experiments and write its table and plots."""
     from coinfer.experiments import EXPERIMENTS, run_experiment
     from coinfer.experiments.engine import ENGINES, ray_available
-    from coinfer.report import cell_text
 
     if name not in EXPERIMENTS:
         raise fail(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
@@ -44,23 +43,16 @@ def experiment(
         raise fail(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
     if engine == "ray" and not ray_available():
         raise fail("--engine ray needs Ray: pip install 'coinfer[distributed]' (or --engine local)")
+    check_format(fmt)
+    writable(out_dir / name, "--out", folder=True)
     err.print(f"running experiment {name}{' (quick)' if quick else ''} ...")
-    try:
-        with progress_bars() as report:
-            result = run_experiment(name, out_dir, quick, progress=report, engine=engine)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    with user_errors(f"experiment {name}"), progress_bars() as report:
+        result = run_experiment(name, out_dir, quick, progress=report, engine=engine)
     if as_json:
-        sys.stdout.write(json.dumps({"rows": result.rows}, indent=2) + "\n")
+        print_json({"schema": SCHEMA, "experiment": name, "config": {"quick": quick,
+                    "engine": engine, **dict(result.config)}, "rows": result.rows})  # fmt: skip
         return
     for title, rows in result.groups().items():
-        table = Table(title=f"experiment {name}" + (f": {title}" if title else ""),
-                      caption="; ".join(result.notes[:1]))  # fmt: skip
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        for col in columns:
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            cells = (row.get(c) for c in columns)
-            table.add_row(*(cell_text(v) for v in cells))
-        out.print(table)
+        heading = f"experiment {name}" + (f": {title}" if title else "")
+        render(from_rows(heading, rows, caption="; ".join(result.notes[:1])), fmt)
     err.print(f"wrote {out_dir / name}/table.md, table.json and {len(result.plots)} plot(s)")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from coinfer.cli.app import app, out
-from coinfer.cli.common import fail, progress_bars
+from coinfer.cli.app import app
+from coinfer.cli.common import fail, print_json, progress_bars
+from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.output import SCHEMA
 
 
 @app.command()
@@ -63,34 +62,35 @@ def fleet(
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"rows": [...]} for scripts.')
     ] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Many devices sharing one edge (CANS): every policy on the same fleet, side by side."""
     from coinfer.experiments.cans import DEVICE_TYPES, simulate_fleet
     from coinfer.latency.link import parse_bandwidth
-    from coinfer.report import cell_text
     from coinfer.sim.fleet_roster import FLEET_POLICIES, Federation
 
+    check_format(fmt)
     names = list(FLEET_POLICIES) if policy == "all" else [p.strip() for p in policy.split(",")]
     if learner not in ("paper", "link"):
         raise fail(f"unknown learner {learner!r}: choose paper or link")
     if types > len(DEVICE_TYPES):
         raise fail(f"--types is at most {len(DEVICE_TYPES)} ({', '.join(DEVICE_TYPES)})")
     try:
-        uplink = parse_bandwidth(shared_uplink) if shared_uplink else None
+        uplink = parse_bandwidth(shared_uplink, "--shared-uplink") if shared_uplink else None
         fed = Federation(warm_weight, growth, period, link_feature=learner == "link")
         with progress_bars() as report:
             rows = simulate_fleet(devices, types, names, frames, seed, fed, link_scale, uplink,
                                   experience, report)  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    config = {"devices": devices, "types": types, "policies": names, "frames": frames,
+              "seed": seed, "learner": learner, "link_scale": link_scale,
+              "shared_uplink": shared_uplink, "experience": str(experience) if experience else None,
+              "warm_weight": warm_weight, "sync_growth": growth, "sync_period": period}  # fmt: skip
     if as_json:
-        sys.stdout.write(json.dumps({"rows": rows}, indent=2) + "\n")
+        print_json({"schema": SCHEMA, "config": config, "rows": rows})
         return
     columns = ["policy", "mean_latency_s", "first_100_s", "vs_noncoop", "regret_s",
                "offload_share", "messages", "kbytes"]  # fmt: skip
-    table = Table(title=f"{devices} devices, {types} type(s), {frames} frames, learner {learner}")
-    for col in columns:
-        table.add_column(col, no_wrap=col == "policy", overflow="fold")
-    for row in rows:
-        table.add_row(*(cell_text(row.get(c)) for c in columns))
-    out.print(table)
+    title = f"{devices} devices, {types} type(s), {frames} frames, learner {learner}"
+    render(from_rows(title, rows, columns), fmt)

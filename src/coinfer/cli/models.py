@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from coinfer import zoo
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, parse_shape
-from coinfer.graph import GRANULARITIES, PartitionError, Partitioning, partition
+from coinfer.cli.app import app
+from coinfer.cli.common import (
+    InputShapes,
+    ModelArgs,
+    Weights,
+    fail,
+    model_spec,
+    print_json,
+    stage,
+    user_errors,
+)
+from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.graph import GRANULARITIES, Partitioning, partition
+from coinfer.output import SCHEMA
 
 
 @app.command()
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """List the zoo's models with their input shapes and sources."""
     entries = [zoo.entry(name) for name in zoo.names()]
@@ -31,17 +40,15 @@ def models(
             }
             for e in entries
         ]
-        sys.stdout.write(json.dumps({"models": rows}, indent=2) + "\n")
+        print_json({"schema": SCHEMA, "models": rows})
         return
-    table = Table(
-        title="coinfer model zoo", caption="also: torchvision:NAME, package.module:factory"
-    )
-    for col in ("model", "input", "what", "source"):
-        table.add_column(col)
+    table = TableData("coinfer model zoo", ["model", "input", "what", "source"],
+                      caption="also: torchvision:NAME, package.module:factory, file.py:factory",
+                      left={"model", "input", "what", "source"})  # fmt: skip
     for e in entries:
-        shapes = " + ".join("x".join(map(str, s)) for s in e.input_shapes())
-        table.add_row(e.name, shapes, e.summary, e.source)
-    out.print(table)
+        table.add(e.name, " + ".join("x".join(map(str, s)) for s in e.input_shapes()), e.summary,
+                  e.source)  # fmt: skip
+    render(table, fmt)
 
 
 def _cut_rows(part: Partitioning) -> list[dict[str, Any]]:
@@ -79,15 +86,9 @@ def inspect(
             "node: cut after every traced op.",
         ),
     ] = "layer",
-    input_shape: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input-shape",
-            "-i",
-            help="Input shape like 1,3,224,224; repeat once per forward argument. "
-            "Defaults to the zoo model's own.",
-        ),
-    ] = None,
+    input_shape: InputShapes = None,
+    model_arg: ModelArgs = None,
+    weights: Weights = None,
     leaf: Annotated[
         list[str] | None,
         typer.Option(
@@ -96,6 +97,7 @@ def inspect(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Print every cut of MODEL: what crosses it and how the work splits.
 
@@ -104,60 +106,49 @@ def inspect(
     """
     if granularity not in GRANULARITIES:
         raise fail(f"--granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
-    shapes = tuple(parse_shape(s) for s in input_shape) if input_shape else None
-    try:
-        with err.status(f"tracing {model} ...", spinner="dots"):
-            net = zoo.create(model)
-            inputs = zoo.example_inputs(model, shapes=shapes)
-            part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())
-    except (PartitionError, zoo.ModelNotFoundError, ValueError, TypeError) as exc:
-        raise fail(str(exc)) from exc
+    spec = model_spec(model, input_shape, model_arg, weights)
+    with user_errors(model), stage(f"tracing {model}"):
+        net = spec.build()
+        inputs = spec.example_inputs()
+        part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())
 
     rows = _cut_rows(part)
     if as_json:
         doc = {
+            "schema": SCHEMA,
             "model": model,
+            "config": spec.describe(),
             "granularity": granularity,
             "input_shapes": [list(t.shape) for t in inputs],
+            "input_dtypes": [str(t.dtype).removeprefix("torch.") for t in inputs],
+            "fingerprint": part.fingerprint.hex(),
             "num_ops": len(part.ops),
             "cuts": rows,
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
         return
+    check_format(fmt)
     total = 2 * (part.cuts[-1].device_macs) / 1e6
-    table = Table(
-        title=f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, "
+    table = TableData(
+        f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, "
         f"{total:,.1f} MFLOPs",
+        ["cut", "device runs to", "boundary tensors", "boundary KB", "device MFLOPs",
+         "edge MFLOPs", "device params MB"],
         caption="device runs every layer up to and including 'device runs to'; "
         "the boundary is what it sends",
-    )
-    table.add_column("cut", justify="right", no_wrap=True)
-    table.add_column("device runs to", overflow="fold")
-    headers = (
-        "boundary\ntensors",
-        "boundary\nKB",
-        "device\nMFLOPs",
-        "edge\nMFLOPs",
-        "device\nparams MB",
-    )
-    for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
+        left={"device runs to"},
+    )  # fmt: skip
     for r in rows:
-        table.add_row(
-            str(r["index"]),
-            r["name"],
-            str(len(r["boundary"])),
-            f"{r['boundary_bytes'] / 1024:,.1f}",
-            f"{2 * r['device_macs'] / 1e6:,.1f}",
-            f"{2 * r['edge_macs'] / 1e6:,.1f}",
-            f"{r['device_param_bytes'] / 2**20:,.2f}",
-        )
-    out.print(table)
+        table.add(r["index"], r["name"], len(r["boundary"]), f"{r['boundary_bytes'] / 1024:,.1f}",
+                  f"{2 * r['device_macs'] / 1e6:,.1f}", f"{2 * r['edge_macs'] / 1e6:,.1f}",
+                  f"{r['device_param_bytes'] / 2**20:,.2f}")  # fmt: skip
+    render(table, fmt)
 
 
 @app.command()
 def policies(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """List every policy: what it decides and the worlds it runs in (sim: coinfer simulate;
     live: coinfer run against coinfer serve; fleet: coinfer fleet), and why not elsewhere."""
@@ -165,13 +156,12 @@ def policies(
 
     rows = registry.describe()
     if as_json:
-        sys.stdout.write(json.dumps({"policies": rows}, indent=2) + "\n")
+        print_json({"schema": SCHEMA, "policies": rows})
         return
-    table = Table(title="coinfer policies", caption="one registry: the same policy, the same "
-                  "tuning, in every world it runs in")  # fmt: skip
-    for col in ("policy", "decides", "sim", "live", "fleet", "what"):
-        table.add_column(col, no_wrap=col != "what", overflow="fold")
+    table = TableData("coinfer policies", ["policy", "decides", *registry.WORLDS, "what"],
+                      caption="one registry: the same policy, the same tuning, in every world "
+                      "it runs in", left={"policy", "decides", "what"})  # fmt: skip
     for row in rows:
         marks = ["yes" if w in row["worlds"] else "-" for w in registry.WORLDS]
-        table.add_row(row["name"], row["decides"], *marks, row["summary"])
-    out.print(table)
+        table.add(row["name"], row["decides"], *marks, row["summary"])
+    render(table, fmt)

@@ -3,18 +3,32 @@ link) and `coinfer profile` (this host's per-layer regressions)."""
 
 from __future__ import annotations
 
-import json
-import sys
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from coinfer import zoo
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, parse_seconds
-from coinfer.graph import PartitionError, Partitioning
+from coinfer.cli.app import app
+from coinfer.cli.common import (
+    InputShapes,
+    ModelArgs,
+    Weights,
+    dumps,
+    fail,
+    model_spec,
+    parse_seconds,
+    print_json,
+    progress_bars,
+    stage,
+    user_errors,
+    writable,
+)
+from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.graph import GRANULARITIES, Partitioning
+from coinfer.output import SCHEMA
+from coinfer.units import check_positive
 
 PLANNERS = ("neurosurgeon", "edgent")
 
@@ -67,7 +81,11 @@ def plan(
         ),
     ] = False,
     granularity: Annotated[str, typer.Option("--granularity", "-g")] = "layer",
+    input_shape: InputShapes = None,
+    model_arg: ModelArgs = None,
+    weights: Weights = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Choose where to cut MODEL (and, with Edgent, how deep to run it) for a device, an edge
     and a link, with the predicted breakdown.
@@ -80,29 +98,39 @@ def plan(
     from coinfer.policies.neurosurgeon import OBJECTIVES, Neurosurgeon
     from coinfer.policies.setup import device_setup, load_model
 
+    check_format(fmt)
     if policy not in PLANNERS:
         raise fail(f"--policy must be one of {', '.join(PLANNERS)}, not {policy!r}")
     if objective not in OBJECTIVES:
         raise fail(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if radio not in RADIOS:
         raise fail(f"--radio must be one of {', '.join(RADIOS)}, not {radio!r}")
+    if granularity not in GRANULARITIES:
+        raise fail(f"--granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
     exit_: int | None = None
     accuracy: float | None = None
     meets: bool | None = None
-    try:
-        bw, rtt_s = parse_bandwidth(bandwidth), parse_seconds(rtt)
-        with err.status(f"partitioning {model} ...", spinner="dots"):
-            setup = device_setup(load_model(model, granularity=granularity), device, edge)
+    spec = model_spec(model, input_shape, model_arg, weights)
+    rtt_s = parse_seconds(rtt, "--rtt")
+    req_s = parse_seconds(latency_req, "--latency-req", positive=True)
+    with user_errors():
+        bw = parse_bandwidth(bandwidth, "--bandwidth")
+        check_positive(edge_load, "--edge-load")
+    with user_errors(model):
+        with stage(f"partitioning {model}"):
+            setup = device_setup(load_model(spec, granularity=granularity), device, edge)
+        energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
         if policy == "edgent":
             chosen_edgent, part, costs = _plan_edgent(
-                setup, bw, rtt_s, edge_load, parse_seconds(latency_req), orientation, cold_start
+                setup, bw, rtt_s, edge_load, req_s, orientation, cold_start
             )
+            costs = [dataclasses.replace(c, energy_j=energy.device_joules(
+                c.device_s, c.uplink_s, bw)) for c in costs]  # fmt: skip
             cut_index, exit_ = chosen_edgent.cut, chosen_edgent.exit
             accuracy, meets = chosen_edgent.accuracy, chosen_edgent.meets_requirement
-            chosen_cost = chosen_edgent.cost
+            chosen_cost = next(c for c in costs if c.cut == cut_index)
         else:
             part = setup.model.part
-            energy = EnergyModel(COMPUTE_POWER_W.get(device.split("/")[0], 2.0), RADIOS[radio])
             planner = Neurosurgeon(
                 part,
                 setup.device,
@@ -116,10 +144,14 @@ def plan(
             )
             chosen = planner.plan()
             cut_index, chosen_cost, costs = chosen.cut, chosen.cost, list(chosen.costs)
-    except (PartitionError, zoo.ModelNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from exc
     cut = part.cuts[cut_index]
     doc = {
+        "schema": SCHEMA,
+        "config": {"model": spec.describe(), "policy": policy, "device": device, "edge": edge,
+                   "bandwidth": bandwidth, "rtt_s": rtt_s, "edge_load": edge_load,
+                   "objective": objective, "radio": radio, "granularity": granularity,
+                   "latency_req_s": req_s if policy == "edgent" else None,
+                   "orientation": orientation, "cold_start": cold_start},
         "model": model,
         "policy": policy,
         "device": device,
@@ -128,48 +160,37 @@ def plan(
         "objective": objective,
         "cut": cut_index,
         "cut_name": cut.name,
+        "index": cut_index,
+        "name": cut.name,
         "num_cuts": part.num_cuts,
         "exit": exit_,
         "predicted_s": chosen_cost.total_s,
         "accuracy": accuracy,
         "meets_requirement": meets,
         "breakdown": chosen_cost.breakdown(),
-        "cuts": [c.breakdown() | {"cut": c.cut} for c in costs],
-    }
+        "cuts": [c.breakdown() | {"cut": c.cut, "index": c.cut, "name": part.cuts[c.cut].name}
+                 for c in costs],
+    }  # fmt: skip
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
         return
     what = f"exit {exit_} (accuracy {accuracy:.3f}), " if exit_ is not None else ""
     verdict = "" if meets is None else (" meets" if meets else " MISSES") + f" {latency_req}"
-    table = Table(
-        title=f"{model} on {device} + {edge} at {bandwidth}: {policy} ({objective})",
+    columns = ["cut", "device runs to", "device ms", "upload ms", "edge ms", "reply ms",
+               "total ms", *(["device mJ"] if objective == "energy" else [])]  # fmt: skip
+    table = TableData(
+        f"{model} on {device} + {edge} at {bandwidth}: {policy} ({objective})",
+        columns,
         caption=f"chosen: {what}cut {cut_index} ({cut.name}) of 0..{part.last}, "
-        f"predicted {1e3 * chosen_cost.total_s:,.1f} ms{verdict}",
+        f"predicted {1e3 * chosen_cost.total_s:,.1f} ms{verdict} (marked *)",
+        left={"device runs to"},
     )
-    for col in (
-        "cut",
-        "device runs to",
-        "device ms",
-        "upload ms",
-        "edge ms",
-        "reply ms",
-        "total ms",
-    ):
-        table.add_column(col, justify="right" if col != "device runs to" else "left")
-    if objective == "energy":
-        table.add_column("device mJ", justify="right")
     for c in costs:
-        mark = "[bold green]" if c.cut == cut_index else ""
-        row = [
-            f"{mark}{c.cut}",
-            f"{mark}{part.cuts[c.cut].name}",
-            *(f"{1e3 * v:,.1f}" for v in (c.device_s, c.uplink_s, c.edge_s, c.downlink_s)),
-            f"{mark}{1e3 * c.total_s:,.1f}",
-        ]
-        if objective == "energy":
-            row.append(f"{1e3 * (c.energy_j or 0.0):,.1f}")
-        table.add_row(*row)
-    out.print(table)
+        ms = [f"{1e3 * v:,.1f}" for v in (c.device_s, c.uplink_s, c.edge_s, c.downlink_s,
+                                          c.total_s)]  # fmt: skip
+        energy_cell = [f"{1e3 * (c.energy_j or 0.0):,.1f}"] if objective == "energy" else []
+        table.add(c.cut, part.cuts[c.cut].name, *ms, *energy_cell, marked=c.cut == cut_index)
+    render(table, fmt)
 
 
 def _plan_edgent(
@@ -214,6 +235,7 @@ def profile(
         typer.Option("--models", help="Zoo models to check, comma-separated (default: all)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Fit per-layer-type latency regressions on this host and report their error.
 
@@ -221,11 +243,11 @@ def profile(
     held-out per-kind error and each zoo model's whole-network latency predicted vs measured.
     Use the saved file as a device class: coinfer plan MODEL --device fit:FILE.
     """
-    from rich.progress import Progress
-
     from coinfer.latency.host import configure_host
     from coinfer.latency.regression import CHECK_MODELS, fit_host, synthetic_layers
 
+    check_format(fmt)
+    writable(out_file, "--out")
     if device != "host":
         raise fail(f"only this host can be profiled (--device host), not {device!r}")
     if per_kind < 2:
@@ -236,12 +258,21 @@ def profile(
         raise fail(f"--models: unknown {unknown}; zoo models are {', '.join(zoo.names())}")
     configure_host(threads)
     total = 2 * len(synthetic_layers(per_kind)) + len(check)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("profiling layers and models", total=total)
-        record = fit_host(per_kind, models=check, on_step=lambda: progress.advance(task))
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(record, indent=2) + "\n")
+    if threads < 1:
+        raise fail(f"--threads must be at least 1, got {threads}")
+    done = [0]
+    with progress_bars() as report_progress:
+
+        def step() -> None:
+            done[0] += 1
+            report_progress("profiling layers and models", done[0], total)
+
+        record = fit_host(per_kind, models=check, on_step=step)
+    with user_errors(f"--out {out_file}"):
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(dumps(record) + "\n")
     report = {
+        "schema": SCHEMA,
         "file": str(out_file),
         "per_kind_test_mape": {k: m["test_mape"] for k, m in record["models"].items()},
         "per_kind_zoo_mape": {k: m.get("zoo_mape") for k, m in record["models"].items()},
@@ -249,28 +280,28 @@ def profile(
         "whole_model_mape": record["whole_model_mape"],
     }
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        print_json(report)
         return
-    kinds = Table(
-        title="per-layer regressions",
+    kinds = TableData(
+        "per-layer regressions",
+        ["kind", "features", "train n", "sweep MAPE", "zoo layers", "zoo MAPE"],
         caption="sweep: held-out synthetic layers (flushed caches); zoo: every zoo layer timed "
         "inside its model",
+        left={"kind", "features"},
     )
-    for col in ("kind", "features", "train n", "sweep MAPE", "zoo layers", "zoo MAPE"):
-        kinds.add_column(col)
     for kind, m in record["models"].items():
         zoo_mape = f"{100 * m['zoo_mape']:.1f}%" if "zoo_mape" in m else "-"
         sweep_mape = f"{100 * m['test_mape']:.1f}%"
-        kinds.add_row(kind, ", ".join(m["features"]), str(m["train_samples"]), sweep_mape,
-                      str(m.get("zoo_layers", 0)), zoo_mape)  # fmt: skip
-    out.print(kinds)
-    whole = Table(
-        title="whole models: predicted vs measured",
+        kinds.add(kind, ", ".join(m["features"]), m["train_samples"], sweep_mape,
+                  m.get("zoo_layers", 0), zoo_mape)  # fmt: skip
+    render(kinds, fmt)
+    whole = TableData(
+        "whole models: predicted vs measured",
+        ["model", "predicted ms", "measured ms", "error"],
         caption=f"MAPE {100 * record['whole_model_mape']:.1f}%; saved to {out_file}",
+        left={"model"},
     )
-    for col in ("model", "predicted ms", "measured ms", "error"):
-        whole.add_column(col, justify="right")
     for w in record["whole_model"]:
-        whole.add_row(w["model"], f"{1e3 * w['predicted_s']:.2f}", f"{1e3 * w['measured_s']:.2f}",
-                       f"{100 * w['error']:.1f}%")  # fmt: skip
-    out.print(whole)
+        whole.add(w["model"], f"{1e3 * w['predicted_s']:.2f}", f"{1e3 * w['measured_s']:.2f}",
+                  f"{100 * w['error']:.1f}%")  # fmt: skip
+    render(whole, fmt)

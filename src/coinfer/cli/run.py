@@ -1,18 +1,31 @@
-"""`coinfer run`: the device side against a real edge, any policy that runs live."""
+"""`coinfer run`: the device side against a real edge, any policy that runs live — on a real
+network as it is, or over a link shaped by a trace or a bandwidth."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from coinfer import zoo
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, parse_seconds, progress_bars
+from coinfer.cli.app import app, err
+from coinfer.cli.common import (
+    InputShapes,
+    ModelArgs,
+    Weights,
+    fail,
+    model_spec,
+    parse_seconds,
+    print_json,
+    progress_bars,
+    stage,
+    user_errors,
+    writable,
+)
+from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.output import SCHEMA
+
+STRICT_EXIT = 3  # --strict: the run finished, but some frame fell back to the device
 
 
 @app.command()
@@ -21,8 +34,14 @@ def run(
         str, typer.Option("--edge", help="The edge server, HOST:PORT.")
     ] = "127.0.0.1:8765",
     model: Annotated[
-        str, typer.Option("--model", "-m", help="A zoo model the edge serves.")
+        str,
+        typer.Option(
+            "--model", "-m", help="The model the edge serves: a zoo name or module:factory."
+        ),
     ] = "vgg16",
+    input_shape: InputShapes = None,
+    model_arg: ModelArgs = None,
+    weights: Weights = None,
     policy: Annotated[
         str,
         typer.Option(
@@ -37,17 +56,30 @@ def run(
     ] = 100,
     trace: Annotated[
         str | None,
-        typer.Option("--trace", help="Shape the link by a trace (shipped name or file)."),
+        typer.Option(
+            "--trace",
+            help="Shape the link by a trace (shipped name or file). Without --trace, "
+            "--bandwidth or --rtt the network is used as it is.",
+        ),
     ] = None,
     trace_scale: Annotated[
         float, typer.Option("--trace-scale", min=0.0001, help="Multiply the trace's throughput.")
     ] = 1.0,
     bandwidth: Annotated[
-        str | None, typer.Option("--bandwidth", "-b", help="A constant link instead (5mbps).")
+        str | None,
+        typer.Option("--bandwidth", "-b", help="Shape a constant link (5mbps, 10M, 2MB/s)."),
     ] = None,
-    rtt: Annotated[str, typer.Option("--rtt", help="Round-trip time of the shaped link.")] = "20ms",
+    rtt: Annotated[
+        str | None,
+        typer.Option("--rtt", help="Add this round-trip time to the shaped link (20ms)."),
+    ] = None,
     device: Annotated[
-        str, typer.Option("--device", help="Emulated device class (host = as fast as this host).")
+        str,
+        typer.Option(
+            "--device",
+            help="host: this machine as it is (a real device). A class (rpi3, edge-pc/8, "
+            "fit:FILE) emulates a slower device by padding each front to its predicted time.",
+        ),
     ] = "host",
     edge_class: Annotated[
         str, typer.Option("--edge-class", help="The edge model Neurosurgeon plans with.")
@@ -78,8 +110,39 @@ def run(
         ),
     ] = 5.0,
     log: Annotated[
-        Path | None, typer.Option("--log", help="Write one JSON line per frame.")
+        Path | None, typer.Option("--log", help="Write one JSON line per frame (timings only).")
     ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write one JSON line per frame: timings, the input's source and each output "
+            "(a classifier's top 5).",
+        ),
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Frames from this video file (image models).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Frames from the images in this folder, in name order."),
+    ] = None,
+    camera: Annotated[
+        str | None,
+        typer.Option("--camera", help="Frames from a camera, e.g. /dev/video0 (PyAV, V4L2)."),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help=f"Exit {STRICT_EXIT} if any frame fell back to the device."),
+    ] = False,
+    no_preflight: Annotated[
+        bool,
+        typer.Option(
+            "--no-preflight",
+            help="Start without checking the edge first (every frame then falls back while it "
+            "is down).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the frames and the channel.")] = 0,
     latency_req: Annotated[
         str | None, typer.Option("--latency-req", help="Edgent's latency requirement (100ms).")
@@ -98,26 +161,31 @@ def run(
         float, typer.Option("--time-weight", min=0.0, help="Stopping: w in energy + w·time.")
     ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """The device: run frames, offloading as the policy decides, against a real edge.
 
-    [bold]Examples[/]
+    Examples:
 
+    \b
+      coinfer run --edge edge.lan:8765 -m mynet:build --weights mynet.pt --images photos/
+        --out results.jsonl --strict
       coinfer run --edge 127.0.0.1:8765 -m vgg16 -p mulinucb-link -n 200 --trace norway_bus_1
-
       coinfer run -m branchy_alexnet -p edgent-dynamic --latency-req 100ms --device rpi3
         --trace norway_bus_1 --trace-scale 0.5
-
       coinfer run -m alexnet -p stopping --channel rayleigh --snr-db 10 --time-weight 1
         --device edge-pc/8
-
       COINFER_TOKEN=s3cret coinfer run --edge edge.lan:8765 -m alexnet --tls-ca ca.pem --json
 
-    The edge must serve the model (coinfer serve -m MODEL). Inputs: the held-out digits for
-    branchy_alexnet (every answer checked against its label), else a synthetic video. Every
-    reply is checked (kind, request, the model's output shapes and dtypes, a plausible edge
-    time); a frame whose reply fails, or that the edge does not finish in time, is finished on
-    the device: no frame is lost.
+    The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
+    --model-arg and --input-shape): a preflight checks that it is reachable, takes the token and
+    holds the very same weights (fingerprint), and measures the RTT and upload rate the policy
+    starts from; any problem is one line and exit 2. Inputs: --video, --images or --camera for
+    an image model; else the held-out digits for branchy_alexnet (every answer checked against
+    its label), a synthetic video for other image models, seeded tensors of the declared shapes
+    for any other model. Every reply is checked (kind, request, the model's output shapes and
+    dtypes, a plausible edge time); a frame whose reply fails, or that the edge does not finish
+    in time, is finished on the device: no frame is lost (--strict makes that exit 3).
     """
 
     from coinfer.data import trace_path
@@ -126,75 +194,151 @@ def run(
     from coinfer.policies import registry
     from coinfer.policies.setup import device_setup, load_model
     from coinfer.runtime.client import write_log
-    from coinfer.runtime.live import parse_address
+    from coinfer.runtime.preflight import PreflightError
     from coinfer.runtime.runs import Connection, link_history_bps, run_frames, run_stages
     from coinfer.runtime.security import device_tls, resolve_token
+    from coinfer.units import parse_address
 
     configure_host()
-    try:
+    check_format(fmt)
+    writable(out_file, "--out")
+    writable(log, "--log")
+    spec = model_spec(model, input_shape, model_arg, weights)
+    req = parse_seconds(latency_req, "--latency-req", positive=True) if latency_req else None
+    rtt_s = parse_seconds(rtt, "--rtt") if rtt is not None else None
+    if sum(x is not None for x in (video, images, camera)) > 1:
+        raise fail("give one of --video, --images and --camera")
+    with user_errors():
         entry = registry.check_world(policy, "live")
         address = parse_address(edge)
         secret = resolve_token(token, token_file)
         context = device_tls(tls_ca) if tls or tls_ca is not None else None
         connection = Connection(address, secret, context, edge_timeout, codec, quant)
-        req = parse_seconds(latency_req) if latency_req is not None else None
-        rtt_s = parse_seconds(rtt)
+        _check_choice("--codec", codec, ("none", "lz4", "zstd"))
+        _check_choice("--quant", quant, ("none", "fp16", "int8"))
+        if channel is not None:
+            _check_choice("--channel", channel, ("rayleigh", "rician"))
         if bandwidth is not None and trace is not None:
             raise ValueError("give --trace or --bandwidth, not both")
+        link: Link | None = None
         if trace is not None:
-            link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s)
-        else:
-            link = Link.constant(parse_bandwidth(bandwidth or "1gbps"), rtt_s)
-        with err.status(f"loading {model} ...", spinner="dots"):
-            setup = device_setup(load_model(model), device, edge_class)
-    except (ValueError, zoo.ModelNotFoundError) as exc:
-        raise fail(str(exc)) from exc
+            link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale),
+                        rtt_s or 0.0)  # fmt: skip
+        elif bandwidth is not None:
+            link = Link.constant(parse_bandwidth(bandwidth, "--bandwidth"), rtt_s or 0.0)
+        elif rtt_s is not None:
+            link = Link.constant(1e12, rtt_s)  # an added delay, no rate limit
+    with user_errors(model):
+        with stage(f"loading {model}"):
+            setup = device_setup(load_model(spec), device, edge_class)
+        data = _frames(setup.model, frames, seed, video, images, camera)
     if entry.kind == "stage" or channel is not None:
-        with progress_bars() as report:
-            try:
-                staged = run_stages(
-                    setup,
-                    policy,
-                    frames,
-                    connection,
-                    channel=channel or "rayleigh",
-                    snr_db=snr_db,
-                    time_weight=time_weight,
-                    seed=seed,
-                    on_task=lambda r: report("tasks", r.task + 1, frames),
-                )
-            except ValueError as exc:
-                raise fail(str(exc)) from exc
+        with user_errors(), progress_bars() as report:
+            staged = run_stages(
+                setup,
+                policy,
+                frames,
+                connection,
+                channel=channel or "rayleigh",
+                snr_db=snr_db,
+                time_weight=time_weight,
+                seed=seed,
+                on_task=lambda r: report("tasks", r.task + 1, frames),
+            )
         _print(staged.summary, as_json, ("tasks", "mean_cost", "ci95", "analytic_cost",
-                                         "optimal_analytic_cost", "fallbacks"))  # fmt: skip
+                                         "optimal_analytic_cost", "fallbacks"), fmt)  # fmt: skip
         return
-    history = link_history_bps(trace, trace_scale, link)
-    with progress_bars() as report:
+    history = link_history_bps(trace, trace_scale, link) if link is not None else []
+    names: dict[int | None, list[str]] = {None: _names(setup.model.part)}
+    names |= {p.exit: _names(p.part) for p in setup.model.exits}
+    sources = data.sources
+    with user_errors(), progress_bars() as report, _writer(out_file, names, sources) as writer:
         try:
-            result, records, _ = run_frames(
+            run = run_frames(
                 setup, policy, frames, link, connection, seed=seed, latency_req_s=req,
                 history_bps=history, on_frame=lambda r: report("frames", r.frame + 1, frames),
+                data=data, emulate=device != "host", check_edge=not no_preflight,
+                on_output=writer.write if writer is not None else None,
             )  # fmt: skip
-        except ValueError as exc:
-            raise fail(str(exc)) from exc
+        except PreflightError as exc:
+            raise fail(f"preflight: {exc}") from None
     if log is not None:
-        write_log(records, log)
-    doc = {"model": model, "policy": policy, "edge": edge, **result}
-    columns = ["frames", "offloaded", "fallbacks", "mean_latency_s", "p95_latency_s"]
+        with user_errors(f"--log {log}"):
+            write_log(run.records, log)
+    config = {"model": spec.describe(), "policy": policy, "edge": edge, "frames": frames,
+              "device": device, "edge_class": edge_class, "trace": trace,
+              "trace_scale": trace_scale if trace else None, "bandwidth": bandwidth,
+              "rtt_s": rtt_s, "shaped": link is not None, "codec": codec, "quant": quant,
+              "tls": context is not None, "seed": seed, "latency_req_s": req,
+              "inputs": _inputs_of(video, images, camera),
+              "out": str(out_file) if out_file else None}  # fmt: skip
+    doc = {"schema": SCHEMA, "config": config, "model": model, "policy": policy, "edge": edge,
+           **run.summary}  # fmt: skip
+    columns = ["frames", "offloaded", "fallbacks", "mean_latency_s", "p50_latency_s",
+               "p95_latency_s", "p99_latency_s"]  # fmt: skip
     columns += [k for k in ("accuracy", "deadline_hit_rate") if doc.get(k) is not None]
-    _print(doc, as_json, tuple(columns))
+    _print(doc, as_json, tuple(columns), fmt)
     if doc["errors"]:
-        err.print(f"edge errors (frames finished on the device): {'; '.join(doc['errors'])}")
+        err.print(f"edge errors (frames finished on the device): {'; '.join(doc['errors'])}",
+                  markup=False)  # fmt: skip
+    if out_file is not None:
+        err.print(f"wrote {out_file} (one line per frame)", markup=False)
+    if strict and doc["fallbacks"]:
+        err.print(f"--strict: {doc['fallbacks']} of {doc['frames']} frames fell back to the "
+                  f"device", markup=False)  # fmt: skip
+        raise typer.Exit(STRICT_EXIT)
 
 
-def _print(doc: dict[str, Any], as_json: bool, columns: tuple[str, ...]) -> None:
-    from coinfer.report import cell_text
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
 
+
+def _names(part: Any) -> list[str]:
+    return list(part.structure.names) if part.structure is not None else []
+
+
+def _inputs_of(video: Path | None, images: Path | None, camera: str | None) -> str:
+    if video is not None:
+        return f"video:{video}"
+    if images is not None:
+        return f"images:{images}"
+    if camera is not None:
+        return f"camera:{camera}"
+    return "default"
+
+
+def _frames(model: Any, frames: int, seed: int, video: Path | None, images: Path | None,
+            camera: str | None) -> Any:  # fmt: skip
+    """The frames the user asked for, else the model's default inputs."""
+    from coinfer.runtime import inputs
+
+    if video is not None:
+        return inputs.video_file_frames(model, video, frames)
+    if images is not None:
+        return inputs.image_folder_frames(model, images, frames)
+    if camera is not None:
+        with stage(f"capturing {frames} frames from {camera}"):
+            return inputs.camera_frames(model, camera, frames)
+    return inputs.live_frames(model, frames, seed)
+
+
+class _NoWriter:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _writer(path: Path | None, names: Any, sources: list[str]) -> Any:
+    from coinfer.runtime.results import ResultWriter
+
+    return ResultWriter(path, names, sources) if path is not None else _NoWriter()
+
+
+def _print(doc: dict[str, Any], as_json: bool, columns: tuple[str, ...], fmt: str | None) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        print_json(doc)
         return
-    table = Table(title=f"{doc['model']}, policy {doc['policy']}")
-    for key in columns:
-        table.add_column(key, justify="right", overflow="fold")
-    table.add_row(*(cell_text(doc.get(k)) for k in columns))
-    out.print(table)
+    render(from_rows(f"{doc['model']}, policy {doc['policy']}", [doc], columns), fmt)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, parse_shape
+from coinfer.cli.common import fail, model_specs, stage, user_errors
 
 
 @app.command()
@@ -29,7 +29,30 @@ def serve(
         typer.Option("--model", "-m", help="A zoo name or module:factory to serve (repeatable)."),
     ] = None,
     input_shape: Annotated[
-        str | None, typer.Option("--input-shape", help="Input shape of module:factory models.")
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            "-i",
+            help="Input shape (1,3,224,224 or 1,16:int64), once per forward argument; "
+            "MODEL@SHAPE for one of several models.",
+        ),
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-arg",
+            "-a",
+            help="A factory keyword argument KEY=VALUE (repeatable); MODEL@KEY=VALUE for one "
+            "of several models.",
+        ),
+    ] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            help="A state_dict file (torch.save or .safetensors) to serve; MODEL@FILE for one "
+            "of several models. The device must load the same one (every request is checked).",
+        ),
     ] = None,
     slowdown: Annotated[
         float,
@@ -101,10 +124,12 @@ def serve(
 ) -> None:
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
 
-    [bold]Examples[/]
+    Examples:
 
+    \b
       coinfer serve -m vgg16 --port 8765
-
+      coinfer serve -m mynet:build --weights mynet.pt --input-shape 1,3,32,32
+      coinfer serve -m a.py:build -m b.py:build --weights a.py:build@a.pt -i b.py:build@1,16:int64
       COINFER_TOKEN=s3cret coinfer serve -m alexnet --host 0.0.0.0 --tls-cert e.pem --tls-key e.key
 
     With a token, every request but PING must carry it, and CONTROL is taken only from peers
@@ -129,7 +154,7 @@ def serve(
     models = model or ["vgg16"]
     try:
         secret = resolve_token(token, token_file)
-        shapes = [parse_shape(input_shape)] if input_shape else None
+        specs = model_specs(models, input_shape, model_arg, weights)
         options = ServerOptions(
             slowdown,
             secret,
@@ -145,11 +170,11 @@ def serve(
             insecure=insecure,
         )  # fmt: skip; checked before what may be minutes of model loading
         check_exposure(host, secret is not None, insecure)
-        err.print(f"loading {', '.join(models)} ...")
-        store = ModelStore(models, shapes)
-        server = EdgeServer(store, options)
     except (ValueError, KeyError) as exc:
         raise fail(str(exc)) from exc
+    with user_errors(", ".join(models)), stage(f"loading {', '.join(models)}"):
+        store = ModelStore(specs)
+        server = EdgeServer(store, options)
 
     def announce(address: tuple[str, int]) -> None:
         for notice in server.notices:
@@ -158,6 +183,10 @@ def serve(
         guard = "token required" if server.token_required else "no token"
         err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}; "
                   f"Ctrl-C stops)", markup=False)  # fmt: skip
+        for name, about in store.describe().items():
+            source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
+            err.print(f"  {name}: fingerprint {about['fingerprint']} (weights: "
+                      f"{source or 'built in'})", markup=False)  # fmt: skip
 
     try:
         asyncio.run(serve_until_signalled(server, host, port, announce))

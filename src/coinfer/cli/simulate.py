@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from coinfer import zoo
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, parse_seconds, progress_bars
-from coinfer.graph import PartitionError
+from coinfer.cli.app import app, err
+from coinfer.cli.common import (
+    InputShapes,
+    ModelArgs,
+    Weights,
+    fail,
+    file_stem,
+    model_spec,
+    parse_seconds,
+    print_json,
+    progress_bars,
+    stage,
+    user_errors,
+    writable,
+)
+from coinfer.cli.tables import TableData, TableFormat, check_format, from_rows, render
+from coinfer.output import SCHEMA
+from coinfer.zoo.spec import ModelSpec
 
 
 @app.command()
 def simulate(
-    model: Annotated[str, typer.Option("--model", "-m", help="A zoo model.")] = "vgg16",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A zoo name, torchvision:NAME or module:factory.")
+    ] = "vgg16",
     policy: Annotated[
         str,
         typer.Option(
@@ -88,7 +101,11 @@ def simulate(
     time_weight: Annotated[
         float, typer.Option("--time-weight", min=0.0, help="Stopping: w in energy + w·time.")
     ] = 1.0,
+    input_shape: InputShapes = None,
+    model_arg: ModelArgs = None,
+    weights: Weights = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    fmt: TableFormat = None,
 ) -> None:
     """Simulate learning where to cut MODEL, frame after frame, as the link and the edge change.
 
@@ -98,13 +115,12 @@ def simulate(
     always runs, as the reference. Edgent's policies (-p edgent,edgent-dynamic) report accuracy
     and deadline hit rate instead; the stopping rules (-p stopping,osla) each task's cost.
 
-    [bold]Examples[/]
+    Examples:
 
+    \b
       coinfer simulate -m vgg16 -s hsdpa -p mulinucb,mulinucb-link
-
       coinfer simulate -m branchy_alexnet -p edgent,edgent-dynamic --device rpi3
         --trace norway_bus_1 --trace-scale 0.5 --latency-req 100ms
-
       coinfer simulate -m alexnet -p stopping,osla,edge-only,device-only --channel rayleigh -n 2000
     """
     from coinfer.policies import registry
@@ -114,17 +130,21 @@ def simulate(
     from coinfer.sim.simulate import simulate as run_simulation
 
     names = list(POLICIES) if policy == "all" else [p.strip() for p in policy.split(",") if p]
-    try:
+    spec = model_spec(model, input_shape, model_arg, weights)
+    check_format(fmt)
+    writable(out_dir, "--out", folder=True)
+    with user_errors():
         kinds = {registry.check_world(n, "sim").kind for n in names}
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+        parse_seconds(latency_req, "--latency-req", positive=True)
+        if channel not in ("rayleigh", "rician"):
+            raise ValueError(f"--channel must be rayleigh or rician, not {channel!r}")
     if len(kinds) > 1:
         raise fail("give policies that decide the same thing (coinfer policies): cuts, "
                    "exit+cut (Edgent) or stages (stopping), not a mix")  # fmt: skip
     if kinds != {"cut"}:
         _simulate_other(
             kinds.pop(),
-            model,
+            spec,
             names,
             frames,
             seed,
@@ -138,6 +158,7 @@ def simulate(
             snr_db,
             time_weight,
             as_json,
+            fmt,
         )
         return
     if "oracle" not in names:
@@ -145,24 +166,29 @@ def simulate(
     chosen_scenario = scenario or ("trace" if trace else "stationary")
     if not 0 < discount <= 1:
         raise fail(f"--discount must be in (0, 1], got {discount}")
-    try:
-        with progress_bars() as report:
-            sim = run_simulation(
-                model, chosen_scenario, names, frames, seed, device, edge, trace, trace_scale,
-                noise, discount, video=video, progress=report,
-            )  # fmt: skip
-    except (PartitionError, zoo.ModelNotFoundError, ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from exc
+    with user_errors(model), progress_bars() as report:
+        sim = run_simulation(
+            spec, chosen_scenario, names, frames, seed, device, edge, trace, trace_scale,
+            noise, discount, video=video, progress=report,
+        )  # fmt: skip
     rows = sim.rows()
+    config = {"model": spec.describe(), "policies": names, "scenario": sim.world.name,
+              "frames": frames, "seed": seed, "device": device, "edge": edge, "trace": trace,
+              "trace_scale": trace_scale, "noise": noise, "discount": discount,
+              "video": str(video) if video else None}  # fmt: skip
     if out_dir is not None:
-        plot = plot_simulation(sim, out_dir / f"{model}_{sim.world.name}.png")
-        notes = [
-            sim.world.description,
-            f"{frames} frames, seed {seed}, device {device}, edge {edge}",
-        ]
-        write_result(ExperimentResult("simulate", rows, notes, [plot]), out_dir)
+        with user_errors(f"--out {out_dir}"):
+            plot = plot_simulation(sim, out_dir / f"{file_stem(model)}_{sim.world.name}.png")
+            notes = [
+                sim.world.description,
+                f"{frames} frames, seed {seed}, device {device}, edge {edge}",
+            ]
+            write_result(ExperimentResult("simulate", rows, notes, [plot], config=config),
+                         out_dir)  # fmt: skip
     if as_json:
         doc = {
+            "schema": SCHEMA,
+            "config": config,
             "model": model,
             "scenario": sim.world.name,
             "frames": frames,
@@ -175,65 +201,50 @@ def simulate(
                 for r in rows
             },
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
         return
-    table = Table(title=f"{model} · {sim.world.name} · {frames} frames · seed {seed}",
-                  caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}")  # fmt: skip
-    for col in ("policy", "mean delay (s)", "key frames (s)", "regret (s)", "at Oracle's cut",
-                "× Oracle", *(["after change (s)"] if sim.world.changes else [])):  # fmt: skip
-        table.add_column(
-            col, justify="left" if col == "policy" else "right", no_wrap=col == "policy"
-        )
+    columns = ["policy", "mean delay (s)", "key frames (s)", "regret (s)", "at Oracle's cut",
+               "× Oracle", *(["after change (s)"] if sim.world.changes else [])]  # fmt: skip
+    table = TableData(f"{model} · {sim.world.name} · {frames} frames · seed {seed}", columns,
+                      caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}",
+                      left={"policy"})  # fmt: skip
     for r in rows:
-        cells = [
-            r["policy"],
-            f"{r['mean_delay_s']:.3f}",
-            f"{r['key_mean_delay_s']:.3f}",
-            f"{r['regret_s']:.1f}",
-            f"{r['oracle_match']:.1%}",
-            f"{r['vs_oracle']:.3f}",
-        ]
+        cells = [r["policy"], f"{r['mean_delay_s']:.3f}", f"{r['key_mean_delay_s']:.3f}",
+                 f"{r['regret_s']:.1f}", f"{r['oracle_match']:.1%}",
+                 f"{r['vs_oracle']:.3f}"]  # fmt: skip
         if sim.world.changes:
             cells.append(f"{r['after_change_s']:.3f}")
-        table.add_row(*cells)
-    out.print(table)
+        table.add(*cells)
+    render(table, fmt)
     if out_dir is not None:
         err.print(f"wrote {out_dir}/table.md, table.json and a plot")
 
 
 def _simulate_other(
-    kind: str, model: str, names: list[str], frames: int, seed: int, device: str, edge: str,
+    kind: str, spec: ModelSpec, names: list[str], frames: int, seed: int, device: str, edge: str,
     trace: str | None, trace_scale: float, noise: float, latency_req: str, channel: str,
-    snr_db: float, time_weight: float, as_json: bool,
+    snr_db: float, time_weight: float, as_json: bool, fmt: str | None,
 ) -> None:  # fmt: skip
     """Edgent's policies (exit and cut) or the stopping rules (stage by stage)."""
-    from coinfer.report import cell_text
     from coinfer.sim.simulate import simulate_edgent, simulate_stopping
 
-    config: dict[str, Any] = {"model": model, "frames": frames, "seed": seed, "device": device,
-                              "edge": edge}  # fmt: skip
-    try:
-        with err.status(f"simulating {', '.join(names)} ...", spinner="dots"):
-            if kind == "exit+cut":
-                req = parse_seconds(latency_req)
-                config |= {"trace": trace or "norway_bus_1", "trace_scale": trace_scale,
-                           "latency_req_s": req, "noise": noise}  # fmt: skip
-                rows = simulate_edgent(model, names, frames, config["trace"], trace_scale, req,
-                                       seed, device, edge, noise)  # fmt: skip
-                columns = ["policy", "accuracy", "deadline_hit_rate", "mean_latency_s", "exits"]
-            else:
-                config |= {"channel": channel, "snr_db": snr_db, "time_weight": time_weight}
-                rows = simulate_stopping(model, names, frames, channel, snr_db, time_weight,
-                                         seed, device, edge)  # fmt: skip
-                columns = ["policy", "mean_cost", "ci95", "analytic_cost", "stops"]
-    except (ValueError, zoo.ModelNotFoundError) as exc:
-        raise fail(str(exc)) from exc
+    config: dict[str, Any] = {"model": spec.name, "frames": frames, "seed": seed,
+                              "device": device, "edge": edge}  # fmt: skip
+    with user_errors(spec.name), stage(f"simulating {', '.join(names)}"):
+        if kind == "exit+cut":
+            req = parse_seconds(latency_req, "--latency-req", positive=True)
+            config |= {"trace": trace or "norway_bus_1", "trace_scale": trace_scale,
+                       "latency_req_s": req, "noise": noise}  # fmt: skip
+            rows = simulate_edgent(spec, names, frames, config["trace"], trace_scale, req,
+                                   seed, device, edge, noise)  # fmt: skip
+            columns = ["policy", "accuracy", "deadline_hit_rate", "mean_latency_s", "exits"]
+        else:
+            config |= {"channel": channel, "snr_db": snr_db, "time_weight": time_weight}
+            rows = simulate_stopping(spec, names, frames, channel, snr_db, time_weight,
+                                     seed, device, edge)  # fmt: skip
+            columns = ["policy", "mean_cost", "ci95", "analytic_cost", "stops"]
     if as_json:
-        sys.stdout.write(json.dumps({**config, "rows": rows}, indent=2, allow_nan=False) + "\n")
+        print_json({"schema": SCHEMA, "config": config | {"model": spec.describe(),
+                    "policies": names}, **config, "rows": rows})  # fmt: skip
         return
-    table = Table(title=" · ".join(f"{k} {v}" for k, v in config.items()))
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell_text(row.get(c)) for c in columns))
-    out.print(table)
+    render(from_rows(" · ".join(f"{k} {v}" for k, v in config.items()), rows, columns), fmt)

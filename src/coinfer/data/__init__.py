@@ -18,11 +18,11 @@ def trace_names() -> list[str]:
 def trace_path(name: str) -> Path:
     """Path of a shipped trace by name (``norway_bus_1``), or of a file the user gives."""
     given = Path(name)
-    if given.suffix and given.exists():
+    if given.suffix and given.is_file():
         return given
     path = package_folder("traces") / f"{name}.tsv"
     if not path.exists():
-        raise FileNotFoundError(
+        raise ValueError(
             f"no trace {name!r}: shipped traces are {', '.join(trace_names())}, or give a file "
             f"path (HSDPA 'time<TAB>Mbit/s' lines, or CSV with time_s and mbps columns)"
         )

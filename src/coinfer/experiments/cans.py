@@ -305,13 +305,15 @@ def _plots(
     fig, ax = new_figure(width=7.0)
     learners = [p for p in policies if p not in ("oracle", "device-only", "edge-only")]
     width = 0.8 / max(1, len(learners))
-    shown: list[float] = [1.0]
     for j, name in enumerate(learners):
         ratio = {r["devices"]: r.get("vs_noncoop", np.nan) for r in rows if r["policy"] == name}
         values = [ratio.get(m, np.nan) for m in scales]
-        shown += [v for v in values if np.isfinite(v)]
-        ax.bar(np.arange(len(scales)) + j * width, values, width, label=name, color=colours[name])
-    ax.set_ylim(min(shown) - 0.03, max(shown) + 0.03)  # the differences are a few percent
+        xs = np.arange(len(scales)) + j * width
+        ax.bar(xs, values, width, label=name, color=colours[name])
+        for x, v in zip(xs, values, strict=True):  # the few-percent differences, as numbers
+            if np.isfinite(v):
+                ax.text(x, v, f"{100 * (v - 1):+.1f}%", ha="center", va="bottom", fontsize=6)
+    ax.set_ylim(0, None)  # bars from zero: a 1% difference looks like 1%
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xticks(np.arange(len(scales)) + 0.4 - width / 2, [f"M = {m}" for m in scales])
     ax.set_ylabel("mean delay / non-cooperative")
@@ -323,7 +325,8 @@ def _plots(
         pts = [(r["devices"], r["messages_per_device"]) for r in rows if r["policy"] == name]
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=name, color=colours[name])
-    ax.set_xscale("log")
+    if len(scales) >= 3:  # a log axis for a sweep of fleet sizes, a linear one for two points
+        ax.set_xscale("log")
     ax.set_xlabel("devices M")
     ax.set_ylabel("messages per device")
     ax.legend(fontsize=7)

@@ -172,13 +172,22 @@ def _plot_static(rows: list[dict[str, object]], out_dir: Path) -> Path:
         (ax_req, "vs-requirement", [r * 1e3 for r in REQUIREMENTS_S], "latency requirement (ms)"),
     ):
         sel = [r for r in rows if r["part"] == part]
-        ax.plot(xs, [r["exit"] for r in sel], marker="o", label="exit")
+        # the exit as steps on the left axis (1..5), the accuracy dashed on the right (0..1):
+        # two scales, so neither line hides the other, and one legend names both
+        exits = ax.step(xs, [r["exit"] for r in sel], where="mid", marker="o", lw=1.8,
+                        color="tab:blue", label="exit chosen (left)")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("exit chosen (1..5)")
+        ax.set_ylabel("exit chosen (1..5)", color="tab:blue")
+        ax.set_yticks(range(1, 6))
+        ax.set_ylim(0.5, 5.5)
         twin = ax.twinx()
-        twin.plot(xs, [r["accuracy"] for r in sel], color="tab:red", marker="s", label="accuracy")
+        acc = twin.plot(xs, [r["accuracy"] for r in sel], color="tab:red", ls="--", marker="s",
+                        ms=4, label="held-out accuracy (right)")  # fmt: skip
         twin.set_ylabel("accuracy", color="tab:red")
+        twin.set_ylim(0, 1)
+        ax.legend(exits + acc, [h.get_label() for h in exits + acc], fontsize=7,
+                  loc="lower right")  # fmt: skip
         ax.grid(True, alpha=0.3)
     ax_bw.set_title("Edgent at a 200 ms requirement")
     ax_req.set_title("Edgent at 0.5 Mbit/s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +12,8 @@ from torch import Tensor, nn
 
 from coinfer.graph.cuts import ValueSpan, enumerate_cuts, layer_key
 from coinfer.graph.errors import CutIndexError, PartitionError
+from coinfer.graph.fingerprint import fingerprint
+from coinfer.graph.outputs import OutputStructure
 from coinfer.graph.propagate import NodeRecord, attribute_bytes, propagate
 from coinfer.graph.split import segment_graph, split_graph
 from coinfer.graph.trace import LeafSpec, trace
@@ -48,6 +51,7 @@ class Partitioning:
         input_names: Sequence[str],
         values: Mapping[str, TensorMeta] | None = None,
         outputs: Sequence[TensorMeta] = (),
+        structure: OutputStructure | None = None,
     ) -> None:
         self.graph_module = graph_module
         self.ops: tuple[Op, ...] = tuple(ops)
@@ -59,7 +63,15 @@ class Partitioning:
         # tensors against before decoding them
         self.values: dict[str, TensorMeta] = dict(values or {})
         self.outputs: tuple[TensorMeta, ...] = tuple(outputs)
+        # how the flat outputs nest into what the model returns (a dict, tuples, ...)
+        self.structure = structure
         self._compute_nodes = [n for n in graph_module.graph.nodes if n.op.startswith("call_")]
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """The digest of the graph, the cuts and the weights (``graph.fingerprint``): what the
+        edge compares with a device's before it answers."""
+        return fingerprint(self)
 
     @property
     def num_cuts(self) -> int:
@@ -90,6 +102,16 @@ class Partitioning:
         return split_graph(
             self.graph_module, self._compute_nodes, cut.num_device_ops, cut.boundary, label
         )
+
+    def outputs_at_last_cut(self, boundary: Sequence[Tensor]) -> list[Tensor]:
+        """The model's outputs, in the order they travel, from what the last cut's front
+        returns (its boundary, in production order: another order once a model returns
+        values in an order other than it made them)."""
+        names = self.cuts[-1].boundary
+        if self.structure is None or list(self.structure.values) == list(names):
+            return list(boundary)
+        where = {name: i for i, name in enumerate(names)}
+        return [boundary[where[name]] for name in self.structure.values]
 
     def segment(self, a: int, b: int) -> fx.GraphModule:
         """The ops from cut ``a`` to cut ``b`` (a < b): ``segment(*boundary(a))`` returns
@@ -196,4 +218,5 @@ def partition(
         output.args[0], lambda n: outputs.append(records[n].value) if isinstance(n, fx.Node) else n
     )
     return Partitioning(gm, ops, cuts, granularity, [p.name for p in placeholders], values,
-                        [m for m in outputs if isinstance(m, TensorMeta)])  # fmt: skip
+                        [m for m in outputs if isinstance(m, TensorMeta)],
+                        OutputStructure(output.args[0]))  # fmt: skip

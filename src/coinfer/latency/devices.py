@@ -164,7 +164,9 @@ def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> Devic
     ``host`` needs ``host_profile``, which measures the model's ops on this machine.
     """
     scaled = re.fullmatch(r"(.+?)([/*])([0-9]*\.?[0-9]+)", spec)
-    if scaled is not None and not spec.startswith("fit:"):
+    if scaled is not None and spec.startswith("fit:") and Path(spec[4:]).is_file():
+        scaled = None  # a fit file whose name ends like a scale
+    if scaled is not None:
         factor = float(scaled.group(3))
         if not factor > 0:
             raise ValueError(f"the scale in {spec!r} must be positive")
@@ -175,7 +177,11 @@ def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> Devic
     if spec.startswith("fit:"):
         from coinfer.latency.regression import load_fit
 
-        return load_fit(Path(spec[4:]))
+        path = Path(spec[4:])
+        if not path.is_file():
+            raise ValueError(f"device class {spec!r}: no fit file {str(path)!r} (make one with "
+                             f"coinfer profile --out FILE, then --device fit:FILE)")  # fmt: skip
+        return load_fit(path)
     if spec != "host":
         raise ValueError(f"unknown device class {spec!r}: choose from {'; '.join(device_names())}")
     if host_profile is None:

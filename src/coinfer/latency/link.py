@@ -9,32 +9,41 @@ from __future__ import annotations
 
 import bisect
 import csv
-import re
+import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-_UNITS = {"": 1.0, "bps": 1.0, "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "kbit/s": 1e3,
-          "mbit/s": 1e6, "gbit/s": 1e9, "bit/s": 1.0}  # fmt: skip
+from coinfer.units import parse_bandwidth
+
+__all__ = ["parse_bandwidth"]  # one parser for bandwidths: coinfer.units
+
+_TIME_COLUMNS = ("time_s", "time", "t", "timestamp", "seconds", "s")
+_RATE_COLUMNS = ("mbps", "mbit/s", "throughput_mbps", "bandwidth_mbps", "mbit_s", "throughput")
 
 
-def parse_bandwidth(text: str | float) -> float:
-    """Bits per second from ``1mbps``, ``50kbps``, ``2.5 Mbit/s`` or a plain number of bit/s."""
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([a-zA-Z/]*)\s*", text)
-        unit = match.group(2).lower() if match else "?"
-        if match is None or unit not in _UNITS:
+def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[tuple[float, float]]:
+    """A CSV trace's (time s, Mbit/s) rows: a time column and a Mbit/s column, by name."""
+    fields = {name.strip().lower(): name for name in reader.fieldnames or ()}
+    time_col = next((fields[c] for c in _TIME_COLUMNS if c in fields), None)
+    rate_col = next((fields[c] for c in _RATE_COLUMNS if c in fields), None)
+    if time_col is None or rate_col is None:
+        raise ValueError(f"trace {str(path)!r}: a CSV trace needs a time column (time_s) and a "
+                         f"Mbit/s column (mbps); its columns are "
+                         f"{', '.join(reader.fieldnames or ()) or 'none'}")  # fmt: skip
+    rows = []
+    for line_no, rec in enumerate(reader, start=2):
+        try:
+            rows.append((float(rec[time_col]), float(rec[rate_col])))
+        except (TypeError, ValueError):
             raise ValueError(
-                f"cannot read bandwidth {text!r}: write it like 1mbps, 50kbps or 2.5Mbit/s"
-            )
-        value = float(match.group(1)) * _UNITS[unit]
-    if not value > 0:
-        raise ValueError(f"bandwidth must be positive, got {text!r}")
-    return value
+                f"{path}:{line_no}: {time_col}={rec.get(time_col)!r}, "
+                f"{rate_col}={rec.get(rate_col)!r} are not numbers"
+            ) from None
+    return rows
 
 
 class Bandwidth(Protocol):
@@ -117,21 +126,32 @@ class TraceBandwidth:
         columns; ``scale`` multiplies every throughput (x0.5 for a slower uplink)."""
         path = Path(path)
         rows: list[tuple[float, float]] = []
-        with path.open() as fh:
-            if path.suffix.lower() == ".csv":
-                for rec in csv.DictReader(fh):
-                    rows.append((float(rec["time_s"]), float(rec["mbps"])))
-            else:
-                for line_no, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    parts = line.split()
-                    try:
-                        rows.append((float(parts[0]), float(parts[1])))
-                    except (IndexError, ValueError) as exc:
-                        raise ValueError(
-                            f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', got {line.strip()!r}"
-                        ) from exc
+        try:
+            with path.open() as fh:
+                if path.suffix.lower() == ".csv":
+                    rows = _csv_rows(path, csv.DictReader(fh))
+                else:
+                    for line_no, line in enumerate(fh, start=1):
+                        if not line.strip() or line.lstrip().startswith("#"):
+                            continue
+                        parts = line.split()
+                        try:
+                            rows.append((float(parts[0]), float(parts[1])))
+                        except (IndexError, ValueError):
+                            raise ValueError(f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', "
+                                             f"got {line.strip()[:80]!r}") from None  # fmt: skip
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
+        if not rows:
+            raise ValueError(f"trace {str(path)!r} holds no samples")
+        times = [t for t, _ in rows]
+        if any(b < a for a, b in itertools.pairwise(times)) or any(
+            not (math.isfinite(m) and m >= 0) for _, m in rows
+        ):
+            raise ValueError(f"trace {str(path)!r}: times must not go back and throughputs "
+                             f"must be finite and >= 0")  # fmt: skip
+        if not any(m > 0 for _, m in rows):
+            raise ValueError(f"trace {str(path)!r}: every throughput is 0")
         t0 = rows[0][0] if rows else 0.0
         return cls(
             tuple(t - t0 for t, _ in rows),

@@ -242,9 +242,13 @@ def _call(net: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
 
 def load_fit(path: Path) -> RegressionDevice:
     """A device class from a fit saved by ``coinfer profile``."""
-    record = json.loads(Path(path).read_text())
-    models = {
-        kind: LayerModel(tuple(m["features"]), tuple(m["weights"]), m["intercept"])
-        for kind, m in record["models"].items()
-    }
+    try:
+        record = json.loads(Path(path).read_text())
+        models = {
+            kind: LayerModel(tuple(m["features"]), tuple(m["weights"]), m["intercept"])
+            for kind, m in record["models"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a fit saved by coinfer profile ({type(exc).__name__}: "
+                         f"{exc})") from None  # fmt: skip
     return RegressionDevice(str(record.get("device", "host-fit")), models, source=str(path))

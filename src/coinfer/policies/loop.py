@@ -58,12 +58,13 @@ def play(
     until: Callable[[], bool] | None = None,
     on_step: Callable[[Step], None] | None = None,
 ) -> Game:
-    """The loop for ``frames`` frames (fewer once ``until()`` is true before a frame): yields
+    """The loop for ``frames`` frames (fewer once ``until()`` is true before a frame after the
+    first: a run of a set duration runs at least one frame, however slow the host): yields
     each action, is sent each step's Feedback (None: a stage-wise frame goes on), returns the
     steps."""
     steps: list[Step] = []
     for frame in range(frames):
-        if until is not None and until():
+        if frame and until is not None and until():
             break
         first = ctx = env.observe()
         decisions = 0

@@ -6,14 +6,12 @@ from (``policies.registry``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from coinfer import zoo
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel, resolve_device
 from coinfer.latency.link import Link
@@ -21,6 +19,7 @@ from coinfer.latency.predict import CutCostModel
 from coinfer.latency.profiler import profile_ops
 from coinfer.policies.edgent import ExitPath
 from coinfer.policies.registry import Knowledge
+from coinfer.zoo.spec import ModelSpec
 
 
 @dataclass
@@ -33,6 +32,7 @@ class ModelSetup:
     part: Partitioning
     inputs: tuple[torch.Tensor, ...]
     exits: list[ExitPath] = field(default_factory=list)
+    spec: ModelSpec | None = None
 
     def path(self, exit: int | None) -> Partitioning:
         if exit is None:
@@ -49,22 +49,21 @@ def exit_accuracies(name: str) -> list[float] | None:
     return [float(a) for a in load_trained()[1]["exit_accuracy"]]
 
 
-def load_model(
-    name: str, input_shapes: Sequence[tuple[int, ...]] | None = None, granularity: str = "layer"
-) -> ModelSetup:
-    """``name`` (zoo, torchvision:NAME or module:factory) with the zoo's shipped weights where
-    it ships them, partitioned; a multi-exit model's exits partitioned along their paths."""
-    shapes = tuple(input_shapes) if input_shapes else None
-    inputs = zoo.example_inputs(name, shapes=shapes)
-    net = zoo.create_deployed(name)
+def load_model(model: str | ModelSpec, granularity: str = "layer") -> ModelSetup:
+    """``model`` (a zoo name, torchvision:NAME, module:factory, or a full ``ModelSpec``: factory
+    arguments, input shapes, a weights file) built as ``ModelSpec.build`` does, partitioned; a
+    multi-exit model's exits partitioned along their paths."""
+    spec = ModelSpec.of(model)
+    inputs = spec.example_inputs()
+    net = spec.build()
     part = partition(net, inputs, granularity=granularity)
     exits: list[ExitPath] = []
-    accuracies = exit_accuracies(name)
+    accuracies = exit_accuracies(spec.name) if spec.weights is None else None
     if accuracies is not None:
         from coinfer.policies.edgent import exit_paths
 
         exits = exit_paths(net, inputs, accuracies, granularity)  # type: ignore[arg-type]
-    return ModelSetup(name, net, part, inputs, exits)
+    return ModelSetup(spec.name, net, part, inputs, exits, spec)
 
 
 @dataclass

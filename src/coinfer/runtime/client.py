@@ -12,6 +12,7 @@ what offloading cost that frame.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import ssl
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import TensorMeta
 from coinfer.latency.link import Link
@@ -41,7 +43,7 @@ from coinfer.runtime.protocol import (
     read_message,
 )
 from coinfer.runtime.shaping import ShapedLink
-from coinfer.runtime.tensors import compressed_bound, decode_tensors, encode_tensors, tensors_of
+from coinfer.runtime.tensors import compressed_bound, decode_tensors, encode_tensors
 
 CONNECT_TIMEOUT_S = 2.0  # what an offload's deadline allots to the TCP (and TLS) connection
 CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connection is aborted
@@ -105,6 +107,8 @@ class DeviceClient:
         tls: ssl.SSLContext | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         exits: Mapping[int, tuple[Partitioning, Sequence[float]]] | None = None,
+        emulate: bool = True,
+        keep_outputs: int | None = None,
     ) -> None:
         if len(device_front_s) != len(part.cuts):
             raise ValueError("need the emulated device time of every cut's front")
@@ -124,6 +128,7 @@ class DeviceClient:
         self.edge_timeout_s = edge_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.tls = tls
+        self.emulate = emulate  # False: the device is this host, its times as measured
         base = limits or Limits()
         self._paths: dict[int | None, _Path] = {}
         every: list[tuple[int | None, tuple[Partitioning, Sequence[float]]]] = [
@@ -136,11 +141,14 @@ class DeviceClient:
             reply = Limits(base.max_header_bytes, min(base.max_payload_bytes, reply_bytes),
                            base.max_tensors, base.max_dims)  # fmt: skip
             self._paths[e] = _Path(path, list(front), reply)
+            path.fingerprint  # noqa: B018 (hashed now, not inside an offload's deadline)
         self._halves: dict[tuple[int | None, int], tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0
         self.shaper = ShapedLink(link, time.monotonic())
-        self.outputs: list[list[torch.Tensor]] = []
+        # each frame's outputs, flat as they travelled (the last ``keep_outputs`` of them: a long
+        # deployment keeps what it writes out, not every answer in memory)
+        self.outputs: collections.deque[list[torch.Tensor]] = collections.deque(maxlen=keep_outputs)
         self.rejected_feedback = 0  # frames whose measurements a policy was not shown
         self.reconnects = 0  # requests sent again because the edge had closed an idle connection
 
@@ -154,6 +162,11 @@ class DeviceClient:
             have = f"exits {self.exits} or None" if self.exits else "None (one exit)"
             raise ValueError(f"exit {exit!r}: this model has {have}")
         return self._paths[exit]
+
+    def structured(self, outputs: Sequence[torch.Tensor], exit: int | None = None) -> Any:
+        """A frame's flat outputs as the model returns them (a dict, tuples, nested)."""
+        structure = self.path(exit).part.structure
+        return structure.rebuild(outputs) if structure is not None else list(outputs)
 
     def halves(self, cut: int, exit: int | None = None) -> tuple[fx.GraphModule, fx.GraphModule]:
         if (exit, cut) not in self._halves:
@@ -197,6 +210,8 @@ class DeviceClient:
 
     async def _emulate_device(self, started: float, seconds: float) -> float:
         """Wait until the emulated device would have finished (never less than it took)."""
+        if not self.emulate:
+            return time.monotonic() - started
         target = started + seconds
         wait = target - time.monotonic()
         if wait > 0:
@@ -222,7 +237,8 @@ class DeviceClient:
         path = self.path(exit)
         metas, payload = encode_tensors(boundary, self.codec, self.quant)
         header: dict[str, Any] = {"id": request_id, "model": self.model, "cut": cut,
-                                  "exit": exit, "tensors": metas}  # fmt: skip
+                                  "exit": exit, "fp": path.part.fingerprint,
+                                  "tensors": metas}  # fmt: skip
         if self.token is not None:
             header["token"] = self.token
         head = pack(Kind.INFER, header, b"", payload_len=len(payload))
@@ -267,7 +283,7 @@ class DeviceClient:
         device_s = await self._emulate_device(t0, path.front_s[cut])
         started = t0 - self.shaper.started
         if cut == path.part.last:
-            self.outputs.append(boundary)
+            self.outputs.append(path.part.outputs_at_last_cut(boundary))
             return FrameRecord(index, cut, False, False, None, device_s, 0.0, 0.0, 0.0,
                                time.monotonic() - t0, 0, started, exit)  # fmt: skip
         t_off = time.monotonic()
@@ -283,7 +299,7 @@ class DeviceClient:
             waited = time.monotonic() - t_off
             t_back = time.monotonic()
             with torch.no_grad():
-                outputs = tensors_of(back(*boundary))
+                outputs = output_tensors(back(*boundary))
             self.outputs.append(outputs)
             await self._emulate_device(t_back, path.front_s[-1] - path.front_s[cut])
             device_s += time.monotonic() - t_back
@@ -349,6 +365,16 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank percentile: the smallest value with at least ``q`` % of the values at
+    or below it (so p95 of a few frames is never below their mean unless most are)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
 def summary(records: Sequence[FrameRecord]) -> dict[str, Any]:
     """Counts and latencies of a run (latencies null for a run of no frames: strict JSON)."""
     frames = len(records)
@@ -358,7 +384,9 @@ def summary(records: Sequence[FrameRecord]) -> dict[str, Any]:
         "offloaded": sum(r.offloaded for r in records),
         "fallbacks": sum(r.fallback for r in records),
         "mean_latency_s": _finite(float(np.mean(totals))) if frames else None,
-        "p95_latency_s": _finite(sorted(totals)[int(0.95 * (frames - 1))]) if frames else None,
+        "p50_latency_s": percentile(totals, 50),
+        "p95_latency_s": percentile(totals, 95),
+        "p99_latency_s": percentile(totals, 99),
         "errors": sorted({r.error for r in records if r.error}),
         "cuts": {
             str(c): sum(r.cut == c for r in records) for c in sorted({r.cut for r in records})

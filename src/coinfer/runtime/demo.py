@@ -27,16 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from coinfer import zoo
 from coinfer.data import trace_path
+from coinfer.latency.devices import MeasuredDevice, ScaledDevice
 from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.policies import registry
-from coinfer.policies.setup import device_setup, load_model
+from coinfer.policies.setup import DeviceSetup, device_setup, load_model
 from coinfer.report import new_figure, save_figure
 from coinfer.runtime.client import FrameRecord, set_edge_slowdown, summary
 from coinfer.runtime.device_env import run_live_env
-from coinfer.runtime.live import ProcessServer, device_client, live_frames, zoo_store
+from coinfer.runtime.inputs import live_frames
+from coinfer.runtime.live import ProcessServer, device_client, zoo_store
 from coinfer.runtime.runs import Connection, link_history_bps, run_stages
 from coinfer.runtime.stage_env import TaskRecord
 
@@ -75,6 +79,12 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
             raise ValueError(f"--system must be one of {', '.join(SYSTEMS)}, not {self.system!r}")
+        if self.model is not None and self.model not in zoo.names():
+            raise ValueError(f"--model {self.model!r}: the demo runs zoo models "
+                             f"({', '.join(zoo.names())}); your own runs with coinfer serve + "
+                             f"coinfer run")  # fmt: skip
+        if self.system == "edgent" and self.model not in (None, "branchy_alexnet"):
+            raise ValueError("--system edgent needs a multi-exit model: branchy_alexnet")
 
     def get(self, key: str) -> Any:
         value = getattr(self, key)
@@ -88,6 +98,7 @@ class DemoRun:
     correct: dict[str, list[bool | None]] = field(default_factory=dict)
     stage_rows: list[dict[str, Any]] = field(default_factory=list)
     slowdown_at_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. a host too loaded to tell
 
     def rows(self) -> list[dict[str, Any]]:
         if self.stage_rows:
@@ -135,24 +146,36 @@ class DemoRun:
         return EXPECT[system], held
 
     def plot(self, path: Path) -> Path:
+        """Latency per frame above, what each policy chose below (the cut; Edgent's exit), the
+        slowdown (ans) or the deadline (edgent) marked: the learner's move is visible."""
         if self.stage_rows:
             return _plot_costs(self, path)
-        fig, ax = new_figure(width=8.0)
+        system = self.config.system
+        fig, (top, bottom) = new_figure(width=8.0, height=3.0, rows=2, sharex=True)
         for name, records in self.records.items():
-            ax.plot([r.started_s for r in records], [r.total_s for r in records], lw=1,
-                    marker="." if len(records) < 60 else None, label=name)  # fmt: skip
-        if self.config.system == "ans":
-            ax.axvline(self.slowdown_at_s, color="grey", ls="--", lw=0.8)
-            ax.text(self.slowdown_at_s, ax.get_ylim()[1] * 0.95,
-                    f" edge {self.config.slowdown:g}x slower", fontsize=8, va="top")  # fmt: skip
+            sparse = len(records) < 60
+            top.plot([r.started_s for r in records], [r.total_s for r in records], lw=0.8,
+                     marker="." if sparse else None, ls="-" if not sparse else ":",
+                     label=name)  # fmt: skip
+            chosen = [r.exit if system == "edgent" and r.exit is not None else r.cut
+                      for r in records]  # fmt: skip
+            bottom.plot([r.started_s for r in records], chosen, ".", ms=3, label=name)
+        if system == "ans":
+            for ax in (top, bottom):
+                ax.axvline(self.slowdown_at_s, color="grey", ls="--", lw=0.8)
+            top.annotate(f"edge {self.config.slowdown:g}x slower", (self.slowdown_at_s, 1.0),
+                         xycoords=("data", "axes fraction"), xytext=(4, -12),
+                         textcoords="offset points", fontsize=8)  # fmt: skip
         else:
-            ax.axhline(self.config.latency_req_s, color="red", ls="--", lw=0.8,
-                       label=f"deadline {1e3 * self.config.latency_req_s:g} ms")  # fmt: skip
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("frame latency (s)")
-        ax.set_title(f"{self.config.get('model')}, device {self.config.get('device')}, link "
-                     f"{self.config.trace} x{self.config.get('trace_scale'):g}")  # fmt: skip
-        ax.legend(fontsize=8)
+            top.axhline(self.config.latency_req_s, color="red", ls="--", lw=0.8,
+                        label=f"deadline {1e3 * self.config.latency_req_s:g} ms")  # fmt: skip
+        top.set_ylim(bottom=0)
+        top.set_ylabel("frame latency (s)")
+        bottom.set_ylabel("exit chosen" if system == "edgent" else "cut chosen")
+        bottom.set_xlabel("time since start (s)")
+        top.set_title(f"{self.config.get('model')}, device {self.config.get('device')}, link "
+                      f"{self.config.trace} x{self.config.get('trace_scale'):g}")  # fmt: skip
+        top.legend(fontsize=8, loc="upper left")
         return save_figure(fig, path)
 
 
@@ -172,11 +195,12 @@ def _plot_costs(run: DemoRun, path: Path) -> Path:
 
 async def _run_frames(
     config: DemoConfig,
+    setup: DeviceSetup,
     servers: list[ProcessServer],
     on_frame: Callable[[str, FrameRecord], None] | None,
+    run: DemoRun,
 ) -> DemoRun:
     system = config.system
-    setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
     link = Link(
         TraceBandwidth.from_file(trace_path(config.trace), scale=config.get("trace_scale")),
         config.rtt_s,
@@ -187,7 +211,6 @@ async def _run_frames(
                                 link_history_bps=history)  # fmt: skip
     token = servers[0].options["token"]
     settle_heap()  # the devices' model and frames are ready: no collection walks them again
-    run = DemoRun(config)
     start = time.monotonic()
     run.slowdown_at_s = config.duration_s / 2 if system == "ans" else config.duration_s
 
@@ -220,12 +243,14 @@ async def _run_frames(
 
 
 def _run_stages(
-    config: DemoConfig, server: ProcessServer, on_task: Callable[[str, int, int], None] | None
+    config: DemoConfig,
+    setup: DeviceSetup,
+    server: ProcessServer,
+    on_task: Callable[[str, int, int], None] | None,
+    run: DemoRun,
 ) -> DemoRun:
     """The stopping rules one after the other, each a share of the duration's tasks."""
-    setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
     token = server.options["token"]
-    run = DemoRun(config)
     names = POLICIES["stopping"]
     tasks = max(20, int(config.duration_s * 4))  # device-only takes ~0.18 s a task: ~a minute
     calibration = None  # measured once: every rule on the same times
@@ -245,12 +270,49 @@ def _run_stages(
     return run
 
 
+LOADED_RATIO = 1.5  # the model this much slower than when profiled: the host is busy
+
+
+def host_load(setup: DeviceSetup, repeats: int = 5) -> str | None:
+    """A warning when this host now runs the model much slower than when it was profiled (another
+    process using the cores): the emulated device is then slower than its class, and the story
+    the demo tells may not hold."""
+    model = setup.model
+    with torch.no_grad():
+        model.net(*model.inputs)  # warm
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.net(*model.inputs)
+            times.append(time.perf_counter() - start)
+    now = float(np.median(times))
+    device = setup.device
+    factor = 1.0
+    while isinstance(device, ScaledDevice):  # host/N: N times the measured host
+        factor *= device.factor
+        device = device.base
+    if not isinstance(device, MeasuredDevice):
+        return None  # a published class: its times do not depend on this host
+    profiled = setup.front_s[-1] / factor
+    if profiled <= 0 or now <= LOADED_RATIO * profiled:
+        return None
+    return (
+        f"this host is busy: {model.name} runs {now / profiled:.1f}x slower than when the "
+        f"device was profiled, so the emulated device is slower than its class and the "
+        f"outcome may differ (stop other work, or pass a fixed class: --device rpi3)"
+    )
+
+
 def run_demo(
     config: DemoConfig,
     on_frame: Callable[[str, FrameRecord], None] | None = None,
     on_task: Callable[[str, int, int], None] | None = None,
 ) -> DemoRun:
     configure_host()  # the devices' process; each server configures its own
+    # the emulated device is profiled before anything else starts: servers loading their models
+    # beside the profile would make the device look many times slower than it is
+    setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
+    run = DemoRun(config)
     # CONTROL needs the token: a fresh one per demo, known only to its own processes
     token = secrets.token_urlsafe(16)
     count = 1 if config.system == "stopping" else len(POLICIES[config.system])
@@ -260,9 +322,12 @@ def run_demo(
     for server in servers:
         server.wait_ready()
     try:
+        loaded = host_load(setup)
+        if loaded is not None:
+            run.warnings.append(loaded)
         if config.system == "stopping":
-            return _run_stages(config, servers[0], on_task)
-        return asyncio.run(_run_frames(config, servers, on_frame))
+            return _run_stages(config, setup, servers[0], on_task, run)
+        return asyncio.run(_run_frames(config, setup, servers, on_frame, run))
     finally:
         for server in servers:
             server.stop()

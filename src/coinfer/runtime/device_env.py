@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +27,7 @@ from coinfer.policies.types import Action, Context, Feedback, Policy
 from coinfer.runtime.client import DeviceClient, FrameRecord, feedback_of
 from coinfer.runtime.shaping import ShapedLink
 
+T = TypeVar("T")
 PROBE_AFTER_S = 0.5  # a link not measured for this long is probed after a frame that sent nothing
 
 
@@ -121,9 +123,13 @@ class LiveEnv:
             self._measured_at = self.elapsed()
 
     def step(self, action: Action) -> Feedback:
+        return self.run(self.astep(action))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work`` on the environment's own event loop (where its connection lives)."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self.astep(action))
+        return self._loop.run_until_complete(work)
 
     async def aclose(self) -> None:
         if self._probe is not None:

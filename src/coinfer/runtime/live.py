@@ -6,61 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from coinfer import zoo
 from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link
-from coinfer.policies.setup import DeviceSetup, ModelSetup
+from coinfer.policies.setup import DeviceSetup
 from coinfer.runtime.client import DeviceClient
 from coinfer.runtime.server import EdgeServer
 from coinfer.runtime.store import ModelStore
-from coinfer.video import SyntheticScene, key_frame_weights
-
-
-def video_inputs(
-    model: ModelSetup, frames: int, seed: int = 0
-) -> tuple[list[tuple[torch.Tensor, ...]], list[float]]:
-    """``frames`` frames of a synthetic scene resized to the model's input, and their
-    key-frame weights (SSIM < 0.8)."""
-    (example,) = model.inputs
-    scene = list(SyntheticScene(seed).frames(frames))
-    weights, _ = key_frame_weights(scene)
-    out: list[tuple[torch.Tensor, ...]] = []
-    for image in scene:
-        x = torch.from_numpy(np.ascontiguousarray(image)).float().permute(2, 0, 1)[None] / 255.0
-        x = F.interpolate(x, size=tuple(example.shape[-2:]), mode="bilinear", align_corners=False)
-        out.append((x[:, : example.shape[1]].contiguous(),))
-    return out, weights
-
-
-@dataclass
-class Frames:
-    """What a live device runs: input frames, their key-frame weights, and labels where the
-    frames are labelled data (then every answer is checked)."""
-
-    inputs: list[tuple[torch.Tensor, ...]]
-    key_weights: list[float]
-    labels: list[int] | None = None
-
-
-def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
-    """The held-out digits (labelled) for a model trained on them (branchy_alexnet), else a
-    synthetic video resized to the model's input."""
-    if zoo.ships_weights(model.name):
-        from coinfer.zoo.training import held_out, held_out_order
-
-        images, labels = held_out()
-        order = held_out_order(frames, seed)
-        return Frames([(images[i : i + 1].contiguous(),) for i in order], [0.2] * frames,
-                      [int(labels[i]) for i in order])  # fmt: skip
-    inputs, weights = video_inputs(model, frames, seed)
-    return Frames(inputs, weights)
 
 
 def device_client(
@@ -98,13 +51,6 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"--edge must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
-    return host, int(port)
 
 
 async def serve_until_signalled(server: EdgeServer, host: str, port: int, announce: object) -> None:

@@ -54,6 +54,7 @@ class ErrorCode(enum.IntEnum):
     TIMEOUT = 9  # the peer was too slow to send a whole message
     UNSUPPORTED = 10  # a message kind the peer does not handle (the connection is closed)
     BUSY = 11  # the server's memory budget or connection limit is reached: try again later
+    WRONG_MODEL = 12  # the request's fingerprint is not the edge's model (weights, arguments)
 
 
 class ProtocolError(Exception):

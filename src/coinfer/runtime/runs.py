@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from coinfer.latency.host import settle_heap
 from coinfer.latency.link import Link
@@ -28,7 +29,9 @@ from coinfer.policies.stopping import (
 )
 from coinfer.runtime.client import FrameRecord, summary
 from coinfer.runtime.device_env import LiveEnv
-from coinfer.runtime.live import device_client, live_frames
+from coinfer.runtime.inputs import Frames, live_frames
+from coinfer.runtime.live import device_client
+from coinfer.runtime.preflight import Preflight, preflight
 from coinfer.runtime.stage_env import (
     Calibration,
     LiveStageEnv,
@@ -64,44 +67,62 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class LiveRun:
+    """A frame-by-frame live run: its summary, every frame's record and outputs (flat, as they
+    travelled), whether each answer was right (labelled inputs), and the preflight's finding."""
+
+    summary: dict[str, Any]
+    records: list[FrameRecord]
+    correct: list[bool | None]
+    preflight: Preflight | None = None
+
+
 def run_frames(
     setup: DeviceSetup,
     policy_name: str,
     frames: int,
-    link: Link,
+    link: Link | None,
     edge: Connection,
     *,
     seed: int = 0,
     latency_req_s: float | None = None,
     history_bps: Sequence[float] = (),
     on_frame: Callable[[FrameRecord], None] | None = None,
-) -> tuple[dict[str, Any], list[FrameRecord], list[bool | None]]:
-    """``frames`` frames through the one loop; the summary, every frame's record, and whether
-    each answer was right (labelled inputs only)."""
+    data: Frames | None = None,
+    emulate: bool = True,
+    check_edge: bool = False,
+    on_output: Callable[[FrameRecord, list[torch.Tensor]], None] | None = None,
+) -> LiveRun:
+    """``frames`` frames through the one loop. ``link`` shapes the connection (None: a real
+    network, as it is); ``check_edge`` runs the preflight first (PreflightError naming what is
+    wrong), whose measured RTT and upload rate are what the policy starts from on a real
+    network. ``emulate=False`` runs the device at this host's own speed."""
     entry = registry.check_world(policy_name, "live")
-    knowledge = setup.knowledge("live", link, latency_req_s=latency_req_s,
-                                link_history_bps=list(history_bps))  # fmt: skip
-    policy = registry.create(policy_name, knowledge)
-    data = live_frames(setup.model, frames, seed)
-    client = device_client(
-        setup,
-        edge.address,
-        link,
-        codec=edge.codec,
-        quant=edge.quant,
-        token=edge.token,
-        edge_timeout_s=edge.edge_timeout_s,
-        tls=edge.tls,
-    )
-    settle_heap()  # model and frames are ready: collections need not walk them again
+    data = data if data is not None else live_frames(setup.model, frames, seed)
+    client = device_client(setup, edge.address, link, codec=edge.codec, quant=edge.quant,
+                           token=edge.token, edge_timeout_s=edge.edge_timeout_s, tls=edge.tls,
+                           emulate=emulate, keep_outputs=1)  # fmt: skip
     env = LiveEnv(client, data.inputs, data.key_weights, data.labels,
                   monitor=entry.watches_link)  # fmt: skip
-
-    def report(step: Step) -> None:
-        if on_frame is not None:
-            on_frame(env.records[step.frame])
-
     try:
+        found = env.run(preflight(client, data.inputs[0])) if check_edge else None
+        planning = link
+        if planning is None:  # a real network: what the preflight measured
+            rtt = found.rtt_s if found else 0.0
+            planning = Link.constant(found.uplink_bps if found and found.uplink_bps else 10e6, rtt)
+        knowledge = setup.knowledge("live", planning, latency_req_s=latency_req_s,
+                                    link_history_bps=list(history_bps))  # fmt: skip
+        policy = registry.create(policy_name, knowledge)
+        settle_heap()  # model and frames are ready: collections need not walk them again
+
+        def report(step: Step) -> None:
+            record = env.records[step.frame]
+            if on_output is not None:
+                on_output(record, client.outputs[-1])
+            if on_frame is not None:
+                on_frame(record)
+
         run_loop(env, policy, frames, on_step=report)
     finally:
         env.close()
@@ -117,7 +138,9 @@ def run_frames(
             str(e): sum(r.exit == e for r in env.records)
             for e in sorted({r.exit for r in env.records if r.exit is not None})
         }
-    return result, env.records, env.correct
+    if found is not None:
+        result["preflight"] = {"rtt_s": found.rtt_s, "uplink_bps": found.uplink_bps}
+    return LiveRun(result, env.records, env.correct, found)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,9 @@ class ServerStats:
             if not values:
                 return {}
             arr = np.fromiter(values, dtype=float)
-            return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)}
+            return {
+                f"p{q}": float(np.percentile(arr, q, method="inverted_cdf")) for q in (50, 95, 99)
+            }
 
         return {
             "uptime_s": time.monotonic() - self.started,
@@ -373,6 +375,8 @@ class EdgeServer:
         if kind is not Kind.INFER:
             return Admission()
         model = header.get("model")
+        # the same model as the device's, before its tensors are judged by this one's boundary
+        self.store.check_fingerprint(model, header.get("exit"), header.get("fp"))
         expected = self.store.boundary(model, header.get("cut"), header.get("exit"))  # type: ignore[arg-type]
         what = f"cut {header['cut']} of {model!r}"
         wires = check_tensors(header.get("tensors"), self.limits, expected, what)
@@ -398,6 +402,7 @@ class EdgeServer:
             summary = self.stats.summary()
             summary["budget"] = self.budget.summary()
             summary["open_connections"] = len(self._open)
+            summary["models"] = self.store.describe()
             return pack(Kind.RESULT, {"id": rid, "stats": summary, "slowdown": self.slowdown})
         if request.kind is Kind.CONTROL:
             if not self.control_allowed:

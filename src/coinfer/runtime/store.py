@@ -14,39 +14,38 @@ from collections.abc import Sequence
 
 import torch
 
-from coinfer import zoo
+from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.graph.types import TensorMeta
 from coinfer.policies.edgent import exit_partitions
 from coinfer.runtime.protocol import ErrorCode, ProtocolError
-from coinfer.runtime.tensors import tensors_of
+from coinfer.zoo.spec import ModelSpec
 
 REPLY_HEADER_BYTES = 512  # a RESULT's prefix and header, beyond its tensor entries
 REPLY_ENTRY_BYTES = 160  # one tensor entry in a RESULT header
 
 
 class ModelStore:
-    """The models a server runs (by zoo name or ``module:factory``) and an LRU of back halves
-    per (model, cut, exit). Weights are the zoo's shipped trained ones where it ships them
-    (``zoo.create_deployed``), else its seeded initialisation — the same as on the device. A
-    multi-exit model is served whole (exit nil) and along each exit's path (exit 1..M)."""
+    """The models a server runs (zoo names, ``module:factory`` or full ``ModelSpec``s: factory
+    arguments, input shapes, a weights file) and an LRU of back halves per (model, cut, exit).
+    Weights are the spec's file's, else the zoo's shipped trained ones where it ships them
+    (``zoo.create_deployed``), else its seeded initialisation — the same as on the device, which
+    the fingerprint of every request proves. A multi-exit model is served whole (exit nil) and
+    along each exit's path (exit 1..M)."""
 
-    def __init__(
-        self,
-        specs: Sequence[str],
-        input_shapes: Sequence[tuple[int, ...]] | None = None,
-        cache_size: int = 32,
-    ) -> None:
+    def __init__(self, specs: Sequence[str | ModelSpec], cache_size: int = 32) -> None:
         if not specs:
             raise ValueError("serve at least one model: --model vgg16 (repeatable)")
         models = {}
         exits = {}
-        for spec in specs:
-            shapes = tuple(input_shapes) if input_shapes and ":" in spec else None
-            inputs = zoo.example_inputs(spec, shapes=shapes)
-            net = zoo.create_deployed(spec)
-            models[spec] = partition(net, inputs)
-            exits[spec] = exit_partitions(net, inputs)
+        for given in specs:
+            spec = ModelSpec.of(given)
+            if spec.name in models:
+                raise ValueError(f"model {spec.name!r} is given twice: serve each model once")
+            inputs = spec.example_inputs()
+            net = spec.build()
+            models[spec.name] = partition(net, inputs)
+            exits[spec.name] = exit_partitions(net, inputs)
         self._init(models, cache_size, exits)
 
     @classmethod
@@ -68,6 +67,7 @@ class ModelStore:
         self._cache: OrderedDict[tuple[str, int, int | None], torch.nn.Module] = OrderedDict()
         self._boundaries: dict[tuple[str, int, int | None], tuple[TensorMeta, ...]] = {}
         self._reply_bytes: dict[tuple[str, int | None], int] = {}
+        self._fingerprints: dict[tuple[str, int | None], bytes] = {}
         for name, part in parts.items():
             paths: dict[int | None, Partitioning] = {None: part}
             for number, p in self.exits[name].items():
@@ -76,6 +76,33 @@ class ModelStore:
                 self._reply_bytes[(name, e)] = REPLY_HEADER_BYTES + sum(
                     REPLY_ENTRY_BYTES + m.nbytes for m in path.outputs
                 )
+                self._fingerprints[(name, e)] = path.fingerprint  # hashed once, at start
+
+    def check_fingerprint(self, model: object, exit: object, given: object) -> None:
+        """A request's ``fp`` must be the fingerprint of what the edge holds for (model,
+        exit): otherwise the device's model differs (weights, factory arguments, granularity)
+        and an answer would be wrong (WRONG_MODEL)."""
+        self.path(model, exit)  # type: ignore[arg-type]  # UNKNOWN_MODEL, BAD_CUT (exit)
+        ours = self._fingerprints[(model, exit)]  # type: ignore[index]
+        if not isinstance(given, bytes) or len(given) != len(ours):
+            raise ProtocolError(ErrorCode.BAD_HEADER, f"INFER needs 'fp': the {len(ours)}-byte "
+                                f"fingerprint of the device's model")  # fmt: skip
+        if given != ours:
+            raise ProtocolError(
+                ErrorCode.WRONG_MODEL,
+                f"the device's {model!r} is not the edge's (fingerprint {given.hex()[:12]} there, "
+                f"{ours.hex()[:12]} here): other weights, factory arguments or granularity. "
+                f"Give both sides the same --weights and --model-arg",
+            )
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        """What is served, for a device's preflight (STATS): each model's exits and the
+        fingerprint of each path."""
+        return {name: {"exits": sorted(self.exits[name]),
+                       "fingerprint": self._fingerprints[(name, None)].hex(),
+                       "exit_fingerprints": {str(e): self._fingerprints[(name, e)].hex()
+                                             for e in sorted(self.exits[name])}}
+                for name in self.parts}  # fmt: skip
 
     def path(self, model: str, exit: object = None) -> Partitioning:
         """The partitioning a request for (``model``, ``exit``) runs on: the whole model for
@@ -142,7 +169,7 @@ def forward(
     start = time.perf_counter()
     try:
         with torch.no_grad():
-            out = tensors_of(module(*tensors))
+            out = output_tensors(module(*tensors))
     except Exception as exc:  # the back half raised, or returned something not tensors
         raise ProtocolError(ErrorCode.INTERNAL, f"the back half raised: {exc}") from None
     return out, time.perf_counter() - start
@@ -164,7 +191,7 @@ def forward_batch(
     stacked = [torch.cat(parts, dim=0) for parts in zip(*requests, strict=True)]
     try:
         with torch.no_grad():
-            outputs = tensors_of(module(*stacked))
+            outputs = output_tensors(module(*stacked))
     except Exception as exc:
         raise ProtocolError(ErrorCode.INTERNAL, f"the back half raised: {exc}") from None
     elapsed = time.perf_counter() - start

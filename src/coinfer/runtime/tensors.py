@@ -362,12 +362,3 @@ def _compress(data: bytes | memoryview, codec: str) -> bytes | memoryview:
 
         return bytes(zstandard.ZstdCompressor(level=3).compress(data))
     return data
-
-
-def tensors_of(value: Any) -> list[torch.Tensor]:
-    """A model's output (a tensor, or tuples/lists of them) as the flat list that travels."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors_of(v)]
-    raise TypeError(f"a model output must be tensors, got {type(value).__name__}")

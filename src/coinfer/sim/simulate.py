@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from coinfer import partition, zoo
+from coinfer import partition
 from coinfer.data import trace_path
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
@@ -30,6 +30,7 @@ from coinfer.sim.runner import RunStats
 from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, World, build_world
 from coinfer.sim.stopping import StageEnv
 from coinfer.video import SyntheticScene, key_frame_weights, video_frames
+from coinfer.zoo.spec import ModelSpec
 from coinfer.zoo.training import held_out_correctness, held_out_order
 
 NOISE = 0.1  # log-normal standard deviation of every measured component
@@ -89,7 +90,7 @@ def scene_key_weights(
 
 
 def environments(
-    model: str,
+    model: str | ModelSpec,
     world: World,
     key_weights: Sequence[float],
     seed: int = 0,
@@ -99,9 +100,9 @@ def environments(
 ) -> Callable[[], SimEnv]:
     """A maker of fresh, identical environments (same frames, link, edge, noise) for ``model``
     in ``world``: one per policy compared."""
-    net = zoo.create(model)
-    inputs = zoo.example_inputs(model)
-    part = partition(net, inputs)
+    spec = ModelSpec.of(model)
+    inputs = spec.example_inputs()
+    part = partition(spec.build(), inputs)
     measured: list[dict[str, float]] = []
 
     def host_profile() -> dict[str, float]:  # measured once, when a class needs this host
@@ -120,7 +121,7 @@ def environments(
 
 
 def simulate(
-    model: str = "vgg16",
+    model: str | ModelSpec = "vgg16",
     scenario: str = "stationary",
     policies: Sequence[str] = POLICIES,
     frames: int = 10_000,
@@ -145,7 +146,7 @@ def simulate(
             progress(name, i + 1, frames)
 
     runs = compare(policies, new_env, frames, discount, tick if progress else None)
-    return Simulation(model, device, edge, world, frames, seed, key_rate, runs)
+    return Simulation(ModelSpec.of(model).name, device, edge, world, frames, seed, key_rate, runs)
 
 
 def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -203,7 +204,7 @@ def exit_correctness(net: Any, frames: int, seed: int = 0) -> np.ndarray:
 
 
 def simulate_edgent(
-    model: str,
+    model: str | ModelSpec,
     policies: Sequence[str],
     frames: int,
     trace: str,
@@ -258,7 +259,7 @@ def edgent_row(policy: str, feedback: Sequence[Any], latency_req_s: float) -> di
 
 
 def simulate_stopping(
-    model: str,
+    model: str | ModelSpec,
     policies: Sequence[str],
     tasks: int,
     channel: str = "rayleigh",

@@ -15,15 +15,23 @@ from coinfer.zoo.registry import (
     resolve,
     ships_weights,
 )
+from coinfer.zoo.spec import InputSpec, ModelSpec, ModelSpecError, model_spec
+from coinfer.zoo.weights import WeightsError, load_weights
 
 __all__ = [
     "BranchyAlexNet",
+    "InputSpec",
     "ModelEntry",
     "ModelNotFoundError",
+    "ModelSpec",
+    "ModelSpecError",
+    "WeightsError",
     "create",
     "create_deployed",
     "entry",
     "example_inputs",
+    "load_weights",
+    "model_spec",
     "names",
     "register",
     "resolve",

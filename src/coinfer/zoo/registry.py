@@ -7,13 +7,18 @@ the same name with the same seed hold the same weights without sending them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from coinfer.zoo.weights import load_weights
 
 Shapes = tuple[tuple[int, ...], ...]
 DEFAULT_IMAGE_SHAPES: Shapes = ((1, 3, 224, 224),)
@@ -91,19 +96,47 @@ def _torchvision_factory(model_name: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def _import_module(module_name: str, spec: str) -> Any:
+    """``package.module`` (the current directory on the path, as ``python -m`` has it) or
+    ``path/to/file.py``."""
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ModelNotFoundError(f"no file {module_name!r} for model {spec!r}")
+        loaded = importlib.util.spec_from_file_location(f"coinfer_user_{path.stem}", path)
+        if loaded is None or loaded.loader is None:
+            raise ModelNotFoundError(f"cannot load {module_name!r} as Python")
+        module = importlib.util.module_from_spec(loaded)
+        sys.modules[loaded.name] = module
+        loaded.loader.exec_module(module)
+        return module
+    here = str(Path.cwd())
+    if "" not in sys.path and here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(module_name)
+
+
 def _import_factory(spec: str) -> Callable[..., nn.Module]:
-    module_name, _, attr = spec.partition(":")
+    module_name, _, attr = spec.rpartition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, spec)
+    except ModelNotFoundError:
+        raise
     except ImportError as exc:
         raise ModelNotFoundError(
-            f"cannot import module {module_name!r} for model {spec!r}: {exc}. Is it on PYTHONPATH?"
+            f"cannot import module {module_name!r} for model {spec!r}: {exc}. Run from the "
+            f"directory that holds it, or put it on PYTHONPATH"
+        ) from exc
+    except Exception as exc:  # the user's module raised while importing
+        raise ModelNotFoundError(
+            f"importing {module_name!r} for model {spec!r} raised {type(exc).__name__}: {exc}"
         ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelNotFoundError(
             f"{module_name!r} has no callable {attr!r}; a user model is given as "
-            f"'package.module:factory', where factory() returns an nn.Module"
+            f"'package.module:factory' (or 'file.py:factory'), where factory() returns an "
+            f"nn.Module"
         )
     return factory
 
@@ -118,14 +151,19 @@ def resolve(name: str) -> tuple[Callable[..., nn.Module], Callable[..., Shapes] 
     return e.factory, e.input_shapes
 
 
-def create(name: str, *, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """Build a model by name with a seeded random initialisation, in eval mode."""
+def create(
+    name: str, *, seed: int = 0, weights: str | Path | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a model by name with a seeded random initialisation (or the ``weights`` file's
+    ``state_dict``, loaded strictly), in eval mode."""
     factory, _ = resolve(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"factory for {name!r} returned {type(model).__name__}, not an nn.Module")
+    if weights is not None:
+        load_weights(model, Path(weights))
     return model.eval()
 
 
@@ -136,26 +174,45 @@ def ships_weights(name: str) -> bool:
     return "pretrained" in inspect.signature(entry(name).factory).parameters
 
 
-def create_deployed(name: str, *, seed: int = 0) -> nn.Module:
-    """The model as a device and an edge both run it: with the zoo's shipped trained weights
-    where it ships them (branchy_alexnet, trained on scikit-learn's digits), else the seeded
-    initialisation — so both sides hold the same weights without sending them."""
-    if ships_weights(name):
+def create_deployed(
+    name: str, *, seed: int = 0, weights: str | Path | None = None, **kwargs: Any
+) -> nn.Module:
+    """The model as a device and an edge both run it: the ``weights`` file's where given, else
+    the zoo's shipped trained weights where it ships them (branchy_alexnet, trained on
+    scikit-learn's digits), else the seeded initialisation — so both sides hold the same
+    weights without sending them (and the edge checks the fingerprint of what it holds)."""
+    if weights is None and not kwargs and ships_weights(name):
         return create(name, seed=seed, pretrained=True)
-    return create(name, seed=seed)
+    return create(name, seed=seed, weights=weights, **kwargs)
 
 
 def example_inputs(
     name: str, *, seed: int = 0, shapes: Shapes | None = None, **kwargs: Any
 ) -> tuple[torch.Tensor, ...]:
-    """Seeded random inputs of the shapes the model expects (or of ``shapes``)."""
-    if shapes is None:
-        _, shapes_fn = resolve(name)
-        if shapes_fn is None:
-            raise ValueError(
-                f"the input shape of {name!r} is unknown: give it explicitly "
-                f"(shapes=((1, 3, 224, 224),) in Python, --input-shape 1,3,224,224 on the CLI)"
-            )
-        shapes = shapes_fn(**kwargs)
+    """Seeded inputs the model takes: float inputs of ``shapes`` where given, else what the
+    factory declares (its ``example_inputs``: shapes, or a callable of the factory's keyword
+    arguments returning the tensors), else the zoo's shapes."""
     gen = torch.Generator().manual_seed(seed)
+    if shapes is None:
+        factory, shapes_fn = resolve(name)
+        declared = getattr(factory, "example_inputs", None)
+        if callable(declared):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                value = declared(**kwargs)
+            tensors = (value,) if isinstance(value, torch.Tensor) else tuple(value)
+            if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+                raise ValueError(f"{name}: its example_inputs() must return a tensor or a "
+                                 f"tuple of tensors")  # fmt: skip
+            return tensors
+        if declared is not None:
+            shapes = tuple(tuple(s) for s in declared)
+        elif shapes_fn is None:
+            raise ValueError(
+                f"the input shape of {name!r} is unknown: give --input-shape 1,3,224,224 (once "
+                f"per forward argument) or shapes=((1, 3, 224, 224),) in Python, or declare it "
+                f"on the factory: factory.example_inputs = [(1, 3, 224, 224)]"
+            )
+        else:
+            shapes = shapes_fn(**kwargs)
     return tuple(torch.randn(shape, generator=gen) for shape in shapes)

@@ -1,0 +1,35 @@
+"""What coinfer writes for scripts and people: JSON every strict parser accepts (NaN and
+±Infinity as null, never the ``NaN`` literals Python's json module emits by default; every
+document carries a schema version) and table cells."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+SCHEMA = "coinfer/1"  # the version of every JSON document coinfer prints or writes
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float as None (numpy scalars as Python numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return strict(value.item())
+    return value
+
+
+def dumps(doc: Any, indent: int | None = 2) -> str:
+    return json.dumps(strict(doc), indent=indent, allow_nan=False)
+
+
+def cell_text(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, nothing for None."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
