@@ -69,22 +69,25 @@ def model_spec(
         raise fail(str(exc)) from exc
 
 
+# what a user's model, file or value can make fail (a PartitionError is a ValueError)
+USER_FAILURES = (ValueError, LookupError, TypeError, RuntimeError, OSError, AttributeError,
+                 NotImplementedError)  # fmt: skip
+
+
 @contextmanager
 def user_errors(what: str = "") -> Iterator[None]:
     """Anything a user's input (a model of theirs, a file, a value) makes fail becomes one line
-    and exit 2, never a traceback."""
-    from coinfer.graph import PartitionError
-
+    and exit 2, never a traceback (``COINFER_DEBUG=1`` shows the traceback instead)."""
     try:
         yield
-    except typer.Exit:
-        raise
-    except (ValueError, KeyError, PartitionError) as exc:
-        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise fail(text) from exc
-    except (TypeError, RuntimeError, OSError, AttributeError, NotImplementedError) as exc:
+    except USER_FAILURES as exc:
+        if os.environ.get("COINFER_DEBUG"):
+            raise
+        if isinstance(exc, (ValueError, KeyError)):  # our own errors name the problem and fix
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise fail(text) from exc
         prefix = f"{what}: " if what else ""
-        raise fail(f"{prefix}{type(exc).__name__}: {exc}") from exc
+        raise fail(f"{prefix}{type(exc).__name__}: {exc} (COINFER_DEBUG=1 shows where)") from exc
 
 
 def model_specs(

@@ -3,6 +3,7 @@ network as it is, or over a link shaped by a trace or a bandwidth."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -194,7 +195,9 @@ def run(
     from coinfer.policies import registry
     from coinfer.policies.setup import device_setup, load_model
     from coinfer.runtime.client import write_log
+    from coinfer.runtime.inputs import Frames, frames_for
     from coinfer.runtime.preflight import PreflightError
+    from coinfer.runtime.results import ResultWriter
     from coinfer.runtime.runs import Connection, link_history_bps, run_frames, run_stages
     from coinfer.runtime.security import device_tls, resolve_token
     from coinfer.units import parse_address
@@ -228,11 +231,20 @@ def run(
             link = Link.constant(parse_bandwidth(bandwidth, "--bandwidth"), rtt_s or 0.0)
         elif rtt_s is not None:
             link = Link.constant(1e12, rtt_s)  # an added delay, no rate limit
+    stagewise = entry.kind == "stage" or channel is not None
+    if stagewise and any(x is not None for x in (video, images, camera)):
+        raise fail("the stage-wise run (--channel, the stopping rules) runs the model's "
+                   "example input task after task: --video, --images and --camera are for "
+                   "frame runs")  # fmt: skip
     with user_errors(model):
         with stage(f"loading {model}"):
             setup = device_setup(load_model(spec), device, edge_class)
-        data = _frames(setup.model, frames, seed, video, images, camera)
-    if entry.kind == "stage" or channel is not None:
+        data: Frames | None = None
+        if not stagewise:
+            capture = stage(f"capturing {frames} frames from {camera}") if camera else nullcontext()
+            with capture:
+                data = frames_for(setup.model, frames, seed, video, images, camera)
+    if stagewise:
         with user_errors(), progress_bars() as report:
             staged = run_stages(
                 setup,
@@ -249,10 +261,9 @@ def run(
                                          "optimal_analytic_cost", "fallbacks"), fmt)  # fmt: skip
         return
     history = link_history_bps(trace, trace_scale, link) if link is not None else []
-    names: dict[int | None, list[str]] = {None: _names(setup.model.part)}
-    names |= {p.exit: _names(p.part) for p in setup.model.exits}
-    sources = data.sources
-    with user_errors(), progress_bars() as report, _writer(out_file, names, sources) as writer:
+    assert data is not None
+    writing = ResultWriter.for_setup(out_file, setup, data.sources) if out_file else nullcontext()
+    with user_errors(), progress_bars() as report, writing as writer:
         try:
             run = run_frames(
                 setup, policy, frames, link, connection, seed=seed, latency_req_s=req,
@@ -270,7 +281,7 @@ def run(
               "trace_scale": trace_scale if trace else None, "bandwidth": bandwidth,
               "rtt_s": rtt_s, "shaped": link is not None, "codec": codec, "quant": quant,
               "tls": context is not None, "seed": seed, "latency_req_s": req,
-              "inputs": _inputs_of(video, images, camera),
+              "inputs": data.origin,
               "out": str(out_file) if out_file else None}  # fmt: skip
     doc = {"schema": SCHEMA, "config": config, "model": model, "policy": policy, "edge": edge,
            **run.summary}  # fmt: skip
@@ -292,49 +303,6 @@ def run(
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def _names(part: Any) -> list[str]:
-    return list(part.structure.names) if part.structure is not None else []
-
-
-def _inputs_of(video: Path | None, images: Path | None, camera: str | None) -> str:
-    if video is not None:
-        return f"video:{video}"
-    if images is not None:
-        return f"images:{images}"
-    if camera is not None:
-        return f"camera:{camera}"
-    return "default"
-
-
-def _frames(model: Any, frames: int, seed: int, video: Path | None, images: Path | None,
-            camera: str | None) -> Any:  # fmt: skip
-    """The frames the user asked for, else the model's default inputs."""
-    from coinfer.runtime import inputs
-
-    if video is not None:
-        return inputs.video_file_frames(model, video, frames)
-    if images is not None:
-        return inputs.image_folder_frames(model, images, frames)
-    if camera is not None:
-        with stage(f"capturing {frames} frames from {camera}"):
-            return inputs.camera_frames(model, camera, frames)
-    return inputs.live_frames(model, frames, seed)
-
-
-class _NoWriter:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _writer(path: Path | None, names: Any, sources: list[str]) -> Any:
-    from coinfer.runtime.results import ResultWriter
-
-    return ResultWriter(path, names, sources) if path is not None else _NoWriter()
 
 
 def _print(doc: dict[str, Any], as_json: bool, columns: tuple[str, ...], fmt: str | None) -> None:

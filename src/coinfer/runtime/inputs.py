@@ -33,6 +33,7 @@ class Frames:
     key_weights: list[float]
     labels: list[int] | None = None
     sources: list[str] = field(default_factory=list)
+    origin: str = "default"  # what the frames are: default, video:FILE, images:DIR, camera:DEV
 
 
 def is_image_input(inputs: Sequence[torch.Tensor]) -> bool:
@@ -181,3 +182,19 @@ def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
     if is_image_input(model.inputs):
         return synthetic_video_frames(model, frames, seed)
     return generated_frames(model, frames, seed)
+
+
+def frames_for(model: ModelSetup, frames: int, seed: int = 0, video: Path | None = None,
+               images: Path | None = None, camera: str | None = None) -> Frames:  # fmt: skip
+    """The frames a user asked for (a video file, an image folder, a camera), else the
+    model's default inputs (``live_frames``)."""
+    if video is not None:
+        chosen, origin = video_file_frames(model, video, frames), f"video:{video}"
+    elif images is not None:
+        chosen, origin = image_folder_frames(model, images, frames), f"images:{images}"
+    elif camera is not None:
+        chosen, origin = camera_frames(model, camera, frames), f"camera:{camera}"
+    else:
+        return live_frames(model, frames, seed)
+    chosen.origin = origin
+    return chosen

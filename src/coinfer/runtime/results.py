@@ -14,7 +14,9 @@ from typing import IO, Any
 
 import torch
 
+from coinfer.graph.partition import Partitioning
 from coinfer.output import strict
+from coinfer.policies.setup import DeviceSetup
 from coinfer.runtime.client import FrameRecord
 
 TOP_K = 5
@@ -54,6 +56,17 @@ class ResultWriter:
         self.names = {k: list(v) for k, v in names.items()}  # per exit (None: the whole model)
         self.sources = list(sources)
         self._fh: IO[str] | None = None
+
+    @classmethod
+    def for_setup(cls, path: Path, setup: DeviceSetup, sources: Sequence[str] = ()) -> ResultWriter:
+        """A writer naming the outputs of ``setup``'s model (and of each exit's path)."""
+
+        def names(part: Partitioning) -> list[str]:
+            return list(part.structure.names) if part.structure is not None else []
+
+        by_exit: dict[int | None, list[str]] = {None: names(setup.model.part)}
+        by_exit |= {p.exit: names(p.part) for p in setup.model.exits}
+        return cls(path, by_exit, sources)
 
     def __enter__(self) -> ResultWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
