@@ -80,6 +80,8 @@ def user_errors(what: str = "") -> Iterator[None]:
     and exit 2, never a traceback (``COINFER_DEBUG=1`` shows the traceback instead)."""
     try:
         yield
+    except typer.Exit:  # already one line (click's Exit is a RuntimeError)
+        raise
     except USER_FAILURES as exc:
         if os.environ.get("COINFER_DEBUG"):
             raise
