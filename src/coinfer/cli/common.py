@@ -63,10 +63,10 @@ def model_spec(
     weights: Path | None = None,
 ) -> ModelSpec:
     """The model the command line names (exit 2 with the reason when it cannot be)."""
-    try:
-        return zoo.model_spec(name, input_shape or (), model_arg or (), weights)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    with user_errors(name):
+        spec = zoo.model_spec(name, input_shape or (), model_arg or (), weights)
+        zoo.resolve(name)  # an unknown name fails now, not after minutes of other work
+    return spec
 
 
 # what a user's model, file or value can make fail (a PartitionError is a ValueError)
