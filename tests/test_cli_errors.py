@@ -170,3 +170,30 @@ def test_tables_never_cut_a_number_when_piped() -> None:
     assert csv[0].startswith("cut,device runs to,") and len(csv) == 23 + 1
     md = runner.invoke(app, ["policies", "--format", "md"]).stdout
     assert "| policy | decides |" in md
+
+
+def test_serve_scopes_options_to_one_of_several_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from coinfer.cli.common import model_specs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgnet.py").write_text(
+        "from torch import nn\n\ndef build(width=8):\n"
+        "    return nn.Sequential(nn.Conv2d(3, width, 3), nn.Flatten())\n"
+    )
+    (tmp_path / "vecnet.py").write_text(
+        "from torch import nn\n\ndef build(width=4):\n    return nn.Linear(16, width)\n"
+    )
+    torch.save({"0.weight": torch.zeros(8, 3, 3, 3), "0.bias": torch.zeros(8)},
+               tmp_path / "img.pt")  # fmt: skip
+    img, vec = model_specs(["imgnet:build", "vecnet:build"],
+                           ["imgnet:build@1,3,8,8", "1,16"], ["vecnet:build@width=6"],
+                           ["imgnet:build@img.pt"])  # fmt: skip
+    assert [s.shape for s in img.inputs or ()] == [(1, 3, 8, 8)] and img.kwargs == ()
+    assert [s.shape for s in vec.inputs or ()] == [(1, 16)] and vec.kwargs == (("width", 6),)
+    assert img.weights == Path("img.pt") and vec.weights is None
+    assert float(img.build().state_dict()["0.weight"].abs().sum()) == 0.0  # the file's weights
+    assert vec.build()(vec.example_inputs()[0]).shape == (1, 6)

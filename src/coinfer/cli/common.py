@@ -98,19 +98,20 @@ def model_specs(
     model_arg: Sequence[str] | None = None,
     weights: Sequence[str] | None = None,
 ) -> list[ModelSpec]:
-    """Several models' specs (``coinfer serve``): a value ``MODEL@VALUE`` is that model's, a
-    plain value every model's."""
+    """Several models' specs (``coinfer serve``): a value ``MODEL@VALUE`` is that model's; a
+    plain value is every other model's (those with no ``MODEL@`` value of that option)."""
 
     def scoped(values: Sequence[str] | None, name: str) -> list[str]:
         mine: list[str] = []
+        plain: list[str] = []
         for value in values or ():
             owner, at, rest = value.partition("@")
             if at and owner in names:
                 if owner == name:
                     mine.append(rest)
             else:
-                mine.append(value)
-        return mine
+                plain.append(value)
+        return mine or plain
 
     specs = []
     for name in names:

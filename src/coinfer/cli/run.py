@@ -198,7 +198,13 @@ def run(
     from coinfer.runtime.inputs import Frames, frames_for
     from coinfer.runtime.preflight import PreflightError
     from coinfer.runtime.results import ResultWriter
-    from coinfer.runtime.runs import Connection, link_history_bps, run_frames, run_stages
+    from coinfer.runtime.runs import (
+        Connection,
+        link_history_bps,
+        preflight_edge,
+        run_frames,
+        run_stages,
+    )
     from coinfer.runtime.security import device_tls, resolve_token
     from coinfer.units import parse_address
 
@@ -246,6 +252,10 @@ def run(
                 data = frames_for(setup.model, frames, seed, video, images, camera)
     if stagewise:
         with user_errors(), progress_bars() as report:
+            try:
+                found = None if no_preflight else preflight_edge(setup, connection)
+            except PreflightError as exc:
+                raise fail(f"preflight: {exc}") from None
             staged = run_stages(
                 setup,
                 policy,
@@ -257,8 +267,15 @@ def run(
                 seed=seed,
                 on_task=lambda r: report("tasks", r.task + 1, frames),
             )
-        _print(staged.summary, as_json, ("tasks", "mean_cost", "ci95", "analytic_cost",
-                                         "optimal_analytic_cost", "fallbacks"), fmt)  # fmt: skip
+        stage_config = {"model": spec.describe(), "policy": policy, "edge": edge, "tasks": frames,
+                        "device": device, "channel": channel or "rayleigh", "snr_db": snr_db,
+                        "time_weight": time_weight, "seed": seed}  # fmt: skip
+        stage_doc = {"schema": SCHEMA, "config": stage_config, **staged.summary}
+        if found is not None:
+            stage_doc["preflight"] = {"rtt_s": found.rtt_s, "uplink_bps": found.uplink_bps}
+        _print(stage_doc, as_json, ("tasks", "mean_cost", "ci95", "analytic_cost",
+                                    "optimal_analytic_cost", "fallbacks"), fmt)  # fmt: skip
+        _strict_exit(strict, stage_doc["fallbacks"], stage_doc["tasks"])
         return
     history = link_history_bps(trace, trace_scale, link) if link is not None else []
     assert data is not None
@@ -294,9 +311,13 @@ def run(
                   markup=False)  # fmt: skip
     if out_file is not None:
         err.print(f"wrote {out_file} (one line per frame)", markup=False)
-    if strict and doc["fallbacks"]:
-        err.print(f"--strict: {doc['fallbacks']} of {doc['frames']} frames fell back to the "
-                  f"device", markup=False)  # fmt: skip
+    _strict_exit(strict, doc["fallbacks"], doc["frames"])
+
+
+def _strict_exit(strict: bool, fallbacks: int, frames: int) -> None:
+    if strict and fallbacks:
+        err.print(f"--strict: {fallbacks} of {frames} frames fell back to the device",
+                  markup=False)  # fmt: skip
         raise typer.Exit(STRICT_EXIT)
 
 

@@ -143,6 +143,23 @@ def run_frames(
     return LiveRun(result, env.records, env.correct, found)
 
 
+def preflight_edge(setup: DeviceSetup, edge: Connection) -> Preflight:
+    """The preflight on a connection of its own (for runs whose client lives elsewhere: the
+    stage-wise world); PreflightError naming what is wrong."""
+    import asyncio
+
+    client = device_client(setup, edge.address, None, token=edge.token, tls=edge.tls,
+                           edge_timeout_s=edge.edge_timeout_s)  # fmt: skip
+
+    async def check() -> Preflight:
+        try:
+            return await preflight(client, setup.model.inputs)
+        finally:
+            await client.close()
+
+    return asyncio.run(check())
+
+
 @dataclass(frozen=True)
 class StageResult:
     summary: dict[str, Any]
