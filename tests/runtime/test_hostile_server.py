@@ -337,3 +337,32 @@ def test_memory_is_given_back_after_a_burst(guarded: Served, alexnet: ModelSetup
         time.sleep(0.2)
     assert guarded.rss() - base < 12 * MIB, f"{(guarded.rss() - base) / MIB:.0f} MiB kept"
     assert stats(guarded, TOKEN)["events"].get("trims", 0) >= 1
+
+
+def test_a_device_is_told_why_it_cannot_use_the_edge(guarded: Served) -> None:
+    """Before its first frame, in one line with exit 2: a wrong token, a model not served, a
+    port nobody listens on (each used to be exit 0 with every frame on the device)."""
+    from typer.testing import CliRunner
+
+    from coinfer.cli import app
+
+    runner = CliRunner()
+    edge = f"{guarded.address[0]}:{guarded.address[1]}"
+    cases = [
+        (["--edge", edge, "-m", "alexnet", "--token", "not-the-token"], "refused the token"),
+        (["--edge", edge, "-m", "mlp", "--token", TOKEN], "not 'mlp'"),
+        (["--edge", f"127.0.0.1:{_free_port()}", "-m", "alexnet"], "nothing listens"),
+        (["--edge", "no-such-host.invalid:8765", "-m", "alexnet"], "cannot resolve host"),
+    ]
+    for args, reason in cases:
+        result = runner.invoke(app, ["run", *args, "-n", "2"])
+        assert result.exit_code == 2, result.output
+        assert reason in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -20,22 +20,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from coinfer.dtypes import DTYPE_NAMES, DTYPES
 from coinfer.graph.types import TensorMeta
 from coinfer.runtime.protocol import ErrorCode, Limits, ProtocolError
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 CODECS = ("none", "lz4", "zstd")
 QUANTS = ("none", "fp16", "int8")
 MAX_DIM = 2**31 - 1

@@ -19,21 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from coinfer.dtypes import DTYPES
 from coinfer.zoo.registry import ModelNotFoundError, create_deployed, example_inputs
 from coinfer.zoo.weights import WeightsError, load_weights, read_state_dict
 
-INPUT_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-}
+INPUT_DTYPES = DTYPES  # an input may be declared as any dtype that can travel
 _SHAPE = re.compile(r"\d+(?:[x,]\d+)*,?")
 MAX_INPUT_ELEMENTS = 1 << 28  # 1 GiB of float32: an input shape beyond it is a typo
 INTEGER_INPUT_HIGH = 2  # integer example inputs are drawn from 0..1 (valid for any embedding)
