@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from coinfer.dtypes import DTYPES
-from coinfer.zoo.registry import ModelNotFoundError, create_deployed, example_inputs
-from coinfer.zoo.weights import WeightsError, load_weights, read_state_dict
+from coinfer.zoo.registry import create_deployed, example_inputs
 
 INPUT_DTYPES = DTYPES  # an input may be declared as any dtype that can travel
 _SHAPE = re.compile(r"\d+(?:[x,]\d+)*,?")
@@ -102,7 +101,6 @@ class ModelSpec:
     inputs: tuple[InputSpec, ...] | None = None
     weights: Path | None = None
     seed: int = 0
-    extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, model: str | ModelSpec) -> ModelSpec:
@@ -157,17 +155,3 @@ def model_spec(
         raise ModelSpecError(f"--weights {str(path)!r}: no such file (give a state_dict saved "
                              f"with torch.save(model.state_dict(), FILE))")  # fmt: skip
     return ModelSpec(name, kwargs, inputs, path)
-
-
-__all__ = [
-    "INPUT_DTYPES",
-    "InputSpec",
-    "ModelNotFoundError",
-    "ModelSpec",
-    "ModelSpecError",
-    "WeightsError",
-    "load_weights",
-    "model_spec",
-    "parse_model_arg",
-    "read_state_dict",
-]
