@@ -311,13 +311,14 @@ def _plots(
         xs = np.arange(len(scales)) + j * width
         ax.bar(xs, values, width, label=name, color=colours[name])
         for x, v in zip(xs, values, strict=True):  # the few-percent differences, as numbers
-            if np.isfinite(v):
-                ax.text(x, v, f"{100 * (v - 1):+.1f}%", ha="center", va="bottom", fontsize=6)
-    ax.set_ylim(0, None)  # bars from zero: a 1% difference looks like 1%
+            if np.isfinite(v) and name != "noncoop":
+                ax.text(x, v + 0.01, f"{100 * (v - 1):+.1f}%", ha="center", va="bottom",
+                        fontsize=6, rotation=90)  # fmt: skip
+    ax.set_ylim(0, 1.3)  # bars from zero: a 1% difference looks like 1%; room for the labels
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xticks(np.arange(len(scales)) + 0.4 - width / 2, [f"M = {m}" for m in scales])
     ax.set_ylabel("mean delay / non-cooperative")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=3, loc="upper center")
     ax.set_title(f"learner: {learner}")
     paths.append(save_figure(fig, out / f"ablation_{learner}.png"))
     fig, ax = new_figure()
