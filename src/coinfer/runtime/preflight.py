@@ -94,7 +94,11 @@ async def preflight(
                              f"coinfer serve -m {client.model} (and the same --weights, "
                              f"--model-arg, --input-shape)")  # fmt: skip
     mine = client.path(None).part.fingerprint.hex()
-    if about.get("fingerprint") != mine:
+    exits = about.get("exit_fingerprints")
+    exits = exits if isinstance(exits, dict) else {}
+    same_exits = all(exits.get(str(e)) == client.path(e).part.fingerprint.hex()
+                     for e in client.exits)  # fmt: skip
+    if about.get("fingerprint") != mine or not same_exits:
         raise PreflightError(
             f"the edge's {client.model!r} is not this device's: fingerprint "
             f"{str(about.get('fingerprint'))[:12]} there, {mine[:12]} here (other weights, "
