@@ -247,12 +247,14 @@ def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     rows = {r["policy"]: r for r in doc["rows"]}
     assert set(rows) == {"mulinucb-link", "edge-only", "device-only"}
-    for row in (
-        rows.values()
-    ):  # how many frames fit in 6 s depends on the machine: the loop runs one at least
-        assert row["frames"] >= 1 and row["fallbacks"] == 0
-    assert rows["edge-only"]["offloaded"] == rows["edge-only"]["frames"]
-    assert rows["device-only"]["offloaded"] == 0
+    # how many frames fit in 6 s depends on the machine (the loop runs one at least); every
+    # frame is answered: offloaded, or (an edge 30x slower than a loaded host may pass the 5 s
+    # edge timeout) finished on the device, in a share that depends on the machine too
+    for row in rows.values():
+        assert row["frames"] >= 1
+    edge_only = rows["edge-only"]
+    assert edge_only["offloaded"] + edge_only["fallbacks"] == edge_only["frames"]
+    assert rows["device-only"]["offloaded"] == rows["device-only"]["fallbacks"] == 0
     assert isinstance(doc["held"], bool) and doc["expected"]
     assert (tmp_path / "ans.png").read_bytes()[:4] == b"\x89PNG"
 
