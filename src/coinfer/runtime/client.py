@@ -31,6 +31,7 @@ from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import TensorMeta
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
+from coinfer.output import percentile
 from coinfer.policies.types import Action, Feedback
 from coinfer.runtime.protocol import (
     STREAM_LIMIT,
@@ -363,16 +364,6 @@ def emulated_front_seconds(part: Partitioning, device: Any, edge: Any) -> list[f
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The nearest-rank percentile: the smallest value with at least ``q`` % of the values at
-    or below it (so p95 of a few frames is never below their mean unless most are)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def summary(records: Sequence[FrameRecord]) -> dict[str, Any]:

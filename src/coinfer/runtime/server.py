@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from coinfer.latency.host import release_free_memory
+from coinfer.output import percentile
 from coinfer.runtime.budget import DEFAULT_BUDGET_BYTES, MemoryBudget
 from coinfer.runtime.framing import (
     SCRATCH_BYTES,
@@ -93,10 +93,8 @@ class ServerStats:
         def pct(values: collections.deque[float]) -> dict[str, float]:
             if not values:
                 return {}
-            arr = np.fromiter(values, dtype=float)
-            return {
-                f"p{q}": float(np.percentile(arr, q, method="inverted_cdf")) for q in (50, 95, 99)
-            }
+            ordered = list(values)
+            return {f"p{q}": percentile(ordered, q) or 0.0 for q in (50, 95, 99)}
 
         return {
             "uptime_s": time.monotonic() - self.started,
