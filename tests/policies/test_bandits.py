@@ -9,7 +9,7 @@ import pytest
 
 from coinfer import Partitioning, partition, zoo
 from coinfer.policies import Action, Context, Feedback
-from coinfer.policies.bandits import LinUCB, MuLinUCB, RidgeStats, scaled_features
+from coinfer.policies.bandits import LinUCB, RidgeStats, TunedMuLinUCB, scaled_features
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_features_are_scaled_to_the_unit_interval(vgg: Partitioning) -> None:
 
 def test_alpha_horizon_and_forced_sampling_follow_the_paper(vgg: Partitioning) -> None:
     front = [0.01 * c.index for c in vgg.cuts]
-    policy = MuLinUCB(vgg.cuts, front)
+    policy = TunedMuLinUCB(vgg.cuts, front)
     d, c_x = 7, policy.c_x
     expected = (1 + 0.05 * math.sqrt(d * math.log((1 + 200 * c_x**2) / 0.1))) / (1 - 0.8)
     assert policy.alpha == pytest.approx(expected)
@@ -79,7 +79,7 @@ def test_mulinucb_finds_the_best_cut_and_moves_to_the_device(vgg: Partitioning) 
         delays[-1] = front[-1]
         return int(np.argmin(delays))
 
-    policy = MuLinUCB(vgg.cuts, front)  # the paper's version (no discount)
+    policy = TunedMuLinUCB(vgg.cuts, front)  # the paper's version (no discount)
     picks = _run(policy, fast_edge, 600, rng)
     assert np.mean(np.array(picks[-200:]) == best(fast_edge)) > 0.7
     picks = _run(policy, slow_edge, 600, rng)
@@ -92,7 +92,7 @@ def test_discounted_mulinucb_is_never_trapped_on_the_device(vgg: Partitioning) -
     rng = np.random.default_rng(2)
     front = [0.05 * c.index for c in vgg.cuts]
     fast_edge = np.array([0.3, 0.0, 0.05, 0.0, 0.05, 0.0, 2.0])
-    policy = MuLinUCB(vgg.cuts, front, discount=0.98)
+    policy = TunedMuLinUCB(vgg.cuts, front, discount=0.98)
     _run(policy, 200 * fast_edge, 600, rng)
     picks = _run(policy, fast_edge, 600, rng)
     assert np.mean(np.array(picks[-200:]) != vgg.last) > 0.7
@@ -127,7 +127,7 @@ def test_reply_is_averaged_apart_and_evidence_ages_on_device_frames(vgg: Partiti
 
 
 def test_link_feature_is_the_upload_time_at_the_measured_rate(vgg: Partitioning) -> None:
-    policy = MuLinUCB(vgg.cuts, [0.0] * vgg.num_cuts, link_feature=True)
+    policy = TunedMuLinUCB(vgg.cuts, [0.0] * vgg.num_cuts, link_feature=True)
     assert policy.x.shape == (23, 8) and not policy.x[:, -1].any()  # nothing measured yet
     sent = vgg.cuts[18].boundary_bytes
     policy.update(Action(18), Feedback(0.5, 8.0 * sent / 2e6, 0.1, 0.01, sent))

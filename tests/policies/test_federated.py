@@ -64,7 +64,7 @@ def test_determinant_rule_syncs_rarely_and_less_with_a_larger_growth() -> None:
             fed.update(x, y)
         counts[growth] = traffic.uploads
         # each sync means det(A) grew by 1 + growth: log det(A_T) bounds the number of syncs
-        log_det = float(np.linalg.slogdet(fed.group.g)[1])
+        log_det = float(np.linalg.slogdet(fed.group.snapshot().g)[1])
         assert traffic.uploads <= log_det / math.log1p(growth) + 1
     assert counts[0.5] > counts[1.0] > counts[4.0] > 0
     assert counts[1.0] < 100  # against 2,000 for syncing every frame
@@ -81,21 +81,34 @@ def test_device_frames_count_for_periodic_sync_only() -> None:
     assert triggered.messages == 0
 
 
-def test_warm_start_adds_weighted_experience_to_the_group() -> None:
+def test_warm_start_is_a_prior_that_shrinks_as_the_group_sees_frames() -> None:
     group, traffic = GroupStatistics(8), Traffic()
-    fed = FederatedStats(group, DeterminantSync(), traffic)
+    fed = FederatedStats(group, PeriodicSync(1000), traffic, warm_weight=0.5)
     samples = _samples(30)
     xs, ys = warm_start_rows([x for x, _ in samples], [y * 0.1 for _, y in samples], 0.1)
     assert ys == pytest.approx([y for _, y in samples])  # delays into the learner's unit
-    fed.warm_start(xs, ys, 0.5)
-    assert group.g == pytest.approx(np.eye(8) + 0.5 * xs.T @ xs)
-    assert group.b == pytest.approx(0.5 * xs.T @ ys)
+    fed.warm_start(xs, ys)
+    view = group.snapshot()
+    assert view.eg == pytest.approx(xs.T @ xs) and view.eb == pytest.approx(xs.T @ ys)
+    assert view.experience_count == 30 and view.count == 0
+    assert view.g == pytest.approx(np.eye(8))  # the online statistics hold no experience
     assert traffic.uploads == 1
     fed.download()
+    assert fed.prior_weight == pytest.approx(0.5)  # no online frame yet: ρ = w
     ridge = np.linalg.solve(np.eye(8) / 0.5 + xs.T @ xs, xs.T @ ys)
     assert fed.theta == pytest.approx(ridge)  # ridge on the experience, prior λ / w
+    online = _samples(60)[30:]  # 30 frames of its own: ρ = w·30/(30 + 30)
+    for x, y in online:
+        fed.update(x, y)
+    assert fed.prior_weight == pytest.approx(0.25)
+    own = sum(np.outer(x, x) for x, _ in online)
+    own_b = sum(y * x for x, y in online)
+    assert fed.a == pytest.approx(np.eye(8) + own)  # the bonus: today's frames alone
+    assert fed.a_inv @ fed.a == pytest.approx(np.eye(8), abs=1e-9)
+    both = np.linalg.solve(np.eye(8) + own + 0.25 * xs.T @ xs, own_b + 0.25 * xs.T @ ys)
+    assert fed.theta == pytest.approx(both)  # the estimate: today's and the shrunk experience
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
-        fed.warm_start(xs, ys, 1.5)
+        FederatedStats(GroupStatistics(8), DeterminantSync(), Traffic(), warm_weight=1.5)
     with pytest.raises(ValueError, match="growth must be positive"):
         DeterminantSync(0.0)
     with pytest.raises(ValueError, match="at least 1 frame"):

@@ -14,11 +14,12 @@ from .peers import Served
 
 TOKEN = "s3crét-π"  # not ASCII: compared as UTF-8 bytes
 BUDGET_MB = 64
+MAX_GROUPS = 8  # the guarded server's federation keeps this many groups
 
 
 @dataclass
 class Edges:
-    guarded: Served  # token from the environment, a 64 MiB budget, short deadlines
+    guarded: Served  # token from the environment, a 64 MiB budget, short deadlines, federation
     open: Served  # no token: CONTROL is off; also stopped and resumed by a device test
     few_fds: Served  # started under ulimit -n 256
     tls: Served  # TLS with a certificate made for the test
@@ -43,7 +44,8 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
     token = {"COINFER_TOKEN": TOKEN}
     servers = Edges(
         Served(["-m", "alexnet", "--max-buffer-mb", str(BUDGET_MB), "--read-timeout", "1.5",
-                "--write-timeout", "1", "--idle-timeout", "2", "--max-connections", "64"],
+                "--write-timeout", "1", "--idle-timeout", "2", "--max-connections", "64",
+                "--federation", "--max-groups", str(MAX_GROUPS)],
                env=token).start(),
         Served(["-m", "alexnet"]).start(),
         Served(["-m", "alexnet"], limits=_few_descriptors, env=token).start(),

@@ -22,7 +22,7 @@ from torch import nn
 
 from coinfer import partition
 from coinfer.latency.devices import resolve_device
-from coinfer.policies.bandits import MuLinUCB
+from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.policies.setup import ModelSetup, load_model
 from coinfer.policies.static import FixedCut
 from coinfer.policies.types import Feedback, plausible
@@ -165,7 +165,7 @@ def test_lies_about_edge_time_never_reach_the_learner(
     for case in ("NaN edge_s", "negative edge_s", "impossible edge_s"):
         edge = EvilEdge(alexnet, BAD_REPLIES[case])
         evil.append(edge)
-        policy = MuLinUCB(alexnet.part.cuts, front, delay_unit_s=front[-1] / 50)
+        policy = TunedMuLinUCB(alexnet.part.cuts, front, delay_unit_s=front[-1] / 50)
         client = DeviceClient("alexnet", alexnet.part, front, edge.address, edge_timeout_s=2.0)
         records = _run(client, policy, [alexnet.inputs] * 12)
         offloads = [r for r in records if r.cut != alexnet.part.last]

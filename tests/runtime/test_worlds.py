@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from coinfer.cli import app
 from coinfer.latency.link import Link
 from coinfer.policies import registry
-from coinfer.policies.bandits import MuLinUCB
+from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.policies.loop import run_loop
 from coinfer.policies.setup import DeviceSetup, device_setup, load_model
 from coinfer.policies.types import Action
@@ -47,7 +47,7 @@ def test_one_policy_object_learns_in_the_simulator_then_keeps_learning_live(
 ) -> None:
     link = Link.constant(20e6, 0.02)
     policy = registry.create("mulinucb-link", alexnet.knowledge("sim", link))
-    assert isinstance(policy, MuLinUCB)
+    assert isinstance(policy, TunedMuLinUCB)
     sim = SimEnv(alexnet.model.part, alexnet.device, alexnet.edge, link, noise=0.1)
     steps = run_loop(sim, policy, 40)
     assert sum(s.action.cut < alexnet.model.part.last for s in steps) >= 5  # it offloaded

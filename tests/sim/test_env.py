@@ -10,7 +10,7 @@ from coinfer.latency.devices import EDGE_PC, RPI3
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import predict_cut_costs
 from coinfer.policies import Action
-from coinfer.policies.bandits import MuLinUCB
+from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.policies.static import FixedCut, Oracle
 from coinfer.sim import SimEnv, markov_bandwidth, run_policy, step_bandwidth, step_load
 
@@ -77,7 +77,7 @@ def test_oracle_has_no_regret_and_baselines_do(part: Partitioning) -> None:
 def test_mulinucb_learns_in_the_simulator(part: Partitioning) -> None:
     e = SimEnv(part, RPI3, EDGE_PC, Link(ConstantBandwidth(2e6)), noise=0.05, seed=2)
     front = [c.device_s for c in e.costs()]
-    stats = run_policy(e, MuLinUCB(part.cuts, front), 600)
+    stats = run_policy(e, TunedMuLinUCB(part.cuts, front), 600)
     late = np.array(stats.cuts[-200:])
     best = int(np.argmin(e.expected_delays()))
     assert np.mean(late == best) > 0.7

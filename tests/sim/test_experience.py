@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from coinfer import partition, zoo
-from coinfer.experiments import cans
 from coinfer.latency.devices import EDGE_PC, resolve_device
 from coinfer.latency.link import ConstantBandwidth, Link
-from coinfer.policies.bandits import MuLinUCB
+from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.policies.federated import FederatedStats
+from coinfer.sim import fleet_worlds
 from coinfer.sim.env import SimEnv
 from coinfer.sim.experience import Experience, collect_experience, exit_cuts
 from coinfer.sim.fleet_roster import FLEET_POLICIES, make_fleet_policies
@@ -53,13 +53,13 @@ def test_experience_is_measured_saved_and_loaded(tmp_path: Path) -> None:
 
 
 def test_policies_group_devices_as_their_names_say(tmp_path: Path) -> None:
-    sim = cans.build_sim(4, 2, seed=0)
-    experiences = cans.load_or_make_experience(4, 2, 0, tmp_path)
+    sim = fleet_worlds.build_sim(4, 2, seed=0)
+    experiences = fleet_worlds.load_or_make_experience(4, 2, 0, tmp_path)
     assert len(list(tmp_path.glob("device-*.json"))) == 4
 
     def groups(name: str) -> int:
         policies, _ = make_fleet_policies(name, sim, experiences)
-        stats = [p.stats for p in policies if isinstance(p, MuLinUCB)]
+        stats = [p.stats for p in policies if isinstance(p, TunedMuLinUCB)]
         assert len(stats) == 4
         if not all(isinstance(s, FederatedStats) for s in stats):
             return 0
@@ -73,7 +73,9 @@ def test_policies_group_devices_as_their_names_say(tmp_path: Path) -> None:
     assert cold.messages == 0 and warm.messages == 8  # 4 warm-start uploads, 4 downloads
     warm_stats = warm_policies[0].stats  # type: ignore[attr-defined]
     assert isinstance(warm_stats, FederatedStats)
-    assert not np.allclose(warm_stats.a, np.eye(8))  # the group's experience, downloaded
+    assert warm_stats.view.experience_count == 2 * 30  # the group's experience, downloaded
+    assert np.allclose(warm_stats.a, np.eye(8))  # in the estimate, not in the confidence
+    assert not np.allclose(warm_stats.theta, 0.0)
     with pytest.raises(ValueError, match="give one per device"):
         make_fleet_policies("fedlinucb-dw", sim, None)
     with pytest.raises(ValueError, match="unknown policy 'nope'"):

@@ -17,8 +17,19 @@ from coinfer.output import SCHEMA
 def fleet(
     devices: Annotated[int, typer.Option("--devices", "-m", min=1, help="Devices M.")] = 2,
     types: Annotated[
-        int, typer.Option("--types", "-k", min=1, help="Device types K (1-4), assigned in turn.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--types", "-k", min=1, help="Device types K (1-4) of the 3g world, in turn [1]."
+        ),
+    ] = None,
+    world_name: Annotated[
+        str,
+        typer.Option(
+            "--world",
+            help="3g: devices on their own 3G links; prototype: one type on WLAN-class links "
+            "near a fast edge (the CANS prototype); mixed: one board on WLAN and on 3G in turn.",
+        ),
+    ] = "3g",
     policy: Annotated[
         str,
         typer.Option(
@@ -64,33 +75,49 @@ def fleet(
     ] = False,
     fmt: TableFormat = None,
 ) -> None:
-    """Many devices sharing one edge (CANS): every policy on the same fleet, side by side."""
-    from coinfer.experiments.cans import DEVICE_TYPES, simulate_fleet
+    """Many devices sharing one edge (CANS): every policy on the same fleet, side by side.
+
+    \b
+    Examples:
+      coinfer fleet --world prototype --learner paper -p all
+      coinfer fleet --world mixed -m 10 -p noncoop,fedlinucb-w,fedlinucb-dw --learner paper
+      coinfer fleet -m 50 -k 3 --json
+    """
+    from coinfer.experiments.cans import simulate_fleet
     from coinfer.latency.link import parse_bandwidth
     from coinfer.sim.fleet_roster import FLEET_POLICIES, Federation
+    from coinfer.sim.fleet_worlds import DEVICE_TYPES, WORLDS
 
     check_format(fmt)
     names = list(FLEET_POLICIES) if policy == "all" else [p.strip() for p in policy.split(",")]
     if learner not in ("paper", "link"):
         raise fail(f"unknown learner {learner!r}: choose paper or link")
-    if types > len(DEVICE_TYPES):
-        raise fail(f"--types is at most {len(DEVICE_TYPES)} ({', '.join(DEVICE_TYPES)})")
+    if world_name not in WORLDS:
+        raise fail(f"unknown world {world_name!r}: choose from {', '.join(WORLDS)}")
+    if world_name == "3g":
+        types = types or 1
+        if types > len(DEVICE_TYPES):
+            raise fail(f"--types is at most {len(DEVICE_TYPES)} ({', '.join(DEVICE_TYPES)})")
+    elif types is not None:
+        raise fail(f"the {world_name} world sets its own device types: drop --types")
     try:
         uplink = parse_bandwidth(shared_uplink, "--shared-uplink") if shared_uplink else None
         fed = Federation(warm_weight, growth, period, link_feature=learner == "link")
         with progress_bars() as report:
             rows = simulate_fleet(devices, types, names, frames, seed, fed, link_scale, uplink,
-                                  experience, report)  # fmt: skip
+                                  experience, report, world_name)  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    config = {"devices": devices, "types": types, "policies": names, "frames": frames,
-              "seed": seed, "learner": learner, "link_scale": link_scale,
+    config = {"world": world_name, "devices": devices, "types": types, "policies": names,
+              "frames": frames, "seed": seed, "learner": learner, "link_scale": link_scale,
               "shared_uplink": shared_uplink, "experience": str(experience) if experience else None,
               "warm_weight": warm_weight, "sync_growth": growth, "sync_period": period}  # fmt: skip
     if as_json:
         print_json({"schema": SCHEMA, "config": config, "rows": rows})
         return
-    columns = ["policy", "mean_latency_s", "first_100_s", "vs_noncoop", "regret_s",
-               "offload_share", "messages", "kbytes"]  # fmt: skip
-    title = f"{devices} devices, {types} type(s), {frames} frames, learner {learner}"
+    columns = ["policy", "mean_latency_s", "first_100_s", "first_200_s", "vs_noncoop",
+               "regret_s", "offload_share", "messages", "kbytes"]  # fmt: skip
+    kinds = rows[0]["types"] if rows else types
+    title = (f"{world_name} world: {devices} devices, {kinds} type(s), {frames} frames, "
+             f"learner {learner}")  # fmt: skip
     render(from_rows(title, rows, columns), fmt)

@@ -161,6 +161,29 @@ def run(
     time_weight: Annotated[
         float, typer.Option("--time-weight", min=0.0, help="Stopping: w in energy + w·time.")
     ] = 1.0,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="A federated policy's group on the edge (devices of one type share one; the "
+            "edge runs coinfer serve --federation).",
+        ),
+    ] = None,
+    experience: Annotated[
+        Path | None,
+        typer.Option(
+            "--experience",
+            help="Offline experience (coinfer-experience/1 JSON) a warm-started federated "
+            "policy (fedlinucb-dw, -w) adds to its group when it joins.",
+        ),
+    ] = None,
+    learner: Annotated[
+        str,
+        typer.Option(
+            "--learner",
+            help="Federated policies: paper (DESIGN's μLinUCB, 7 features) or link (+ link).",
+        ),
+    ] = "link",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     fmt: TableFormat = None,
 ) -> None:
@@ -177,6 +200,8 @@ def run(
       coinfer run -m alexnet -p stopping --channel rayleigh --snr-db 10 --time-weight 1
         --device edge-pc/8
       COINFER_TOKEN=s3cret coinfer run --edge edge.lan:8765 -m alexnet --tls-ca ca.pem --json
+      coinfer run --edge edge.lan:8765 -m alexnet -p fedlinucb-dw --group pi4-alexnet
+        --experience pi4.json --learner paper
 
     The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
     --model-arg and --input-shape): a preflight checks that it is reachable, takes the token and
@@ -193,6 +218,7 @@ def run(
     from coinfer.latency.host import configure_host
     from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
     from coinfer.policies import registry
+    from coinfer.policies.federated import Federation
     from coinfer.policies.setup import device_setup, load_model
     from coinfer.runtime.client import write_log
     from coinfer.runtime.inputs import Frames, frames_for
@@ -200,6 +226,7 @@ def run(
     from coinfer.runtime.results import ResultWriter
     from coinfer.runtime.runs import (
         Connection,
+        Cooperation,
         link_history_bps,
         preflight_edge,
         run_frames,
@@ -237,6 +264,13 @@ def run(
             link = Link.constant(parse_bandwidth(bandwidth, "--bandwidth"), rtt_s or 0.0)
         elif rtt_s is not None:
             link = Link.constant(1e12, rtt_s)  # an added delay, no rate limit
+        _check_choice("--learner", learner, ("paper", "link"))
+        cooperation = Cooperation(group, None, Federation(link_feature=learner == "link"))
+    if experience is not None:
+        from coinfer.sim.experience import Experience
+
+        with user_errors(f"--experience {experience}"):
+            cooperation = Cooperation(group, Experience.load(experience), cooperation.federation)
     stagewise = entry.kind == "stage" or channel is not None
     if stagewise and any(x is not None for x in (video, images, camera)):
         raise fail("the stage-wise run (--channel, the stopping rules) runs the model's "
@@ -286,7 +320,7 @@ def run(
                 setup, policy, frames, link, connection, seed=seed, latency_req_s=req,
                 history_bps=history, on_frame=lambda r: report("frames", r.frame + 1, frames),
                 data=data, emulate=device != "host", check_edge=not no_preflight,
-                on_output=writer.write if writer is not None else None,
+                on_output=writer.write if writer is not None else None, cooperation=cooperation,
             )  # fmt: skip
         except PreflightError as exc:
             raise fail(f"preflight: {exc}") from None
@@ -298,7 +332,8 @@ def run(
               "trace_scale": trace_scale if trace else None, "bandwidth": bandwidth,
               "rtt_s": rtt_s, "shaped": link is not None, "codec": codec, "quant": quant,
               "tls": context is not None, "seed": seed, "latency_req_s": req,
-              "inputs": data.origin,
+              "inputs": data.origin, "group": group,
+              "experience": str(experience) if experience else None, "learner": learner,
               "out": str(out_file) if out_file else None}  # fmt: skip
     doc = {"schema": SCHEMA, "config": config, "model": model, "policy": policy, "edge": edge,
            **run.summary}  # fmt: skip
@@ -311,6 +346,11 @@ def run(
                   markup=False)  # fmt: skip
     if out_file is not None:
         err.print(f"wrote {out_file} (one line per frame)", markup=False)
+    fed = doc.get("federation")
+    if fed is not None and not as_json:
+        err.print(f"group {fed['group']}: {fed['messages']} SYNC messages, {fed['bytes']} bytes, "
+                  f"{fed['failed_syncs']} failed; the group holds {fed['group_records']} "
+                  f"records", markup=False)  # fmt: skip
     _strict_exit(strict, doc["fallbacks"], doc["frames"])
 
 

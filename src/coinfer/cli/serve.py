@@ -121,6 +121,17 @@ def serve(
         bool,
         typer.Option("--insecure", help="Serve a non-loopback --host without a token anyway."),
     ] = False,
+    federation: Annotated[
+        bool,
+        typer.Option(
+            "--federation",
+            help="Keep federated learners' group statistics (SYNC: coinfer run -p fedlinucb-dw "
+            "--group NAME).",
+        ),
+    ] = False,
+    max_groups: Annotated[
+        int, typer.Option("--max-groups", min=1, help="Federation: groups kept at most.")
+    ] = 64,
 ) -> None:
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
 
@@ -131,6 +142,7 @@ def serve(
       coinfer serve -m mynet:build --weights mynet.pt --input-shape 1,3,32,32
       coinfer serve -m a.py:build -m b.py:build --weights a.py:build@a.pt -i b.py:build@1,16:int64
       COINFER_TOKEN=s3cret coinfer serve -m alexnet --host 0.0.0.0 --tls-cert e.pem --tls-key e.key
+      coinfer serve -m alexnet --federation --token s3cret
 
     With a token, every request but PING must carry it, and CONTROL is taken only from peers
     that have it; without one, CONTROL is off unless --allow-control. Limits and what they
@@ -168,6 +180,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             insecure=insecure,
+            federation=federation,
+            max_groups=max_groups,
         )  # fmt: skip; checked before what may be minutes of model loading
         check_exposure(host, secret is not None, insecure)
     except (ValueError, KeyError) as exc:
@@ -181,8 +195,9 @@ def serve(
             err.print(f"warning: {notice}", markup=False)
         scheme = "TLS" if server.tls else "TCP"
         guard = "token required" if server.token_required else "no token"
-        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}; "
-                  f"Ctrl-C stops)", markup=False)  # fmt: skip
+        groups = f", federation: up to {max_groups} groups" if federation else ""
+        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}"
+                  f"{groups}; Ctrl-C stops)", markup=False)  # fmt: skip
         for name, about in store.describe().items():
             source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
             err.print(f"  {name}: fingerprint {about['fingerprint']} (weights: "

@@ -39,7 +39,7 @@ def simulate(
             "-p",
             help="all, or one or more (comma-separated) of oracle, best-fixed, forced-oracle, "
             "device-only, edge-only, neurosurgeon, neurosurgeon-static, linucb, mulinucb, "
-            "mulinucb-discounted, mulinucb-link, fixed-K (K a cut).",
+            "mulinucb-scaled, mulinucb-discounted, mulinucb-link, fixed-K (K a cut).",
         ),
     ] = "all",
     scenario: Annotated[

@@ -1,4 +1,5 @@
-"""Contextual bandits for cut selection: LinUCB and μLinUCB (ANS, Zhang, Chen, Xu, WWW 2021).
+"""Contextual bandits for cut selection: LinUCB and coinfer's tuned μLinUCB (ANS, Zhang, Chen,
+Xu, WWW 2021; the authors' own μLinUCB is ``policies.mulinucb``).
 
 Both model the edge offloading delay of cut p (upload + edge compute) as x_pᵀθ, where x_p is
 the cut's feature vector (the ANS 7-vector, each feature scaled by its maximum over the cuts),
@@ -219,9 +220,12 @@ class LinUCB:
             self.stats.decay()
 
 
-class MuLinUCB(LinUCB):
-    """μLinUCB as ANS specifies it (DESIGN §4): key-frame weighted exploration, α(T) from the
-    horizon with the doubling trick, and forced sampling of a non-device cut every F-th frame."""
+class TunedMuLinUCB(LinUCB):
+    """coinfer's μLinUCB (DESIGN §4, second variant): the rules of ANS — key-frame weighted
+    exploration, α(T) from the horizon with the doubling trick, forced sampling of a non-device
+    cut every F-th frame — on LinUCB's numerics here: features scaled to [0, 1], a delay unit,
+    a λI prior, the reply averaged apart, optionally a discount and the link feature. The
+    authors' own algorithm is ``coinfer.policies.mulinucb.MuLinUCB``."""
 
     def __init__(
         self,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import partial
 
 from coinfer.latency.predict import CutCostModel
-from coinfer.policies.bandits import LinUCB, MuLinUCB
+from coinfer.policies.bandits import LinUCB, TunedMuLinUCB
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner
-from coinfer.policies.federated import build_fleet
+from coinfer.policies.federated import Federation, Traffic, build_fleet, learner, member
+from coinfer.policies.mulinucb import MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.policies.registry import Knowledge, register, register_fleet
+from coinfer.policies.registry import Knowledge, register
 from coinfer.policies.static import FixedCut, ForcedOracle, Oracle
 from coinfer.policies.stopping import (
     ThresholdPolicy,
@@ -22,8 +23,6 @@ from coinfer.policies.stopping import (
 from coinfer.policies.types import Action, Context, Policy
 
 NEEDS_TRUTH = "it needs every cut's true delay for the frame to come, which only a simulator has"
-CANS_LIVE = ("CANS's devices share statistics through the edge: federation over the wire comes "
-             "with the CANS issue; simulate it with coinfer fleet")  # fmt: skip
 FLEET_ONLY = "this policy's devices cooperate: it needs a fleet (coinfer fleet)"
 
 
@@ -90,21 +89,28 @@ def _linucb(k: Knowledge) -> Policy:
     return LinUCB(k.part.cuts, k.front_s, delay_unit_s=k.delay_unit_s)
 
 
-@register("mulinucb", summary="μLinUCB (ANS): key-frame weighted bonus, doubling horizon, "
-          "forced sampling")  # fmt: skip
+@register("mulinucb", summary="μLinUCB as the ANS authors built it: raw features, a random "
+          "diagonal prior, offload time in seconds, forced sampling")  # fmt: skip
 def _mulinucb(k: Knowledge) -> Policy:
-    return MuLinUCB(k.part.cuts, k.front_s, delay_unit_s=k.delay_unit_s)
+    return MuLinUCB(k.part.cuts, k.front_s, seed=k.seed)
 
 
-@register("mulinucb-discounted", summary="μLinUCB with discounted statistics (γ, --discount)")
+@register("mulinucb-scaled", summary="μLinUCB's rules on scaled features, a delay unit, a λI "
+          "prior and the reply averaged apart")  # fmt: skip
+def _mulinucb_scaled(k: Knowledge) -> Policy:
+    return TunedMuLinUCB(k.part.cuts, k.front_s, delay_unit_s=k.delay_unit_s)
+
+
+@register("mulinucb-discounted", summary="mulinucb-scaled with discounted statistics (γ, "
+          "--discount)")  # fmt: skip
 def _mulinucb_discounted(k: Knowledge) -> Policy:
-    return MuLinUCB(k.part.cuts, k.front_s, discount=k.discount, delay_unit_s=k.delay_unit_s)
+    return TunedMuLinUCB(k.part.cuts, k.front_s, discount=k.discount, delay_unit_s=k.delay_unit_s)
 
 
-@register("mulinucb-link", summary="μLinUCB, discounted, plus the measured link rate as a feature")
+@register("mulinucb-link", summary="mulinucb-discounted plus the measured link rate as a feature")
 def _mulinucb_link(k: Knowledge) -> Policy:
-    return MuLinUCB(k.part.cuts, k.front_s, discount=k.discount, delay_unit_s=k.delay_unit_s,
-                    link_feature=True)  # fmt: skip
+    return TunedMuLinUCB(k.part.cuts, k.front_s, discount=k.discount,
+                         delay_unit_s=k.delay_unit_s, link_feature=True)  # fmt: skip
 
 
 def _edgent_planner(k: Knowledge, name: str) -> tuple[EdgentPlanner, float]:
@@ -209,6 +215,17 @@ def _fixed_split(k: Knowledge) -> Policy:
     return ThresholdPolicy(best_fixed_rule(p.costs, p.fading, p.fading.mean_gain))
 
 
+def _federated_member(name: str, k: Knowledge) -> Policy:
+    """One live device of a federated policy: its group lives on the edge server."""
+    fed = k.federation or Federation()
+    if name == "noncoop":
+        return learner(k, fed)
+    if k.group is None:
+        raise ValueError(f"{name} shares statistics through the edge: give --group NAME (and "
+                         "serve with coinfer serve --federation)")  # fmt: skip
+    return member(name, k, k.group, Traffic(), fed, k.experience)
+
+
 for _name, _summary in (
     ("noncoop", "μLinUCB per device, alone (CANS's non-cooperative baseline)"),
     ("fedlinucb", "FedLinUCB: every device in one pool, event-triggered sync"),
@@ -217,5 +234,5 @@ for _name, _summary in (
     ("fedlinucb-dw-periodic", "FedLinUCB-DW syncing every --sync-period frames"),
     ("fedlinucb-w", "FedLinUCB in one pool, warm-started"),
 ):
-    register_fleet(_name, summary=_summary, factory=partial(build_fleet, _name),
-                   why_not={"sim": FLEET_ONLY, "live": CANS_LIVE})  # fmt: skip
+    register(_name, summary=_summary, worlds=("fleet", "live"), fleet=partial(build_fleet, _name),
+             why_not={"sim": FLEET_ONLY})(partial(_federated_member, _name))  # fmt: skip

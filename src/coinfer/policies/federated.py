@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coinfer.graph.types import ANS_FEATURES
+
 if TYPE_CHECKING:
-    from coinfer.policies.registry import FleetKnowledge
+    from coinfer.policies.bandits import Statistics, TunedMuLinUCB
+    from coinfer.policies.registry import FleetKnowledge, Knowledge
     from coinfer.policies.types import Policy
 
 HEADER_BYTES = 16
@@ -53,22 +56,84 @@ class Traffic:
         return self.uploads + self.downloads
 
 
+@dataclass
+class GroupView:
+    """A group's statistics as one side knows them: the online frames' G = λI + Σ x xᵀ and
+    B = Σ y x with their record count, and the members' offline experience apart (E_G, E_B,
+    its record count), which a device weighs down as the group's own frames arrive."""
+
+    g: np.ndarray
+    b: np.ndarray
+    count: int = 0
+    eg: np.ndarray | None = None
+    eb: np.ndarray | None = None
+    experience_count: int = 0
+
+    @classmethod
+    def prior(cls, dim: int, lam: float) -> GroupView:
+        return cls(lam * np.eye(dim), np.zeros(dim), 0, np.zeros((dim, dim)), np.zeros(dim))
+
+    def copy(self) -> GroupView:
+        return GroupView(self.g.copy(), self.b.copy(), self.count,
+                         None if self.eg is None else self.eg.copy(),
+                         None if self.eb is None else self.eb.copy(),
+                         self.experience_count)  # fmt: skip
+
+    def add(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool) -> None:
+        if experience:
+            assert self.eg is not None and self.eb is not None
+            self.eg = self.eg + dg
+            self.eb = self.eb + db
+            self.experience_count += count
+        else:
+            self.g = self.g + dg
+            self.b = self.b + db
+            self.count += count
+
+
+class Group(Protocol):
+    """Where a group's statistics live: in the simulator's process (``GroupStatistics``) or
+    on the edge server (``runtime.federation.RemoteGroup``)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def snapshot(self) -> GroupView:
+        """The group's statistics as this side knows them now."""
+        ...
+
+    def push(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool = False) -> bool:
+        """Hand over a device's ΔG, Δb (``count`` records; ``experience``: offline records,
+        the warm start): True when the group has taken them already (``snapshot`` then
+        includes them), False when they travel and the new statistics come back later
+        (``FederatedStats.rebase``)."""
+        ...
+
+
 class GroupStatistics:
-    """The edge's statistics of one group: G = λI + Σ x xᵀ, B = Σ y x."""
+    """One group's statistics in this process (and how many syncs made them)."""
 
     def __init__(self, dim: int, lam: float = 1.0) -> None:
         if not lam > 0:
             raise ValueError(f"lam must be positive, got {lam}")
-        self.g = lam * np.eye(dim)
-        self.b = np.zeros(dim)
+        self.view = GroupView.prior(dim, lam)
+        self.syncs = 0
 
     @property
     def dim(self) -> int:
-        return len(self.b)
+        return len(self.view.b)
 
-    def absorb(self, dg: np.ndarray, db: np.ndarray) -> None:
-        self.g += dg
-        self.b += db
+    @property
+    def g(self) -> np.ndarray:
+        return self.view.g
+
+    def snapshot(self) -> GroupView:
+        return self.view.copy()
+
+    def push(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool = False) -> bool:
+        self.view.add(dg, db, count, experience)
+        self.syncs += 1
+        return True
 
 
 class SyncRule(Protocol):
@@ -105,53 +170,107 @@ class PeriodicSync:
 
 
 class FederatedStats:
-    """One device's view of its group's statistics: A = Ĝ + ΔG and b = B̂ + Δb, with A⁻¹ kept
-    by Sherman–Morrison between syncs and log det A by the matrix determinant lemma."""
+    """One device's view of its group's statistics: A = Ĝ + ΔG and b = B̂ + Δb, where Ĝ, B̂ are
+    the group's online frames as last heard and ΔG, Δb this device's frames since its last
+    upload; A⁻¹ kept by Sherman–Morrison and log det A by the determinant lemma between syncs.
 
-    def __init__(self, group: GroupStatistics, rule: SyncRule, traffic: Traffic) -> None:
+    The members' offline experience Ê (the warm start) informs the estimate but not the
+    confidence: θ̂ = (A + ρ·Ê_G)⁻¹(b + ρ·Ê_B) while the exploration bonus keeps A⁻¹ of the
+    online frames alone, and ρ = w·n_e / (n_e + n) shrinks as the group's own frames arrive
+    (n_e experience records; n the group's online records and this device's frames, those it
+    ran whole too: an experience ages while the device stays on the device). An experience
+    taken on another day's link can start the group at the right cut, but it can neither make
+    the learner sure of a cut it has not tried today nor outweigh what the group sees now: it
+    cannot hold the group off a cut that pays (docs/cans.md, the trap case).
+
+    With a remote group the new statistics arrive after the upload: meanwhile Ĝ holds the
+    device's own upload (it never forgets what it learned), and ``rebase`` puts the group's
+    reply under the frames the device has seen since."""
+
+    def __init__(
+        self, group: Group, rule: SyncRule, traffic: Traffic, warm_weight: float = 0.5
+    ) -> None:
+        if not 0 < warm_weight <= 1:
+            raise ValueError(f"the warm-start weight must be in (0, 1], got {warm_weight}")
         self.group = group
         self.rule = rule
         self.traffic = traffic
+        self.warm_weight = warm_weight
         self.size = message_bytes(group.dim)
         self.frames_since_sync = 0
-        self._load()  # the prior λI needs no message: every device knows λ
+        self.count = 0  # records in ΔG
+        self.device_frames = 0  # frames this device ran whole (they age the experience too)
+        self.view = group.snapshot()  # the prior needs no message: λ is known
+        self.dg = np.zeros_like(self.view.g)
+        self.db = np.zeros_like(self.view.b)
+        self._combine()
+        if hasattr(group, "on_statistics"):  # a remote group: its replies come back here
+            group.on_statistics = self.rebase
+
+    @property
+    def prior_weight(self) -> float:
+        """ρ: the experience's weight now."""
+        n_e = self.view.experience_count
+        if n_e == 0:
+            return 0.0
+        return self.warm_weight * n_e / (n_e + self.view.count + self.count + self.device_frames)
+
+    def _combine(self) -> None:
+        self.a = self.view.g + self.dg
+        self.b = self.view.b + self.db
+        self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
+        self.log_det_growth = (float(np.linalg.slogdet(self.a)[1])
+                               - float(np.linalg.slogdet(self.view.g)[1]))  # fmt: skip
+        self._theta: np.ndarray | None = None
 
     def download(self) -> None:
-        self._load()
+        """The group's statistics now (a local group), under what this device has not sent."""
+        self.rebase(self.group.snapshot())
+
+    def rebase(self, view: GroupView) -> None:
+        """The group's statistics as they came back (holding this device's uploads)."""
+        self.view = view.copy()
         self.traffic.downloads += 1
         self.traffic.bytes += self.size
+        self._combine()
 
-    def _load(self) -> None:
-        self.a = self.group.g.copy()
-        self.b = self.group.b.copy()
-        self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
-        self.dg = np.zeros_like(self.a)
-        self.db = np.zeros_like(self.b)
-        self.log_det_growth = 0.0
-        self.frames_since_sync = 0
-
-    def upload(self, dg: np.ndarray, db: np.ndarray) -> None:
-        self.group.absorb(dg, db)
+    def upload(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool = False) -> bool:
         self.traffic.uploads += 1
         self.traffic.bytes += self.size
+        taken = self.group.push(dg, db, count, experience)
+        if not taken:  # on its way to the edge: this side counts it in until the reply
+            self.view.add(dg, db, count, experience)
+        return taken
 
     def sync(self) -> None:
-        """Upload what this device learned since the last sync (if anything), then download
-        the group's statistics, which now hold every member's uploads."""
-        if self.dg.any():
-            self.upload(self.dg, self.db)
-        self.download()
+        """Upload what this device learned since the last sync (if anything), then take the
+        group's statistics, which now hold every member's uploads."""
+        self.frames_since_sync = 0
+        taken = self.upload(self.dg, self.db, self.count) if self.dg.any() else True
+        self.dg = np.zeros_like(self.view.g)
+        self.db = np.zeros_like(self.view.b)
+        self.count = 0
+        if taken:
+            self.download()
+        else:
+            self._combine()
 
-    def warm_start(self, xs: np.ndarray, ys: np.ndarray, weight: float) -> None:
-        """Add offline experience (rows of ``xs``, delays ``ys``) to the group at ``weight``."""
-        if not 0 < weight <= 1:
-            raise ValueError(f"the warm-start weight must be in (0, 1], got {weight}")
-        if len(xs):
-            self.upload(weight * xs.T @ xs, weight * xs.T @ ys)
+    def warm_start(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        """Add offline experience (rows of ``xs``, delays ``ys``) to the group's experience."""
+        if len(xs) and not self.upload(xs.T @ xs, xs.T @ ys, len(xs), experience=True):
+            self._combine()
 
     @property
     def theta(self) -> np.ndarray:
-        return np.asarray(self.a_inv @ self.b)
+        if self._theta is None:
+            rho = self.prior_weight
+            if rho > 0:
+                assert self.view.eg is not None and self.view.eb is not None
+                self._theta = np.linalg.solve(self.a + rho * self.view.eg,
+                                              self.b + rho * self.view.eb)  # fmt: skip
+            else:
+                self._theta = self.a_inv @ self.b
+        return np.asarray(self._theta)
 
     def update(self, x: np.ndarray, y: float) -> None:
         ax = self.a_inv @ x
@@ -160,12 +279,17 @@ class FederatedStats:
         self.b += y * x
         self.dg += np.outer(x, x)
         self.db += y * x
+        self.count += 1
         self.a_inv -= np.outer(ax, ax) / (1.0 + quad)
         self.log_det_growth += math.log1p(quad)
+        self._theta = None
         self._tick()
 
     def decay(self) -> None:
-        """A frame on the device teaches nothing, but counts for periodic syncs."""
+        """A frame on the device teaches nothing about the edge, but counts for periodic syncs
+        and ages the experience."""
+        self.device_frames += 1
+        self._theta = None
         self._tick()
 
     def _tick(self) -> None:
@@ -205,49 +329,73 @@ def _warm_rows(learner: Any, records: Sequence[Any]) -> tuple[list[np.ndarray], 
     return xs, ys
 
 
+def sync_rule(name: str, fed: Federation) -> SyncRule:
+    return PeriodicSync(fed.period) if name.endswith("periodic") else DeterminantSync(fed.growth)
+
+
+def pools_by_type(name: str) -> bool:
+    """Whether ``name`` keeps a pool per device type (D) or one for everyone."""
+    return name not in ("fedlinucb", "fedlinucb-w")
+
+
+def check_learner(name: str) -> None:
+    if name not in LEARNERS:
+        raise ValueError(f"{name!r} is not a federated learner: choose from {', '.join(LEARNERS)}")
+
+
+def learner(k: Knowledge, fed: Federation, stats: Statistics | None = None) -> TunedMuLinUCB:
+    """The μLinUCB every fleet policy builds on (no discount, λ and the link feature as the
+    federation says), on ``stats`` when it shares them."""
+    from coinfer.policies.bandits import TunedMuLinUCB
+
+    return TunedMuLinUCB(k.part.cuts, k.front_s, lam=fed.lam, link_feature=fed.link_feature,
+                         delay_unit_s=k.delay_unit_s, stats=stats)  # fmt: skip
+
+
+def member(
+    name: str,
+    k: Knowledge,
+    group: Group,
+    traffic: Traffic,
+    fed: Federation,
+    records: Sequence[Any] | None = None,
+) -> TunedMuLinUCB:
+    """One device of a federated policy on ``group`` (in this process or on the edge); a
+    warm-started one first adds its offline ``records`` to the group (without downloading:
+    in a fleet every device downloads once all have added theirs)."""
+    check_learner(name)
+    stats = FederatedStats(group, sync_rule(name, fed), traffic, fed.warm_weight)
+    one = learner(k, fed, stats)
+    if name in WARM_POLICIES:
+        if records is None:
+            raise ValueError(f"{name} warm-starts from offline experience: give the device's "
+                             "records (an experience file)")  # fmt: skip
+        stats.warm_start(*warm_start_rows(*_warm_rows(one, records), one.unit))
+    return one
+
+
 def build_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic]:
     """One μLinUCB per device of ``fleet`` (no discount; the link feature unless the
     federation says otherwise), differing only in what they share (DESIGN §4): ``noncoop``
     nothing; ``fedlinucb`` one pool; ``-d`` a pool per device type; ``-w`` / ``-dw`` plus each
     device's offline experience (``fleet.experiences``) as a warm start; ``-periodic`` syncing
     every ``period`` frames instead of on determinant growth."""
-    from coinfer.policies.bandits import MuLinUCB
-
     fed = fleet.federation or Federation()
     traffic = Traffic()
     m = len(fleet.devices)
-
-    def learner(i: int, stats: FederatedStats | None = None) -> MuLinUCB:
-        k = fleet.devices[i]
-        return MuLinUCB(k.part.cuts, k.front_s, lam=fed.lam, link_feature=fed.link_feature,
-                        delay_unit_s=k.delay_unit_s, stats=stats)  # fmt: skip
-
     if name == "noncoop":
-        return [learner(i) for i in range(m)], traffic
-    if name not in LEARNERS:
-        raise ValueError(f"{name!r} is not a federated learner: choose from {', '.join(LEARNERS)}")
-    warm = name in WARM_POLICIES
+        return [learner(k, fed) for k in fleet.devices], traffic
+    check_learner(name)
     experiences = fleet.experiences
-    if warm and (experiences is None or len(experiences) != m):
+    if name in WARM_POLICIES and (experiences is None or len(experiences) != m):
         raise ValueError(f"{name} warm-starts from offline experience: give one per device ({m})")
-    rule: SyncRule = (
-        PeriodicSync(fed.period) if name.endswith("periodic") else DeterminantSync(fed.growth)
-    )
-    by_type = name not in ("fedlinucb", "fedlinucb-w")
-    dim = MuLinUCB.dimension(fed.link_feature)
-    keys = [t if by_type else "all" for t in fleet.types]
+    dim = len(ANS_FEATURES) + int(fed.link_feature)
+    keys = [t if pools_by_type(name) else "all" for t in fleet.types]
     groups = {key: GroupStatistics(dim, fed.lam) for key in keys}
-    learners = [
-        learner(i, FederatedStats(groups[key], rule, traffic)) for i, key in enumerate(keys)
-    ]
-    if warm:
-        assert experiences is not None
-        for one, records in zip(learners, experiences, strict=True):
-            xs, ys = warm_start_rows(*_warm_rows(one, records), one.unit)
-            stats = one.stats
-            assert isinstance(stats, FederatedStats)
-            stats.warm_start(xs, ys, fed.warm_weight)
-        for one in learners:  # every device starts from its group's pooled experience
+    learners = [member(name, k, groups[key], traffic, fed, experiences[i] if experiences else None)
+                for i, (k, key) in enumerate(zip(fleet.devices, keys, strict=True))]  # fmt: skip
+    if name in WARM_POLICIES:  # every device starts from its group's pooled experience
+        for one in learners:
             stats = one.stats
             assert isinstance(stats, FederatedStats)
             stats.download()

@@ -52,11 +52,17 @@ class Knowledge:
     rtt_s: float = 0.0
     world: str = "sim"
     discount: float = 0.99  # γ of the discounted learners
+    seed: int = 0  # a randomised policy's draws (μLinUCB's prior)
     truth: Callable[[], Any] | None = None  # each cut's true delay now (simulators only)
     exits: Sequence[ExitPath] = ()  # a multi-exit model's exits (Edgent)
     latency_req_s: float | None = None  # Edgent's latency requirement
     link_history_bps: Sequence[float] = ()  # throughputs seen before (Edgent's states)
     stages: StageProblem | None = None  # stage costs and channel law (optimal stopping)
+    # a federated learner (CANS) live: its group on the edge, its offline records, how it
+    # federates (``policies.federated``: Group, experience records, Federation)
+    group: Any = None
+    experience: Sequence[Any] | None = None
+    federation: Any = None
 
     @property
     def delay_unit_s(self) -> float:
@@ -133,16 +139,6 @@ def register(
         return factory
 
     return decorate
-
-
-def register_fleet(
-    name: str, *, summary: str, factory: FleetFactory, why_not: dict[str, str] | None = None
-) -> None:
-    """A fleet-only policy (its devices share statistics, so it is built for all at once)."""
-    if name in _REGISTRY:
-        raise ValueError(f"policy {name!r} is registered twice")
-    _REGISTRY[name] = PolicyEntry(name, summary, "cut", ("fleet",), None, factory,
-                                  dict(why_not or {}))  # fmt: skip
 
 
 def _load() -> dict[str, PolicyEntry]:

@@ -38,22 +38,26 @@ from coinfer.policies import registry
 from coinfer.policies.setup import DeviceSetup, device_setup, load_model
 from coinfer.report import new_figure, save_figure
 from coinfer.runtime.client import FrameRecord, set_edge_slowdown, summary
+from coinfer.runtime.demo_cans import DEVICES as CANS_DEVICES
+from coinfer.runtime.demo_cans import CansResult, run_cans
 from coinfer.runtime.device_env import run_live_env
 from coinfer.runtime.inputs import live_frames
 from coinfer.runtime.live import ProcessServer, device_client, zoo_store
 from coinfer.runtime.runs import Connection, link_history_bps, run_stages
 from coinfer.runtime.stage_env import TaskRecord
 
-SYSTEMS = ("ans", "edgent", "stopping")
+SYSTEMS = ("ans", "edgent", "stopping", "cans")
 POLICIES = {
     "ans": ("mulinucb-link", "edge-only", "device-only"),
     "edgent": ("edgent-dynamic", "edgent", "device-only"),
     "stopping": ("stopping", "fixed-split", "edge-only", "device-only"),
+    "cans": tuple(name for name, _, _ in CANS_DEVICES),  # devices, each with its policy
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ans": {"model": "alexnet", "device": "host/30", "trace_scale": 8.0},
     "edgent": {"model": "branchy_alexnet", "device": "rpi3", "trace_scale": 0.5},
     "stopping": {"model": "mlp", "device": "rpi3", "trace_scale": 1.0},
+    "cans": {"model": "alexnet", "device": "edge-pc/8", "trace_scale": 8.0},
 }
 EXPECT = {
     "ans": "μLinUCB below device-only before the edge slows down (it offloads), and below "
@@ -61,6 +65,7 @@ EXPECT = {
     "edgent": "dynamic Edgent meets the deadline more often than static Edgent",
     "stopping": "the optimal rule costs least, and its measured cost is within 5% of its "
     "analytic cost",
+    "cans": "the cooperating pair's mean latency below the non-cooperating pair's",
 }
 
 
@@ -100,10 +105,24 @@ class DemoRun:
     stage_rows: list[dict[str, Any]] = field(default_factory=list)
     slowdown_at_s: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a host too loaded to tell
+    cans: CansResult | None = None
+
+    def pairs(self) -> dict[str, float | None]:
+        """cans: each pair's mean latency, the mean of its devices' means (a device on a
+        faster stretch of link runs more frames: it must not outweigh its partner)."""
+        means: dict[str, float | None] = {}
+        for pair, prefix in (("cooperating", "coop"), ("alone", "alone")):
+            devices = [float(np.mean([r.total_s for r in rs]))
+                       for n, rs in self.records.items()
+                       if n.startswith(prefix) and rs]  # fmt: skip
+            means[pair] = float(np.mean(devices)) if len(devices) == 2 else None
+        return means
 
     def rows(self) -> list[dict[str, Any]]:
         if self.stage_rows:
             return self.stage_rows
+        if self.cans is not None:
+            return self._cans_rows(self.cans)
         rows = []
         req = self.config.latency_req_s
         for name, records in self.records.items():
@@ -128,10 +147,35 @@ class DemoRun:
             rows.append(row)
         return rows
 
+    def _cans_rows(self, cans: CansResult) -> list[dict[str, Any]]:
+        policies = {name: policy for name, policy, _ in CANS_DEVICES}
+        rows = []
+        for name, records in self.records.items():
+            fed = cans.federation.get(name) or {}
+            done = summary(records)
+            rows.append({"policy": name, "learner": policies[name],
+                         **{k: done[k] for k in ("frames", "offloaded", "fallbacks",
+                                                 "mean_latency_s")},
+                         "messages": fed.get("messages", 0), "bytes": fed.get("bytes", 0),
+                         "error": cans.errors.get(name)})  # fmt: skip
+        return rows
+
+    def agreement(self) -> bool | None:
+        """cans: whether live and simulated pairs differ in the same direction."""
+        live, sim = self.pairs(), self.cans.simulated if self.cans else {}
+        if None in live.values() or len(sim) < 2:
+            return None
+        assert live["cooperating"] is not None and live["alone"] is not None
+        return (live["cooperating"] < live["alone"]) == (sim["cooperating"] < sim["alone"])
+
     def verdict(self) -> tuple[str, bool]:
         """What the user should have seen, and whether they did."""
-        rows = {r["policy"]: r for r in self.rows()}
         system = self.config.system
+        if system == "cans":
+            pairs = self.pairs()
+            coop, alone = pairs["cooperating"], pairs["alone"]
+            return EXPECT[system], coop is not None and alone is not None and coop < alone
+        rows = {r["policy"]: r for r in self.rows()}
         if system == "ans":
             # the learner's story is its move: the whole run's mean is mostly the frames before
             # the slowdown (they are the fast ones), where offloading and learning are one
@@ -159,6 +203,8 @@ class DemoRun:
         slowdown (ans) or the deadline (edgent) marked: the learner's move is visible."""
         if self.stage_rows:
             return _plot_costs(self, path)
+        if self.cans is not None:
+            return _plot_pairs(self, path)
         system = self.config.system
         fig, (top, bottom) = new_figure(width=8.0, height=3.0, rows=2, sharex=True)
         for name, records in self.records.items():
@@ -186,6 +232,30 @@ class DemoRun:
                       f"{self.config.trace} x{self.config.get('trace_scale'):g}")  # fmt: skip
         top.legend(fontsize=8, loc="upper left")
         return save_figure(fig, path)
+
+
+def _plot_pairs(run: DemoRun, path: Path) -> Path:
+    """cans: each device's latency over its frames (moving mean), pairs in two colours."""
+    fig, ax = new_figure(width=8.0, height=3.6)
+    colours = {"coop": "tab:blue", "alone": "tab:orange"}
+    for name, records in run.records.items():
+        if not records:
+            continue
+        values = np.array([r.total_s for r in records])
+        window = max(1, min(10, len(values)))
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ls = "-" if name.endswith("1") else "--"
+        ax.plot(np.arange(window, len(values) + 1), smooth, ls=ls, lw=1.2,
+                color=colours[name.split("-")[0]], label=name)  # fmt: skip
+    pairs = run.pairs()
+    ax.set_xlabel("frame (moving mean of up to 10)")
+    ax.set_ylabel("frame latency (s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{run.config.get('model')} on {run.config.get('device')} devices, WLAN links: "
+                 f"cooperating {pairs['cooperating'] or 0:.3f} s, alone "
+                 f"{pairs['alone'] or 0:.3f} s (mean)", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8, ncol=2)
+    return save_figure(fig, path)
 
 
 def _plot_costs(run: DemoRun, path: Path) -> Path:
@@ -318,10 +388,15 @@ def run_demo(
     on_task: Callable[[str, int, int], None] | None = None,
 ) -> DemoRun:
     configure_host()  # the devices' process; each server configures its own
+    run = DemoRun(config)
+    if config.system == "cans":  # device processes of their own, one federated edge
+        run.cans = run_cans(config.get("model"), config.get("device"), config.duration_s,
+                            config.max_frames, on_frame=on_frame)  # fmt: skip
+        run.records = run.cans.records
+        return run
     # the emulated device is profiled before anything else starts: servers loading their models
     # beside the profile would make the device look many times slower than it is
     setup = device_setup(load_model(config.get("model")), config.get("device"), "host")
-    run = DemoRun(config)
     # CONTROL needs the token: a fresh one per demo, known only to its own processes
     token = secrets.token_urlsafe(16)
     count = 1 if config.system == "stopping" else len(POLICIES[config.system])

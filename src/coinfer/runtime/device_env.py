@@ -25,6 +25,7 @@ from coinfer.graph.types import Cut
 from coinfer.policies.loop import Step, run_loop_async
 from coinfer.policies.types import Action, Context, Feedback, Policy
 from coinfer.runtime.client import DeviceClient, FrameRecord, feedback_of
+from coinfer.runtime.federation import RemoteGroup
 from coinfer.runtime.shaping import ShapedLink
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class LiveEnv:
         labels: Sequence[int] | None = None,
         monitor: bool = False,
         started: float | None = None,
+        federation: RemoteGroup | None = None,
     ) -> None:
         if not inputs:
             raise ValueError("a live run needs at least one input frame")
@@ -57,6 +59,7 @@ class LiveEnv:
         self.key_weights = key_weights
         self.labels = labels
         self.monitor = monitor
+        self.federation = federation  # a federated learner's group on the edge (SYNC)
         self.records: list[FrameRecord] = []
         self.correct: list[bool | None] = []
         self.frame = 0
@@ -84,6 +87,8 @@ class LiveEnv:
         return Context(frame=i, key_weight=weight, time_s=self.elapsed(), extra=extra)
 
     async def astep(self, action: Action) -> Feedback:
+        if self.federation is not None and self.federation.due:
+            await self.federation.flush()  # what the learner queued, before this frame
         offloads = action.cut != self.client.path(action.exit).part.last
         if self._probe is not None and (offloads or self._probe.done()):
             await self._probe  # one message at a time on the connection
@@ -135,6 +140,8 @@ class LiveEnv:
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
+        if self.federation is not None and self.federation.out_count:
+            await self.federation.flush()  # the group keeps what this device learned last
         await self.client.close()
 
     def close(self) -> None:

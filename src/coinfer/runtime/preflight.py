@@ -35,6 +35,7 @@ class Preflight:
     rtt_s: float  # median of the PINGs
     uplink_bps: float | None  # measured by one upload of the model's input (cut 0)
     served: dict[str, Any]  # what STATS says the edge serves
+    federation: bool = False  # the edge keeps federated learners' groups (serve --federation)
 
 
 def reason(exc: BaseException, address: tuple[str, int], tls: bool) -> str:
@@ -119,7 +120,7 @@ async def preflight(
     # than any link worth planning for)
     upload_s = up if client.link is not None else took - edge_s - rtt
     uplink = min(MAX_UPLINK_BPS, 8.0 * sent / upload_s) if upload_s > 0 else MAX_UPLINK_BPS
-    return Preflight(rtt, uplink, served)
+    return Preflight(rtt, uplink, served, isinstance(stats.get("groups"), dict))
 
 
 async def _round_trips(

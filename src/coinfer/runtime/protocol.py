@@ -40,6 +40,7 @@ class Kind(enum.IntEnum):
     PONG = 5
     STATS = 6  # device → edge: ask for the server's statistics (reply: RESULT with a header only)
     CONTROL = 7  # change the edge's emulated slowdown at run time (when the server allows it)
+    SYNC = 8  # device → edge: a federated learner's statistics (runtime.federation)
 
 
 class ErrorCode(enum.IntEnum):

@@ -7,15 +7,18 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from coinfer.graph.types import ANS_FEATURES
 from coinfer.latency.host import settle_heap
 from coinfer.latency.link import Link
 from coinfer.policies import registry
+from coinfer.policies.federated import LEARNERS as FEDERATED_LEARNERS
+from coinfer.policies.federated import Federation
 from coinfer.policies.loop import Step, run_loop
 from coinfer.policies.setup import DeviceSetup
 from coinfer.policies.stopping import (
@@ -29,9 +32,10 @@ from coinfer.policies.stopping import (
 )
 from coinfer.runtime.client import FrameRecord, summary
 from coinfer.runtime.device_env import LiveEnv
+from coinfer.runtime.federation import RemoteGroup
 from coinfer.runtime.inputs import Frames, live_frames
 from coinfer.runtime.live import device_client
-from coinfer.runtime.preflight import Preflight, preflight
+from coinfer.runtime.preflight import Preflight, PreflightError, preflight
 from coinfer.runtime.stage_env import (
     Calibration,
     LiveStageEnv,
@@ -40,6 +44,7 @@ from coinfer.runtime.stage_env import (
     measured_costs,
 )
 from coinfer.sim.channels import fading_channel
+from coinfer.sim.experience import Experience
 from coinfer.sim.links import shipped_history_bps
 
 
@@ -68,6 +73,40 @@ def _finite(value: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class Cooperation:
+    """How a federated learner (``fedlinucb-dw`` ...) joins its group on the edge: the group's
+    name (devices of one type share one), its offline experience (the warm start) and how it
+    federates."""
+
+    group: str | None = None
+    experience: Experience | None = None
+    federation: Federation = field(default_factory=Federation)
+
+
+def _join(
+    setup: DeviceSetup, policy_name: str, edge: Connection, cooperation: Cooperation | None
+) -> tuple[RemoteGroup | None, dict[str, Any]]:
+    """The remote group a federated learner syncs with, and what its Knowledge adds."""
+    co = cooperation or Cooperation()
+    if policy_name not in FEDERATED_LEARNERS:
+        if co.group is not None or co.experience is not None:
+            raise ValueError(f"--group and --experience are for the federated policies "
+                             f"({', '.join(FEDERATED_LEARNERS)}), not {policy_name}")  # fmt: skip
+        return None, {}
+    if co.experience is not None:
+        co.experience.check_fits(setup.model.name, setup.model.part.last)
+    fields: dict[str, Any] = {"federation": co.federation}
+    if co.experience is not None:
+        fields["experience"] = co.experience.records
+    if co.group is None or policy_name == "noncoop":
+        return None, fields
+    dim = len(ANS_FEATURES) + int(co.federation.link_feature)
+    group = RemoteGroup(co.group, dim, co.federation.lam, edge.address, edge.token, edge.tls)
+    fields["group"] = group
+    return group, fields
+
+
+@dataclass(frozen=True)
 class LiveRun:
     """A frame-by-frame live run: its summary, every frame's record and outputs (flat, as they
     travelled), whether each answer was right (labelled inputs), and the preflight's finding."""
@@ -93,27 +132,39 @@ def run_frames(
     emulate: bool = True,
     check_edge: bool = False,
     on_output: Callable[[FrameRecord, list[torch.Tensor]], None] | None = None,
+    cooperation: Cooperation | None = None,
+    duration_s: float | None = None,
 ) -> LiveRun:
     """``frames`` frames through the one loop. ``link`` shapes the connection (None: a real
     network, as it is); ``check_edge`` runs the preflight first (PreflightError naming what is
     wrong), whose measured RTT and upload rate are what the policy starts from on a real
-    network. ``emulate=False`` runs the device at this host's own speed."""
+    network. ``emulate=False`` runs the device at this host's own speed. A federated learner
+    syncs with its group on the edge as ``cooperation`` says; ``duration_s`` ends the run
+    early (after at least one frame)."""
     entry = registry.check_world(policy_name, "live")
+    group, joined = _join(setup, policy_name, edge, cooperation)
     data = data if data is not None else live_frames(setup.model, frames, seed)
     client = device_client(setup, edge.address, link, codec=edge.codec, quant=edge.quant,
                            token=edge.token, edge_timeout_s=edge.edge_timeout_s, tls=edge.tls,
                            emulate=emulate, keep_outputs=1)  # fmt: skip
     env = LiveEnv(client, data.inputs, data.key_weights, data.labels,
-                  monitor=entry.watches_link)  # fmt: skip
+                  monitor=entry.watches_link, federation=group)  # fmt: skip
     try:
         found = env.run(preflight(client, data.inputs[0])) if check_edge else None
+        if found is not None and group is not None and not found.federation:
+            raise PreflightError(f"the edge at {edge.address[0]}:{edge.address[1]} keeps no "
+                                 f"federated statistics: start it with coinfer serve "
+                                 f"--federation")  # fmt: skip
         planning = link
         if planning is None:  # a real network: what the preflight measured
             rtt = found.rtt_s if found else 0.0
             planning = Link.constant(found.uplink_bps if found and found.uplink_bps else 10e6, rtt)
         knowledge = setup.knowledge("live", planning, latency_req_s=latency_req_s,
-                                    link_history_bps=list(history_bps))  # fmt: skip
+                                    link_history_bps=list(history_bps), seed=seed,
+                                    **joined)  # fmt: skip
         policy = registry.create(policy_name, knowledge)
+        if group is not None:  # join the group (and hand it the warm start) before deciding
+            env.run(group.flush())
         settle_heap()  # model and frames are ready: collections need not walk them again
 
         def report(step: Step) -> None:
@@ -123,7 +174,10 @@ def run_frames(
             if on_frame is not None:
                 on_frame(record)
 
-        run_loop(env, policy, frames, on_step=report)
+        def over() -> bool:
+            return duration_s is not None and env.elapsed() >= duration_s
+
+        run_loop(env, policy, frames, on_step=report, until=over)
     finally:
         env.close()
     result = summary(env.records)
@@ -140,7 +194,16 @@ def run_frames(
         }
     if found is not None:
         result["preflight"] = {"rtt_s": found.rtt_s, "uplink_bps": found.uplink_bps}
+    if group is not None:
+        result["federation"] = federation_summary(group)
     return LiveRun(result, env.records, env.correct, found)
+
+
+def federation_summary(group: RemoteGroup) -> dict[str, Any]:
+    """What a live federated device exchanged with its group."""
+    return {"group": group.name, "messages": group.wire.messages, "bytes": group.wire.bytes,
+            "failed_syncs": group.wire.failures, "last_error": group.wire.last_error,
+            "group_records": group.group_count, "records_sent": group.pushed}  # fmt: skip
 
 
 def preflight_edge(setup: DeviceSetup, edge: Connection) -> Preflight:

@@ -27,6 +27,7 @@ import torch
 from coinfer.latency.host import release_free_memory
 from coinfer.output import percentile
 from coinfer.runtime.budget import DEFAULT_BUDGET_BYTES, MemoryBudget
+from coinfer.runtime.federation import DEFAULT_MAX_GROUPS, GroupStore, parse_sync
 from coinfer.runtime.framing import (
     SCRATCH_BYTES,
     Admission,
@@ -148,6 +149,8 @@ class ServerOptions:
     tls_key: Path | None = None
     insecure: bool = False
     limits: Limits = field(default_factory=Limits)
+    federation: bool = False  # keep federated learners' group statistics (SYNC)
+    max_groups: int = DEFAULT_MAX_GROUPS
 
     def __post_init__(self) -> None:
         check_slowdown(self.slowdown)
@@ -169,6 +172,8 @@ class ServerOptions:
             raise ValueError("--tls-key needs --tls-cert (the certificate it belongs to)")
         if self.tls_cert is not None:
             server_tls(self.tls_cert, self.tls_key)  # the files load, or a clear error now
+        if self.max_groups < 1:
+            raise ValueError(f"--max-groups must be at least 1, got {self.max_groups}")
 
 
 class EdgeServer:
@@ -194,6 +199,7 @@ class EdgeServer:
         self.max_connections = self._connection_cap(options.max_connections)
         self.tls = server_tls(options.tls_cert, options.tls_key) if options.tls_cert else None
         self.stats = ServerStats()
+        self.groups = GroupStore(options.max_groups) if options.federation else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge")
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._server: asyncio.Server | None = None
@@ -401,7 +407,14 @@ class EdgeServer:
             summary["budget"] = self.budget.summary()
             summary["open_connections"] = len(self._open)
             summary["models"] = self.store.describe()
+            if self.groups is not None:
+                summary["groups"] = self.groups.describe()
             return pack(Kind.RESULT, {"id": rid, "stats": summary, "slowdown": self.slowdown})
+        if request.kind is Kind.SYNC:
+            if self.groups is None:
+                raise ProtocolError(ErrorCode.UNSUPPORTED, "this server keeps no federated "
+                                    "statistics: start it with --federation")  # fmt: skip
+            return pack(Kind.RESULT, {"id": rid, **self.groups.sync(parse_sync(request.header))})
         if request.kind is Kind.CONTROL:
             if not self.control_allowed:
                 raise ProtocolError(ErrorCode.UNSUPPORTED, "CONTROL is off on this server: "

@@ -75,6 +75,7 @@ class SimEnv:
         self.frame_interval_s = frame_interval_s
         self.key_weights = iter(key_weights) if key_weights is not None else None
         self.clock = clock
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.time_s = 0.0
         self.frame = 0

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfer.graph.partition import Partitioning
-from coinfer.policies.types import Action
-from coinfer.sim.env import SimEnv
+from coinfer.policies.types import Action, Environment, plausible
 
 FORMAT = "coinfer-experience/1"
 
@@ -97,7 +96,7 @@ def exit_cuts(part: Partitioning, max_exits: int = 6) -> tuple[int, ...]:
 
 
 def collect_experience(
-    env: SimEnv,
+    env: Environment,
     exits: tuple[int, ...],
     frames: int,
     model: str,
@@ -105,8 +104,8 @@ def collect_experience(
     edge: str,
     environment: str,
 ) -> Experience:
-    """Run ``frames`` frames in ``env``, split at the exit points in turn, and keep a record
-    of each."""
+    """Run ``frames`` frames in ``env`` (a simulator, or the live runtime: experience measured
+    for real), split at the exit points in turn, and keep a record of each."""
     if not exits:
         raise ValueError("the early-exit model needs at least one exit point to split at")
     if frames < 1:
@@ -116,6 +115,10 @@ def collect_experience(
         env.observe()
         cut = exits[i % len(exits)]
         fb = env.step(Action(cut))
+        if fb is None:
+            raise ValueError("experience is made frame by frame, not in a stage-wise world")
+        if not plausible(fb) or fb.bytes_sent == 0:
+            continue  # the frame fell back (live): it measured nothing of the edge
         rate = 8.0 * fb.bytes_sent / fb.uplink_s if fb.bytes_sent > 0 and fb.uplink_s > 0 else None
         records.append(ExperienceRecord(cut, fb.bytes_sent, fb.uplink_s, fb.edge_s,
                                         fb.downlink_s, rate))  # fmt: skip

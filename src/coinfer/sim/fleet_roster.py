@@ -37,7 +37,7 @@ def fleet_knowledge(
         model = sim.cost_model(i)
         devices.append(registry.Knowledge(
             dev.kind.part, model.device_s, dev.kind.device, dev.kind.edge,
-            dev.link.uplink.at(0.0), dev.link.rtt_s, world="fleet",
+            dev.link.uplink.at(0.0), dev.link.rtt_s, world="fleet", seed=sim.seed * 1_000 + i,
             truth=partial(sim.truth, i),
         ))  # fmt: skip
     records = None

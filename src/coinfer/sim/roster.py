@@ -23,6 +23,7 @@ POLICIES = (
     "neurosurgeon-static",
     "linucb",
     "mulinucb",
+    "mulinucb-scaled",
     "mulinucb-discounted",
     "mulinucb-link",
 )  # fmt: skip  (what `coinfer simulate -p all` compares)
@@ -39,7 +40,7 @@ def knowledge(env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> registry.Knowl
     the edge's later load — and, for the Oracle, the simulator's truth."""
     front = [c.device_s for c in env.costs()]  # device compute does not change over a run
     return registry.Knowledge(env.part, front, env.device, env.edge, env.link.uplink.at(0.0),
-                              env.link.rtt_s, world="sim", discount=discount,
+                              env.link.rtt_s, world="sim", discount=discount, seed=env.seed,
                               truth=env.expected_delays)  # fmt: skip
 
 

@@ -156,7 +156,8 @@ def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
 
 
 COLOURS = {"oracle": "black", "best-fixed": "tab:grey", "neurosurgeon": "tab:green",
-           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-discounted": "tab:orange",
+           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-scaled": "tab:pink",
+           "mulinucb-discounted": "tab:orange",
            "mulinucb-link": "tab:blue"}  # fmt: skip
 
 
