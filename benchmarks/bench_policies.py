@@ -27,7 +27,8 @@ from coinfer.sim.roster import make_policy
 from coinfer.sim.runner import run_policy
 from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
 
-TIMED = ("mulinucb", "mulinucb-discounted", "mulinucb-link", "linucb", "neurosurgeon", "fixed-0")
+TIMED = ("mulinucb", "mulinucb-scaled", "mulinucb-discounted", "mulinucb-link", "linucb",
+         "neurosurgeon", "fixed-0")  # fmt: skip
 
 
 def _env(part: Any, scenario: str, frames: int) -> SimEnv:

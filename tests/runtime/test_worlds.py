@@ -18,6 +18,7 @@ from coinfer.cli import app
 from coinfer.latency.link import Link
 from coinfer.policies import registry
 from coinfer.policies.bandits import TunedMuLinUCB
+from coinfer.policies.federated import LEARNERS, WARM_POLICIES
 from coinfer.policies.loop import run_loop
 from coinfer.policies.setup import DeviceSetup, device_setup, load_model
 from coinfer.policies.types import Action
@@ -33,7 +34,7 @@ MODELS = ("alexnet", "branchy_alexnet", "mlp")
 
 @pytest.fixture(scope="module")
 def edge() -> Iterator[ProcessServer]:
-    with ProcessServer(zoo_store, MODELS) as server:
+    with ProcessServer(zoo_store, MODELS, federation=True) as server:
         yield server
 
 
@@ -79,9 +80,23 @@ def _name(entry: registry.PolicyEntry) -> str:
     return "fixed-3" if entry.name == "fixed-K" else entry.name
 
 
+@pytest.fixture(scope="module")
+def experience_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AlexNet's offline experience on edge-pc*4, for the warm-started learners live."""
+    from coinfer.latency.devices import resolve_device
+    from coinfer.sim.experience import collect_experience, exit_cuts
+
+    part = load_model("alexnet").part
+    env = SimEnv(part, resolve_device("edge-pc*4"), resolve_device("edge-pc"),
+                 Link.constant(20e6, 0.005))  # fmt: skip
+    exp = collect_experience(env, (0, *exit_cuts(part)), 8, "alexnet", "edge-pc*4", "edge-pc",
+                             "a simulated earlier run")  # fmt: skip
+    return exp.save(tmp_path_factory.mktemp("experience") / "alexnet.json")
+
+
 @pytest.mark.parametrize("entry", registry.entries(), ids=lambda e: e.name)
 def test_every_policy_runs_in_every_world_it_claims(
-    entry: registry.PolicyEntry, edge: ProcessServer
+    entry: registry.PolicyEntry, edge: ProcessServer, experience_file: Path
 ) -> None:
     runner = CliRunner()
     name = _name(entry)
@@ -94,6 +109,10 @@ def test_every_policy_runs_in_every_world_it_claims(
         elif world == "live":
             args = ["run", "--edge", f"{host}:{port}", "-p", name, "-n", "3", "--json",
                     *_knowledge_for(entry, world)]  # fmt: skip
+            if entry.name in LEARNERS and entry.name != "noncoop":  # a group on the edge
+                args += ["--group", f"worlds-{entry.name}"]
+            if entry.name in WARM_POLICIES:
+                args += ["--experience", str(experience_file)]
         else:
             args = ["fleet", "-p", name, "-n", "3", "--json"]
             if entry.name in ("fedlinucb-dw", "fedlinucb-dw-periodic", "fedlinucb-w"):

@@ -81,3 +81,20 @@ def test_policies_group_devices_as_their_names_say(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown policy 'nope'"):
         make_fleet_policies("nope", sim)
     assert set(FLEET_POLICIES) >= {"noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_warm_start_no_longer_traps_the_group_on_the_device(seed: int, tmp_path: Path) -> None:
+    """Issue 5's trap case: two VGG16 boards on 3G x4, the 7-feature learner. A warm start from
+    records at the pooling cuts alone held the group on the device in 2 of 3 seeds (5.97 s,
+    device-only's delay); records at the input cut too, and a prior that informs the estimate
+    and fades, keep it offloading like the cold group."""
+    from coinfer.experiments.cans import simulate_fleet
+    from coinfer.sim.fleet_roster import Federation
+
+    rows = {r["policy"]: r["mean_latency_s"] for r in simulate_fleet(
+        2, 1, ["device-only", "fedlinucb-d", "fedlinucb-dw"], 300, seed,
+        Federation(link_feature=False), 4.0, experience_dir=tmp_path)}  # fmt: skip
+    assert 0 in fleet_worlds.load_or_make_experience(2, 1, seed, tmp_path, 4.0)[0].exit_cuts
+    assert rows["fedlinucb-dw"] < 0.5 * rows["device-only"]
+    assert rows["fedlinucb-dw"] < 1.1 * rows["fedlinucb-d"]
