@@ -62,7 +62,7 @@ def test_ans_quick(tmp_path: Path) -> None:
     text = (tmp_path / "ans" / "table.md").read_text()
     assert text.count("\n## ") == 8 and "## tiny_yolov2 / hsdpa" in text  # a table per scenario
     rows = {(r["model"], r["scenario"], r["policy"]): r for r in result.rows}
-    assert len(rows) == 2 * 4 * 11
+    assert len(rows) == 2 * 4 * 12
     for (model, scenario, policy), row in rows.items():
         oracle = rows[(model, scenario, "oracle")]
         assert row["regret_s"] >= 0 and oracle["regret_s"] == 0
@@ -104,17 +104,20 @@ def test_cans_quick(tmp_path: Path) -> None:
         for learner in ("paper", "link")
     }
     assert all(_png(p) for p in result.plots)
-    assert len(list((out / "experience" / "M10-seed0").glob("device-*.json"))) == 10
+    assert len(list((out / "experience" / "3g-M10-seed0").glob("device-*.json"))) == 10
     rows = json.loads((out / "table.json").read_text())["rows"]
     assert {"noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw"} <= {r["policy"] for r in rows}
-    oracle = {(r["learner"], r["devices"]): r["mean_latency_s"] for r in rows
+    assert {r["world"] for r in rows} == {"prototype", "mixed", "3g"}
+    assert {r["types"] for r in rows if r["world"] == "mixed"} == {2}
+    oracle = {(r["world"], r["learner"], r["devices"]): r["mean_latency_s"] for r in rows
               if r["policy"] == "oracle"}  # fmt: skip
     for row in rows:
         assert {"policy", "devices", "mean_latency_s", "messages"} <= row.keys()
         cooperative = row["policy"].startswith("fedlinucb")
         assert (row["messages"] > 0) == cooperative  # only cooperation talks
         # nothing beats the (greedy, per-frame) Oracle by more than noise
-        assert row["mean_latency_s"] >= 0.97 * oracle[(row["learner"], row["devices"])]
+        assert row["mean_latency_s"] >= 0.97 * oracle[(row["world"], row["learner"],
+                                                        row["devices"])]  # fmt: skip
     periodic = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw-periodic"]
     triggered = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw"]
     assert all(t < p for t, p in zip(triggered, periodic, strict=True))
