@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from coinfer.cli import app
@@ -56,6 +57,7 @@ def test_experiment_cli_json(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "neurosurgeon" in bad.output
 
 
+@pytest.mark.slow  # 40 s of experiment: `make test-slow` (the policies are tested in tests/sim)
 def test_ans_quick(tmp_path: Path) -> None:
     result = run_experiment("ans", tmp_path, quick=True)
     assert len(result.plots) == 8 and all(_png(p) for p in result.plots)

@@ -87,7 +87,7 @@ def _aggregate(sims: Sequence[Simulation]) -> list[dict[str, Any]]:
 
 
 def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) -> ExperimentResult:
-    frames = 1_500 if quick else 10_000
+    frames = 800 if quick else 10_000
     seeds = (0,) if quick else (0, 1, 2)
     keys = {seed: scene_key_weights(frames, seed, progress=progress) for seed in seeds}
     rows: list[dict[str, Any]] = []
