@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from coinfer.graph.types import ANS_FEATURES, Cut
+from coinfer.policies.mulinucb import exploration_alpha
 from coinfer.policies.types import Action, Context, Feedback
 
 
@@ -257,9 +258,8 @@ class TunedMuLinUCB(LinUCB):
         self._recompute()
 
     def _recompute(self) -> None:
-        d = self.x.shape[1]
-        log_term = math.log((1 + self.horizon * self.c_x**2) / self.delta)
-        self.alpha = (self.c_theta + self.c_noise * math.sqrt(d * log_term)) / (1 - self.key_weight)
+        self.alpha = exploration_alpha(self.horizon, self.c_x, self.x.shape[1], self.c_theta,
+                                       self.c_noise, self.delta, self.key_weight)  # fmt: skip
         self.forced_period = math.ceil(self.horizon**self.mu)
 
     def exploration_scale(self, ctx: Context) -> float:

@@ -33,6 +33,20 @@ from coinfer.policies.types import Action, Context, Feedback
 PRIOR_HIGH = 8  # A₀'s diagonal: random integers in 1..8
 
 
+def exploration_alpha(
+    horizon: int,
+    c_x: float,
+    dim: int,
+    c_theta: float,
+    c_noise: float,
+    delta: float,
+    key_weight: float,
+) -> float:
+    """μLinUCB's α(T) = (C_θ + C_noise·√(d·ln((1 + T·C_x²)/δ)))/(1 − L_key), for both variants."""
+    log_term = math.log((1 + horizon * c_x**2) / delta)
+    return (c_theta + c_noise * math.sqrt(dim * log_term)) / (1 - key_weight)
+
+
 class MuLinUCB:
     """The ANS authors' μLinUCB; ``seed`` draws A₀ (the same seed, the same decisions)."""
 
@@ -76,9 +90,8 @@ class MuLinUCB:
 
     def _set_horizon(self, horizon: int) -> None:
         self.horizon = horizon
-        d = self.z.shape[1]
-        log_term = math.log((1 + horizon * self.c_x**2) / self.delta)
-        self.alpha = (self.c_theta + self.c_noise * math.sqrt(d * log_term)) / (1 - self.key_weight)
+        self.alpha = exploration_alpha(horizon, self.c_x, self.z.shape[1], self.c_theta,
+                                       self.c_noise, self.delta, self.key_weight)  # fmt: skip
         self.forced_period = math.ceil(horizon**self.mu)
 
     def _refresh(self) -> None:
