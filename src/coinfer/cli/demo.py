@@ -110,15 +110,18 @@ def demo(
             tasks[name] = (done, total)
             live_view.update(live_table())
 
+        def on_stage(text: str) -> None:
+            err.print(f"coinfer: demo: {text}", markup=False, soft_wrap=True)
+
         with user_errors():
-            run = run_demo(config, on_frame, on_task)
+            run = run_demo(config, on_frame, on_task, on_stage)
     rows = run.rows()
     statement, held = run.verdict()
     for warning in run.warnings:
         err.print(f"warning: {warning}", markup=False)
     config_doc = {"system": system, "model": config.get("model"), "device": config.get("device"),
-                  "duration_s": duration, "slowdown": slowdown, "trace": config.trace,
-                  "trace_scale": config.get("trace_scale"), "rtt_s": config.rtt_s}  # fmt: skip
+                  "duration_s": duration, "slowdown": slowdown,
+                  **config.link_spec()}  # fmt: skip
     doc = {"schema": SCHEMA, "config": config_doc, **config_doc, "expected": statement,
            "held": held, "warnings": run.warnings, "rows": rows}  # fmt: skip
     if run.cans is not None:

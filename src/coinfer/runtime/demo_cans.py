@@ -87,7 +87,7 @@ def _device_main(
     token: str,
     duration_s: float,
     max_frames: int,
-    events: Any,  # a multiprocessing Queue: ("ready"|"frame"|"done"|"error", name, ...)
+    events: Any,  # a multiprocessing Queue: ("stage"|"ready"|"frame"|"done"|"error", name, ...)
     go: Any,  # a multiprocessing Event: every device starts at once
 ) -> None:
     from coinfer.latency.host import configure_host
@@ -100,11 +100,16 @@ def _device_main(
         configure_host()
         setup = device_setup(load_model(model), device, "edge-pc")
         cooperating = policy != "noncoop"
-        experience = _measure_experience(setup, address, token, offset) if cooperating else None
+        experience = None
+        if cooperating:
+            events.put(("stage", name, f"measuring its experience ({EXPERIENCE_FRAMES} frames "
+                        "at the input and the exits)"))  # fmt: skip
+            experience = _measure_experience(setup, address, token, offset)
         cooperation = Cooperation(GROUP if cooperating else None, experience,
                                   Federation(link_feature=False))  # fmt: skip
         data = live_frames(setup.model, max_frames)
-        events.put(("ready", name, None))
+        measured = f", {len(experience.records)} experience records" if experience else ""
+        events.put(("ready", name, f"ready ({policy}{measured})"))
         go.wait()
         run = run_frames(setup, policy, max_frames, _link(offset), Connection(address, token),
                          data=data, cooperation=cooperation, duration_s=duration_s,
@@ -121,8 +126,10 @@ def run_cans(
     max_frames: int,
     seed: int = 0,
     on_frame: Callable[[str, FrameRecord], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> CansResult:
-    """The four devices against one federated edge; every frame reported as it comes."""
+    """The four devices against one federated edge; every frame reported as it comes, and
+    what each device is doing before its first frame (the warm-up takes a while)."""
     import asyncio
     import secrets
 
@@ -144,7 +151,7 @@ def run_cans(
         for proc in procs:
             proc.start()
         try:
-            _collect(events, go, result, on_frame, duration_s)
+            _collect(events, go, result, duration_s, on_frame, on_stage)
             result.groups = asyncio.run(edge_stats(server.address, token)).get("groups", {})
         finally:
             for proc in procs:
@@ -161,8 +168,9 @@ def _collect(
     events: Any,
     go: Any,
     result: CansResult,
-    on_frame: Callable[[str, FrameRecord], None] | None,
     duration_s: float,
+    on_frame: Callable[[str, FrameRecord], None] | None,
+    on_stage: Callable[[str], None] | None,
 ) -> None:
     """Every device ready, then all at once; their frames until each is done."""
     waiting = {name for name, _, _ in DEVICES}
@@ -171,6 +179,8 @@ def _collect(
     while waiting:
         if not go.is_set() and (ready | set(result.errors)) >= waiting:
             go.set()
+            if on_stage is not None:
+                on_stage(f"all {len(DEVICES)} devices ready: {duration_s:g} s of frames")
             deadline = time.monotonic() + duration_s + 120.0
         try:
             kind, name, value = events.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -178,8 +188,13 @@ def _collect(
             for name in waiting:
                 result.errors.setdefault(name, "it did not finish in time")
             return
-        if kind == "ready":
+        if kind == "stage":
+            if on_stage is not None:
+                on_stage(f"{name}: {value}")
+        elif kind == "ready":
             ready.add(name)
+            if on_stage is not None:
+                on_stage(f"{name}: {value}")
         elif kind == "frame":
             result.records[name].append(value)
             if on_frame is not None:
