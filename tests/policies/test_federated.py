@@ -81,9 +81,10 @@ def test_device_frames_count_for_periodic_sync_only() -> None:
     assert triggered.messages == 0
 
 
-def test_warm_start_is_a_prior_that_shrinks_as_the_group_sees_frames() -> None:
+def test_warm_start_is_a_prior_on_estimate_and_confidence_that_data_outweighs() -> None:
     group, traffic = GroupStatistics(8), Traffic()
     fed = FederatedStats(group, PeriodicSync(1000), traffic, warm_weight=0.5)
+    assert fed.prior_weight == 0.0  # no experience: plain ridge statistics
     samples = _samples(30)
     xs, ys = warm_start_rows([x for x, _ in samples], [y * 0.1 for _, y in samples], 0.1)
     assert ys == pytest.approx([y for _, y in samples])  # delays into the learner's unit
@@ -94,19 +95,26 @@ def test_warm_start_is_a_prior_that_shrinks_as_the_group_sees_frames() -> None:
     assert view.g == pytest.approx(np.eye(8))  # the online statistics hold no experience
     assert traffic.uploads == 1
     fed.download()
-    assert fed.prior_weight == pytest.approx(0.5)  # no online frame yet: ρ = w
+    assert fed.prior_weight == pytest.approx(0.5)
     ridge = np.linalg.solve(np.eye(8) / 0.5 + xs.T @ xs, xs.T @ ys)
     assert fed.theta == pytest.approx(ridge)  # ridge on the experience, prior λ / w
-    online = _samples(60)[30:]  # 30 frames of its own: ρ = w·30/(30 + 30)
+    prior = np.eye(8) + 0.5 * xs.T @ xs
+    assert fed.a_inv @ prior == pytest.approx(np.eye(8), abs=1e-9)  # the bonus is as sure
+    online = _samples(90)[30:]  # frames of its own, from another θ: they take over the fit
     for x, y in online:
-        fed.update(x, y)
-    assert fed.prior_weight == pytest.approx(0.25)
-    own = sum(np.outer(x, x) for x, _ in online)
-    own_b = sum(y * x for x, y in online)
-    assert fed.a == pytest.approx(np.eye(8) + own)  # the bonus: today's frames alone
-    assert fed.a_inv @ fed.a == pytest.approx(np.eye(8), abs=1e-9)
-    both = np.linalg.solve(np.eye(8) + own + 0.25 * xs.T @ xs, own_b + 0.25 * xs.T @ ys)
-    assert fed.theta == pytest.approx(both)  # the estimate: today's and the shrunk experience
+        fed.update(x + 0.5, 3.0 * y)
+    own = sum(np.outer(x + 0.5, x + 0.5) for x, _ in online)
+    own_b = sum(3.0 * y * (x + 0.5) for x, y in online)
+    assert fed.a == pytest.approx(np.eye(8) + own)  # what the sync rule and the group see
+    assert fed.a_inv @ (prior + own) == pytest.approx(np.eye(8), abs=1e-9)
+    both = np.linalg.solve(prior + own, own_b + 0.5 * xs.T @ ys)
+    assert fed.theta == pytest.approx(both)
+    today = np.linalg.solve(np.eye(8) + own, own_b)
+    before = np.linalg.solve(prior, 0.5 * xs.T @ ys)
+    assert np.linalg.norm(fed.theta - today) < 0.5 * np.linalg.norm(before - today)
+    # the determinant rule counts the group's own frames, never the prior
+    log_det = float(np.linalg.slogdet(np.eye(8) + own)[1])
+    assert fed.log_det_growth == pytest.approx(log_det)
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         FederatedStats(GroupStatistics(8), DeterminantSync(), Traffic(), warm_weight=1.5)
     with pytest.raises(ValueError, match="growth must be positive"):
