@@ -109,8 +109,10 @@ def test_the_warm_start_is_never_worse_than_none_in_the_prototype_world(
     from coinfer.experiments.cans import simulate_fleet
     from coinfer.sim.fleet_roster import Federation
 
-    rows = {r["policy"]: r["mean_latency_s"] for r in simulate_fleet(
-        2, None, ["oracle", "fedlinucb-d", "fedlinucb-dw"], 300, seed,
-        Federation(link_feature=False), experience_dir=tmp_path, world_name="prototype")}  # fmt: skip
+    policies = ["oracle", "fedlinucb-d", "fedlinucb-dw"]
+    fed = Federation(link_feature=False)
+    runs = simulate_fleet(2, None, policies, 300, seed, fed, experience_dir=tmp_path,
+                          world_name="prototype")  # fmt: skip
+    rows = {r["policy"]: r["mean_latency_s"] for r in runs}
     assert rows["fedlinucb-dw"] <= rows["fedlinucb-d"]
     assert rows["fedlinucb-dw"] <= 1.01 * rows["oracle"]

@@ -48,9 +48,10 @@ def demo(
     edge slowing down halfway. edgent: dynamic vs static Edgent on BranchyNet AlexNet, the
     held-out digits, a 3G trace at half speed and a 100 ms deadline. stopping: the optimal
     stopping rule against the baselines on a Rayleigh-fading uplink, measured cost beside
-    analytic cost. cans: four device processes against one federated edge over WLAN-class
-    links, a cooperating pair (FedLinUCB-DW) beside a non-cooperating one, messages and bytes
-    counted, the fleet simulator's verdict on the same world beside.
+    analytic cost. cans: four device processes (VGG16 on a Jetson-Nano-class board) against one
+    federated edge over WLAN-class links, a cooperating pair (FedLinUCB-DW) beside a
+    non-cooperating one, messages and bytes counted, the fleet simulator's verdict on the same
+    world beside (about two minutes: the cooperating boards measure their experience first).
 
     Examples:
 

@@ -42,6 +42,7 @@ from coinfer.runtime.protocol import (
     ProtocolError,
     pack,
     read_message,
+    request_once,
 )
 from coinfer.runtime.shaping import ShapedLink
 from coinfer.runtime.tensors import compressed_bound, decode_tensors, encode_tensors
@@ -405,22 +406,10 @@ async def ask_edge(
 ) -> dict[str, Any]:
     """One request without a payload (PING, STATS, CONTROL) on a connection of its own; the
     reply's header (ProtocolError for an ERROR, TimeoutError past ``timeout_s``)."""
-    host, port = address
-    async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=tls, server_hostname=host if tls else None
-        )
-        try:
-            message = {"id": 0, **(header or {})}
-            if token is not None:
-                message["token"] = token
-            writer.write(pack(kind, message))
-            await writer.drain()
-            msg = await read_message(reader, Limits())
-        finally:
-            writer.transport.abort()
-    if msg is None:
-        raise ConnectionError("the edge closed the connection")
+    message = {"id": 0, **(header or {})}
+    if token is not None:
+        message["token"] = token
+    msg = await request_once(address, pack(kind, message), Limits(), tls, timeout_s)
     if msg.kind is Kind.ERROR:
         raise ProtocolError.from_reply(msg.header)
     return msg.header

@@ -25,7 +25,6 @@ The prior λI is not on the wire: every device adds its own.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 import time
@@ -35,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from coinfer.policies.federated import GroupView
-from coinfer.runtime.protocol import ErrorCode, Kind, Limits, ProtocolError, pack, read_message
+from coinfer.runtime.protocol import (
+    ErrorCode,
+    Kind,
+    Limits,
+    ProtocolError,
+    pack,
+    request_once,
+)
 
 MAX_DIM = 32  # features per record: the 7 ANS features and the link feature need 8
 MAX_COUNT = 10_000_000  # records in one delta
@@ -302,19 +308,8 @@ class RemoteGroup:
 
     async def _exchange(self, message: bytes) -> dict[str, Any]:
         assert self.address is not None
-        host, port = self.address
-        async with asyncio.timeout(self.timeout_s):
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=self.tls, server_hostname=host if self.tls else None
-            )
-            try:
-                writer.write(message)
-                await writer.drain()
-                msg = await read_message(reader, Limits(max_payload_bytes=0))
-            finally:
-                writer.transport.abort()
-        if msg is None:
-            raise ConnectionError("the edge closed the connection")
+        msg = await request_once(self.address, message, Limits(max_payload_bytes=0), self.tls,
+                                 self.timeout_s)  # fmt: skip
         self.wire.messages += 2
         self.wire.bytes += len(message) + len(pack(msg.kind, msg.header))
         if msg.kind is Kind.ERROR:

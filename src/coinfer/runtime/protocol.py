@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ssl
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -203,3 +204,28 @@ def error_message(request_id: Any, error: ProtocolError) -> bytes:
             "message": str(error.args[0]),
         },
     )
+
+
+async def request_once(
+    address: tuple[str, int],
+    message: bytes,
+    limits: Limits,
+    tls: ssl.SSLContext | None = None,
+    timeout_s: float = 10.0,
+) -> Message:
+    """One request on a connection of its own and its reply, all within ``timeout_s``
+    (TimeoutError past it; ConnectionError if the edge closes without a reply)."""
+    host, port = address
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls else None
+        )
+        try:
+            writer.write(message)
+            await writer.drain()
+            reply = await read_message(reader, limits)
+        finally:
+            writer.transport.abort()
+    if reply is None:
+        raise ConnectionError("the edge closed the connection")
+    return reply
