@@ -24,8 +24,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# two workers (the machines this runs on have two cores), each test file on one worker: the
+# tests hold under a busy host, and files keep their fixtures (trained models) to themselves
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 test-slow: setup
 	$(VENV)/bin/pytest -m slow
