@@ -274,7 +274,7 @@ class FederatedStats:
     def update(self, x: np.ndarray, y: float) -> None:
         mx = self.a_inv @ x
         quad = float(x @ mx)
-        # the sync rule follows the group's own frames: log det A, not M (M is A with no prior)
+        # the sync rule follows the group's own frames, log det A (M⁻¹ is A⁻¹ with no prior)
         online = float(x @ np.linalg.solve(self.a, x)) if self.prior_weight else quad
         self.log_det_growth += math.log1p(online)
         self.a_inv -= np.outer(mx, mx) / (1.0 + quad)
