@@ -20,14 +20,13 @@ loses 15-32% in a stationary world. 0.1 s was the best over the ANS scenarios
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from coinfer.graph.types import ANS_FEATURES, Cut
-from coinfer.policies.mulinucb import exploration_alpha
+from coinfer.policies.mulinucb import EXPLORATION, ExplorationRules
 from coinfer.policies.types import Action, Context, Feedback
 
 
@@ -234,33 +233,23 @@ class TunedMuLinUCB(LinUCB):
         device_front_s: Sequence[float],
         lam: float = 1.0,
         discount: float = 1.0,
-        key_weight: float = 0.8,
-        horizon: int = 200,
-        mu: float = 0.25,
-        delta: float = 0.1,
-        c_noise: float = 0.05,
-        c_theta: float = 1.0,
+        rules: ExplorationRules = EXPLORATION,
         delay_unit_s: float = 0.1,
         link_feature: bool = False,
         stats: Statistics | None = None,
     ) -> None:
         super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature,
                          stats)  # fmt: skip
-        self.key_weight = key_weight
-        self.mu = mu
-        self.delta = delta
-        self.c_noise = c_noise
-        self.c_theta = c_theta
+        self.rules = rules
         self.c_x = float(max(np.sum(self.x**2, axis=1)))  # over the 7 static features
-        self.horizon = horizon
+        self.horizon = rules.horizon
         self.frame = 0  # frames seen, over all epochs
         self.epoch_start = 0  # the frame the current horizon's epoch began after
         self._recompute()
 
     def _recompute(self) -> None:
-        self.alpha = exploration_alpha(self.horizon, self.c_x, self.x.shape[1], self.c_theta,
-                                       self.c_noise, self.delta, self.key_weight)  # fmt: skip
-        self.forced_period = math.ceil(self.horizon**self.mu)
+        self.alpha = self.rules.alpha(self.horizon, self.c_x, self.x.shape[1])
+        self.forced_period = self.rules.forced_period(self.horizon)
 
     def exploration_scale(self, ctx: Context) -> float:
         """1 − L_t: key frames (L_t = 0.8) exploit, similar frames (0.2) explore."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import lapack
@@ -33,18 +34,35 @@ from coinfer.policies.types import Action, Context, Feedback
 PRIOR_HIGH = 8  # A₀'s diagonal: random integers in 1..8
 
 
-def exploration_alpha(
-    horizon: int,
-    c_x: float,
-    dim: int,
-    c_theta: float,
-    c_noise: float,
-    delta: float,
-    key_weight: float,
-) -> float:
-    """μLinUCB's α(T) = (C_θ + C_noise·√(d·ln((1 + T·C_x²)/δ)))/(1 − L_key), for both variants."""
-    log_term = math.log((1 + horizon * c_x**2) / delta)
-    return (c_theta + c_noise * math.sqrt(dim * log_term)) / (1 - key_weight)
+@dataclass(frozen=True)
+class ExplorationRules:
+    """μLinUCB's exploration constants (ANS), shared by the authors' algorithm and coinfer's
+    tuned variant: L_key, the first horizon T, μ of the forced period, δ, C_noise, C_θ."""
+
+    key_weight: float = 0.8
+    horizon: int = 200
+    mu: float = 0.25
+    delta: float = 0.1
+    c_noise: float = 0.05
+    c_theta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_weight < 1:
+            raise ValueError(f"key_weight must be in [0, 1), got {self.key_weight}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be at least 1, got {self.horizon}")
+
+    def alpha(self, horizon: int, c_x: float, dim: int) -> float:
+        """α(T) = (C_θ + C_noise·√(d·ln((1 + T·C_x²)/δ)))/(1 − L_key)."""
+        log_term = math.log((1 + horizon * c_x**2) / self.delta)
+        return (self.c_theta + self.c_noise * math.sqrt(dim * log_term)) / (1 - self.key_weight)
+
+    def forced_period(self, horizon: int) -> int:
+        """F = ⌈T^μ⌉: every F-th frame of an epoch is forced off the device."""
+        return math.ceil(horizon**self.mu)
+
+
+EXPLORATION = ExplorationRules()
 
 
 class MuLinUCB:
@@ -55,19 +73,10 @@ class MuLinUCB:
         cuts: Sequence[Cut],
         device_front_s: Sequence[float],
         seed: int = 0,
-        key_weight: float = 0.8,
-        horizon: int = 200,
-        mu: float = 0.25,
-        delta: float = 0.1,
-        c_noise: float = 0.05,
-        c_theta: float = 1.0,
+        rules: ExplorationRules = EXPLORATION,
     ) -> None:
         if len(device_front_s) != len(cuts):
             raise ValueError("need the device's front delay of every cut")
-        if not 0 <= key_weight < 1:
-            raise ValueError(f"key_weight must be in [0, 1), got {key_weight}")
-        if horizon < 1:
-            raise ValueError(f"horizon must be at least 1, got {horizon}")
         raw = np.array([c.feature_vector(ANS_FEATURES) for c in cuts], dtype=float)
         raw[-1] = 0.0  # on the device nothing reaches the edge: d(P) = d_f(P), known
         scale = raw.max(axis=0)
@@ -81,18 +90,15 @@ class MuLinUCB:
         self.r = np.diag(np.sqrt(prior) / scale)  # the square root of A₀' = S⁻¹A₀S⁻¹
         self.b = np.zeros(dim)
         self.c_x = float(max(np.sum(raw**2, axis=1)))
-        self.key_weight = key_weight
-        self.mu, self.delta, self.c_noise, self.c_theta = mu, delta, c_noise, c_theta
-        self.horizon = horizon
+        self.rules = rules
         self.counter = 0
-        self._set_horizon(horizon)
+        self._set_horizon(rules.horizon)
         self._refresh()
 
     def _set_horizon(self, horizon: int) -> None:
         self.horizon = horizon
-        self.alpha = exploration_alpha(horizon, self.c_x, self.z.shape[1], self.c_theta,
-                                       self.c_noise, self.delta, self.key_weight)  # fmt: skip
-        self.forced_period = math.ceil(horizon**self.mu)
+        self.alpha = self.rules.alpha(horizon, self.c_x, self.z.shape[1])
+        self.forced_period = self.rules.forced_period(horizon)
 
     def _refresh(self) -> None:
         """Each cut's xᵀA⁻¹x and xᵀθ̂ from R: with v_p = R⁻ᵀz_p and w = R⁻ᵀb', xᵀA⁻¹x = ‖v_p‖²

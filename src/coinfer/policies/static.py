@@ -3,11 +3,11 @@ held to μLinUCB's forced-sampling schedule."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from coinfer.policies.mulinucb import EXPLORATION, ExplorationRules
 from coinfer.policies.types import Action, Context, Feedback
 
 
@@ -50,12 +50,11 @@ class ForcedOracle(Oracle):
     def __init__(
         self,
         expected_delays: Callable[[], np.ndarray | Sequence[float]],
-        horizon: int = 200,
-        mu: float = 0.25,
+        rules: ExplorationRules = EXPLORATION,
     ) -> None:
         super().__init__(expected_delays)
-        self.horizon = horizon
-        self.mu = mu
+        self.rules = rules
+        self.horizon = rules.horizon
         self.frame = 0
         self.epoch_start = 0
 
@@ -65,6 +64,6 @@ class ForcedOracle(Oracle):
             self.epoch_start = self.horizon
             self.horizon *= 2
         delays = np.array(self.expected_delays(), dtype=float)
-        if (self.frame - self.epoch_start) % math.ceil(self.horizon**self.mu) == 0:
+        if (self.frame - self.epoch_start) % self.rules.forced_period(self.horizon) == 0:
             delays[-1] = np.inf
         return Action(int(np.argmin(delays)))
