@@ -60,28 +60,25 @@ class Traffic:
 class GroupView:
     """A group's statistics as one side knows them: the online frames' G = λI + Σ x xᵀ and
     B = Σ y x with their record count, and the members' offline experience apart (E_G, E_B,
-    its record count), which a device weighs down as the group's own frames arrive."""
+    its record count), which a device takes as its prior (``FederatedStats``)."""
 
     g: np.ndarray
     b: np.ndarray
-    count: int = 0
-    eg: np.ndarray | None = None
-    eb: np.ndarray | None = None
-    experience_count: int = 0
+    count: int
+    eg: np.ndarray
+    eb: np.ndarray
+    experience_count: int
 
     @classmethod
     def prior(cls, dim: int, lam: float) -> GroupView:
-        return cls(lam * np.eye(dim), np.zeros(dim), 0, np.zeros((dim, dim)), np.zeros(dim))
+        return cls(lam * np.eye(dim), np.zeros(dim), 0, np.zeros((dim, dim)), np.zeros(dim), 0)
 
     def copy(self) -> GroupView:
-        return GroupView(self.g.copy(), self.b.copy(), self.count,
-                         None if self.eg is None else self.eg.copy(),
-                         None if self.eb is None else self.eb.copy(),
+        return GroupView(self.g.copy(), self.b.copy(), self.count, self.eg.copy(), self.eb.copy(),
                          self.experience_count)  # fmt: skip
 
     def add(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool) -> None:
         if experience:
-            assert self.eg is not None and self.eb is not None
             self.eg = self.eg + dg
             self.eb = self.eb + db
             self.experience_count += count
@@ -218,7 +215,6 @@ class FederatedStats:
         self.b = self.view.b + self.db
         rho = self.prior_weight
         if rho > 0:
-            assert self.view.eg is not None and self.view.eb is not None
             self.a_inv = np.asarray(np.linalg.inv(self.a + rho * self.view.eg), dtype=float)
             self.prior_b = rho * self.view.eb
         else:
