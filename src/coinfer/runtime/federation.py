@@ -12,8 +12,8 @@ since its last one, and the reply the group's sums, which hold every member's up
       count   int, 0..MAX_COUNT                             (online records in the delta)
       eg, eb, ecount                                        (offline experience, the same way)
       token   str                                           (when the server has one)
-    reply RESULT: group, dim, g, b, count, eg, eb, ecount (the group's sums, as above),
-    syncs (SYNCs that made them). Both counts 0: a download.
+    reply RESULT: group, dim, dg, db, count, eg, eb, ecount (the same fields, now the group's
+    sums), syncs (SYNCs that made them). Both counts 0 in a SYNC: a download.
 
 Every field is checked on both sides (docs/security.md): sizes exact, values finite, ΔG and the
 group's sums positive semi-definite with non-negative entries and Δb non-negative (every
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -173,7 +173,6 @@ class _GroupSums:
     online: Sums
     experience: Sums
     syncs: int = 0
-    last_sync: float = field(default_factory=time.monotonic)
 
 
 class GroupStore:
@@ -200,7 +199,6 @@ class GroupStore:
         found.online.add(delta.online)
         found.experience.add(delta.experience)
         found.syncs += 1
-        found.last_sync = time.monotonic()
         return {"group": delta.group, "dim": found.dim, **found.online.wire(ONLINE),
                 **found.experience.wire(EXPERIENCE), "syncs": found.syncs}  # fmt: skip
 
