@@ -93,10 +93,9 @@ def _join(
             raise ValueError(f"--group and --experience are for the federated policies "
                              f"({', '.join(FEDERATED_LEARNERS)}), not {policy_name}")  # fmt: skip
         return None, {}
-    if co.experience is not None:
-        co.experience.check_fits(setup.model.name, setup.model.part.last)
     fields: dict[str, Any] = {"federation": co.federation}
     if co.experience is not None:
+        co.experience.check_fits(setup.model.name, setup.model.part.last)
         fields["experience"] = co.experience.records
     if co.group is None or policy_name == "noncoop":
         return None, fields
