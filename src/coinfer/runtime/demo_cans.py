@@ -51,11 +51,9 @@ def offsets(seed: int, trace: TraceBandwidth) -> list[float]:
 
 
 def _link(offset: float) -> Link:
-    from coinfer.sim.fleet_worlds import NETWORKS, network_trace
-    from coinfer.sim.links import shifted_trace
+    from coinfer.sim.fleet_worlds import NETWORKS, network_link
 
-    net = NETWORKS[WLAN]
-    return Link(shifted_trace(network_trace(net.trace_scale), offset), net.rtt_s)
+    return network_link(NETWORKS[WLAN], offset)
 
 
 def _measure_experience(setup: Any, address: tuple[str, int], token: str, offset: float) -> Any:

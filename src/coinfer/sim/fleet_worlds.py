@@ -139,6 +139,12 @@ def device_type(name: str, display: str | None = None) -> DeviceType:
                       resolve_device(EDGE))  # fmt: skip
 
 
+def network_link(net: NetworkClass, offset_s: float, link_scale: float = 1.0) -> Link:
+    """A link of class ``net`` heard from ``offset_s`` into its loop (throughputs × scale)."""
+    base = network_trace(net.trace_scale * link_scale)
+    return Link(shifted_trace(base, offset_s, f"{base.name}+{offset_s:.0f}s"), net.rtt_s)
+
+
 def fleet_devices(
     devices: int, types: int | None, seed: int, link_scale: float = 1.0, world_name: str = "3g"
 ) -> list[FleetDevice]:
@@ -154,10 +160,9 @@ def fleet_devices(
     fleet = []
     for i in range(devices):
         kind, net = kinds[i % len(kinds)]
-        base = network_trace(net.trace_scale * link_scale)
-        offset = float(rng.uniform(0, base.period))
+        offset = float(rng.uniform(0, network_trace(net.trace_scale * link_scale).period))
         start = int(rng.integers(len(weights)))
-        link = Link(shifted_trace(base, offset, f"{base.name}+{offset:.0f}s"), net.rtt_s)
+        link = network_link(net, offset, link_scale)
         fleet.append(FleetDevice(kind, link, weights[start:] + weights[:start]))
     return fleet
 
