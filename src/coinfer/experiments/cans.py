@@ -312,7 +312,8 @@ def run(
         f"edge {EDGE} with one processor-sharing slot per {DEVICES_PER_SLOT} devices",
         "types: " + "; ".join(f"{n} = {d} + {m}" for n, (d, m) in DEVICE_TYPES.items()),
         "learners: μLinUCB's rules (mulinucb-scaled numerics), no discount; warm start w = "
-        f"{Federation().warm_weight} from records at the input cut and the exits, sync when det "
+        f"{Federation().warm_weight} (a prior on estimate and confidence) from records at the "
+        "input cut and the exits, sync when det "
         f"grows x{1 + Federation().growth:g} (periodic: every {Federation().period} frames)",
         "vs_noncoop: mean delay over non-cooperative μLinUCB's (vs_noncoop_median: median of "
         "the seeds' ratios); first_100_s/first_200_s: the first 100/200 frames; spread_s: the "
