@@ -33,14 +33,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from coinfer.policies.setup import load_model
+from coinfer.assembly import load_model
+from coinfer.device.client import ClientOptions, DeviceClient
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.live_env import run_live_env
+from coinfer.device.requests import edge_stats
+from coinfer.edge.budget import process_memory, reset_peak_memory
+from coinfer.edge.options import ServerOptions
+from coinfer.edge.process import ProcessServer, zoo_store
 from coinfer.policies.static import FixedCut
-from coinfer.runtime.budget import process_memory, reset_peak_memory
-from coinfer.runtime.client import DeviceClient, edge_stats
-from coinfer.runtime.device_env import run_live
-from coinfer.runtime.live import ProcessServer, zoo_store
-from coinfer.runtime.protocol import PREFIX, Kind, pack
-from coinfer.runtime.tensors import encode_tensors
+from coinfer.wire.protocol import PREFIX, Kind, pack
+from coinfer.wire.tensors import encode_tensors
 
 TOKEN = "bench-token"
 MIB = 1024 * 1024
@@ -57,12 +60,18 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
         want = live.part.graph_module(*live.inputs)
 
     async def device(i: int) -> dict[str, Any]:
-        client = DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts), address,
-                              token=TOKEN, edge_timeout_s=2.0)  # fmt: skip
+        client = DeviceClient(
+            "alexnet",
+            live.part,
+            [0.0] * len(live.part.cuts),
+            Endpoint(address, TOKEN),
+            options=ClientOptions(edge_timeout_s=2.0),
+        )
         policy, frames = FixedCut(CUTS[i % len(CUTS)]), [live.inputs] * 100_000
-        records = await run_live(
+        env = await run_live_env(
             client, policy, frames, started=time.monotonic(), deadline_s=seconds
         )
+        records = env.records
         correct = wrong = 0
         for record, output in zip(records, client.outputs, strict=True):
             if record.offloaded:
@@ -273,7 +282,7 @@ def _stats(server: ProcessServer) -> dict[str, Any]:
     """The server's STATS, once the attackers' last connections have timed out."""
     for _ in range(20):
         try:
-            return asyncio.run(edge_stats(server.address, TOKEN))
+            return asyncio.run(edge_stats(Endpoint(server.address, TOKEN)))
         except Exception:  # BUSY while the attack's connections drain
             time.sleep(0.5)
     return {}
@@ -287,7 +296,7 @@ def main() -> None:
     args = parser.parse_args()
     options = {"token": TOKEN, "max_buffer_bytes": args.budget_mb * MIB, "read_timeout_s": 2.0,
                "write_timeout_s": 2.0, "idle_timeout_s": 5.0, "max_connections": 256}  # fmt: skip
-    with ProcessServer(zoo_store, ("alexnet",), **options) as server:
+    with ProcessServer(zoo_store, ("alexnet",), ServerOptions(**options)) as server:
         rows = [phase(server, args.seconds, False), phase(server, args.seconds, True)]
     result = {"budget_mb": args.budget_mb, "seconds": args.seconds, "options": options,
               "rows": rows}  # fmt: skip

@@ -18,13 +18,14 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from coinfer.apps.live import link_history_bps, run_frames
+from coinfer.assembly import device_setup, load_model
 from coinfer.data import trace_path
+from coinfer.device.endpoint import Endpoint
+from coinfer.edge.process import ProcessServer, zoo_store
 from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link, TraceBandwidth
-from coinfer.policies.setup import device_setup, load_model
-from coinfer.runtime.live import ProcessServer, zoo_store
-from coinfer.runtime.runs import Connection, link_history_bps, run_frames
-from coinfer.sim.simulate import simulate_edgent
+from coinfer.systems.ans.simulate import simulate_edgent
 
 POLICIES = ("edgent-dynamic", "edgent", "edgent-device-only", "edge-only")
 
@@ -50,7 +51,7 @@ def main() -> None:
         link = Link(TraceBandwidth.from_file(trace_path(args.trace), scale=args.scale), rtt)
         history = link_history_bps(args.trace, args.scale, link)
         for name in names:
-            result = run_frames(setup, name, args.frames, link, Connection(server.address),
+            result = run_frames(setup, name, args.frames, link, Endpoint(server.address),
                                 latency_req_s=req, history_bps=history).summary  # fmt: skip
             live[name] = result
             Console(stderr=True).print(f"{name}: live {result['accuracy']} / "

@@ -22,10 +22,12 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from coinfer.apps.live import run_stages
+from coinfer.assembly import device_setup, load_model
+from coinfer.device.endpoint import Endpoint
+from coinfer.edge.options import ServerOptions
+from coinfer.edge.process import ProcessServer, zoo_store
 from coinfer.latency.host import configure_host
-from coinfer.policies.setup import device_setup, load_model
-from coinfer.runtime.live import ProcessServer, zoo_store
-from coinfer.runtime.runs import Connection, run_stages
 
 POLICIES = ("stopping", "osla", "myopic", "fixed-split", "edge-only", "device-only")
 
@@ -47,12 +49,12 @@ def main() -> None:
         model, device = spec.split(":")
         # a deep fade makes an upload take tens of seconds: the server's read deadline must not
         # cut it short (it would turn the task into a fallback the cost model does not know)
-        with ProcessServer(zoo_store, (model,), read_timeout_s=300.0) as server:
+        with ProcessServer(zoo_store, (model,), ServerOptions(read_timeout_s=300.0)) as server:
             setup = device_setup(load_model(model), device, "host")
             calibration = None  # measured once per model: every policy on the same times
             for name in args.policies.split(","):
                 t0 = time.monotonic()
-                result = run_stages(setup, name, args.tasks, Connection(server.address),
+                result = run_stages(setup, name, args.tasks, Endpoint(server.address),
                                     seed=args.seed, calibration_repeats=args.calibration,
                                     calibration=calibration)  # fmt: skip
                 calibration = result.calibration

@@ -18,8 +18,8 @@ import statistics
 from typing import Any
 
 from coinfer.cli.tables import TableData, plain
-from coinfer.sim.scenarios import SCENARIOS
-from coinfer.sim.simulate import simulate
+from coinfer.systems.ans.scenarios import SCENARIOS
+from coinfer.systems.ans.simulate import simulate
 
 MODELS = ("vgg16", "tiny_yolov2")
 POLICIES = ("mulinucb", "mulinucb-scaled", "mulinucb-discounted", "mulinucb-link")

@@ -21,8 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from coinfer.experiments import cans
-from coinfer.sim.fleet_roster import make_fleet_policies
+from coinfer.sim.fleet_policies import make_fleet_policies
+from coinfer.systems.cans import experiment as cans
 
 FLEETS = ((10, 2), (100, 4))
 POLICIES = ("edge-only", "noncoop", "fedlinucb-d", "fedlinucb-dw")

@@ -22,10 +22,10 @@ from rich.table import Table
 from coinfer import partition, zoo
 from coinfer.latency.devices import resolve_device
 from coinfer.policies.types import Context, Feedback
+from coinfer.sim.compare import make_policy
 from coinfer.sim.env import SimEnv
-from coinfer.sim.roster import make_policy
-from coinfer.sim.runner import run_policy
-from coinfer.sim.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
+from coinfer.sim.scoring import run_policy
+from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
 
 TIMED = ("mulinucb", "mulinucb-scaled", "mulinucb-discounted", "mulinucb-link", "linucb",
          "neurosurgeon", "fixed-0")  # fmt: skip

@@ -34,13 +34,15 @@ from rich.table import Table
 from torch import nn
 
 from coinfer import partition
+from coinfer.assembly import load_model
+from coinfer.device.client import ClientOptions, DeviceClient
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.live_env import run_live_env
+from coinfer.edge.options import ServerOptions
+from coinfer.edge.process import ProcessServer
+from coinfer.edge.store import ModelStore
 from coinfer.latency.link import Link
-from coinfer.policies.setup import load_model
 from coinfer.policies.static import FixedCut
-from coinfer.runtime.client import DeviceClient
-from coinfer.runtime.device_env import run_live
-from coinfer.runtime.live import ProcessServer
-from coinfer.runtime.store import ModelStore
 
 SIZES_KB = (10, 100, 1000, 5000)
 
@@ -109,8 +111,9 @@ def overhead(frames: int) -> list[dict[str, Any]]:
     for kb in SIZES_KB:
         part, x = _relay(kb)
         with ProcessServer(relay_store, (kb,)) as server:
-            client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address)
-            records = asyncio.run(run_live(client, FixedCut(1), [x] * (frames + 3)))[3:]  # warm-up
+            client = DeviceClient("relay", part, [0.0] * len(part.cuts), Endpoint(server.address))
+            env = asyncio.run(run_live_env(client, FixedCut(1), [x] * (frames + 3)))
+            records = env.records[3:]  # warm-up
         extra = 1e3 * statistics.median(r.total_s - r.device_s - r.edge_s for r in records)
         floor = loopback_floor_ms(records[0].bytes_sent, frames)
         rows.append({"boundary_kb": part.cuts[1].boundary_bytes / 1000,
@@ -129,8 +132,10 @@ def shaping(repeats: int) -> list[dict[str, Any]]:
             nbytes = part.cuts[1].boundary_bytes
             ideal = link.upload_seconds(nbytes)  # bits / rate + RTT/2
             with ProcessServer(relay_store, (kb,)) as server:
-                client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address, link)
-                records = asyncio.run(run_live(client, FixedCut(1), [x] * repeats))
+                client = DeviceClient(
+                    "relay", part, [0.0] * len(part.cuts), Endpoint(server.address), link
+                )
+                records = asyncio.run(run_live_env(client, FixedCut(1), [x] * repeats)).records
             measured = statistics.median(r.uplink_s for r in records)
             wire = records[0].bytes_sent  # the message: boundary + header + prefix
             rows.append({"link_mbps": mbps, "boundary_kb": nbytes / 1000,
@@ -150,9 +155,11 @@ def throughput(frames: int) -> list[dict[str, Any]]:
     rows = []
     for window_ms in (0.0, 2.0):
         for devices in (1, 4, 16):
-            with ProcessServer(alexnet_store, (), batch_window_s=window_ms / 1000) as server:
+            options = ServerOptions(batch_window_s=window_ms / 1000)
+            with ProcessServer(alexnet_store, (), options) as server:
                 clients = [DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts),
-                                        server.address, edge_timeout_s=30.0)
+                                        Endpoint(server.address),
+                                        options=ClientOptions(edge_timeout_s=30.0))
                            for _ in range(devices)]  # fmt: skip
 
                 async def one(client: DeviceClient) -> list[tuple[float, str | None]]:

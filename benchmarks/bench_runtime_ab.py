@@ -34,14 +34,20 @@ sys.path.insert(0, root + "/benchmarks")
 import torch
 from bench_runtime import _relay, relay_store
 from coinfer.policies.types import Action
-from coinfer.runtime.client import DeviceClient
-from coinfer.runtime.live import ProcessServer
+try:  # this layout (wire/edge/device apart)
+    from coinfer.device.client import DeviceClient
+    from coinfer.device.endpoint import Endpoint
+    from coinfer.edge.process import ProcessServer
+except ImportError:  # a checkout from before it (coinfer.runtime)
+    from coinfer.runtime.client import DeviceClient
+    from coinfer.runtime.live import ProcessServer
+    Endpoint = lambda address: address
 
 def main():
     torch.set_num_threads(2)
     part, x = _relay(kb)
     with ProcessServer(relay_store, (kb,)) as server:
-        client = DeviceClient("relay", part, [0.0] * len(part.cuts), server.address)
+        client = DeviceClient("relay", part, [0.0] * len(part.cuts), Endpoint(server.address))
 
         async def blocks():
             i = 0

@@ -32,3 +32,6 @@ def assert_same_output(got: Any, want: Any) -> None:
 def _no_grad() -> Any:
     with torch.no_grad():
         yield
+
+
+from tests.edges import edges  # noqa: E402, F401  (the hostile-peer tests' edge servers)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from coinfer.policies.bandits import RidgeStats
-from coinfer.policies.federated import (
+from coinfer.policies.fedlinucb import (
     DeterminantSync,
     FederatedStats,
     GroupStatistics,

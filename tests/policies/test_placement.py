@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
+from coinfer.latency.channels import RayleighChannel, RicianChannel
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
-from coinfer.sim.channels import RayleighChannel, RicianChannel
 
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
 LAYER_BITS = 32.0 * 1024 * 1024  # a 1024-wide layer's weights in float32

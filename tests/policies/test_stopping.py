@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from coinfer import Partitioning, partition, zoo
+from coinfer.latency.channels import MarkovChannel, RayleighChannel, RicianChannel
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
 from coinfer.policies import stopping as st
-from coinfer.sim import stopping as mc
-from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
+from coinfer.sim import stages as mc
 
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
 MEAN_GAIN = 1e-7  # 10 dB mean SNR

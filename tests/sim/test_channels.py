@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from coinfer.latency.channels import MarkovChannel, RayleighChannel, RicianChannel
 from coinfer.latency.wireless import Radio
-from coinfer.sim.channels import MarkovChannel, RayleighChannel, RicianChannel
 
 
 def test_shannon_rate_and_its_inverse() -> None:
@@ -66,7 +66,7 @@ def test_the_stage_wise_environment_agrees_with_the_vectorised_monte_carlo() -> 
     from coinfer.latency.predict import CutCostModel
     from coinfer.policies import stopping as st
     from coinfer.policies.loop import run_loop
-    from coinfer.sim.stopping import StageEnv
+    from coinfer.sim.stages import StageEnv
 
     part = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))
     device, edge = resolve_device("rpi3"), resolve_device("edge-pc")

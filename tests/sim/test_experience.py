@@ -12,11 +12,11 @@ from coinfer import partition, zoo
 from coinfer.latency.devices import EDGE_PC, resolve_device
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.policies.bandits import TunedMuLinUCB
-from coinfer.policies.federated import FederatedStats
-from coinfer.sim import fleet_worlds
+from coinfer.policies.experience import Experience, collect_experience, exit_cuts
+from coinfer.policies.fedlinucb import FederatedStats
 from coinfer.sim.env import SimEnv
-from coinfer.sim.experience import Experience, collect_experience, exit_cuts
-from coinfer.sim.fleet_roster import FLEET_POLICIES, make_fleet_policies
+from coinfer.sim.fleet_policies import FLEET_POLICIES, make_fleet_policies
+from coinfer.systems.cans import worlds as fleet_worlds
 
 
 def test_exit_points_follow_the_pooling_stages() -> None:
@@ -88,8 +88,8 @@ def test_the_warm_start_no_longer_traps_the_group_on_the_device(seed: int, tmp_p
     """Issue 5's trap case: two VGG16 boards on 3G x4, the 7-feature learner. A warm start from
     records at the pooling cuts alone held the group on the device in 2 of 3 seeds (5.97 s,
     device-only's delay); with records at the input cut too it offloads like the cold group."""
-    from coinfer.experiments.cans import simulate_fleet
-    from coinfer.sim.fleet_roster import Federation
+    from coinfer.sim.fleet_policies import Federation
+    from coinfer.systems.cans.experiment import simulate_fleet
 
     rows = {r["policy"]: r["mean_latency_s"] for r in simulate_fleet(
         2, 1, ["device-only", "fedlinucb-d", "fedlinucb-dw"], 300, seed,
@@ -106,8 +106,8 @@ def test_the_warm_start_is_never_worse_than_none_in_the_prototype_world(
     """Issue 15's bar: the experience is a prior on the estimate and the confidence, so the
     warm pair does not pay for the exploration its records settle (the cold pair tries the
     12.8 MB cut once per device; the warm one goes where the Oracle goes)."""
-    from coinfer.experiments.cans import simulate_fleet
-    from coinfer.sim.fleet_roster import Federation
+    from coinfer.sim.fleet_policies import Federation
+    from coinfer.systems.cans.experiment import simulate_fleet
 
     policies = ["oracle", "fedlinucb-d", "fedlinucb-dw"]
     fed = Federation(link_feature=False)

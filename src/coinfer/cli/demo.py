@@ -62,10 +62,10 @@ def demo(
     """
     from rich.live import Live
 
+    from coinfer.apps.demo import EXPECT, POLICIES, DemoConfig, run_demo
+    from coinfer.device.client import FrameRecord
     from coinfer.output import cell_text, dumps
     from coinfer.report import markdown_table
-    from coinfer.runtime.client import FrameRecord
-    from coinfer.runtime.demo import EXPECT, POLICIES, DemoConfig, run_demo
 
     check_format(fmt)
     writable(out_dir, "--out", folder=True)

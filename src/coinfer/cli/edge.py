@@ -29,14 +29,14 @@ TlsCa = Annotated[
 Tls = Annotated[bool, typer.Option("--tls", help="TLS, trusting the system's CAs.")]
 
 
-def _connect(edge: str, tls: bool, tls_ca: Path | None) -> tuple[tuple[str, int], Any]:
-    from coinfer.runtime.security import device_tls
-    from coinfer.units import parse_address
+def _connect(
+    edge: str, tls: bool, tls_ca: Path | None, token: str | None = None,
+    token_file: Path | None = None,
+) -> Any:  # fmt: skip
+    from coinfer.device.endpoint import Endpoint
 
     with user_errors():
-        address = parse_address(edge, "EDGE")
-        context = device_tls(tls_ca) if tls or tls_ca is not None else None
-    return address, context
+        return Endpoint.from_options(edge, token, token_file, tls, tls_ca, "EDGE")
 
 
 @app.command()
@@ -56,12 +56,12 @@ def ping(
       coinfer ping 127.0.0.1:8765
       coinfer ping edge.lan:8765 --tls-ca ca.pem -c 20
     """
-    from coinfer.runtime.preflight import PreflightError
-    from coinfer.runtime.preflight import ping as send_pings
+    from coinfer.device.preflight import PreflightError
+    from coinfer.device.preflight import ping as send_pings
 
-    address, context = _connect(edge, tls, tls_ca)
+    endpoint = _connect(edge, tls, tls_ca)
     try:
-        times = asyncio.run(send_pings(address, count, context))
+        times = asyncio.run(send_pings(endpoint, count))
     except PreflightError as exc:
         raise fail(str(exc)) from None
     low, mid, high = min(times), statistics.median(times), max(times)
@@ -92,18 +92,15 @@ def stats(
       coinfer stats 127.0.0.1:8765 --json
       COINFER_TOKEN=s3cret coinfer stats edge.lan:8765 --tls-ca ca.pem
     """
-    from coinfer.runtime.client import edge_stats
-    from coinfer.runtime.preflight import reason
-    from coinfer.runtime.security import resolve_token
+    from coinfer.device.preflight import reason
+    from coinfer.device.requests import edge_stats
 
     check_format(fmt)
-    address, context = _connect(edge, tls, tls_ca)
-    with user_errors():
-        secret = resolve_token(token, token_file)
+    endpoint = _connect(edge, tls, tls_ca, token, token_file)
     try:
-        summary = asyncio.run(asyncio.wait_for(edge_stats(address, secret, context), 10.0))
+        summary = asyncio.run(edge_stats(endpoint))
     except Exception as exc:
-        raise fail(reason(exc, address, context is not None)) from None
+        raise fail(reason(exc, endpoint)) from None
     if as_json:
         print_json({"schema": SCHEMA, "edge": edge, "stats": summary})
         return

@@ -34,8 +34,8 @@ def experiment(
     fmt: TableFormat = None,
 ) -> None:
     """Run one of the papers' experiments and write its table and plots."""
-    from coinfer.experiments import EXPERIMENTS, run_experiment
-    from coinfer.experiments.engine import ENGINES, ray_available
+    from coinfer.apps.engine import ENGINES, ray_available
+    from coinfer.apps.experiments import EXPERIMENTS, run_experiment
 
     if name not in EXPERIMENTS:
         raise fail(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")

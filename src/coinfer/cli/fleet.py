@@ -83,10 +83,10 @@ def fleet(
       coinfer fleet --world mixed -m 10 -p noncoop,fedlinucb-w,fedlinucb-dw --learner paper
       coinfer fleet -m 50 -k 3 --json
     """
-    from coinfer.experiments.cans import simulate_fleet
     from coinfer.latency.link import parse_bandwidth
-    from coinfer.sim.fleet_roster import FLEET_POLICIES, Federation
-    from coinfer.sim.fleet_worlds import DEVICE_TYPES, WORLDS
+    from coinfer.sim.fleet_policies import FLEET_POLICIES, Federation
+    from coinfer.systems.cans.experiment import simulate_fleet
+    from coinfer.systems.cans.worlds import DEVICE_TYPES, WORLDS
 
     check_format(fmt)
     names = list(FLEET_POLICIES) if policy == "all" else [p.strip() for p in policy.split(",")]

@@ -93,10 +93,10 @@ def plan(
     Edgent needs a multi-exit model: branchy_alexnet runs with its shipped trained weights and
     their held-out per-exit accuracies.
     """
+    from coinfer.assembly import device_setup, load_model
     from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
     from coinfer.latency.link import parse_bandwidth
     from coinfer.policies.neurosurgeon import OBJECTIVES, Neurosurgeon
-    from coinfer.policies.setup import device_setup, load_model
 
     check_format(fmt)
     if policy not in PLANNERS:

@@ -214,26 +214,25 @@ def run(
     in time, is finished on the device: no frame is lost (--strict makes that exit 3).
     """
 
-    from coinfer.data import trace_path
-    from coinfer.latency.host import configure_host
-    from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
-    from coinfer.policies import registry
-    from coinfer.policies.federated import Federation
-    from coinfer.policies.setup import device_setup, load_model
-    from coinfer.runtime.client import write_log
-    from coinfer.runtime.inputs import Frames, frames_for
-    from coinfer.runtime.preflight import PreflightError
-    from coinfer.runtime.results import ResultWriter
-    from coinfer.runtime.runs import (
-        Connection,
+    from coinfer.apps.live import (
         Cooperation,
         link_history_bps,
         preflight_edge,
         run_frames,
         run_stages,
     )
-    from coinfer.runtime.security import device_tls, resolve_token
-    from coinfer.units import parse_address
+    from coinfer.assembly import device_setup, load_model
+    from coinfer.data import trace_path
+    from coinfer.device.client import ClientOptions
+    from coinfer.device.endpoint import Endpoint
+    from coinfer.device.inputs import Frames, frames_for
+    from coinfer.device.preflight import PreflightError
+    from coinfer.device.records import write_log
+    from coinfer.device.results import ResultWriter
+    from coinfer.latency.host import configure_host
+    from coinfer.latency.link import Link, TraceBandwidth, parse_bandwidth
+    from coinfer.policies import registry
+    from coinfer.policies.fedlinucb import Federation
 
     configure_host()
     check_format(fmt)
@@ -246,12 +245,9 @@ def run(
         raise fail("give one of --video, --images and --camera")
     with user_errors():
         entry = registry.check_world(policy, "live")
-        address = parse_address(edge)
-        secret = resolve_token(token, token_file)
-        context = device_tls(tls_ca) if tls or tls_ca is not None else None
-        connection = Connection(address, secret, context, edge_timeout, codec, quant)
-        _check_choice("--codec", codec, ("none", "lz4", "zstd"))
-        _check_choice("--quant", quant, ("none", "fp16", "int8"))
+        connection = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
+        options = ClientOptions(codec, quant, edge_timeout)
+        context = connection.tls
         if channel is not None:
             _check_choice("--channel", channel, ("rayleigh", "rician"))
         if bandwidth is not None and trace is not None:
@@ -267,7 +263,7 @@ def run(
         _check_choice("--learner", learner, ("paper", "link"))
         cooperation = Cooperation(group, None, Federation(link_feature=learner == "link"))
     if experience is not None:
-        from coinfer.sim.experience import Experience
+        from coinfer.policies.experience import Experience
 
         with user_errors(f"--experience {experience}"):
             cooperation = Cooperation(group, Experience.load(experience), cooperation.federation)
@@ -287,7 +283,7 @@ def run(
     if stagewise:
         with user_errors(), progress_bars() as report:
             try:
-                found = None if no_preflight else preflight_edge(setup, connection)
+                found = None if no_preflight else preflight_edge(setup, connection, options)
             except PreflightError as exc:
                 raise fail(f"preflight: {exc}") from None
             staged = run_stages(
@@ -295,6 +291,7 @@ def run(
                 policy,
                 frames,
                 connection,
+                options=options,
                 channel=channel or "rayleigh",
                 snr_db=snr_db,
                 time_weight=time_weight,
@@ -317,7 +314,8 @@ def run(
     with user_errors(), progress_bars() as report, writing as writer:
         try:
             run = run_frames(
-                setup, policy, frames, link, connection, seed=seed, latency_req_s=req,
+                setup, policy, frames, link, connection, options=options, seed=seed,
+                latency_req_s=req,
                 history_bps=history, on_frame=lambda r: report("frames", r.frame + 1, frames),
                 data=data, emulate=device != "host", check_edge=not no_preflight,
                 on_output=writer.write if writer is not None else None, cooperation=cooperation,

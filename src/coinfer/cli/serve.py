@@ -151,11 +151,12 @@ def serve(
     import asyncio
     import logging
 
+    from coinfer.edge.process import serve_until_signalled
+    from coinfer.edge.security import check_exposure
+    from coinfer.edge.server import EdgeServer, ServerOptions
+    from coinfer.edge.store import ModelStore
     from coinfer.latency.host import configure_host
-    from coinfer.runtime.live import serve_until_signalled
-    from coinfer.runtime.security import check_exposure, resolve_token
-    from coinfer.runtime.server import EdgeServer, ServerOptions
-    from coinfer.runtime.store import ModelStore
+    from coinfer.wire.auth import resolve_token
 
     configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
     handler = logging.StreamHandler(sys.stderr)

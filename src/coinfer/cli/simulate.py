@@ -125,9 +125,9 @@ def simulate(
     """
     from coinfer.policies import registry
     from coinfer.report import ExperimentResult, write_result
-    from coinfer.sim.roster import POLICIES
-    from coinfer.sim.simulate import plot_simulation
-    from coinfer.sim.simulate import simulate as run_simulation
+    from coinfer.sim.compare import POLICIES
+    from coinfer.systems.ans.simulate import plot_simulation
+    from coinfer.systems.ans.simulate import simulate as run_simulation
 
     names = list(POLICIES) if policy == "all" else [p.strip() for p in policy.split(",") if p]
     spec = model_spec(model, input_shape, model_arg, weights)
@@ -226,7 +226,7 @@ def _simulate_other(
     snr_db: float, time_weight: float, as_json: bool, fmt: str | None,
 ) -> None:  # fmt: skip
     """Edgent's policies (exit and cut) or the stopping rules (stage by stage)."""
-    from coinfer.sim.simulate import simulate_edgent, simulate_stopping
+    from coinfer.systems.ans.simulate import simulate_edgent, simulate_stopping
 
     config: dict[str, Any] = {"model": spec.name, "frames": frames, "seed": seed,
                               "device": device, "edge": edge}  # fmt: skip

@@ -8,7 +8,7 @@ from functools import partial
 from coinfer.latency.predict import CutCostModel
 from coinfer.policies.bandits import LinUCB, TunedMuLinUCB
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner
-from coinfer.policies.federated import Federation, Traffic, build_fleet, learner, member
+from coinfer.policies.fedlinucb import Federation, Traffic, build_fleet, learner, member
 from coinfer.policies.mulinucb import MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
 from coinfer.policies.registry import Knowledge, register

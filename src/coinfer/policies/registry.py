@@ -24,7 +24,7 @@ from coinfer.policies.types import Policy
 
 if TYPE_CHECKING:
     from coinfer.policies.edgent import ExitPath
-    from coinfer.policies.federated import Traffic
+    from coinfer.policies.fedlinucb import Traffic
     from coinfer.policies.stopping import StageProblem
 
 WORLDS = ("sim", "live", "fleet")
@@ -195,7 +195,7 @@ def create(name: str, knowledge: Knowledge) -> Policy:
 
 def create_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic]:
     """One policy per device of a fleet, and the traffic they will count."""
-    from coinfer.policies.federated import Traffic
+    from coinfer.policies.fedlinucb import Traffic
 
     found = check_world(name, "fleet")
     if found.build_fleet is not None:

@@ -11,11 +11,11 @@ EV_L̄ = E[Y_L̄(h)], EV_l = E[min(Y_l(h), EV_{l+1})]: stop at l iff h ≥ γ_l 
 γ_l = (σ²/P)(2^{k·D_l / (B·(EV_{l+1} − G_l))} − 1). Expectations are integrals over the fading
 density (adaptive quadrature), not Monte Carlo.
 
-Outage (why and how: ``coinfer.sim.channels``): a block with h < h_min carries nothing, so the
+Outage (why and how: ``coinfer.latency.channels``): a block with h < h_min carries nothing, so the
 device computes on; at stage L̄ it has nothing left to compute and waits for a usable block,
 paying w per second of waiting. Stage N (everything on the device) sends nothing: Y_N = G_N.
 
-The Monte Carlo simulators of these rules live in ``coinfer.sim.stopping``.
+The Monte Carlo simulators of these rules live in ``coinfer.sim.stages``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The simulated world: links, edge load, one device (more devices to come)."""
 
+from coinfer.latency.traces import markov_bandwidth, step_bandwidth
 from coinfer.sim.env import SimEnv, constant_load, step_load
-from coinfer.sim.links import markov_bandwidth, step_bandwidth
-from coinfer.sim.runner import RunStats, run_policy
+from coinfer.sim.scoring import RunStats, run_policy
 
 __all__ = [
     "RunStats",

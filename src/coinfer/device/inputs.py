@@ -1,0 +1,200 @@
+"""What a live device feeds its model: real images (a video file, a folder of images, a camera
+through PyAV), the held-out digits for the zoo's trained model, a synthetic scene for other
+image models, and seeded tensors of the declared shapes and dtypes for anything else.
+
+An input is an *image* when the model takes one tensor of shape N x C x H x W with C 1 or 3:
+images are resized to H x W (bilinear), converted to C channels and scaled to [0, 1]; a model
+that takes anything else gets no images (asking for them is a named error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coinfer import zoo
+from coinfer.assembly import ModelSetup
+from coinfer.video import SyntheticScene, key_frame_weights
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+@dataclass
+class Frames:
+    """What a live device runs: input frames, their key-frame weights, labels where the frames
+    are labelled data (then every answer is checked), and where each frame came from."""
+
+    inputs: list[tuple[torch.Tensor, ...]]
+    key_weights: list[float]
+    labels: list[int] | None = None
+    sources: list[str] = field(default_factory=list)
+    origin: str = "default"  # what the frames are: default, video:FILE, images:DIR, camera:DEV
+
+
+def is_image_input(inputs: Sequence[torch.Tensor]) -> bool:
+    return (len(inputs) == 1 and inputs[0].dim() == 4 and inputs[0].shape[1] in (1, 3)
+            and inputs[0].dtype.is_floating_point)  # fmt: skip
+
+
+def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
+    """An H x W (x C) uint8 image as the model's input: ``example``'s size, channels and
+    dtype, in [0, 1]."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"an image must be H x W or H x W x C, got shape {array.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1)[None].float()
+    if array.dtype == np.uint8:
+        x = x / 255.0
+    channels = int(example.shape[1])
+    if channels == 1 and x.shape[1] == 3:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    elif channels == 3 and x.shape[1] == 1:
+        x = x.expand(1, 3, *x.shape[2:])
+    x = F.interpolate(x, size=tuple(example.shape[-2:]), mode="bilinear", align_corners=False)
+    x = x.expand(int(example.shape[0]), *x.shape[1:])
+    return x.to(example.dtype).contiguous()
+
+
+def _need_image_model(model: ModelSetup, what: str) -> torch.Tensor:
+    if not is_image_input(model.inputs):
+        shapes = ", ".join(f"{list(t.shape)} {t.dtype}" for t in model.inputs)
+        raise ValueError(f"{what} gives images, but {model.name} takes {shapes}: images go to "
+                         f"models of one N x C x H x W input with C 1 or 3")  # fmt: skip
+    return model.inputs[0]
+
+
+def image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ValueError(f"--images {str(folder)!r}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--images {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    from skimage import io
+
+    try:
+        return np.asarray(io.imread(path))
+    except Exception as exc:  # the imaging plugins raise their own types
+        raise ValueError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
+def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:
+    """The folder's images in name order (looped to ``frames``)."""
+    example = _need_image_model(model, "--images")
+    files = image_files(folder)
+    chosen = [files[i % len(files)] for i in range(frames)]
+    cache: dict[Path, torch.Tensor] = {}
+    for path in dict.fromkeys(chosen):
+        cache[path] = image_tensor(read_image(path), example)
+    return Frames([(cache[p],) for p in chosen], [0.2] * frames, None, [p.name for p in chosen])
+
+
+def _stream_frames(model: ModelSetup, images: Iterable[np.ndarray], frames: int, source: str,
+                   what: str) -> Frames:  # fmt: skip
+    example = _need_image_model(model, what)
+    raw = []
+    for image in images:
+        raw.append(image)
+        if len(raw) >= frames:
+            break
+    if not raw:
+        raise ValueError(f"{what} {source}: no frames")
+    weights, _ = key_frame_weights(raw)
+    inputs: list[tuple[torch.Tensor, ...]] = [(image_tensor(image, example),) for image in raw]
+    names = [f"{source}#{i}" for i in range(len(raw))]
+    while len(inputs) < frames:  # a short video repeats
+        inputs.append(inputs[len(inputs) % len(raw)])
+        weights.append(weights[len(weights) % len(raw)])
+        names.append(names[len(names) % len(raw)])
+    return Frames(inputs, list(weights), None, names)
+
+
+def video_file_frames(model: ModelSetup, path: Path, frames: int) -> Frames:
+    from coinfer.video.files import video_frames
+
+    if not path.is_file():
+        raise ValueError(f"--video {str(path)!r}: no such file")
+    return _stream_frames(model, video_frames(path, frames), frames, path.name, "--video")
+
+
+def camera_images(device: str) -> Iterator[np.ndarray]:
+    """Frames of a camera (``/dev/video0`` through V4L2 on Linux, or any URL FFmpeg opens)."""
+    import av
+
+    try:
+        container = av.open(device, format="v4l2" if device.startswith("/dev/") else None)
+    except Exception as exc:
+        raise ValueError(f"--camera {device!r}: cannot open it ({exc})") from None
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"--camera {device!r}: no video stream")
+        for frame in container.decode(container.streams.video[0]):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def camera_frames(model: ModelSetup, device: str, frames: int) -> Frames:
+    """``frames`` frames captured now (then run: a capture is not paced by the run)."""
+    return _stream_frames(model, camera_images(device), frames, device, "--camera")
+
+
+def generated_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
+    """Seeded tensors of the model's input shapes and dtypes, one set per frame (floats
+    normal, integers in 0..1, as ``zoo.spec.InputSpec.example`` draws them)."""
+    specs = [zoo.InputSpec(tuple(t.shape), t.dtype) for t in model.inputs]
+    gen = torch.Generator().manual_seed(seed)
+    inputs = [tuple(s.example(gen) for s in specs) for _ in range(frames)]
+    return Frames(inputs, [0.2] * frames, None, [f"generated#{i}" for i in range(frames)])
+
+
+def synthetic_video_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
+    """A synthetic scene resized to the model's image input, with key-frame weights."""
+    example = _need_image_model(model, "the synthetic video")
+    scene = list(SyntheticScene(seed).frames(frames))
+    weights, _ = key_frame_weights(scene)
+    return Frames([(image_tensor(image, example),) for image in scene], list(weights), None,
+                  [f"synthetic#{i}" for i in range(frames)])  # fmt: skip
+
+
+def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
+    """The default inputs: the held-out digits (labelled) for a zoo model trained on them
+    (branchy_alexnet, with its shipped weights), a synthetic video for other image models,
+    seeded tensors of the declared shapes and dtypes for anything else."""
+    spec = model.spec
+    shipped = zoo.ships_weights(model.name) and (spec is None or spec.weights is None)
+    if shipped:
+        from coinfer.zoo.training import held_out, held_out_order
+
+        images, labels = held_out()
+        order = held_out_order(frames, seed)
+        return Frames([(images[i : i + 1].contiguous(),) for i in order], [0.2] * frames,
+                      [int(labels[i]) for i in order],
+                      [f"digits#{i}" for i in order])  # fmt: skip
+    if is_image_input(model.inputs):
+        return synthetic_video_frames(model, frames, seed)
+    return generated_frames(model, frames, seed)
+
+
+def frames_for(model: ModelSetup, frames: int, seed: int = 0, video: Path | None = None,
+               images: Path | None = None, camera: str | None = None) -> Frames:  # fmt: skip
+    """The frames a user asked for (a video file, an image folder, a camera), else the
+    model's default inputs (``live_frames``)."""
+    if video is not None:
+        chosen, origin = video_file_frames(model, video, frames), f"video:{video}"
+    elif images is not None:
+        chosen, origin = image_folder_frames(model, images, frames), f"images:{images}"
+    elif camera is not None:
+        chosen, origin = camera_frames(model, camera, frames), f"camera:{camera}"
+    else:
+        return live_frames(model, frames, seed)
+    chosen.origin = origin
+    return chosen

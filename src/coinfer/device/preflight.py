@@ -1,0 +1,133 @@
+"""Before a device's first frame: is the edge there, does it take our token, does it serve our
+model — the very same model (fingerprint) — and what are the link's RTT and upload rate?
+
+Every failure is a ``PreflightError`` whose text names the cause and the fix: a wrong host,
+a refused port, a TLS mismatch, a wrong token, a model not served, other weights. Without a
+preflight all of these would look the same: every frame finished on the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from coinfer.device.client import DeviceClient
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.requests import edge_stats, round_trips
+from coinfer.errors import EdgeUnreachableError
+from coinfer.wire.protocol import ErrorCode, ProtocolError
+
+PREFLIGHT_TIMEOUT_S = 10.0
+MAX_UPLINK_BPS = 10e9
+
+
+class PreflightError(EdgeUnreachableError):
+    """The edge cannot serve this device; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Preflight:
+    rtt_s: float  # median of the PINGs
+    uplink_bps: float | None  # measured by one upload of the model's input (cut 0)
+    served: dict[str, Any]  # what STATS says the edge serves
+    federation: bool = False  # the edge keeps federated learners' groups (serve --federation)
+
+
+def reason(exc: BaseException, endpoint: Endpoint) -> str:
+    """Why talking to the edge failed, for a person."""
+    address, tls, where = endpoint.address, endpoint.tls is not None, str(endpoint)
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {address[0]!r} ({exc.strerror}): check --edge"
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"nothing listens on {where} (connection refused): start `coinfer serve` "
+                f"there, or check --edge")  # fmt: skip
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS with {where} failed ({exc.reason or exc}): does the server use --tls-cert, "
+                f"and does --tls-ca hold its CA?")  # fmt: skip
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return (f"no answer from {where} within {PREFLIGHT_TIMEOUT_S:g} s: a firewall, or not "
+                f"a coinfer server?")  # fmt: skip
+    if isinstance(exc, ProtocolError):
+        if exc.code is ErrorCode.UNAUTHORIZED:
+            return (f"the edge at {where} refused the token: give the one it was started with "
+                    f"(--token-file, COINFER_TOKEN)")  # fmt: skip
+        if exc.code is ErrorCode.BAD_FRAME and not tls:
+            return (f"{where} does not speak coinfer over plain TCP ({exc}): a TLS server "
+                    f"needs --tls-ca")  # fmt: skip
+        return f"the edge at {where} answered {exc}"
+    if isinstance(exc, ConnectionError):
+        hint = " (a TLS server? give --tls-ca)" if not tls else ""
+        return f"the edge at {where} closed the connection{hint}"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {exc.strerror or exc}"
+    return f"{where}: {type(exc).__name__}: {exc}"
+
+
+async def preflight(
+    client: DeviceClient, example: Sequence[torch.Tensor], pings: int = 3
+) -> Preflight:
+    """PINGs (reachable, RTT), STATS (token, model served, fingerprint of every path the
+    device runs), then one upload of ``example`` at cut 0 (the upload rate; the edge's
+    fingerprint check end to end)."""
+    endpoint = client.endpoint
+    if endpoint is None:
+        raise PreflightError("no edge configured")
+    try:
+        rtts = await round_trips(endpoint, pings, PREFLIGHT_TIMEOUT_S)
+        stats = await edge_stats(endpoint, PREFLIGHT_TIMEOUT_S)
+    except Exception as exc:
+        raise PreflightError(reason(exc, endpoint)) from None
+    served = stats.get("models")
+    if not isinstance(served, dict):
+        raise PreflightError(f"the edge at {endpoint} does not list its models (another coinfer "
+                             f"version?)")  # fmt: skip
+    about = served.get(client.model)
+    if not isinstance(about, dict):
+        names = ", ".join(map(str, served)) or "nothing"
+        raise PreflightError(f"the edge serves {names}, not {client.model!r}: start it with "
+                             f"coinfer serve -m {client.model} (and the same --weights, "
+                             f"--model-arg, --input-shape)")  # fmt: skip
+    mine = client.path(None).part.fingerprint.hex()
+    exits = about.get("exit_fingerprints")
+    exits = exits if isinstance(exits, dict) else {}
+    same_exits = all(exits.get(str(e)) == client.path(e).part.fingerprint.hex()
+                     for e in client.exits)  # fmt: skip
+    if about.get("fingerprint") != mine or not same_exits:
+        raise PreflightError(
+            f"the edge's {client.model!r} is not this device's: fingerprint "
+            f"{str(about.get('fingerprint'))[:12]} there, {mine[:12]} here (other weights, "
+            f"factory arguments or input shapes): give both sides the same --weights, "
+            f"--model-arg and --input-shape"
+        )
+    rtt = statistics.median(rtts)
+    try:
+        start = time.perf_counter()
+        _, up, edge_s, _, sent = await asyncio.wait_for(client.offload(0, list(example)),
+                                                        client.offload_deadline_s(0))  # fmt: skip
+        took = time.perf_counter() - start
+    except Exception as exc:
+        client.abort()
+        raise PreflightError(reason(exc, endpoint)) from None
+    # shaped, the shaper knows the upload's time; on a real network it is what the round trip
+    # took beyond the edge's compute and one RTT (at most MAX_UPLINK_BPS: loopback is faster
+    # than any link worth planning for)
+    upload_s = up if client.link is not None else took - edge_s - rtt
+    uplink = min(MAX_UPLINK_BPS, 8.0 * sent / upload_s) if upload_s > 0 else MAX_UPLINK_BPS
+    return Preflight(rtt, uplink, served, isinstance(stats.get("groups"), dict))
+
+
+async def ping(endpoint: Endpoint, count: int) -> list[float]:
+    """Round trips of ``count`` PINGs on one connection (PreflightError naming why, if the
+    edge cannot be reached)."""
+    try:
+        return await round_trips(endpoint, count, PREFLIGHT_TIMEOUT_S)
+    except Exception as exc:
+        raise PreflightError(reason(exc, endpoint)) from None

@@ -1,0 +1,250 @@
+"""One peer's connection to the edge: the asyncio ``BufferedProtocol`` around the wire's
+``Parser``, with a deadline on everything.
+
+The kernel writes straight into the parser's buffers (the payload's buffer then becomes the
+tensors, zero-copy). A connection reads one message at a time — reading pauses from a whole
+message until its reply is written — and every state has a deadline: a message must be whole
+within ``read_timeout_s`` of its first byte, a connection with no message in progress is closed
+after ``idle_timeout_s``, and a reply the peer does not take within ``write_timeout_s`` drops
+the connection and frees what it held. What to do with a message is decided from its header
+alone, by the server's ``admit``, before a byte of its payload is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coinfer.wire.parser import Admission, Head, Parser
+from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
+
+CLOSE_GRACE_S = 1.0  # a closing connection's peer has this long to read our last words
+DRAIN_BYTES = 1024 * 1024  # after a fatal error, at most this much more is read and dropped
+
+Item = Message | ProtocolError | None  # None: the peer is gone
+Admit = Callable[[Head], Admission]
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    read_timeout_s: float | None = 10.0  # from a message's first byte to its last
+    idle_timeout_s: float | None = 60.0  # no message in progress and none being answered
+    write_timeout_s: float = 10.0  # a reply not taken by the peer in this time drops it
+
+
+class FramedConnection(asyncio.BufferedProtocol):
+    """One peer's connection: ``await next()`` for its messages, ``await write()`` a reply,
+    then ``done()`` to read the next."""
+
+    def __init__(
+        self,
+        parser: Parser,
+        admit: Admit,
+        deadlines: Deadlines,
+        on_made: Callable[[FramedConnection], None],
+        on_lost: Callable[[FramedConnection], None],
+        events: collections.Counter[str],
+        half_close: bool = True,
+    ) -> None:
+        self.parser = parser
+        self.admit = admit
+        self.deadlines = deadlines
+        self.on_made = on_made
+        self.on_lost = on_lost
+        self.events = events
+        self.half_close = half_close  # TLS cannot keep a half-closed connection
+        self.transport: asyncio.Transport | None = None
+        self.items: asyncio.Queue[Item] = asyncio.Queue()
+        self.busy = False  # a message is being answered
+        self.proven = False  # the peer has had a request past the token answered
+        self.last_active = time.monotonic()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._drained = 0
+        self._paused = False
+
+    @property
+    def idle(self) -> bool:
+        """Connected, with no message in progress and none being answered."""
+        return not self.busy and not self.parser.started and not self.closing
+
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing() or self.parser.stopped
+
+    # -- reading
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # pause writing whenever anything is left unsent: a reply counts against the budget
+        # until the kernel has it all, and a peer that never reads is noticed (high=1: TLS
+        # transports pause at size >= high, plain ones at size > high)
+        transport.set_write_buffer_limits(high=1, low=0)
+        self._arm_idle()
+        self.on_made(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.parser.buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.parser.stopped:  # read and dropped, so that the end is a FIN, not a reset;
+            self._drained += nbytes  # but a peer that floods is not read any further
+            if self._drained > DRAIN_BYTES and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if nbytes and not self.parser.started:
+            if self.busy:  # the peer sends ahead: nothing more is read until it is answered
+                self._pause()  # (its deadline starts then)
+            else:
+                self._start_deadline()
+        item = self.parser.feed(nbytes)
+        if isinstance(item, Head):
+            item = self.parser.decide(self.admit(item))
+        if item is None:
+            return
+        self._cancel_read()
+        if not (isinstance(item, ProtocolError) and item.fatal):
+            self.busy = True  # one message at a time: the next waits for done()
+            if isinstance(item, Message) and item.kind is not Kind.PING:
+                self.proven = True
+        self.items.put_nowait(item)
+
+    def _start_deadline(self) -> None:
+        timeout = self.deadlines.read_timeout_s
+        if timeout is not None:
+            self._read_timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        limit = self.deadlines.read_timeout_s or 0.0
+        self.events["read_timeouts"] += 1
+        self.items.put_nowait(self.parser.stop(
+            ProtocolError(ErrorCode.TIMEOUT, f"no whole message within {limit:g} s")))  # fmt: skip
+
+    def eof_received(self) -> bool:
+        if self.parser.started and not self.parser.stopped:
+            self._cancel_read()
+            self.items.put_nowait(self.parser.stop(
+                ProtocolError(ErrorCode.BAD_FRAME, "connection closed mid-message")))  # fmt: skip
+        self.items.put_nowait(None)
+        return self.half_close  # keep the transport to answer; the handler then closes it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read()
+        self._cancel_idle()
+        self.parser.release()
+        self.items.put_nowait(None)
+        self._can_write.set()
+        self.on_lost(self)
+
+    async def next(self) -> Item:
+        return await self.items.get()
+
+    def done(self) -> None:
+        """The last message is answered: read the next (whose deadline starts now, if it
+        began to arrive meanwhile); the idle clock runs from here."""
+        self.busy = False
+        self.last_active = time.monotonic()
+        if self.closing or self.transport is None:
+            return
+        if self.parser.started and self._read_timer is None:
+            self._start_deadline()
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # -- timers
+    def _arm_idle(self, delay: float | None = None) -> None:
+        """One timer per connection, re-armed when it fires rather than at every message."""
+        timeout = self.deadlines.idle_timeout_s
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(timeout if delay is None else delay, self._idled)
+
+    def _idled(self) -> None:
+        self._idle_timer = None
+        timeout = self.deadlines.idle_timeout_s or 0.0
+        if self.closing:
+            return
+        quiet = time.monotonic() - self.last_active
+        if self.idle and quiet >= timeout * 0.999:
+            self.events["idle_closed"] += 1
+            self.close()
+            return
+        self._arm_idle(timeout - quiet if self.idle else timeout)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _cancel_read(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    # -- writing, with a deadline
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    async def write(self, data: bytes) -> None:
+        """Hand ``data`` to the kernel; a peer that does not take it within the write
+        timeout is dropped (ConnectionError), and what was queued for it is freed."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the peer is gone")
+        self.transport.write(data)
+        if self._can_write.is_set():
+            return
+        try:
+            async with asyncio.timeout(self.deadlines.write_timeout_s):
+                await self._can_write.wait()
+        except TimeoutError:
+            self.events["write_timeouts"] += 1
+            self.abort()
+            raise ConnectionError("the peer does not read its replies") from None
+
+    # -- ending
+    def finish(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """End after an error without losing it: send FIN so the peer reads the error, then
+        the end; whatever else it sends is dropped, and after ``grace_s`` the connection is
+        aborted (closing at once with unread bytes would reset it and could drop the error)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            if self.half_close and self.transport.can_write_eof():
+                self.transport.write_eof()
+            else:
+                self.transport.close()
+        except OSError:  # the peer is already gone (reset)
+            self.abort()
+            return
+        asyncio.get_running_loop().call_later(grace_s, self.abort)
+
+    def refuse(self, data: bytes) -> None:
+        """Say ``data`` (an ERROR) and end, reading nothing more from this peer."""
+        self.parser.stop(ProtocolError(ErrorCode.BUSY, "refused"))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+        self.finish()
+
+    def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+            asyncio.get_running_loop().call_later(grace_s, self.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

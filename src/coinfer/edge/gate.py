@@ -1,0 +1,75 @@
+"""Who gets in, decided from a message's header alone, before a byte of its payload is read:
+the kind, the token, then for an INFER the model (its fingerprint), the cut, the tensors the
+header announces against what that cut sends, and the memory all of it will take — reserved
+from the server's one budget, or refused (docs/security.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coinfer.edge.budget import MemoryBudget
+from coinfer.edge.security import TokenCheck
+from coinfer.edge.store import ModelStore
+from coinfer.wire.messages import Infer
+from coinfer.wire.parser import Admission, Head
+from coinfer.wire.protocol import ErrorCode, Kind, Limits, ProtocolError
+from coinfer.wire.tensors import WireTensor, check_tensors, decode_bytes, payload_bytes
+
+
+@dataclass(frozen=True)
+class InferJob:
+    """An admitted INFER: the request, and its tensors' entries checked against the cut."""
+
+    request: Infer
+    wires: list[WireTensor]
+
+
+class Gate:
+    """``admit(head)``: the decision on one message (never raises: a bug of ours is an
+    INTERNAL error for that peer, and the server goes on)."""
+
+    def __init__(
+        self, store: ModelStore, tokens: TokenCheck, budget: MemoryBudget, limits: Limits
+    ) -> None:
+        self.store, self.tokens, self.budget, self.limits = store, tokens, budget, limits
+
+    def admit(self, head: Head) -> Admission:
+        try:
+            return self._admit(head)
+        except ProtocolError as exc:
+            return Admission(error=exc)
+        except Exception as exc:  # a bug of ours: the peer hears of it, the server goes on
+            text = f"{type(exc).__name__}: {exc}"
+            return Admission(error=ProtocolError(ErrorCode.INTERNAL, text))
+
+    def _admit(self, head: Head) -> Admission:
+        kind, header, payload_len = head.kind, head.header, head.payload_len
+        if kind in (Kind.RESULT, Kind.ERROR, Kind.PONG):
+            raise ProtocolError(ErrorCode.UNSUPPORTED, f"the edge does not take {kind.name}", True)
+        if kind is not Kind.INFER and payload_len:
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"{kind.name} carries no payload", True)
+        if kind is Kind.PING:
+            return Admission()
+        if not self.tokens.accepts(header.get("token")):
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "missing or wrong auth token (--token)",
+                                True)  # fmt: skip
+        if kind is not Kind.INFER:
+            return Admission()  # parsed where it is answered (its header is kept till then)
+        request = Infer.parse(header)
+        # the same model as the device's, before its tensors are judged by this one's boundary
+        self.store.check_fingerprint(request.model, request.exit, request.fingerprint)
+        expected = self.store.boundary(request.model, request.cut, request.exit)
+        what = f"cut {request.cut} of {request.model!r}"
+        wires = check_tensors(request.tensors, self.limits, expected, what)
+        if payload_len != payload_bytes(wires):
+            raise ProtocolError(ErrorCode.BAD_TENSOR,
+                                f"the payload has {payload_len} bytes, the tensors claim "
+                                f"{payload_bytes(wires)}")  # fmt: skip
+        need = (payload_len + decode_bytes(wires)
+                + self.store.reply_bytes(request.model, request.exit))  # fmt: skip
+        if not self.budget.reserve(need):
+            raise ProtocolError(ErrorCode.BUSY,
+                                f"the server's memory budget is in use ({self.budget.in_use} of "
+                                f"{self.budget.limit} bytes): try again later")  # fmt: skip
+        return Admission(bytearray(payload_len), need, job=InferJob(request, wires),
+                         keep_header=False)  # fmt: skip

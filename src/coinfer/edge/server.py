@@ -1,0 +1,275 @@
+"""The edge server (`coinfer serve`): runs the back halves devices ask for, over asyncio TCP.
+
+One connection per device (``edge.connection``); its messages are read and answered one at a
+time, while other connections are served concurrently. Whether a message is taken is decided
+from its header alone (``edge.gate``); back halves run on one worker thread
+(``edge.compute``), so the event loop keeps reading, refusing and answering while a model runs.
+Everything a peer can make the server hold is reserved from one memory budget first, and every
+connection has a deadline in every state (docs/security.md): nothing one client sends can stop
+the server serving the others. The server reads its options (``edge.options``) as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import resource
+import time
+from typing import Any
+
+from coinfer.edge.budget import MemoryBudget
+from coinfer.edge.compute import Compute
+from coinfer.edge.connection import Deadlines, FramedConnection
+from coinfer.edge.gate import Gate, InferJob
+from coinfer.edge.groups import GroupStore
+from coinfer.edge.options import ServerOptions
+from coinfer.edge.security import TokenCheck, check_exposure, server_tls
+from coinfer.edge.stats import ServerStats
+from coinfer.edge.store import ModelStore
+from coinfer.errors import BadValueError
+from coinfer.latency.host import release_free_memory
+from coinfer.wire.messages import (
+    Control,
+    ControlReply,
+    InferResult,
+    Pong,
+    StatsReply,
+    check_slowdown,
+    encode,
+    error_message,
+)
+from coinfer.wire.parser import SCRATCH_BYTES, Parser
+from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
+from coinfer.wire.sync import Sync
+from coinfer.wire.tensors import encode_tensors
+
+log = logging.getLogger("coinfer.serve")
+
+FD_RESERVE = 64  # file descriptors kept for the server's own files, threads and models
+LOG_REPEAT_S = 10.0  # the same loop error is logged at most once in this long
+
+
+class EdgeServer:
+    """``await start()``, then serve until ``close()`` (or a signal: ``edge.process``)."""
+
+    def __init__(self, store: ModelStore, options: ServerOptions | None = None) -> None:
+        self.options = options = options or ServerOptions()
+        self.store = store
+        self.slowdown = options.slowdown
+        self.tokens = TokenCheck(options.token)
+        self.deadlines = Deadlines(options.read_timeout_s, options.idle_timeout_s,
+                                   options.write_timeout_s)  # fmt: skip
+        self.budget = MemoryBudget(options.max_buffer_bytes)
+        self.notices: list[str] = []  # one-line warnings for whoever started the server
+        self.max_connections = self._connection_cap(options.max_connections)
+        self.tls = server_tls(options.tls_cert, options.tls_key) if options.tls_cert else None
+        self.stats = ServerStats()
+        self.groups = GroupStore(options.max_groups) if options.federation else None
+        self.gate = Gate(store, self.tokens, self.budget, options.limits)
+        self.compute = Compute(store, self.stats, options.batch_window_s)
+        self._server: asyncio.Server | None = None
+        self._open: dict[FramedConnection, asyncio.Task[None] | None] = {}
+        self._scratch = bytearray(SCRATCH_BYTES)
+        self._logged: dict[str, float] = {}
+        self._busy = 0  # requests being answered right now
+
+    @property
+    def token_required(self) -> bool:
+        return self.tokens.required
+
+    def _connection_cap(self, wanted: int) -> int:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or wanted + FD_RESERVE <= soft:
+            return wanted
+        cap = soft - FD_RESERVE
+        if cap < 1:
+            raise BadValueError(f"only {soft} file descriptors are allowed (ulimit -n): raise it "
+                           f"above {FD_RESERVE}")  # fmt: skip
+        self.notices.append(
+            f"--max-connections {wanted} lowered to {cap}: ulimit -n is {soft}, and "
+            f"{FD_RESERVE} descriptors are kept for the server itself"
+        )
+        return cap
+
+    def set_slowdown(self, factor: float) -> None:
+        """Emulate an edge ``factor`` times slower than this host (the compute, then a wait)."""
+        self.slowdown = check_slowdown(factor)
+
+    @property
+    def control_allowed(self) -> bool:
+        if self.options.allow_control is None:
+            return self.tokens.required
+        return self.options.allow_control
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        warning = check_exposure(host, self.tokens.required, self.options.insecure)
+        if warning:
+            self.notices.append(warning)
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._on_loop_error)
+        self._server = await loop.create_server(
+            self._new_connection,
+            host,
+            port,
+            ssl=self.tls,
+            ssl_handshake_timeout=self.deadlines.read_timeout_s if self.tls else None,
+            backlog=min(1024, self.max_connections),
+        )
+        sock = self._server.sockets[0].getsockname()
+        return str(sock[0]), int(sock[1])
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let requests in progress finish (up to ``grace_s``), then close
+        every connection."""
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + grace_s
+        while self._busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        tasks = [t for t in self._open.values() if t is not None]
+        for conn in list(self._open):
+            conn.abort()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.compute.shutdown()
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """One line per kind of trouble (accept out of file descriptors, a peer's TLS...),
+        at most every LOG_REPEAT_S, never a traceback: a flood cannot flood the log."""
+        self.stats.events["loop_errors"] += 1
+        message = str(context.get("message", "event loop error"))
+        exc = context.get("exception")
+        kind = f"{message.split('(')[0].split('<')[0]}{type(exc).__name__}"  # no reprs, no fds
+        now = time.monotonic()
+        if now - self._logged.get(kind, -math.inf) < LOG_REPEAT_S:
+            return
+        self._logged[kind] = now
+        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        log.warning("%s%s (the server keeps serving; repeats are counted, not logged, for %g s)",
+                    message, detail, LOG_REPEAT_S)  # fmt: skip
+
+    # -- connections
+    def _new_connection(self) -> FramedConnection:
+        parser = Parser(self.options.limits, self.budget, self._scratch)
+        return FramedConnection(parser, self.gate.admit, self.deadlines, self._on_made,
+                                self._on_lost, self.stats.events,
+                                half_close=self.tls is None)  # fmt: skip
+
+    def _on_made(self, conn: FramedConnection) -> None:
+        if len(self._open) >= self.max_connections:
+            idle = [c for c in self._open if c.idle]
+            if not idle:  # everyone is mid-request: this one waits its turn elsewhere
+                self.stats.events["refused"] += 1
+                busy = ProtocolError(ErrorCode.BUSY, f"the server has {self.max_connections} "
+                                     f"connections, all busy: try again later")  # fmt: skip
+                conn.refuse(error_message(None, busy))
+                return
+            # room is made by the idle connection that never had a request admitted (a hoarder),
+            # else by the longest idle: a device between frames is the last to go
+            victim = min(idle, key=lambda c: (c.proven, c.last_active))
+            self._open.pop(victim, None)
+            self.stats.events["evicted"] += 1
+            victim.close()
+        self.stats.connections += 1
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._open[conn] = task
+
+    def _on_lost(self, conn: FramedConnection) -> None:
+        self._open.pop(conn, None)
+
+    async def _serve(self, conn: FramedConnection) -> None:
+        """Answer one connection's messages in order until it ends or framing is lost."""
+        try:
+            while True:
+                item = await conn.next()
+                if item is None:
+                    break
+                if isinstance(item, ProtocolError):
+                    self.stats.errors[item.code.name] += 1
+                    await conn.write(error_message(item.request_id, item))
+                    if item.fatal:
+                        conn.finish()  # the error reaches the peer, then the connection ends
+                        return
+                    conn.done()
+                    continue
+                reserved = item.reserved
+                try:
+                    await conn.write(await self._answer(item))
+                finally:
+                    item = None  # its payload and tensors go now, before memory is given back
+                    self.budget.release(reserved)
+                    conn.done()
+                    self._maybe_trim()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        conn.close()
+
+    async def _answer(self, request: Message) -> bytes:
+        """The reply to one request: its result, or an ERROR naming what was wrong."""
+        self._busy += 1
+        try:
+            return await self._dispatch(request)
+        except ProtocolError as exc:
+            self.stats.errors[exc.code.name] += 1
+            return error_message(request.request_id, exc)
+        except Exception as exc:  # a bug of ours: tell the peer, keep serving
+            self.stats.errors[ErrorCode.INTERNAL.name] += 1
+            text = f"{type(exc).__name__}: {exc}"
+            return error_message(request.request_id, ProtocolError(ErrorCode.INTERNAL, text))
+        finally:
+            self._busy -= 1
+
+    def _maybe_trim(self) -> None:
+        if self.budget.trim_due():
+            self.stats.events["trims"] += 1
+            self.compute.background(release_free_memory)
+
+    def describe(self) -> dict[str, Any]:
+        """What STATS answers: the counters, the budget, connections, models and groups."""
+        summary = self.stats.summary()
+        summary["budget"] = self.budget.summary()
+        summary["open_connections"] = len(self._open)
+        summary["models"] = self.store.describe()
+        if self.groups is not None:
+            summary["groups"] = self.groups.describe()
+        return summary
+
+    async def _dispatch(self, request: Message) -> bytes:
+        rid = request.request_id
+        if request.kind is Kind.INFER:
+            return await self._infer(request.job, request.payload)
+        if request.kind is Kind.PING:
+            return encode(Pong(rid))
+        if request.kind is Kind.STATS:
+            return encode(StatsReply(rid, self.describe(), self.slowdown))
+        if request.kind is Kind.SYNC:
+            if self.groups is None:
+                raise ProtocolError(ErrorCode.UNSUPPORTED, "this server keeps no federated "
+                                    "statistics: start it with --federation")  # fmt: skip
+            return encode(self.groups.sync(Sync.parse(request.header)))
+        if not self.control_allowed:  # CONTROL: the gate takes no other kind
+            raise ProtocolError(ErrorCode.UNSUPPORTED, "CONTROL is off on this server: start it "
+                                "with --token (CONTROL then needs the token) or "
+                                "--allow-control")  # fmt: skip
+        self.slowdown = Control.parse(request.header).slowdown
+        return encode(ControlReply(rid, self.slowdown))
+
+    async def _infer(self, job: InferJob, payload: bytes | bytearray) -> bytes:
+        start = time.perf_counter()
+        tensors = await self.compute.decode(job.wires, payload)
+        self.stats.requests += 1
+        infer = job.request
+        outputs, compute_s = await self.compute.run((infer.model, infer.cut, infer.exit), tensors)
+        del tensors
+        edge_s = compute_s * self.slowdown
+        if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
+            await asyncio.sleep(edge_s - compute_s)
+        metas, body = encode_tensors(outputs)
+        self.stats.edge_s.append(edge_s)
+        self.stats.handle_s.append(time.perf_counter() - start)
+        return encode(InferResult(infer.id, edge_s, metas), body)

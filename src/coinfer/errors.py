@@ -1,0 +1,65 @@
+"""What can go wrong because of what a user gave, as one family: ``CoinferError``.
+
+A bad value, model, file or edge is a ``CoinferError`` of one of the kinds below, whose message
+names the problem and the fix: the CLI prints it as one line and exits 2. So is anything raised
+inside the user's own code (their factory, their model's forward), which coinfer cannot fix:
+``raised_in_user_code`` tells it by the files the zoo imported for the user. Anything else
+raised by coinfer's own code is a bug and keeps its traceback.
+
+The kinds also subclass the exception the standard library would raise (a ValueError for a
+bad value, a KeyError for an unknown name ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+
+class CoinferError(Exception):
+    """A problem with what the user gave, not a bug: the message says what to do."""
+
+
+class BadValueError(CoinferError, ValueError):
+    """A value the user gave (an option, a number, a name) that cannot be used."""
+
+
+class BadModelError(CoinferError, ValueError):
+    """A model that cannot be built, traced or split as asked."""
+
+
+class BadFileError(CoinferError, ValueError):
+    """A file that cannot be read or written as asked (weights, traces, experience, tokens)."""
+
+
+class EdgeUnreachableError(CoinferError):
+    """The edge cannot serve this device: not there, another token, another model."""
+
+
+_USER_SOURCES: set[str] = set()  # the files of the user's own modules (module:factory)
+
+
+def register_user_source(path: str | Path) -> None:
+    """``path`` holds the user's code: what it raises is theirs, not a bug of coinfer's."""
+    _USER_SOURCES.add(str(Path(path).resolve()))
+
+
+def _frames(tb: TracebackType | None) -> list[str]:
+    files = []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return files
+
+
+def raised_in_user_code(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) came out of the user's own code."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(str(Path(f).resolve()) in _USER_SOURCES for f in _frames(current.__traceback__)
+               if f and not f.startswith("<")):  # fmt: skip
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,299 @@
+"""One simulated device, every policy side by side (``coinfer simulate``): the same frames
+(a synthetic video's SSIM key frames, or a video file's), link, edge and noise for each, scored
+against the Oracle; and the plot of such a run."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coinfer import partition
+from coinfer.assembly import device_setup, load_model
+from coinfer.data import trace_path
+from coinfer.latency.channels import fading_channel
+from coinfer.latency.devices import resolve_device
+from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.latency.profiler import profile_ops
+from coinfer.latency.traces import shipped_history_bps
+from coinfer.policies import registry
+from coinfer.policies import stopping as st
+from coinfer.policies.loop import run_loop
+from coinfer.report import new_figure, save_figure
+from coinfer.sim.compare import DEFAULT_DISCOUNT, POLICIES, compare
+from coinfer.sim.env import SimEnv
+from coinfer.sim.scoring import RunStats
+from coinfer.sim.stages import StageEnv
+from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, World, build_world
+from coinfer.video import SyntheticScene, key_frame_weights, video_frames
+from coinfer.zoo.spec import ModelSpec
+from coinfer.zoo.training import held_out_correctness, held_out_order
+
+NOISE = 0.1  # log-normal standard deviation of every measured component
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class Simulation:
+    model: str
+    device: str
+    edge: str
+    world: World
+    frames: int
+    seed: int
+    key_rate: float
+    runs: dict[str, RunStats]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per policy; ``vs_oracle`` is its mean delay over the Oracle's."""
+        oracle = self.runs["oracle"]
+        change = self.world.changes[0] if self.world.changes else None
+        rows = []
+        for name, run in self.runs.items():
+            row: dict[str, Any] = {
+                "model": self.model,
+                "scenario": self.world.name,
+                "policy": name,
+                **run.summary(),
+                "vs_oracle": run.mean_delay_s / oracle.mean_delay_s,
+            }
+            if change is not None:
+                row["after_change_s"] = run.mean_delay_from(change)
+                row["after_change_vs_oracle"] = row["after_change_s"] / oracle.mean_delay_from(
+                    change
+                )
+            rows.append(row)
+        return rows
+
+
+def scene_key_weights(
+    frames: int, seed: int = 0, video: str | Path | None = None, progress: Progress | None = None
+) -> tuple[list[float], float]:
+    """Key-frame weights of ``frames`` frames of a synthetic scene (or of a video file, looped
+    when shorter), and the key-frame rate."""
+    source = video_frames(video) if video is not None else SyntheticScene(seed).frames(frames)
+
+    def tick(i: int) -> None:
+        if progress is not None:
+            progress("key frames", i + 1, frames)
+
+    weights, rate = key_frame_weights(itertools.islice(source, frames), on_frame=tick)
+    if not weights:
+        raise ValueError(f"{video}: the video has no frames")
+    while len(weights) < frames:  # a short video repeats (its first frame is then a key frame)
+        weights += weights[: frames - len(weights)]
+    return weights, rate
+
+
+def environments(
+    model: str | ModelSpec,
+    world: World,
+    key_weights: Sequence[float],
+    seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    edge: str = DEFAULT_EDGE,
+    noise: float = NOISE,
+) -> Callable[[], SimEnv]:
+    """A maker of fresh, identical environments (same frames, link, edge, noise) for ``model``
+    in ``world``: one per policy compared."""
+    spec = ModelSpec.of(model)
+    inputs = spec.example_inputs()
+    part = partition(spec.build(), inputs)
+    measured: list[dict[str, float]] = []
+
+    def host_profile() -> dict[str, float]:  # measured once, when a class needs this host
+        if not measured:
+            measured.append(profile_ops(part, inputs))
+        return measured[0]
+
+    dev = resolve_device(device, host_profile)
+    edg = resolve_device(edge, host_profile)
+
+    def new_env() -> SimEnv:
+        return SimEnv(part, dev, edg, world.link, world.edge_load, noise,
+                      world.frame_interval_s, key_weights, seed, world.clock)  # fmt: skip
+
+    return new_env
+
+
+def simulate(
+    model: str | ModelSpec = "vgg16",
+    scenario: str = "stationary",
+    policies: Sequence[str] = POLICIES,
+    frames: int = 10_000,
+    seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    edge: str = DEFAULT_EDGE,
+    trace: str | Path | None = None,
+    trace_scale: float = 1.0,
+    noise: float = NOISE,
+    discount: float = DEFAULT_DISCOUNT,
+    key_weights: tuple[list[float], float] | None = None,
+    video: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Simulation:
+    """Every policy in ``policies`` on the same frames, link, edge and noise (one seed)."""
+    world = build_world(scenario, frames, trace, trace_scale)
+    weights, key_rate = key_weights or scene_key_weights(frames, seed, video, progress)
+    new_env = environments(model, world, weights, seed, device, edge, noise)
+
+    def tick(name: str, i: int) -> None:
+        if progress is not None and ((i + 1) % 50 == 0 or i + 1 == frames):
+            progress(name, i + 1, frames)
+
+    runs = compare(policies, new_env, frames, discount, tick if progress else None)
+    return Simulation(ModelSpec.of(model).name, device, edge, world, frames, seed, key_rate, runs)
+
+
+def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    window = max(1, min(window, len(v)))
+    return np.convolve(v, np.ones(window) / window, mode="valid")
+
+
+COLOURS = {"oracle": "black", "best-fixed": "tab:grey", "neurosurgeon": "tab:green",
+           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-scaled": "tab:pink",
+           "mulinucb-discounted": "tab:orange",
+           "mulinucb-link": "tab:blue"}  # fmt: skip
+
+
+def plot_simulation(sim: Simulation, path: Path) -> Path:
+    """Delay over time (moving average), cumulative regret, and the chosen cut, per policy."""
+    fig, (ax_delay, ax_regret, ax_cut) = new_figure(width=9, height=3.0, rows=3, sharex=True)
+    window = max(10, sim.frames // 100)
+    for name, run in sim.runs.items():
+        colour = COLOURS.get(name)
+        if colour is None and len(sim.runs) > len(COLOURS):
+            continue  # the static baselines would crowd the plot; the table has them
+        smooth = _moving_average(run.delays, window)
+        ax_delay.plot(np.arange(len(smooth)) + len(run.delays) - len(smooth), smooth,
+                      label=name, lw=1, color=colour)  # fmt: skip
+        ax_regret.plot(np.cumsum(run.regrets), label=name, lw=1, color=colour)
+    oracle = sim.runs["oracle"]
+    ax_cut.step(range(len(oracle.cuts)), oracle.cuts, where="post", color="black", lw=1.2,
+                label="oracle")  # fmt: skip
+    learners = [n for n in sim.runs if n not in ("oracle", "best-fixed") and n in COLOURS]
+    for offset, name in zip(
+        np.linspace(-0.25, 0.25, max(len(learners), 1)), learners, strict=False
+    ):
+        ax_cut.plot(np.asarray(sim.runs[name].cuts) + offset, ".", ms=1.5, alpha=0.5,
+                    color=COLOURS[name], label=name)  # fmt: skip
+    for change in sim.world.changes:
+        for ax in (ax_delay, ax_regret, ax_cut):
+            ax.axvline(change, color="grey", ls="--", lw=0.8)
+    ax_delay.set_ylabel(f"delay (s), mean of {window}")
+    ax_delay.set_yscale("log")
+    ax_regret.set_ylabel("cumulative regret (s)")
+    ax_cut.set_ylabel("chosen cut (offset per policy)")
+    ax_cut.set_xlabel("frame")
+    ax_delay.legend(fontsize=7, ncol=3)
+    ax_cut.legend(fontsize=7, markerscale=6, ncol=3)
+    ax_delay.set_title(f"{sim.model}, {sim.world.name}: {sim.world.description}", fontsize=9)
+    for ax in (ax_delay, ax_regret, ax_cut):
+        ax.grid(True, alpha=0.3)
+    return save_figure(fig, path)
+
+
+def exit_correctness(net: Any, frames: int, seed: int = 0) -> np.ndarray:
+    """correct[i, e-1]: does exit e answer frame i right? Frame i shows the held-out image the
+    live device shows as its frame i (``zoo.training.held_out_order``)."""
+    return np.asarray(held_out_correctness(net)[held_out_order(frames, seed)])
+
+
+def simulate_edgent(
+    model: str | ModelSpec,
+    policies: Sequence[str],
+    frames: int,
+    trace: str,
+    trace_scale: float,
+    latency_req_s: float,
+    seed: int = 0,
+    device: str = "rpi3",
+    edge: str = "edge-pc",
+    noise: float = 0.0,
+    rtt_s: float = 0.02,
+) -> list[dict[str, Any]]:
+    """Edgent's policies (exit and cut) over a trace, frames back to back, the held-out digits
+    as frames: per policy its accuracy, deadline hit rate and mean latency. Bandwidth states
+    come from the other shipped traces at the same scale, as on the live device."""
+    setup = device_setup(load_model(model), device, edge)
+    if not setup.model.exits:
+        raise ValueError(
+            f"Edgent's policies choose an exit: {model!r} has one (use branchy_alexnet)"
+        )
+    link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s)
+    history = shipped_history_bps(trace, trace_scale)
+    correct = exit_correctness(setup.model.net, frames, seed)
+    exits = {p.exit: p.part for p in setup.model.exits}
+    rows = []
+    for name in policies:
+        env = SimEnv(setup.model.part, setup.device, setup.edge, link, noise=noise, seed=seed,
+                     exits=exits, correct=correct)  # fmt: skip
+        knowledge = setup.knowledge(
+            "sim",
+            link,
+            latency_req_s=latency_req_s,
+            link_history_bps=history,
+            truth=env.expected_delays,
+        )
+        steps = run_loop(env, registry.create(name, knowledge), frames)
+        rows.append(edgent_row(name, [s.feedback for s in steps], latency_req_s))
+    return rows
+
+
+def edgent_row(policy: str, feedback: Sequence[Any], latency_req_s: float) -> dict[str, Any]:
+    """Accuracy, deadline hit rate, mean latency and the exits taken, over frames."""
+    totals = [fb.total_s for fb in feedback]
+    known = [fb.correct for fb in feedback if fb.correct is not None]
+    exits = [fb.exit for fb in feedback if fb.exit is not None]
+    return {
+        "policy": policy, "frames": len(totals),
+        "accuracy": float(np.mean(known)) if known else None,
+        "deadline_hit_rate": float(np.mean([t <= latency_req_s for t in totals])),
+        "mean_latency_s": float(np.mean(totals)),
+        "exits": {str(e): exits.count(e) for e in sorted(set(exits))},
+    }  # fmt: skip
+
+
+def simulate_stopping(
+    model: str | ModelSpec,
+    policies: Sequence[str],
+    tasks: int,
+    channel: str = "rayleigh",
+    snr_db: float = 10.0,
+    time_weight: float = 1.0,
+    seed: int = 0,
+    device: str = "edge-pc/8",
+    edge: str = "edge-pc",
+) -> list[dict[str, Any]]:
+    """The stage-wise policies, task by task through the one loop on the same channel draws:
+    per policy its mean cost (95% interval) beside its rule's analytic expected cost."""
+    setup = device_setup(load_model(model), device, edge)
+    part = setup.model.part
+    fading = fading_channel(channel, st.gain_for_snr(snr_db))
+    tau, s, bits = st.chain_times(part, setup.device, setup.edge)
+    costs = st.chain_costs(tau, s, bits, st.COMPUTE_W, st.RADIO.power_w, time_weight, st.RADIO)
+    knowledge = setup.knowledge("sim", Link.constant(1e6), stages=st.StageProblem(costs, fading))
+    rows = []
+    for name in policies:
+        policy = registry.create(name, knowledge)
+        env = StageEnv(costs, tau, s, st.COMPUTE_W, fading.sample, fading.h_min, seed=seed,
+                       cuts=part.cuts)  # fmt: skip
+        rule = st.rule_of(policy, costs, fading, name)
+        run_loop(env, policy, tasks)
+        draws = np.asarray(env.task_costs)
+        rows.append(
+            {
+                "policy": name,
+                "tasks": tasks,
+                "mean_cost": float(draws.mean()),
+                "ci95": 1.96 * float(draws.std(ddof=1)) / np.sqrt(tasks),
+                "analytic_cost": float(rule.cost),
+                "stops": {str(k): env.stops.count(k) for k in sorted(set(env.stops))},
+            }
+        )
+    return rows

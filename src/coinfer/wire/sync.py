@@ -1,0 +1,202 @@
+"""SYNC on the wire (CANS through the edge): a federated learner's statistics, to and from its
+group (the group lives on the edge: ``edge.groups``; the device's side: ``device.group``).
+
+A device of a federated policy (``fedlinucb-dw`` ...) keeps its group's statistics on the edge
+server it offloads to (``coinfer serve --federation``). A SYNC carries what the device learned
+since its last one, and the reply the group's sums, which hold every member's uploads:
+
+    SYNC (device → edge), header only:
+      group   str, 1-64 characters of [A-Za-z0-9._:/-]     (who shares: a device type)
+      dim     int, 1..MAX_DIM                               (features per record)
+      dg      bin, float64 little-endian, ΔG's upper triangle row by row: dim·(dim+1)/2 values
+      db      bin, float64 little-endian, Δb: dim values
+      count   int, 0..MAX_COUNT                             (online records in the delta)
+      eg, eb, ecount                                        (offline experience, the same way)
+      token   str                                           (when the server has one)
+    reply RESULT: group, dim, dg, db, count, eg, eb, ecount (the same fields, now the group's
+    sums), syncs (SYNCs that made them). Both counts 0 in a SYNC: a download.
+
+Every field is checked on both sides (docs/security.md): sizes exact, values finite, ΔG and the
+group's sums positive semi-definite with non-negative entries and Δb non-negative (every
+learner's features and delays are non-negative, so anything else is an impossible
+measurement), a delta of no records all zero. The prior λI is not on the wire: every device
+adds its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from coinfer.wire.messages import token_of
+from coinfer.wire.protocol import ErrorCode, Kind, ProtocolError, request_id_of
+
+MAX_DIM = 32  # features per record: the 7 ANS features and the link feature need 8
+MAX_COUNT = 10_000_000  # records in one delta
+MAX_ABS = 1e15  # any statistic beyond this is no measurement (delays in units, features ≤ 1)
+GROUP_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+PSD_TOLERANCE = 1e-9  # of the matrix's largest diagonal entry
+
+
+def triangle(matrix: np.ndarray) -> bytes:
+    """A symmetric matrix's upper triangle, row by row, as float64 little-endian bytes."""
+    rows, cols = np.triu_indices(matrix.shape[0])
+    return np.ascontiguousarray(matrix[rows, cols], dtype="<f8").tobytes()
+
+
+def _vector(raw: Any, size: int, name: str) -> np.ndarray:
+    if not isinstance(raw, (bytes, bytearray)):
+        raise ValueError(f"{name} must be bytes (float64 little-endian)")
+    if len(raw) != 8 * size:
+        raise ValueError(f"{name} has {len(raw)} bytes, {8 * size} expected")
+    values = np.frombuffer(bytes(raw), dtype="<f8").astype(float)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} holds a value that is not finite")
+    if np.any(np.abs(values) > MAX_ABS):
+        raise ValueError(f"{name} holds a value beyond {MAX_ABS:g}")
+    return values
+
+
+def check_dim(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIM:
+        raise ValueError(f"dim must be an integer in 1..{MAX_DIM}, got {value!r}")
+    return value
+
+
+def check_count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"count must be an integer in 0..{MAX_COUNT}, got {value!r}")
+    return value
+
+
+def check_group_name(value: Any) -> str:
+    if not isinstance(value, str) or not GROUP_NAME.fullmatch(value):
+        raise ValueError("a group name is 1-64 characters of letters, digits and ._:/- "
+                         f"(got {value!r})")  # fmt: skip
+    return value
+
+
+def read_statistics(
+    dim: int, raw_g: Any, raw_b: Any, names: tuple[str, str] = ("dg", "db")
+) -> tuple[np.ndarray, np.ndarray]:
+    """ΔG (symmetric) and Δb from their wire form, or ValueError naming what is impossible."""
+    upper = _vector(raw_g, dim * (dim + 1) // 2, names[0])
+    b = _vector(raw_b, dim, names[1])
+    g = np.zeros((dim, dim))
+    g[np.triu_indices(dim)] = upper
+    g = g + np.triu(g, 1).T
+    if np.any(g < 0) or np.any(b < 0):
+        raise ValueError("statistics of non-negative features and delays cannot be negative")
+    scale = max(1.0, float(np.max(np.diag(g))))
+    if float(np.linalg.eigvalsh(g)[0]) < -PSD_TOLERANCE * scale:
+        raise ValueError(f"{names[0]} is not a sum of x xᵀ (not positive semi-definite)")
+    return g, b
+
+
+@dataclass
+class Sums:
+    """Σ x xᵀ, Σ y x and their record count: online frames, or offline experience."""
+
+    g: np.ndarray
+    b: np.ndarray
+    count: int = 0
+
+    @classmethod
+    def zero(cls, dim: int) -> Sums:
+        return cls(np.zeros((dim, dim)), np.zeros(dim))
+
+    def add(self, other: Sums) -> None:
+        self.g += other.g
+        self.b += other.b
+        self.count = min(MAX_COUNT * 1000, self.count + other.count)
+
+    def wire(self, fields: tuple[str, str, str]) -> dict[str, Any]:
+        g, b, count = fields
+        return {g: triangle(self.g), b: self.b.astype("<f8").tobytes(), count: self.count}
+
+
+ONLINE = ("dg", "db", "count")  # the wire fields of online frames' sums, both ways
+EXPERIENCE = ("eg", "eb", "ecount")  # and of offline experience
+
+
+def read_sums(header: Mapping[str, Any], dim: int, fields: tuple[str, str, str]) -> Sums:
+    """Sums from their wire fields, ValueError naming the first impossible one."""
+    g_name, b_name, count_name = fields
+    try:
+        count = check_count(header.get(count_name))
+    except ValueError as exc:
+        raise ValueError(f"{count_name}: {exc}") from None
+    g, b = read_statistics(dim, header.get(g_name), header.get(b_name), (g_name, b_name))
+    if count == 0 and (g.any() or b.any()):
+        raise ValueError(f"{g_name}/{b_name}: a delta of no records must be all zero")
+    return Sums(g, b, count)
+
+
+def _sums(header: Mapping[str, Any], dim: int) -> tuple[Sums, Sums]:
+    return read_sums(header, dim, ONLINE), read_sums(header, dim, EXPERIENCE)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Device → edge: what a federated learner learned since its last SYNC (both counts 0: a
+    download), every field checked (BAD_HEADER naming the first impossible one)."""
+
+    group: str
+    dim: int
+    online: Sums
+    experience: Sums
+    id: int | None = 0
+    token: str | None = None
+    kind: ClassVar[Kind] = Kind.SYNC
+
+    def header(self) -> dict[str, Any]:
+        header = {"id": self.id, "group": self.group, "dim": self.dim,
+                  **self.online.wire(ONLINE), **self.experience.wire(EXPERIENCE)}  # fmt: skip
+        if self.token is not None:
+            header["token"] = self.token
+        return header
+
+    @classmethod
+    def parse(cls, header: Mapping[str, Any]) -> Sync:
+        try:
+            group = check_group_name(header.get("group"))
+            dim = check_dim(header.get("dim"))
+            online, experience = _sums(header, dim)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_HEADER, f"SYNC: {exc}") from None
+        return cls(group, dim, online, experience, request_id_of(header), token_of(header))
+
+
+@dataclass(frozen=True)
+class SyncReply:
+    """Edge → device: the group's sums, which hold every member's uploads, and how many SYNCs
+    made them."""
+
+    group: str
+    dim: int
+    online: Sums
+    experience: Sums
+    syncs: int
+    id: int | None = 0
+    kind: ClassVar[Kind] = Kind.RESULT
+
+    def header(self) -> dict[str, Any]:
+        return {"id": self.id, "group": self.group, "dim": self.dim,
+                **self.online.wire(ONLINE), **self.experience.wire(EXPERIENCE),
+                "syncs": self.syncs}  # fmt: skip
+
+    @classmethod
+    def parse(cls, header: Mapping[str, Any], group: str, dim: int) -> SyncReply:
+        """The reply for ``group`` of ``dim`` features (ValueError: the edge may be anyone)."""
+        if header.get("group") != group:
+            raise ValueError(f"the reply is for group {header.get('group')!r}, not {group!r}")
+        if check_dim(header.get("dim")) != dim:
+            raise ValueError(f"the group has {header.get('dim')} features, this device {dim}")
+        online, experience = _sums(header, dim)
+        syncs = header.get("syncs", 0)
+        return cls(group, dim, online, experience, syncs if isinstance(syncs, int) else 0,
+                   request_id_of(header))  # fmt: skip

@@ -1,0 +1,315 @@
+"""Federation through the edge (SYNC): a real `coinfer serve --federation` against hostile
+SYNCs, a device against a hostile edge's replies, and federated learners live, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from coinfer.assembly import ModelSetup, load_model
+from coinfer.cli.app import app
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.group import RemoteGroup
+from coinfer.policies.fedlinucb import DeterminantSync, FederatedStats, Traffic
+from coinfer.wire.protocol import ErrorCode, Kind, pack
+from coinfer.wire.sync import EXPERIENCE, MAX_DIM, Sums, triangle
+from tests.edge.test_hostile_server import under_attack
+from tests.edges import MAX_GROUPS, TOKEN, Edges
+from tests.peers import Served, connect, read_reply, stats
+
+runner = CliRunner()
+
+
+def _delta(dim: int = 3, scale: float = 1.0) -> tuple[bytes, bytes]:
+    x = np.arange(1, dim + 1, dtype=float) * scale
+    return triangle(np.outer(x, x)), (2.0 * x).astype("<f8").tobytes()
+
+
+def _sync(group: str = "t", dim: int = 3, count: int = 1, token: str | None = TOKEN,
+          **fields: Any) -> bytes:  # fmt: skip
+    dg, db = _delta(dim)
+    none = Sums.zero(dim if type(dim) is int and 0 < dim <= MAX_DIM else 1)
+    header: dict[str, Any] = {"id": 9, "group": group, "dim": dim, "dg": dg, "db": db,
+                              "count": count, **none.wire(EXPERIENCE), **fields}  # fmt: skip
+    if token is not None:
+        header["token"] = token
+    return pack(Kind.SYNC, header)
+
+
+def _ask(address: tuple[str, int], wire: bytes) -> tuple[Kind, dict[str, Any]]:
+    with connect(address) as sock:
+        sock.sendall(wire)
+        reply = read_reply(sock)
+    assert reply is not None, "the server closed the connection without a word"
+    return reply[0], reply[1]
+
+
+@pytest.fixture(scope="module")
+def guarded(edges: Edges) -> Served:
+    return edges.guarded
+
+
+@pytest.fixture(scope="module")
+def alexnet() -> ModelSetup:
+    return load_model("alexnet")
+
+
+def test_syncs_add_up_in_their_group(guarded: Served) -> None:
+    kind, first = _ask(guarded.address, _sync("adds-up", count=2))
+    assert kind is Kind.RESULT and first["count"] == 2 and first["dim"] == 3
+    kind, second = _ask(guarded.address, _sync("adds-up", count=3))
+    g = np.frombuffer(second["dg"], dtype="<f8")
+    one, _ = _delta()
+    assert np.allclose(g, 2 * np.frombuffer(one, dtype="<f8"))  # two deltas, summed
+    assert second["count"] == 5 and second["syncs"] == 2
+    groups = stats(guarded, TOKEN)["groups"]
+    assert groups["adds-up"] == {"dim": 3, "count": 5, "experience": 0, "syncs": 2}
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        ({"dg": _delta()[0][:-8]}, "dg has"),
+        ({"db": b"\x00" * 25}, "db has"),
+        ({"dg": "not bytes"}, "dg must be bytes"),
+        ({"db": np.array([1.0, float("nan"), 1.0]).astype("<f8").tobytes()}, "not finite"),
+        ({"db": np.array([1.0, float("inf"), 1.0]).astype("<f8").tobytes()}, "not finite"),
+        ({"db": np.array([1.0, -1.0, 1.0]).astype("<f8").tobytes()}, "cannot be negative"),
+        ({"db": np.array([1.0, 1e300, 1.0]).astype("<f8").tobytes()}, "beyond"),
+        # non-negative entries, yet no sum of x xᵀ: [[1, 2], [2, 1]] has the eigenvalue -1
+        (
+            {
+                "dim": 2,
+                "dg": triangle(np.array([[1.0, 2.0], [2.0, 1.0]])),
+                "db": np.ones(2).astype("<f8").tobytes(),
+            },
+            "positive semi-definite",
+        ),
+        ({"dim": 0}, "dim must be"),
+        ({"dim": MAX_DIM + 1}, "dim must be"),
+        ({"dim": True}, "dim must be"),
+        ({"count": -1}, "count must be"),
+        ({"count": 10**12}, "count must be"),
+        ({"count": 0}, "no records must be all zero"),
+        ({"eg": b"\x00" * 8}, "eg has 8 bytes"),
+        (
+            {"eb": np.array([1.0, -2.0, 1.0]).astype("<f8").tobytes(), "ecount": 1},
+            "cannot be negative",
+        ),
+        ({"ecount": None}, "count must be"),
+        ({"group": ""}, "group name"),
+        ({"group": "x" * 65}, "group name"),
+        ({"group": "white space"}, "group name"),
+        ({"group": 7}, "group name"),
+    ],
+)
+def test_impossible_statistics_are_refused_by_name(
+    guarded: Served, fields: dict[str, Any], names: str
+) -> None:
+    kind, reply = _ask(guarded.address, _sync(**{"group": "refused", **fields}))
+    assert kind is Kind.ERROR and reply["code"] == ErrorCode.BAD_HEADER, reply
+    assert names in reply["message"]
+    assert "refused" not in stats(guarded, TOKEN)["groups"]  # nothing was kept
+
+
+def test_sync_needs_the_token_and_a_group_keeps_its_dimension(guarded: Served) -> None:
+    kind, reply = _ask(guarded.address, _sync("no-token", token=None))
+    assert kind is Kind.ERROR and reply["code"] == ErrorCode.UNAUTHORIZED
+    kind, reply = _ask(guarded.address, _sync("no-token", token="wrong"))
+    assert reply["code"] == ErrorCode.UNAUTHORIZED
+    assert "no-token" not in stats(guarded, TOKEN)["groups"]
+    assert _ask(guarded.address, _sync("fixed-dim", dim=3))[0] is Kind.RESULT
+    kind, reply = _ask(guarded.address, _sync("fixed-dim", dim=4))
+    assert reply["code"] == ErrorCode.BAD_HEADER and "has 3 features, not 4" in reply["message"]
+
+
+def test_groups_are_bounded_while_devices_are_served(guarded: Served, alexnet: ModelSetup) -> None:
+    def fill() -> list[int]:
+        codes = []
+        for i in range(MAX_GROUPS + 3):
+            kind, reply = _ask(guarded.address, _sync(f"fill-{i}"))
+            codes.append(0 if kind is Kind.RESULT else reply["code"])
+        return codes
+
+    codes = under_attack(guarded, alexnet, fill)
+    assert ErrorCode.BUSY in codes  # beyond the limit: refused, the server keeps serving
+    assert len(stats(guarded, TOKEN)["groups"]) == MAX_GROUPS
+
+
+def test_a_server_without_federation_says_how_to_get_it(edges: Edges) -> None:
+    _, reply = _ask(edges.open.address, _sync(token=None))
+    assert reply["code"] == ErrorCode.UNSUPPORTED and "--federation" in reply["message"]
+
+
+class _EvilEdge:
+    """Answers every SYNC with ``answer(request header)`` (None: never answers)."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            message = read_reply(conn)
+            if message is not None:
+                reply = self.answer(message[1])
+                if reply is not None:
+                    conn.sendall(reply)
+            threading.Timer(3.0, conn.close).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _honest(header: dict[str, Any], **override: Any) -> bytes:
+    """The reply an honest edge gives a first SYNC: the group holds just this delta."""
+    fields = ("dg", "db", "count", "eg", "eb", "ecount")
+    body = {"id": 0, "group": header["group"], "dim": header["dim"], "syncs": 1,
+            **{k: header[k] for k in fields}, **override}  # fmt: skip
+    return pack(Kind.RESULT, body)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda h: _honest(h, group="other"),
+        lambda h: _honest(h, dim=h["dim"] + 1),
+        lambda h: _honest(h, dg=h["dg"][:-8]),
+        lambda h: _honest(h, eb=np.full(h["dim"], np.inf).astype("<f8").tobytes()),
+        lambda h: _honest(h, db=np.full(h["dim"], np.nan).astype("<f8").tobytes()),
+        lambda h: _honest(h, db=np.full(h["dim"], -1.0).astype("<f8").tobytes()),
+        lambda h: _honest(h, count=h["count"] - 1),  # holds less than this device sent
+        lambda h: _honest(h, count="many"),
+        lambda h: pack(Kind.ERROR, {"id": 0, "code": 8, "message": "x" * 5000}),
+        lambda h: pack(Kind.PONG, {"id": 0}),
+        lambda h: b"garbage that is no message at all",
+        lambda h: None,  # never answers
+    ],
+)
+def test_a_device_keeps_its_statistics_against_a_hostile_edge(answer: Any) -> None:
+    edge = _EvilEdge(answer)
+    try:
+        group = RemoteGroup(
+            "pair", 3, 1.0, Endpoint(edge.address), timeout_s=1.0, retry_after_s=0.0
+        )
+        stats_ = FederatedStats(group, DeterminantSync(0.01), Traffic())
+        x = np.array([0.5, 0.2, 1.0])
+        stats_.update(x, 2.0)  # grows det at once: a sync is due, queued for the edge
+        assert group.out_count == 1
+        before = stats_.a.copy()
+        assert asyncio.run(group.flush()) is False
+        assert group.wire.failures == 1 and group.wire.last_error
+        assert len(group.wire.last_error) <= 300
+        assert group.out_count == 1  # kept for the next try
+        assert np.array_equal(stats_.a, before)  # what it learned, and nothing from the edge
+        assert np.allclose(stats_.a, np.eye(3) + np.outer(x, x))
+    finally:
+        edge.close()
+
+
+def test_an_honest_edge_is_heard_and_the_delta_cleared() -> None:
+    edge = _EvilEdge(_honest)
+    try:
+        group = RemoteGroup("pair", 3, 1.0, Endpoint(edge.address), timeout_s=2.0)
+        stats_ = FederatedStats(group, DeterminantSync(0.01), Traffic())
+        x = np.array([0.5, 0.2, 1.0])
+        stats_.update(x, 2.0)
+        assert asyncio.run(group.flush()) is True
+        assert group.out_count == 0 and group.pushed == 1 and group.wire.messages == 2
+        assert np.allclose(stats_.a, np.eye(3) + np.outer(x, x))  # the group holds its frame
+        assert stats_.traffic.uploads == stats_.traffic.downloads == 1
+    finally:
+        edge.close()
+
+
+def _experience(path: Path) -> Path:
+    from coinfer.latency.devices import resolve_device
+    from coinfer.latency.link import Link
+    from coinfer.policies.experience import collect_experience, exit_cuts
+    from coinfer.sim.env import SimEnv
+
+    part = load_model("alexnet").part
+    env = SimEnv(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"),
+                 Link.constant(20e6, 0.005), noise=0.1)  # fmt: skip
+    exp = collect_experience(env, (0, *exit_cuts(part)), 12, "alexnet", "edge-pc/8", "edge-pc",
+                             "a 20 Mbit/s link, earlier")  # fmt: skip
+    return exp.save(path)
+
+
+def test_federated_devices_share_their_group_live(tmp_path: Path) -> None:
+    """Two devices of one group in turn against `coinfer serve --federation`: the second joins
+    a group holding the first one's frames and its warm start; both count their messages."""
+    server = Served(["-m", "alexnet", "--federation"]).start().wait_ready()
+    try:
+        host, port = server.address
+        common = ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-n", "8", "--device",
+                  "edge-pc/8", "--bandwidth", "20mbit", "--rtt", "5ms", "--json",
+                  "--learner", "paper", "--group", "pi4-alexnet"]  # fmt: skip
+        warm = _experience(tmp_path / "pi4.json")
+        first = runner.invoke(app, [*common, "-p", "fedlinucb-dw", "--experience", str(warm)])
+        assert first.exit_code == 0, first.output
+        one = json.loads(first.stdout)
+        fed = one["federation"]
+        assert fed["messages"] >= 2 and fed["bytes"] > 0 and fed["failed_syncs"] == 0
+        assert fed["records_sent"] >= 12  # the warm start, and whatever it synced online
+        assert one["config"]["group"] == "pi4-alexnet" and one["fallbacks"] == 0
+        second = runner.invoke(app, [*common, "-p", "fedlinucb-d"])
+        assert second.exit_code == 0, second.output
+        two = json.loads(second.stdout)["federation"]
+        assert two["group_records"] >= fed["records_sent"] + two["records_sent"]
+        groups = stats(server)["groups"]
+        assert groups["pi4-alexnet"]["dim"] == 7
+        held = groups["pi4-alexnet"]
+        assert held["experience"] == 12  # the warm start, kept apart from the online frames
+        assert held["count"] + held["experience"] == fed["records_sent"] + two["records_sent"]
+        # told, one line each, how to use it right
+        wrong = runner.invoke(app, [*common[:-2], "-p", "fedlinucb-dw"])
+        assert wrong.exit_code == 2 and "--group" in wrong.output
+        not_federated = runner.invoke(app, [*common, "-p", "mulinucb-link"])
+        assert not_federated.exit_code == 2 and "federated policies" in not_federated.output
+    finally:
+        server.stop()
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_device_is_told_when_the_edge_keeps_no_groups(edges: Edges) -> None:
+    host, port = edges.open.address
+    result = runner.invoke(app, ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-n", "2",
+                                 "-p", "fedlinucb-d", "--group", "g"])  # fmt: skip
+    assert result.exit_code == 2 and "serve --federation" in result.output, result.output
+
+
+def test_the_cans_demo_runs_four_devices_against_one_federated_edge(tmp_path: Path) -> None:
+    # the MLP: the mechanics are the test, AlexNet's frames only make it longer
+    result = runner.invoke(app, ["demo", "--system", "cans", "--duration", "3", "-m", "mlp",
+                                 "--out", str(tmp_path), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    rows = {r["policy"]: r for r in doc["rows"]}
+    assert set(rows) == {"coop-1", "coop-2", "alone-1", "alone-2"}
+    for name, row in rows.items():
+        assert row["error"] is None and row["frames"] >= 1 and row["fallbacks"] == 0, row
+        cooperating = name.startswith("coop")
+        assert (row["messages"] > 0) == cooperating and (row["bytes"] > 0) == cooperating
+    group = doc["groups"]["demo-pair"]
+    assert group["experience"] > 0 and group["dim"] == 7  # both warm starts, measured live
+    assert set(doc["simulated_pairs_s"]) == {"cooperating", "alone"}
+    assert isinstance(doc["held"], bool) and isinstance(doc["simulation_agrees"], bool)
+    assert (tmp_path / "cans.png").read_bytes()[:4] == b"\x89PNG"
+    assert doc["config"]["trace_scale"] == 8.0 and doc["config"]["rtt_s"] == 0.005  # WLAN
+    for name in ("coop-1", "coop-2"):  # the warm-up is told before the frames
+        assert f"{name}: ready (fedlinucb-dw, 12 experience records)" in result.stderr
