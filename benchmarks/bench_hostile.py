@@ -77,10 +77,14 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
             if record.offloaded:
                 exact = torch.allclose(output[0], want, rtol=1e-4, atol=1e-5)
                 correct, wrong = correct + exact, wrong + (not exact)
-        return {"latencies": [r.total_s for r in records if r.offloaded],
-                "frames": len(records), "fallbacks": sum(r.fallback for r in records),
-                "correct": correct, "wrong": wrong,
-                "errors": sorted({r.error.split(":")[0] for r in records if r.error})}  # fmt: skip
+        return {
+            "latencies": [r.total_s for r in records if r.offloaded],
+            "frames": len(records),
+            "fallbacks": sum(r.fallback for r in records),
+            "correct": correct,
+            "wrong": wrong,
+            "errors": sorted({r.error.split(":")[0] for r in records if r.error}),
+        }
 
     async def everyone() -> list[dict[str, Any]]:
         return await asyncio.gather(*(device(i) for i in range(GOOD_DEVICES)))
@@ -95,15 +99,31 @@ def _fingerprint() -> bytes:
 
 
 def _boundary(**meta: Any) -> list[dict[str, Any]]:
-    entry = {"dtype": "float32", "shape": [1, 256, 6, 6], "codec": "none", "quant": "none",
-             "raw_bytes": 36864, "bytes": 36864}  # fmt: skip
+    entry = {
+        "dtype": "float32",
+        "shape": [1, 256, 6, 6],
+        "codec": "none",
+        "quant": "none",
+        "raw_bytes": 36864,
+        "bytes": 36864,
+    }
     return [{**entry, **meta}]
 
 
-def _infer(metas: Any, payload: bytes = b"", token: str | None = TOKEN, cut: int = 15,
-           payload_len: int | None = None) -> bytes:  # fmt: skip
-    header: dict[str, Any] = {"id": 1, "model": "alexnet", "cut": cut, "fp": _fingerprint(),
-                              "tensors": metas}  # fmt: skip
+def _infer(
+    metas: Any,
+    payload: bytes = b"",
+    token: str | None = TOKEN,
+    cut: int = 15,
+    payload_len: int | None = None,
+) -> bytes:
+    header: dict[str, Any] = {
+        "id": 1,
+        "model": "alexnet",
+        "cut": cut,
+        "fp": _fingerprint(),
+        "tensors": metas,
+    }
     if token is not None:
         header["token"] = token
     return pack(Kind.INFER, header, payload, payload_len=payload_len)
@@ -141,12 +161,25 @@ class Attacks:
                     sock.recv(65536)
 
     def bombs(self, token: str | None) -> None:
-        self._send_all([
-            _infer(_boundary(codec="zstd", bytes=len(self.zstd_bomb)), self.zstd_bomb, token),
-            _infer(_boundary(codec="lz4", bytes=len(self.lz4_bomb)), self.lz4_bomb, token),
-            _infer(_boundary(shape=[1, 10**7], quant="int8", scale=1.0, zero=0.0, codec="zstd",
-                             raw_bytes=10**7, bytes=len(self.int8)), self.int8, token),
-        ])  # fmt: skip
+        self._send_all(
+            [
+                _infer(_boundary(codec="zstd", bytes=len(self.zstd_bomb)), self.zstd_bomb, token),
+                _infer(_boundary(codec="lz4", bytes=len(self.lz4_bomb)), self.lz4_bomb, token),
+                _infer(
+                    _boundary(
+                        shape=[1, 10**7],
+                        quant="int8",
+                        scale=1.0,
+                        zero=0.0,
+                        codec="zstd",
+                        raw_bytes=10**7,
+                        bytes=len(self.int8),
+                    ),
+                    self.int8,
+                    token,
+                ),
+            ]
+        )
 
     def announce(self, token: str | None) -> None:
         socks = [self._sock() for _ in range(20)]
@@ -171,8 +204,9 @@ class Attacks:
 
     def control(self, token: str | None) -> None:
         values = [float("inf"), 1e308, "inf", True, -1.0, 0.5]
-        self._send_all([pack(Kind.CONTROL, {"id": 3, "slowdown": v, "token": token})
-                        for v in values])  # fmt: skip
+        self._send_all(
+            [pack(Kind.CONTROL, {"id": 3, "slowdown": v, "token": token}) for v in values]
+        )
 
     def hoard(self, token: str | None) -> None:
         socks = [self._sock() for _ in range(60)]
@@ -202,8 +236,17 @@ class Attacks:
         with self._sock() as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n" * 100)
 
-    ALL = ("bombs", "announce", "stranger", "never_reads", "control", "hoard", "trickle",
-           "unknown", "garbage")  # fmt: skip
+    ALL = (
+        "bombs",
+        "announce",
+        "stranger",
+        "never_reads",
+        "control",
+        "hoard",
+        "trickle",
+        "unknown",
+        "garbage",
+    )
 
 
 def attackers(address: tuple[str, int], seconds: float, out: Any) -> None:
@@ -294,39 +337,65 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=int, default=128)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    options = {"token": TOKEN, "max_buffer_bytes": args.budget_mb * MIB, "read_timeout_s": 2.0,
-               "write_timeout_s": 2.0, "idle_timeout_s": 5.0, "max_connections": 256}  # fmt: skip
+    options = {
+        "token": TOKEN,
+        "max_buffer_bytes": args.budget_mb * MIB,
+        "read_timeout_s": 2.0,
+        "write_timeout_s": 2.0,
+        "idle_timeout_s": 5.0,
+        "max_connections": 256,
+    }
     with ProcessServer(zoo_store, ("alexnet",), ServerOptions(**options)) as server:
         rows = [phase(server, args.seconds, False), phase(server, args.seconds, True)]
-    result = {"budget_mb": args.budget_mb, "seconds": args.seconds, "options": options,
-              "rows": rows}  # fmt: skip
+    result = {
+        "budget_mb": args.budget_mb,
+        "seconds": args.seconds,
+        "options": options,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     console = Console(width=200)
-    table = Table(title=f"{GOOD_DEVICES} good devices, {args.seconds:g} s; server budget "
-                        f"{args.budget_mb} MiB")  # fmt: skip
-    columns = ["phase", "frames", "offloaded", "fallbacks", "correct", "wrong_accepted",
-               "p50_ms", "p99_ms", "peak_rss_growth_mb", "rss_before_mb", "rss_after_mb",
-               "server_alive"]  # fmt: skip
+    table = Table(
+        title=f"{GOOD_DEVICES} good devices, {args.seconds:g} s; server budget {args.budget_mb} MiB"
+    )
+    columns = [
+        "phase",
+        "frames",
+        "offloaded",
+        "fallbacks",
+        "correct",
+        "wrong_accepted",
+        "p50_ms",
+        "p99_ms",
+        "peak_rss_growth_mb",
+        "rss_before_mb",
+        "rss_after_mb",
+        "server_alive",
+    ]
     for col in columns:
         table.add_column(col, no_wrap=True)
     for row in rows:
-        table.add_row(*(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns))  # fmt: skip
+        table.add_row(
+            *(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
+        )
     console.print(table)
     attacked = rows[1]
     console.print(f"attacks run: {attacked['attacks_run']}")
     console.print(f"server errors answered: {attacked['server_errors']}")
     console.print(f"server events: {attacked['server_events']}")
     console.print(f"server budget: {attacked['server_budget']}")
-    console.print(f"good devices' errors (frames finished on the device): "
-                  f"{attacked['device_errors']}")  # fmt: skip
+    console.print(
+        f"good devices' errors (frames finished on the device): {attacked['device_errors']}"
+    )
     base, hit = rows[0]["p99_ms"], attacked["p99_ms"]
     if base and hit:
-        console.print(f"p99 under attack / baseline: {hit / base:.2f}x; peak RSS growth "
-                      f"{attacked['peak_rss_growth_mb']:.1f} MiB of a {args.budget_mb} MiB "
-                      f"budget")  # fmt: skip
+        console.print(
+            f"p99 under attack / baseline: {hit / base:.2f}x; peak RSS growth "
+            f"{attacked['peak_rss_growth_mb']:.1f} MiB of a {args.budget_mb} MiB "
+            f"budget"
+        )
 
 
 if __name__ == "__main__":

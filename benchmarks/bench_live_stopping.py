@@ -35,8 +35,9 @@ POLICIES = ("stopping", "osla", "myopic", "fixed-split", "edge-only", "device-on
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=300)
-    parser.add_argument("--models", default="mlp:rpi3,alexnet:edge-pc/8",
-                        help="model:device class, comma-separated")  # fmt: skip
+    parser.add_argument(
+        "--models", default="mlp:rpi3,alexnet:edge-pc/8", help="model:device class, comma-separated"
+    )
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration", type=int, default=10, help="calibration passes")
@@ -54,9 +55,15 @@ def main() -> None:
             calibration = None  # measured once per model: every policy on the same times
             for name in args.policies.split(","):
                 t0 = time.monotonic()
-                result = run_stages(setup, name, args.tasks, Endpoint(server.address),
-                                    seed=args.seed, calibration_repeats=args.calibration,
-                                    calibration=calibration)  # fmt: skip
+                result = run_stages(
+                    setup,
+                    name,
+                    args.tasks,
+                    Endpoint(server.address),
+                    seed=args.seed,
+                    calibration_repeats=args.calibration,
+                    calibration=calibration,
+                )
                 calibration = result.calibration
                 doc = result.summary
                 doc["wall_s"] = time.monotonic() - t0
@@ -69,19 +76,35 @@ def main() -> None:
         print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
         return
     table = Table(title=f"live optimal stopping, Rayleigh 10 dB, w = 1, {args.tasks} tasks")
-    for col in ("model", "device", "policy", "mean cost", "± 95%", "analytic (calibration)",
-                "gap", "analytic (as run)", "gap", "model on the draws: gap",
-                "optimal ≤ this"):  # fmt: skip
+    for col in (
+        "model",
+        "device",
+        "policy",
+        "mean cost",
+        "± 95%",
+        "analytic (calibration)",
+        "gap",
+        "analytic (as run)",
+        "gap",
+        "model on the draws: gap",
+        "optimal ≤ this",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     for row in rows:
         best = next(r for r in rows if r["model"] == row["model"] and r["policy"] == "stopping")
-        table.add_row(row["model"], row["device"], row["policy"], f"{row['mean_cost']:.5g}",
-                      f"{row['ci95']:.2g}", f"{row['analytic_cost']:.5g}",
-                      f"{100 * row['measured_vs_analytic']:+.1f}%",
-                      f"{row['analytic_cost_as_run']:.5g}",
-                      f"{100 * row['measured_vs_analytic_as_run']:+.1f}%",
-                      f"{100 * row['measured_vs_model_on_draws']:+.1f}%",
-                      "yes" if best["mean_cost"] <= row["mean_cost"] else "NO")  # fmt: skip
+        table.add_row(
+            row["model"],
+            row["device"],
+            row["policy"],
+            f"{row['mean_cost']:.5g}",
+            f"{row['ci95']:.2g}",
+            f"{row['analytic_cost']:.5g}",
+            f"{100 * row['measured_vs_analytic']:+.1f}%",
+            f"{row['analytic_cost_as_run']:.5g}",
+            f"{100 * row['measured_vs_analytic_as_run']:+.1f}%",
+            f"{100 * row['measured_vs_model_on_draws']:+.1f}%",
+            "yes" if best["mean_cost"] <= row["mean_cost"] else "NO",
+        )
     Console().print(table)
 
 

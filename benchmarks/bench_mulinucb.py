@@ -67,14 +67,18 @@ def main() -> None:
         rows.append(cell(model, scenario, args.frames, args.seeds))
         if not args.json:
             r = rows[-1]
-            print(f"{model}/{scenario}: mulinucb {r['mulinucb']:.3f} authors {r['authors']:.3f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{model}/{scenario}: mulinucb {r['mulinucb']:.3f} authors {r['authors']:.3f}",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    table = TableData(f"mean delay / Oracle's ({args.frames} frames, seeds {args.seeds})",
-                      ["model", "scenario", "authors", *POLICIES, "mulinucb vs authors"],
-                      left={"model", "scenario"})  # fmt: skip
+    table = TableData(
+        f"mean delay / Oracle's ({args.frames} frames, seeds {args.seeds})",
+        ["model", "scenario", "authors", *POLICIES, "mulinucb vs authors"],
+        left={"model", "scenario"},
+    )
     for r in rows:
         table.add(
             r["model"],

@@ -53,21 +53,33 @@ def main() -> None:
         for devices, types in FLEETS:
             base = None
             for policy in POLICIES:
-                rate = device_frames_per_second(devices, types, policy, args.frames,
-                                                args.repeats, Path(tmp))  # fmt: skip
+                rate = device_frames_per_second(
+                    devices, types, policy, args.frames, args.repeats, Path(tmp)
+                )
                 base = base or rate
-                rows.append({"devices": devices, "policy": policy,
-                             "device_frames_per_s": rate, "vs_fixed_cut": rate / base})  # fmt: skip
+                rows.append(
+                    {
+                        "devices": devices,
+                        "policy": policy,
+                        "device_frames_per_s": rate,
+                        "vs_fixed_cut": rate / base,
+                    }
+                )
     if args.json:
         print(json.dumps({"rows": rows}, indent=2))
         return
-    table = Table(title=f"fleet simulation, {args.frames} frames per device, "
-                        f"median of {args.repeats}")  # fmt: skip
+    table = Table(
+        title=f"fleet simulation, {args.frames} frames per device, median of {args.repeats}"
+    )
     for col in ("devices", "policy", "device-frames/s", "vs fixed cut"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["devices"]), r["policy"], f"{r['device_frames_per_s']:,.0f}",
-                      f"{r['vs_fixed_cut']:.2f}")  # fmt: skip
+        table.add_row(
+            str(r["devices"]),
+            r["policy"],
+            f"{r['device_frames_per_s']:,.0f}",
+            f"{r['vs_fixed_cut']:.2f}",
+        )
     Console().print(table)
 
 

@@ -27,15 +27,32 @@ from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import run_policy
 from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
 
-TIMED = ("mulinucb", "mulinucb-scaled", "mulinucb-discounted", "mulinucb-link", "linucb",
-         "neurosurgeon", "fixed-0")  # fmt: skip
+TIMED = (
+    "mulinucb",
+    "mulinucb-scaled",
+    "mulinucb-discounted",
+    "mulinucb-link",
+    "linucb",
+    "neurosurgeon",
+    "fixed-0",
+)
 
 
 def _env(part: Any, scenario: str, frames: int) -> SimEnv:
     world = build_world(scenario, frames)
     keys = [0.8 if i % 30 == 0 else 0.2 for i in range(frames)]
-    return SimEnv(part, resolve_device(DEFAULT_DEVICE), resolve_device(DEFAULT_EDGE), world.link,
-                  world.edge_load, 0.1, world.frame_interval_s, keys, 0, world.clock)  # fmt: skip
+    return SimEnv(
+        part,
+        resolve_device(DEFAULT_DEVICE),
+        resolve_device(DEFAULT_EDGE),
+        world.link,
+        world.edge_load,
+        0.1,
+        world.frame_interval_s,
+        keys,
+        0,
+        world.clock,
+    )
 
 
 def decision_microseconds(part: Any, name: str, frames: int, blocks: int) -> float:
@@ -76,8 +93,10 @@ def main() -> None:
         print(json.dumps({"select_update_us": decisions, "sim_frames_per_s": speed}, indent=2))
         return
     console = Console()
-    table = Table(title=f"select + update per frame, VGG16 (P + 1 = 23, d = 7), median of "
-                  f"{args.blocks} x {args.frames} frames")  # fmt: skip
+    table = Table(
+        title=f"select + update per frame, VGG16 (P + 1 = 23, d = 7), median of "
+        f"{args.blocks} x {args.frames} frames"
+    )
     table.add_column("policy")
     table.add_column("µs / frame", justify="right")
     for name, us in decisions.items():

@@ -116,10 +116,15 @@ def overhead(frames: int) -> list[dict[str, Any]]:
             records = env.records[3:]  # warm-up
         extra = 1e3 * statistics.median(r.total_s - r.device_s - r.edge_s for r in records)
         floor = loopback_floor_ms(records[0].bytes_sent, frames)
-        rows.append({"boundary_kb": part.cuts[1].boundary_bytes / 1000,
-                     "median_total_ms": 1e3 * statistics.median(r.total_s for r in records),
-                     "beyond_compute_ms": extra, "loopback_floor_ms": floor,
-                     "overhead_ms": extra - floor})  # fmt: skip
+        rows.append(
+            {
+                "boundary_kb": part.cuts[1].boundary_bytes / 1000,
+                "median_total_ms": 1e3 * statistics.median(r.total_s for r in records),
+                "beyond_compute_ms": extra,
+                "loopback_floor_ms": floor,
+                "overhead_ms": extra - floor,
+            }
+        )
     return rows
 
 
@@ -138,11 +143,16 @@ def shaping(repeats: int) -> list[dict[str, Any]]:
                 records = asyncio.run(run_live_env(client, FixedCut(1), [x] * repeats)).records
             measured = statistics.median(r.uplink_s for r in records)
             wire = records[0].bytes_sent  # the message: boundary + header + prefix
-            rows.append({"link_mbps": mbps, "boundary_kb": nbytes / 1000,
-                         "ideal_ms": 1e3 * link.upload_seconds(wire),
-                         "measured_ms": 1e3 * measured,
-                         "ratio": measured / link.upload_seconds(wire),
-                         "boundary_only_ideal_ms": 1e3 * ideal})  # fmt: skip
+            rows.append(
+                {
+                    "link_mbps": mbps,
+                    "boundary_kb": nbytes / 1000,
+                    "ideal_ms": 1e3 * link.upload_seconds(wire),
+                    "measured_ms": 1e3 * measured,
+                    "ratio": measured / link.upload_seconds(wire),
+                    "boundary_only_ideal_ms": 1e3 * ideal,
+                }
+            )
     return rows
 
 
@@ -157,10 +167,16 @@ def throughput(frames: int) -> list[dict[str, Any]]:
         for devices in (1, 4, 16):
             options = ServerOptions(batch_window_s=window_ms / 1000)
             with ProcessServer(alexnet_store, (), options) as server:
-                clients = [DeviceClient("alexnet", live.part, [0.0] * len(live.part.cuts),
-                                        Endpoint(server.address),
-                                        options=ClientOptions(edge_timeout_s=30.0))
-                           for _ in range(devices)]  # fmt: skip
+                clients = [
+                    DeviceClient(
+                        "alexnet",
+                        live.part,
+                        [0.0] * len(live.part.cuts),
+                        Endpoint(server.address),
+                        options=ClientOptions(edge_timeout_s=30.0),
+                    )
+                    for _ in range(devices)
+                ]
 
                 async def one(client: DeviceClient) -> list[tuple[float, str | None]]:
                     out: list[tuple[float, str | None]] = []
@@ -181,10 +197,15 @@ def throughput(frames: int) -> list[dict[str, Any]]:
                 results = asyncio.run(all_devices())
                 elapsed = time.perf_counter() - start
             done = [r for rs in results for r in rs]
-            rows.append({"devices": devices, "batch_window_ms": window_ms,
-                         "requests_per_s": len(done) / elapsed,
-                         "median_latency_ms": 1e3 * statistics.median(t for t, _ in done),
-                         "errors": sum(e is not None for _, e in done)})  # fmt: skip
+            rows.append(
+                {
+                    "devices": devices,
+                    "batch_window_ms": window_ms,
+                    "requests_per_s": len(done) / elapsed,
+                    "median_latency_ms": 1e3 * statistics.median(t for t, _ in done),
+                    "errors": sum(e is not None for _, e in done),
+                }
+            )
     return rows
 
 
@@ -212,8 +233,9 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     console = Console()
-    console.print(_table("framework overhead per frame, unshaped loopback (median)",
-                         results["overhead"]))  # fmt: skip
+    console.print(
+        _table("framework overhead per frame, unshaped loopback (median)", results["overhead"])
+    )
     console.print(_table("shaped uplink vs ideal (median)", results["shaping"]))
     console.print(_table("throughput, AlexNet cut after pool5", results["throughput"]))
 

@@ -70,9 +70,13 @@ if __name__ == "__main__":
 
 def _device(root: Path, kb: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(kb)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(root), str(kb)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def compare(other: Path, kb: int, blocks: int, block: int, warmup: int = 3) -> dict[str, Any]:
@@ -104,10 +108,18 @@ def compare(other: Path, kb: int, blocks: int, block: int, warmup: int = 3) -> d
     rng = random.Random(0)
     boot = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(400))
     this, that = (statistics.median(beyond[k]) for k in ("this", "other"))
-    return {"boundary_kb": kb, "blocks": blocks, "block": block, "this_beyond_ms": this,
-            "other_beyond_ms": that, "floor_ms": floor, "this_overhead_ms": this - floor,
-            "other_overhead_ms": that - floor, "paired_diff_ms": statistics.median(diffs),
-            "paired_diff_95": [boot[10], boot[389]]}  # fmt: skip
+    return {
+        "boundary_kb": kb,
+        "blocks": blocks,
+        "block": block,
+        "this_beyond_ms": this,
+        "other_beyond_ms": that,
+        "floor_ms": floor,
+        "this_overhead_ms": this - floor,
+        "other_overhead_ms": that - floor,
+        "paired_diff_ms": statistics.median(diffs),
+        "paired_diff_95": [boot[10], boot[389]],
+    }
 
 
 def main() -> None:
@@ -126,11 +138,13 @@ def main() -> None:
         return
     for r in rows:
         low, high = r["paired_diff_95"]
-        print(f"{r['boundary_kb']:>5} KB: overhead beyond the {r['floor_ms']:.3f} ms floor: "
-              f"this {r['this_overhead_ms']:.3f} ms, other {r['other_overhead_ms']:.3f} ms; "
-              f"paired this - other {r['paired_diff_ms']:+.3f} ms "
-              f"(95% {low:+.3f} .. {high:+.3f}), {r['blocks']} blocks of {r['block']} "
-              f"frames each")  # fmt: skip
+        print(
+            f"{r['boundary_kb']:>5} KB: overhead beyond the {r['floor_ms']:.3f} ms floor: "
+            f"this {r['this_overhead_ms']:.3f} ms, other {r['other_overhead_ms']:.3f} ms; "
+            f"paired this - other {r['paired_diff_ms']:+.3f} ms "
+            f"(95% {low:+.3f} .. {high:+.3f}), {r['blocks']} blocks of {r['block']} "
+            f"frames each"
+        )
 
 
 if __name__ == "__main__":

@@ -43,16 +43,33 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
     authority.cert_pem.write_to_path(str(ca_path))
     token = {"COINFER_TOKEN": TOKEN}
     servers = Edges(
-        Served(["-m", "alexnet", "--max-buffer-mb", str(BUDGET_MB), "--read-timeout", "1.5",
-                "--write-timeout", "1", "--idle-timeout", "2", "--max-connections", "64",
-                "--federation", "--max-groups", str(MAX_GROUPS)],
-               env=token).start(),
+        Served(
+            [
+                "-m",
+                "alexnet",
+                "--max-buffer-mb",
+                str(BUDGET_MB),
+                "--read-timeout",
+                "1.5",
+                "--write-timeout",
+                "1",
+                "--idle-timeout",
+                "2",
+                "--max-connections",
+                "64",
+                "--federation",
+                "--max-groups",
+                str(MAX_GROUPS),
+            ],
+            env=token,
+        ).start(),
         Served(["-m", "alexnet"]).start(),
         Served(["-m", "alexnet"], limits=_few_descriptors, env=token).start(),
-        Served(["-m", "alexnet", "--tls-cert", str(cert_path), "--tls-key", str(key_path)],
-               env=token).start(),
+        Served(
+            ["-m", "alexnet", "--tls-cert", str(cert_path), "--tls-key", str(key_path)], env=token
+        ).start(),
         ca_path,
-    )  # fmt: skip
+    )
     everyone = [servers.guarded, servers.open, servers.few_fds, servers.tls]
     try:
         for server in everyone:

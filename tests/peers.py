@@ -74,9 +74,15 @@ class Served:
 
     def start(self) -> Served:
         command = [sys.executable, "-m", "coinfer.cli", "serve", "--port", "0", *self.args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=self.limits, cwd=self.cwd,
-                                     env={**os.environ, **self.env})  # fmt: skip
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=self.limits,
+            cwd=self.cwd,
+            env={**os.environ, **self.env},
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
@@ -192,10 +198,23 @@ def fingerprint_of(model: str) -> bytes:
         return bytes(16)
 
 
-def infer(model: str, cut: int, metas: Any, payload: bytes = b"", token: str | None = None,
-          payload_len: int | None = None, **extra: Any) -> bytes:  # fmt: skip
-    header: dict[str, Any] = {"id": 1, "model": model, "cut": cut, "fp": fingerprint_of(model),
-                              "tensors": metas, **extra}  # fmt: skip
+def infer(
+    model: str,
+    cut: int,
+    metas: Any,
+    payload: bytes = b"",
+    token: str | None = None,
+    payload_len: int | None = None,
+    **extra: Any,
+) -> bytes:
+    header: dict[str, Any] = {
+        "id": 1,
+        "model": model,
+        "cut": cut,
+        "fp": fingerprint_of(model),
+        "tensors": metas,
+        **extra,
+    }
     if token is not None:
         header["token"] = token
     return pack(Kind.INFER, header, payload, payload_len=payload_len)
@@ -222,9 +241,13 @@ class GoodDevice:
             want = self.model.part.graph_module(*self.model.inputs)
         front = [0.0] * len(self.model.part.cuts)
         for cut in self.cuts:
-            client = DeviceClient(self.model.name, self.model.part, front,
-                                  Endpoint(self.address, self.token),
-                                  options=ClientOptions(edge_timeout_s=edge_timeout_s))  # fmt: skip
+            client = DeviceClient(
+                self.model.name,
+                self.model.part,
+                front,
+                Endpoint(self.address, self.token),
+                options=ClientOptions(edge_timeout_s=edge_timeout_s),
+            )
             records = asyncio.run(run_live(client, FixedCut(cut), [self.model.inputs] * frames))
             for record, out in zip(records, client.outputs, strict=True):
                 self.offloaded += record.offloaded

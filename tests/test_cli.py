@@ -108,9 +108,21 @@ def test_plan_edgent_exit_and_cut() -> None:
 def test_simulate_json_every_policy(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["simulate", "--model", "vgg16", "--scenario", "network-change", "--frames", "300",
-         "--policy", "all", "--json", "--out", str(tmp_path)],
-    )  # fmt: skip
+        [
+            "simulate",
+            "--model",
+            "vgg16",
+            "--scenario",
+            "network-change",
+            "--frames",
+            "300",
+            "--policy",
+            "all",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     names = {"oracle", "device-only", "edge-only", "neurosurgeon", "linucb", "mulinucb"}
@@ -125,8 +137,9 @@ def test_simulate_json_every_policy(tmp_path: Path) -> None:
 def test_simulate_table_fixed_cut_trace_and_errors(tmp_path: Path) -> None:
     trace = tmp_path / "link.csv"
     trace.write_text("time_s,mbps\n0,8\n30,0.4\n60,8\n")
-    result = runner.invoke(app, ["simulate", "-p", "fixed-3,mulinucb", "--trace", str(trace),
-                                 "-n", "120"])  # fmt: skip
+    result = runner.invoke(
+        app, ["simulate", "-p", "fixed-3,mulinucb", "--trace", str(trace), "-n", "120"]
+    )
     assert result.exit_code == 0, result.output
     assert "fixed-3" in result.stdout and "trace" in result.stdout
     for args, message in [
@@ -148,8 +161,9 @@ def test_simulate_key_frames_from_a_video_file(tmp_path: Path) -> None:
     scene = SyntheticScene(seed=2, mean_shot_frames=20)
     video = tmp_path / "clip.mp4"
     write_video(video, scene.frames(60))
-    result = runner.invoke(app, ["simulate", "-p", "mulinucb", "-n", "90", "--video", str(video),
-                                 "--json"])  # fmt: skip
+    result = runner.invoke(
+        app, ["simulate", "-p", "mulinucb", "-n", "90", "--video", str(video), "--json"]
+    )
     assert result.exit_code == 0, result.output
     rate = json.loads(result.stdout)["key_frame_rate"]
     assert rate == pytest.approx(len(scene.cuts) / 60)  # measured on the file's 60 frames
@@ -158,8 +172,21 @@ def test_simulate_key_frames_from_a_video_file(tmp_path: Path) -> None:
 
 
 def test_fleet_json_and_table(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["fleet", "-m", "2", "-n", "40", "-p", "all", "--json",
-                                 "--experience", str(tmp_path / "exp")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "fleet",
+            "-m",
+            "2",
+            "-n",
+            "40",
+            "-p",
+            "all",
+            "--json",
+            "--experience",
+            str(tmp_path / "exp"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert [r["policy"] for r in rows][:4] == ["oracle", "device-only", "edge-only", "noncoop"]
@@ -167,9 +194,24 @@ def test_fleet_json_and_table(tmp_path: Path) -> None:
         assert {"policy", "devices", "mean_latency_s", "messages", "vs_noncoop"} <= row.keys()
         assert row["devices"] == 2
     assert len(list((tmp_path / "exp").glob("device-*.json"))) == 2  # made once, then reused
-    table = runner.invoke(app, ["fleet", "-m", "3", "-k", "2", "-n", "20", "--learner", "paper",
-                                "--shared-uplink", "5mbps", "--experience",
-                                str(tmp_path / "exp3")])  # fmt: skip
+    table = runner.invoke(
+        app,
+        [
+            "fleet",
+            "-m",
+            "3",
+            "-k",
+            "2",
+            "-n",
+            "20",
+            "--learner",
+            "paper",
+            "--shared-uplink",
+            "5mbps",
+            "--experience",
+            str(tmp_path / "exp3"),
+        ],
+    )
     assert table.exit_code == 0, table.output
     assert "fedlinucb-dw" in table.stdout and "3 devices, 2 type(s)" in table.stdout
 

@@ -30,8 +30,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     fit.write_text(json.dumps({"device": "tiny", "models": {}}))
     (root / "noshape.py").write_text(NO_MODEL_SHAPE)
     (root / "junk.pt").write_bytes(b"not a state dict")
-    return {"root": root, "csv": csv, "fit": fit, "noshape": root / "noshape.py",
-            "junk": root / "junk.pt"}  # fmt: skip
+    return {
+        "root": root,
+        "csv": csv,
+        "fit": fit,
+        "noshape": root / "noshape.py",
+        "junk": root / "junk.pt",
+    }
 
 
 CASES = [
@@ -111,8 +116,9 @@ def test_bad_files_exit_2_with_one_line(
     monkeypatch.chdir(files["root"])
     _one_line_exit_2(["simulate", "--trace", str(files["csv"])], "time column")
     _one_line_exit_2(["run", "--trace", str(files["csv"])], "time column")
-    _one_line_exit_2(["plan", "vgg16", "--device", f"fit:{files['root'] / 'nofit.json'}/10"],
-                     "no fit file")  # fmt: skip
+    _one_line_exit_2(
+        ["plan", "vgg16", "--device", f"fit:{files['root'] / 'nofit.json'}/10"], "no fit file"
+    )
     _one_line_exit_2(["plan", "noshape:build"], "--input-shape")
     _one_line_exit_2(["simulate", "-m", "noshape:build"], "--input-shape")
     _one_line_exit_2(["run", "-m", "noshape:build"], "--input-shape")
@@ -135,10 +141,30 @@ def test_values_are_read_as_people_mean_them(
     fit = files["root"] / "host-fit.json"
     from coinfer.latency.regression import LayerModel  # noqa: F401 (the fit format's home)
 
-    fit.write_text(json.dumps({"device": "fit", "models": {
-        kind: {"features": ["macs"], "weights": [1e-9], "intercept": 1e-5}
-        for kind in ("conv", "fc", "pool", "act", "norm", "lrn", "dropout", "elementwise",
-                     "reduce", "reshape", "matmul", "other")}}))  # fmt: skip
+    fit.write_text(
+        json.dumps(
+            {
+                "device": "fit",
+                "models": {
+                    kind: {"features": ["macs"], "weights": [1e-9], "intercept": 1e-5}
+                    for kind in (
+                        "conv",
+                        "fc",
+                        "pool",
+                        "act",
+                        "norm",
+                        "lrn",
+                        "dropout",
+                        "elementwise",
+                        "reduce",
+                        "reshape",
+                        "matmul",
+                        "other",
+                    )
+                },
+            }
+        )
+    )
     one = runner.invoke(app, ["plan", "alexnet", "--device", f"fit:{fit}", "--json"])
     ten = runner.invoke(app, ["plan", "alexnet", "--device", f"fit:{fit}/10", "--json"])
     assert one.exit_code == ten.exit_code == 0, (one.output, ten.output)
@@ -195,11 +221,13 @@ def test_serve_scopes_options_to_one_of_several_models(
     (tmp_path / "vecnet.py").write_text(
         "from torch import nn\n\ndef build(width=4):\n    return nn.Linear(16, width)\n"
     )
-    torch.save({"0.weight": torch.zeros(8, 3, 3, 3), "0.bias": torch.zeros(8)},
-               tmp_path / "img.pt")  # fmt: skip
-    img, vec = model_specs(["imgnet:build", "vecnet:build"],
-                           ["imgnet:build@1,3,8,8", "1,16"], ["vecnet:build@width=6"],
-                           ["imgnet:build@img.pt"])  # fmt: skip
+    torch.save({"0.weight": torch.zeros(8, 3, 3, 3), "0.bias": torch.zeros(8)}, tmp_path / "img.pt")
+    img, vec = model_specs(
+        ["imgnet:build", "vecnet:build"],
+        ["imgnet:build@1,3,8,8", "1,16"],
+        ["vecnet:build@width=6"],
+        ["imgnet:build@img.pt"],
+    )
     assert [s.shape for s in img.inputs or ()] == [(1, 3, 8, 8)] and img.kwargs == ()
     assert [s.shape for s in vec.inputs or ()] == [(1, 16)] and vec.kwargs == (("width", 6),)
     assert img.weights == Path("img.pt") and vec.weights is None

@@ -80,9 +80,17 @@ class DeviceSetup:
 
     def knowledge(self, world: str, link: Link, **fields: Any) -> Knowledge:
         """What this device knows at the start of a run over ``link`` in ``world``."""
-        return Knowledge(self.model.part, self.front_s, self.device, self.edge,
-                         link.uplink.at(0.0), link.rtt_s, world=world,
-                         exits=self.model.exits, **fields)  # fmt: skip
+        return Knowledge(
+            self.model.part,
+            self.front_s,
+            self.device,
+            self.edge,
+            link.uplink.at(0.0),
+            link.rtt_s,
+            world=world,
+            exits=self.model.exits,
+            **fields,
+        )
 
     def exit_halves(self) -> dict[int, tuple[Partitioning, list[float]]]:
         """Each exit's path and front times, as the device client takes them."""

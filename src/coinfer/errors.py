@@ -58,8 +58,11 @@ def raised_in_user_code(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if any(str(Path(f).resolve()) in _USER_SOURCES for f in _frames(current.__traceback__)
-               if f and not f.startswith("<")):  # fmt: skip
+        if any(
+            str(Path(f).resolve()) in _USER_SOURCES
+            for f in _frames(current.__traceback__)
+            if f and not f.startswith("<")
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -58,8 +58,13 @@ def write_result(result: ExperimentResult, out_dir: Path) -> None:
     )
     text = f"# {result.name}\n\n{notes}\n{tables}\n{plots}"
     (out_dir / "table.md").write_text(text)
-    doc = {"schema": SCHEMA, "experiment": result.name, "config": dict(result.config),
-           "notes": result.notes, "rows": result.rows}  # fmt: skip
+    doc = {
+        "schema": SCHEMA,
+        "experiment": result.name,
+        "config": dict(result.config),
+        "notes": result.notes,
+        "rows": result.rows,
+    }
     (out_dir / "table.json").write_text(dumps(doc) + "\n")
 
 

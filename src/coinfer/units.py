@@ -15,8 +15,17 @@ from __future__ import annotations
 import math
 import re
 
-_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
-           "ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30, "ti": 2.0**40}  # fmt: skip
+_PREFIX = {
+    "": 1.0,
+    "k": 1e3,
+    "m": 1e6,
+    "g": 1e9,
+    "t": 1e12,
+    "ki": 2.0**10,
+    "mi": 2.0**20,
+    "gi": 2.0**30,
+    "ti": 2.0**40,
+}
 _BITS = {"", "b", "bit", "bits", "bps", "b/s", "bit/s", "bits/s", "bitps"}
 _BYTES = {"B", "byte", "bytes", "Bps", "B/s", "byte/s", "bytes/s"}
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"

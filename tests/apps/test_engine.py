@@ -16,8 +16,10 @@ def _jobs(folder: Path) -> list[tuple]:
 
 
 def _comparable(results: list[dict]) -> list[tuple]:
-    return [(r["policy"], r["mean_latency_s"], r["regret_s"], r["messages"], r["curve"])
-            for r in results]  # fmt: skip
+    return [
+        (r["policy"], r["mean_latency_s"], r["regret_s"], r["messages"], r["curve"])
+        for r in results
+    ]
 
 
 def test_local_processes_give_the_serial_results(tmp_path: Path) -> None:

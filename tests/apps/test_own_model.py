@@ -61,8 +61,13 @@ build.example_inputs = [(1, 1, 8, 8)]
 
 
 def _cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "coinfer.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "coinfer.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _train(module: Any, seed: int, steps: int) -> torch.nn.Module:
@@ -99,8 +104,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images.mkdir()
     digits = load_digits()
     for i in range(8):
-        io.imsave(images / f"digit{i}.png", (digits.images[600 + i] * 16).astype(np.uint8),
-                  check_contrast=False)  # fmt: skip
+        io.imsave(
+            images / f"digit{i}.png",
+            (digits.images[600 + i] * 16).astype(np.uint8),
+            check_contrast=False,
+        )
     return root
 
 
@@ -126,10 +134,14 @@ def test_analysis_commands_take_the_model_args_and_weights(
     assert doc["config"]["args"] == {"width": 12}
     plan = cli("plan", *common, "-b", "2mbps", "--json")
     assert json.loads(plan.stdout)["num_cuts"] == 8
-    simulate = cli("simulate", "-m", *common, "-p", "neurosurgeon,mulinucb-link", "-n", "40",
-                   "--json")  # fmt: skip
-    assert set(json.loads(simulate.stdout)["policies"]) == {"oracle", "neurosurgeon",
-                                                            "mulinucb-link"}  # fmt: skip
+    simulate = cli(
+        "simulate", "-m", *common, "-p", "neurosurgeon,mulinucb-link", "-n", "40", "--json"
+    )
+    assert set(json.loads(simulate.stdout)["policies"]) == {
+        "oracle",
+        "neurosurgeon",
+        "mulinucb-link",
+    }
     shaped = cli("inspect", *common, "--input-shape", "2,1,8,8", "--json")
     assert json.loads(shaped.stdout)["input_shapes"] == [[2, 1, 8, 8]]
 
@@ -137,21 +149,42 @@ def test_analysis_commands_take_the_model_args_and_weights(
 def _whole_model(project: Path) -> torch.nn.Module:
     from coinfer import zoo
 
-    return zoo.create(str(project / "digitnet.py") + ":build", width=12,
-                      weights=project / "digitnet.pt")  # fmt: skip
+    return zoo.create(
+        str(project / "digitnet.py") + ":build", width=12, weights=project / "digitnet.pt"
+    )
 
 
 def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
-    server = Served(["-m", "digitnet:build", "--model-arg", "width=12", "--weights",
-                     "digitnet.pt"], cwd=str(project)).start().wait_ready()  # fmt: skip
+    server = (
+        Served(
+            ["-m", "digitnet:build", "--model-arg", "width=12", "--weights", "digitnet.pt"],
+            cwd=str(project),
+        )
+        .start()
+        .wait_ready()
+    )
     edge = f"{server.address[0]}:{server.address[1]}"
     device = ["-m", "digitnet:build", "--model-arg", "width=12", "--edge", edge]
     try:
         for policy in ("mulinucb-link", "fixed-4"):
             out = project / f"{policy}.jsonl"
-            run = _cli(project, "run", *device, "--weights", "digitnet.pt", "-p", policy,
-                       "--images", "images", "-n", "16", "--out", str(out), "--strict",
-                       "--json")  # fmt: skip
+            run = _cli(
+                project,
+                "run",
+                *device,
+                "--weights",
+                "digitnet.pt",
+                "-p",
+                policy,
+                "--images",
+                "images",
+                "-n",
+                "16",
+                "--out",
+                str(out),
+                "--strict",
+                "--json",
+            )
             assert run.returncode == 0, run.stderr
             summary = json.loads(run.stdout)
             assert summary["fallbacks"] == 0 and summary["frames"] == 16
@@ -160,11 +193,26 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
         from coinfer.video.files import video_frames, write_video
 
         clip = project / "clip.mp4"
-        write_video(clip, iter([np.kron(img, np.ones((8, 8, 1), np.uint8)) for img in
-                                _digit_frames()]))  # fmt: skip
+        write_video(
+            clip, iter([np.kron(img, np.ones((8, 8, 1), np.uint8)) for img in _digit_frames()])
+        )
         out = project / "video.jsonl"
-        run = _cli(project, "run", *device, "--weights", "digitnet.pt", "-p", "fixed-2",
-                   "--video", str(clip), "-n", "6", "--out", str(out), "--strict")  # fmt: skip
+        run = _cli(
+            project,
+            "run",
+            *device,
+            "--weights",
+            "digitnet.pt",
+            "-p",
+            "fixed-2",
+            "--video",
+            str(clip),
+            "-n",
+            "6",
+            "--out",
+            str(out),
+            "--strict",
+        )
         assert run.returncode == 0, run.stderr
         decoded = list(video_frames(clip))
         net = _whole_model(project)
@@ -181,8 +229,20 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
         assert "is not this device's" in wrong.stderr and "--weights" in wrong.stderr
         # without the preflight every frame is refused by name and finished on the device;
         # --strict makes the fallbacks an exit code
-        blind = _cli(project, "run", *device, "--weights", "other.pt", "-n", "3", "-p",
-                     "edge-only", "--no-preflight", "--strict", "--json")  # fmt: skip
+        blind = _cli(
+            project,
+            "run",
+            *device,
+            "--weights",
+            "other.pt",
+            "-n",
+            "3",
+            "-p",
+            "edge-only",
+            "--no-preflight",
+            "--strict",
+            "--json",
+        )
         assert blind.returncode == 3, blind.stderr
         doc = json.loads(blind.stdout)
         assert doc["fallbacks"] == 3 and any("WRONG_MODEL" in e for e in doc["errors"])

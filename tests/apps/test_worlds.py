@@ -74,8 +74,18 @@ def test_one_policy_object_learns_in_the_simulator_then_keeps_learning_live(
 def _knowledge_for(entry: registry.PolicyEntry, world: str) -> list[str]:
     """CLI arguments that put ``entry`` in ``world``."""
     if entry.kind == "exit+cut":
-        return ["-m", "branchy_alexnet", "--device", "rpi3", "--latency-req", "100ms",
-                "--trace", "norway_bus_1", "--trace-scale", "0.5"]  # fmt: skip
+        return [
+            "-m",
+            "branchy_alexnet",
+            "--device",
+            "rpi3",
+            "--latency-req",
+            "100ms",
+            "--trace",
+            "norway_bus_1",
+            "--trace-scale",
+            "0.5",
+        ]
     if entry.kind == "stage":
         return ["-m", "mlp", "--device", "rpi3", "--channel", "rayleigh"]
     return ["-m", "alexnet", "--device", "edge-pc*4"]
@@ -92,10 +102,12 @@ def experience_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from coinfer.policies.experience import collect_experience, exit_cuts
 
     part = load_model("alexnet").part
-    env = SimEnv(part, resolve_device("edge-pc*4"), resolve_device("edge-pc"),
-                 Link.constant(20e6, 0.005))  # fmt: skip
-    exp = collect_experience(env, (0, *exit_cuts(part)), 8, "alexnet", "edge-pc*4", "edge-pc",
-                             "a simulated earlier run")  # fmt: skip
+    env = SimEnv(
+        part, resolve_device("edge-pc*4"), resolve_device("edge-pc"), Link.constant(20e6, 0.005)
+    )
+    exp = collect_experience(
+        env, (0, *exit_cuts(part)), 8, "alexnet", "edge-pc*4", "edge-pc", "a simulated earlier run"
+    )
     return exp.save(tmp_path_factory.mktemp("experience") / "alexnet.json")
 
 
@@ -112,8 +124,17 @@ def test_every_policy_runs_in_every_world_it_claims(
             if entry.kind == "cut":
                 args += ["-s", "stationary"]
         elif world == "live":
-            args = ["run", "--edge", f"{host}:{port}", "-p", name, "-n", "3", "--json",
-                    *_knowledge_for(entry, world)]  # fmt: skip
+            args = [
+                "run",
+                "--edge",
+                f"{host}:{port}",
+                "-p",
+                name,
+                "-n",
+                "3",
+                "--json",
+                *_knowledge_for(entry, world),
+            ]
             if entry.name in LEARNERS and entry.name != "noncoop":  # a group on the edge
                 args += ["--group", f"worlds-{entry.name}"]
             if entry.name in WARM_POLICIES:
@@ -164,8 +185,9 @@ def test_edgent_runs_to_an_exit_over_the_wire_and_counts_right_answers(
     setup = device_setup(load_model("branchy_alexnet"), "edge-pc*4", "edge-pc")
     frames = live_frames(setup.model, 10)
     assert frames.labels is not None and len(frames.labels) == 10
-    with LiveEnv(DeviceClient.for_setup(setup, Endpoint(edge.address)), frames.inputs,
-                 labels=frames.labels) as env:  # fmt: skip
+    with LiveEnv(
+        DeviceClient.for_setup(setup, Endpoint(edge.address)), frames.inputs, labels=frames.labels
+    ) as env:
         for exit, cut in [(2, 3), (5, 0), (1, setup.model.path(1).last), (3, 5)]:
             fb = env.step(Action(cut, exit))
             assert fb.exit == exit and fb.correct is not None
@@ -221,8 +243,10 @@ def test_a_model_that_takes_no_image_runs_live_on_inputs_of_its_own_shape(
 ) -> None:
     runner = CliRunner()
     address = f"{edge.address[0]}:{edge.address[1]}"
-    result = runner.invoke(app, ["run", "--edge", address, "-m", "mlp", "-p", "edge-only", "-n",
-                                 "3", "--strict", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["run", "--edge", address, "-m", "mlp", "-p", "edge-only", "-n", "3", "--strict", "--json"],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["offloaded"] == 3 and doc["fallbacks"] == 0 and doc["config"]["shaped"] is False

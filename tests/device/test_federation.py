@@ -33,12 +33,21 @@ def _delta(dim: int = 3, scale: float = 1.0) -> tuple[bytes, bytes]:
     return triangle(np.outer(x, x)), (2.0 * x).astype("<f8").tobytes()
 
 
-def _sync(group: str = "t", dim: int = 3, count: int = 1, token: str | None = TOKEN,
-          **fields: Any) -> bytes:  # fmt: skip
+def _sync(
+    group: str = "t", dim: int = 3, count: int = 1, token: str | None = TOKEN, **fields: Any
+) -> bytes:
     dg, db = _delta(dim)
     none = Sums.zero(dim if type(dim) is int and 0 < dim <= MAX_DIM else 1)
-    header: dict[str, Any] = {"id": 9, "group": group, "dim": dim, "dg": dg, "db": db,
-                              "count": count, **none.wire(EXPERIENCE), **fields}  # fmt: skip
+    header: dict[str, Any] = {
+        "id": 9,
+        "group": group,
+        "dim": dim,
+        "dg": dg,
+        "db": db,
+        "count": count,
+        **none.wire(EXPERIENCE),
+        **fields,
+    }
     if token is not None:
         header["token"] = token
     return pack(Kind.SYNC, header)
@@ -178,8 +187,14 @@ class _EvilEdge:
 def _honest(header: dict[str, Any], **override: Any) -> bytes:
     """The reply an honest edge gives a first SYNC: the group holds just this delta."""
     fields = ("dg", "db", "count", "eg", "eb", "ecount")
-    body = {"id": 0, "group": header["group"], "dim": header["dim"], "syncs": 1,
-            **{k: header[k] for k in fields}, **override}  # fmt: skip
+    body = {
+        "id": 0,
+        "group": header["group"],
+        "dim": header["dim"],
+        "syncs": 1,
+        **{k: header[k] for k in fields},
+        **override,
+    }
     return pack(Kind.RESULT, body)
 
 
@@ -243,10 +258,22 @@ def _experience(path: Path) -> Path:
     from coinfer.sim.env import SimEnv
 
     part = load_model("alexnet").part
-    env = SimEnv(part, resolve_device("edge-pc/8"), resolve_device("edge-pc"),
-                 Link.constant(20e6, 0.005), noise=0.1)  # fmt: skip
-    exp = collect_experience(env, (0, *exit_cuts(part)), 12, "alexnet", "edge-pc/8", "edge-pc",
-                             "a 20 Mbit/s link, earlier")  # fmt: skip
+    env = SimEnv(
+        part,
+        resolve_device("edge-pc/8"),
+        resolve_device("edge-pc"),
+        Link.constant(20e6, 0.005),
+        noise=0.1,
+    )
+    exp = collect_experience(
+        env,
+        (0, *exit_cuts(part)),
+        12,
+        "alexnet",
+        "edge-pc/8",
+        "edge-pc",
+        "a 20 Mbit/s link, earlier",
+    )
     return exp.save(path)
 
 
@@ -256,9 +283,26 @@ def test_federated_devices_share_their_group_live(tmp_path: Path) -> None:
     server = Served(["-m", "alexnet", "--federation"]).start().wait_ready()
     try:
         host, port = server.address
-        common = ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-n", "8", "--device",
-                  "edge-pc/8", "--bandwidth", "20mbit", "--rtt", "5ms", "--json",
-                  "--learner", "paper", "--group", "pi4-alexnet"]  # fmt: skip
+        common = [
+            "run",
+            "--edge",
+            f"{host}:{port}",
+            "-m",
+            "alexnet",
+            "-n",
+            "8",
+            "--device",
+            "edge-pc/8",
+            "--bandwidth",
+            "20mbit",
+            "--rtt",
+            "5ms",
+            "--json",
+            "--learner",
+            "paper",
+            "--group",
+            "pi4-alexnet",
+        ]
         warm = _experience(tmp_path / "pi4.json")
         first = runner.invoke(app, [*common, "-p", "fedlinucb-dw", "--experience", str(warm)])
         assert first.exit_code == 0, first.output
@@ -288,15 +332,42 @@ def test_federated_devices_share_their_group_live(tmp_path: Path) -> None:
 
 def test_a_device_is_told_when_the_edge_keeps_no_groups(edges: Edges) -> None:
     host, port = edges.open.address
-    result = runner.invoke(app, ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-n", "2",
-                                 "-p", "fedlinucb-d", "--group", "g"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--edge",
+            f"{host}:{port}",
+            "-m",
+            "alexnet",
+            "-n",
+            "2",
+            "-p",
+            "fedlinucb-d",
+            "--group",
+            "g",
+        ],
+    )
     assert result.exit_code == 2 and "serve --federation" in result.output, result.output
 
 
 def test_the_cans_demo_runs_four_devices_against_one_federated_edge(tmp_path: Path) -> None:
     # the MLP: the mechanics are the test, AlexNet's frames only make it longer
-    result = runner.invoke(app, ["demo", "--system", "cans", "--duration", "3", "-m", "mlp",
-                                 "--out", str(tmp_path), "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--system",
+            "cans",
+            "--duration",
+            "3",
+            "-m",
+            "mlp",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     rows = {r["policy"]: r for r in doc["rows"]}

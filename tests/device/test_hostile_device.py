@@ -106,8 +106,14 @@ def _bomb(header: dict[str, Any], codec: str) -> bytes:
 
     raw = bytes(MIB) if codec == "lz4" else bytes(20 * MIB)  # both fit the device's size cap
     data = lz4.frame.compress(raw) if codec == "lz4" else zstandard.ZstdCompressor().compress(raw)
-    meta = {"dtype": "float32", "shape": [1, 1000], "codec": codec, "quant": "none",
-            "raw_bytes": 4000, "bytes": len(data)}  # fmt: skip
+    meta = {
+        "dtype": "float32",
+        "shape": [1, 1000],
+        "codec": codec,
+        "quant": "none",
+        "raw_bytes": 4000,
+        "bytes": len(data),
+    }
     return pack(Kind.RESULT, {"id": header["id"], "edge_s": 0.0, "tensors": [meta]}, data)
 
 
@@ -117,8 +123,9 @@ def test_a_wrong_reply_is_refused_and_the_frame_answered_exactly(
 ) -> None:
     edge = EvilEdge(alexnet, BAD_REPLIES[case])
     evil.append(edge)
-    client = device_client("alexnet", alexnet.part, [0.0] * len(alexnet.part.cuts), edge.address,
-                          edge_timeout_s=5.0)  # fmt: skip
+    client = device_client(
+        "alexnet", alexnet.part, [0.0] * len(alexnet.part.cuts), edge.address, edge_timeout_s=5.0
+    )
     reset_peak_memory()
     before = process_memory()["rss_bytes"]
     records = _run(client, FixedCut(CUT), [alexnet.inputs] * 2)
@@ -145,9 +152,24 @@ def test_coinfer_run_answers_every_frame_whatever_the_edge_sends(
     edge = EvilEdge(alexnet, in_turn)
     evil.append(edge)
     host, port = edge.address
-    outcome = CliRunner().invoke(app, ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-p",
-                                       f"fixed-{CUT}", "-n", str(len(cases)), "--device",
-                                       "edge-pc*8", "--no-preflight", "--json"])  # fmt: skip
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--edge",
+            f"{host}:{port}",
+            "-m",
+            "alexnet",
+            "-p",
+            f"fixed-{CUT}",
+            "-n",
+            str(len(cases)),
+            "--device",
+            "edge-pc*8",
+            "--no-preflight",
+            "--json",
+        ],
+    )
     # (its preflight would refuse this edge at once: it answers no PING)
     assert outcome.exit_code == 0 and outcome.exception is None, outcome.output
     summary = json.loads(outcome.stdout)
@@ -187,8 +209,14 @@ def test_an_edge_that_never_reads_cannot_hold_the_device(evil: list[EvilEdge]) -
     )  # cut 1 sends 16 MiB: more than the kernel buffers
     edge = EvilEdge(big, lambda h, o: None, read=False)
     evil.append(edge)
-    client = device_client("big", big.part, [0.0] * len(big.part.cuts), edge.address,
-                          edge_timeout_s=1.0, connect_timeout_s=0.5)  # fmt: skip
+    client = device_client(
+        "big",
+        big.part,
+        [0.0] * len(big.part.cuts),
+        edge.address,
+        edge_timeout_s=1.0,
+        connect_timeout_s=0.5,
+    )
     records = _run(client, FixedCut(1), [x] * 2)
     deadline = client.offload_deadline_s(16 * MIB)
     assert all(r.fallback for r in records)
@@ -201,8 +229,13 @@ def test_a_stopped_edge_cannot_hold_the_device(
     server = edges.open  # a real edge server, SIGSTOPped, then resumed
     try:
         os.kill(server.pid, signal.SIGSTOP)
-        client = device_client("alexnet", alexnet.part, [0.0] * len(alexnet.part.cuts),
-                              server.address, edge_timeout_s=1.0)  # fmt: skip
+        client = device_client(
+            "alexnet",
+            alexnet.part,
+            [0.0] * len(alexnet.part.cuts),
+            server.address,
+            edge_timeout_s=1.0,
+        )
         records = _run(client, FixedCut(0), [alexnet.inputs] * 2)
         deadline = client.offload_deadline_s(alexnet.part.cuts[0].boundary_bytes)
         assert all(r.fallback for r in records)

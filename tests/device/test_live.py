@@ -274,7 +274,8 @@ def test_sixteen_devices_at_once_with_and_without_batching(alexnet: ModelSetup) 
             results = asyncio.run(together())
             stats = server.server.stats.summary()
         assert all(r.offloaded and not r.fallback for rs in results for r in rs), [
-            r.error for rs in results for r in rs if r.error]  # fmt: skip
+            r.error for rs in results for r in rs if r.error
+        ]
         assert stats["requests"] == 48 and not stats["errors"]
         for c in clients:  # batched or not, every device gets its own exact answer
             assert all(torch.allclose(out[0], want, atol=1e-5) for out in c.outputs)
@@ -290,9 +291,26 @@ def test_run_cli_against_a_server(alexnet: ModelSetup, store: ModelStore, tmp_pa
     log = tmp_path / "frames.jsonl"
     with BackgroundServer(store) as server:
         host, port = server.address
-        args = ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-p", "mulinucb-link",
-                "-n", "12", "--device", "edge-pc/20", "--bandwidth", "20mbps", "--codec", "lz4",
-                "--log", str(log), "--json"]  # fmt: skip
+        args = [
+            "run",
+            "--edge",
+            f"{host}:{port}",
+            "-m",
+            "alexnet",
+            "-p",
+            "mulinucb-link",
+            "-n",
+            "12",
+            "--device",
+            "edge-pc/20",
+            "--bandwidth",
+            "20mbps",
+            "--codec",
+            "lz4",
+            "--log",
+            str(log),
+            "--json",
+        ]
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -312,8 +330,10 @@ def test_serve_cli_stops_gracefully_on_sigint(alexnet: ModelSetup) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "coinfer.cli", "serve", "--port", str(port), "-m", "alexnet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         line = ""
@@ -339,8 +359,9 @@ def test_the_other_demos_run_and_say_what_to_expect(system: str, tmp_path: Path)
 
     from coinfer.cli import app
 
-    result = CliRunner().invoke(app, ["demo", "--system", system, "--duration", "4", "--out",
-                                      str(tmp_path), "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["demo", "--system", system, "--duration", "4", "--out", str(tmp_path), "--json"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["system"] == system and isinstance(doc["held"], bool) and doc["expected"]

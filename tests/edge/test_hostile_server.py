@@ -74,8 +74,14 @@ def under_attack(
 
 
 def _boundary(**meta: Any) -> list[dict[str, Any]]:
-    entry = {"dtype": "float32", "shape": [1, 256, 6, 6], "codec": "none", "quant": "none",
-             "raw_bytes": 36864, "bytes": 36864}  # fmt: skip
+    entry = {
+        "dtype": "float32",
+        "shape": [1, 256, 6, 6],
+        "codec": "none",
+        "quant": "none",
+        "raw_bytes": 36864,
+        "bytes": 36864,
+    }
     return [{**entry, **meta}]
 
 
@@ -102,8 +108,15 @@ def test_decompression_and_dequantisation_bombs(guarded: Served, alexnet: ModelS
     huge = lz4.frame.compress(big)  # beyond what 36,864 bytes ever compress to
     del big
     int8_data = zstandard.ZstdCompressor().compress(bytes(10**7))
-    int8 = _boundary(shape=[1, 10**7], quant="int8", scale=1.0, zero=0.0, raw_bytes=10**7,
-                     codec="zstd", bytes=len(int8_data))  # fmt: skip
+    int8 = _boundary(
+        shape=[1, 10**7],
+        quant="int8",
+        scale=1.0,
+        zero=0.0,
+        raw_bytes=10**7,
+        codec="zstd",
+        bytes=len(int8_data),
+    )
     many = _boundary(shape=[2**20, 64], raw_bytes=2**28, bytes=0) * 64
 
     def attack() -> list[tuple[Kind, dict]]:
@@ -184,8 +197,9 @@ def test_control_needs_the_token_and_a_sane_slowdown(guarded: Served) -> None:
 
 def test_without_a_token_control_is_off(edges: Edges) -> None:
     reply = _answers(edges.open.address, [pack(Kind.CONTROL, {"id": 4, "slowdown": 1e308})])
-    assert reply[0][1]["code"] == ErrorCode.UNSUPPORTED and "--allow-control" in reply[0][1][
-        "message"]  # fmt: skip
+    assert (
+        reply[0][1]["code"] == ErrorCode.UNSUPPORTED and "--allow-control" in reply[0][1]["message"]
+    )
 
 
 def test_idle_connections_are_closed_and_cannot_lock_out(
@@ -234,8 +248,7 @@ def test_an_unknown_kind_is_answered_and_the_connection_closed(guarded: Served) 
 
 def test_tokens_are_bytes_compared(guarded: Served, alexnet: ModelSetup) -> None:
     for wrong in ("s3crét-Π", "ünïcödé", ""):
-        reply = _answers(guarded.address, [infer("alexnet", CUT, _boundary(), bytes(36864),
-                                                 wrong)])  # fmt: skip
+        reply = _answers(guarded.address, [infer("alexnet", CUT, _boundary(), bytes(36864), wrong)])
         assert reply[0][1]["code"] == ErrorCode.UNAUTHORIZED, wrong
     good = GoodDevice(alexnet, guarded.address, TOKEN, cuts=(CUT,)).run(1)
     assert good.correct == 1  # the server's own non-ASCII token works
@@ -253,8 +266,9 @@ def test_bad_tensors_and_fields_are_named(guarded: Served) -> None:
     for metas, code, text in cases:
         reply = _answers(guarded.address, [infer("alexnet", CUT, metas, bytes(36864), TOKEN)])
         assert reply[0][1]["code"] == code and text in reply[0][1]["message"], reply
-    reply = _answers(guarded.address, [infer("alexnet", CUT, _boundary(), bytes(36864), TOKEN,
-                                             exit=3)])  # fmt: skip
+    reply = _answers(
+        guarded.address, [infer("alexnet", CUT, _boundary(), bytes(36864), TOKEN, exit=3)]
+    )
     assert reply[0][1]["code"] == ErrorCode.BAD_CUT and "exit 3" in reply[0][1]["message"]
     with connect(guarded.address) as sock:  # fewer than 12 bytes, then the end
         sock.sendall(b"CF\x01")
@@ -272,8 +286,15 @@ def test_tls_with_a_certificate_made_here(
 
     def device(tls: ssl.SSLContext | None) -> DeviceClient:
         front = [0.0] * len(alexnet.part.cuts)
-        return device_client("alexnet", alexnet.part, front, edges.tls.address, token=TOKEN,
-                            edge_timeout_s=5.0, tls=tls)  # fmt: skip
+        return device_client(
+            "alexnet",
+            alexnet.part,
+            front,
+            edges.tls.address,
+            token=TOKEN,
+            edge_timeout_s=5.0,
+            tls=tls,
+        )
 
     trusted = device(device_tls(edges.ca))
     records = asyncio.run(run_live(trusted, FixedCut(CUT), [alexnet.inputs] * 2))
@@ -287,10 +308,27 @@ def test_tls_with_a_certificate_made_here(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     host, port = edges.tls.address
-    outcome = CliRunner().invoke(app, ["run", "--edge", f"{host}:{port}", "-m", "alexnet", "-p",
-                                       f"fixed-{CUT}", "-n", "2", "--device", "edge-pc*8",
-                                       "--tls-ca", str(edges.ca), "--token-file",
-                                       str(token_file), "--json"])  # fmt: skip
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--edge",
+            f"{host}:{port}",
+            "-m",
+            "alexnet",
+            "-p",
+            f"fixed-{CUT}",
+            "-n",
+            "2",
+            "--device",
+            "edge-pc*8",
+            "--tls-ca",
+            str(edges.ca),
+            "--token-file",
+            str(token_file),
+            "--json",
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert json.loads(outcome.stdout)["offloaded"] == 2
     assert stats(edges.tls, TOKEN, device_tls(edges.ca))["requests"] >= 4

@@ -17,9 +17,15 @@ from coinfer.latency.regression import FEATURES, Sample, fit_kind, fixed_cost, m
 def test_fit_recovers_a_known_linear_model() -> None:
     samples = [
         Sample("fc", {"macs": m, "in_elements": i, "out_elements": o}, 2e-9 * m + 1e-8 * o + 5e-6)
-        for m, i, o in [(1e5, 256, 400), (4e6, 1024, 4000), (9e6, 9216, 1000), (2e5, 512, 400),
-                        (1.6e7, 4096, 4096), (6e5, 2304, 256)]
-    ]  # fmt: skip
+        for m, i, o in [
+            (1e5, 256, 400),
+            (4e6, 1024, 4000),
+            (9e6, 9216, 1000),
+            (2e5, 512, 400),
+            (1.6e7, 4096, 4096),
+            (6e5, 2304, 256),
+        ]
+    ]
     model = fit_kind("fc", samples)
     assert model.features == FEATURES["fc"]
     assert model.weights == pytest.approx((2e-9, 0.0, 1e-8), rel=1e-6, abs=1e-15)
@@ -48,13 +54,22 @@ def test_a_real_sweep_fits_saves_and_reloads(tmp_path: Path) -> None:
 
 def test_fit_with_a_warm_fixed_cost_recovers_the_slopes() -> None:
     truth = (3e-9, 0.0, 2e-8)
-    sizes = [(1e5, 256, 400), (4e6, 1024, 4000), (9e6, 9216, 1000), (2e5, 512, 400),
-             (1.6e7, 4096, 4096), (6e5, 2304, 256)]  # fmt: skip
+    sizes = [
+        (1e5, 256, 400),
+        (4e6, 1024, 4000),
+        (9e6, 9216, 1000),
+        (2e5, 512, 400),
+        (1.6e7, 4096, 4096),
+        (6e5, 2304, 256),
+    ]
     samples = [
-        Sample("fc", {"macs": m, "in_elements": i, "out_elements": o},
-               30e-6 + truth[0] * m + truth[2] * o)
+        Sample(
+            "fc",
+            {"macs": m, "in_elements": i, "out_elements": o},
+            30e-6 + truth[0] * m + truth[2] * o,
+        )
         for m, i, o in sizes
-    ]  # fmt: skip
+    ]
     model = fit_kind("fc", samples, intercept=30e-6)
     assert model.intercept == 30e-6
     assert model.weights == pytest.approx(truth, rel=1e-6, abs=1e-15)

@@ -104,8 +104,9 @@ def test_it_learns_the_offload_time_in_seconds_reply_included(vgg: Partitioning)
         action = policy.select(Context(key_weight=0.8 if i % 10 == 0 else 0.2))
         if action.cut != vgg.last:
             seconds = offload[action.cut] * float(rng.lognormal(0, 0.05))
-            policy.update(action, Feedback(front[action.cut], 0.6 * seconds, 0.3 * seconds,
-                                           0.1 * seconds, 1))  # fmt: skip
+            policy.update(
+                action, Feedback(front[action.cut], 0.6 * seconds, 0.3 * seconds, 0.1 * seconds, 1)
+            )
         picks.append(action.cut)
     assert np.mean(np.array(picks[-300:]) == best) > 0.8
     learned = policy.estimate[best]

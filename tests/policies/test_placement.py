@@ -26,10 +26,13 @@ GRID = list(
 def test_closed_form_placement_equals_the_numeric_optimum(
     layers: int, tau: float, edge_s: float, bits: float, weight: float, mean_gain: float
 ) -> None:
-    costs = st.chain_costs([tau] * layers, [edge_s] * layers, [bits] * layers, 2.0,
-                           RADIO.power_w, weight, RADIO)  # fmt: skip
-    for channel in (RayleighChannel(mean_gain, 0.01 * mean_gain),
-                    RicianChannel(2.0, mean_gain, 0.01 * mean_gain)):  # fmt: skip
+    costs = st.chain_costs(
+        [tau] * layers, [edge_s] * layers, [bits] * layers, 2.0, RADIO.power_w, weight, RADIO
+    )
+    for channel in (
+        RayleighChannel(mean_gain, 0.01 * mean_gain),
+        RicianChannel(2.0, mean_gain, 0.01 * mean_gain),
+    ):
         for tasks in (10, 1_000, 100_000):
             numeric = st.placement_costs(costs, channel, [LAYER_BITS] * layers, 20e6, 1.0, tasks)
             closed = st.equal_chain_placement(costs, channel, LAYER_BITS, 20e6, 1.0, tasks)

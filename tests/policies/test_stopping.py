@@ -20,8 +20,15 @@ MEAN_GAIN = 1e-7  # 10 dB mean SNR
 
 
 def test_chain_costs_follow_the_formula() -> None:
-    costs = st.chain_costs([1.0, 2.0], [0.1, 0.2], [800.0, 400.0], compute_w=3.0,
-                           transmit_w=0.5, time_weight=2.0, radio=RADIO)  # fmt: skip
+    costs = st.chain_costs(
+        [1.0, 2.0],
+        [0.1, 0.2],
+        [800.0, 400.0],
+        compute_w=3.0,
+        transmit_w=0.5,
+        time_weight=2.0,
+        radio=RADIO,
+    )
     # G_l = Σ_{i<=l} (e_i + w τ_i) + w Σ_{i>l} s_i with e_i = 3 τ_i, w = 2
     assert costs.fixed == pytest.approx([2 * 0.3, 5 * 1 + 2 * 0.2, 5 * 3])
     assert list(costs.bits) == [800.0, 400.0, 0.0] and costs.k == 2.5
@@ -33,8 +40,9 @@ def test_chain_costs_follow_the_formula() -> None:
 def _costs(part: Partitioning) -> st.StoppingCosts:
     """Stage costs on the experiment's classes: an edge-pc/8 device at 2 W, an edge-pc edge."""
     device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
-    return st.model_costs(part, device, edge, compute_w=2.0, transmit_w=RADIO.power_w,
-                          time_weight=1.0, radio=RADIO)  # fmt: skip
+    return st.model_costs(
+        part, device, edge, compute_w=2.0, transmit_w=RADIO.power_w, time_weight=1.0, radio=RADIO
+    )
 
 
 @pytest.fixture(scope="module", params=["mlp", "alexnet", "vgg16"])
@@ -90,8 +98,9 @@ def test_placement_bounds_the_stopping_stage() -> None:
     channel = CHANNELS[0]
     short = st.optimal_rule(costs, channel, last=4)
     assert short.last == 4 and len(short.thresholds) == 5
-    draws = mc.simulate_rule(short, costs, channel.sample, channel.h_min, 1000,
-                             np.random.default_rng(0))  # fmt: skip
+    draws = mc.simulate_rule(
+        short, costs, channel.sample, channel.h_min, 1000, np.random.default_rng(0)
+    )
     assert np.all(np.isfinite(draws))
     assert short.cost >= st.optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
     with pytest.raises(ValueError, match=r"0\.\.23"):

@@ -47,8 +47,9 @@ def test_rician_density_matches_scipy_and_reduces_to_rayleigh() -> None:
 
 
 def test_markov_channel_path_follows_its_chain() -> None:
-    ch = MarkovChannel.from_lists([1e-8, 1e-7, 5e-7], [[0.8, 0.2, 0.0], [0.1, 0.8, 0.1],
-                                                        [0.0, 0.3, 0.7]])  # fmt: skip
+    ch = MarkovChannel.from_lists(
+        [1e-8, 1e-7, 5e-7], [[0.8, 0.2, 0.0], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]]
+    )
     pi = ch.stationary()
     assert pi @ ch.matrix == pytest.approx(pi) and pi.sum() == pytest.approx(1.0)
     path = ch.sample_states(np.random.default_rng(2), 50_000)

@@ -28,11 +28,15 @@ def test_truth_clock_and_noise(part: Partitioning) -> None:
     fb = env.step(Action(3))
     assert fb.total_s == pytest.approx(truth[3])  # no noise: the truth exactly
     assert env.time_s == pytest.approx(truth[3]) and env.frame == 1
-    noisy = [SimEnv(part, RPI3, EDGE_PC, link, noise=0.1, seed=s).step(Action(3)).total_s
-             for s in range(30)]  # fmt: skip
+    noisy = [
+        SimEnv(part, RPI3, EDGE_PC, link, noise=0.1, seed=s).step(Action(3)).total_s
+        for s in range(30)
+    ]
     assert np.std(noisy) > 0 and abs(np.mean(noisy) / truth[3] - 1) < 0.1
-    again = [SimEnv(part, RPI3, EDGE_PC, link, noise=0.1, seed=s).step(Action(3)).total_s
-             for s in range(30)]  # fmt: skip
+    again = [
+        SimEnv(part, RPI3, EDGE_PC, link, noise=0.1, seed=s).step(Action(3)).total_s
+        for s in range(30)
+    ]
     assert noisy == again  # deterministic for a seed
     slow_source = SimEnv(part, RPI3, EDGE_PC, link, frame_interval_s=100.0)
     slow_source.step(Action(0))

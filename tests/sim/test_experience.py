@@ -21,8 +21,13 @@ from coinfer.systems.cans import worlds as fleet_worlds
 
 def test_exit_points_follow_the_pooling_stages() -> None:
     vgg = partition(zoo.create("vgg16"), zoo.example_inputs("vgg16"))
-    assert [vgg.cuts[i].name for i in exit_cuts(vgg)] == ["pool1", "pool2", "pool3", "pool4",
-                                                         "pool5"]  # fmt: skip
+    assert [vgg.cuts[i].name for i in exit_cuts(vgg)] == [
+        "pool1",
+        "pool2",
+        "pool3",
+        "pool4",
+        "pool5",
+    ]
     mlp = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))  # no pooling: spread out
     exits = exit_cuts(mlp)
     assert exits and all(0 < c < mlp.last for c in exits)
@@ -91,9 +96,19 @@ def test_the_warm_start_no_longer_traps_the_group_on_the_device(seed: int, tmp_p
     from coinfer.sim.fleet_policies import Federation
     from coinfer.systems.cans.experiment import simulate_fleet
 
-    rows = {r["policy"]: r["mean_latency_s"] for r in simulate_fleet(
-        2, 1, ["device-only", "fedlinucb-d", "fedlinucb-dw"], 300, seed,
-        Federation(link_feature=False), 4.0, experience_dir=tmp_path)}  # fmt: skip
+    rows = {
+        r["policy"]: r["mean_latency_s"]
+        for r in simulate_fleet(
+            2,
+            1,
+            ["device-only", "fedlinucb-d", "fedlinucb-dw"],
+            300,
+            seed,
+            Federation(link_feature=False),
+            4.0,
+            experience_dir=tmp_path,
+        )
+    }
     assert 0 in fleet_worlds.load_or_make_experience(2, 1, seed, tmp_path, 4.0)[0].exit_cuts
     assert rows["fedlinucb-dw"] < 0.5 * rows["device-only"]
     assert rows["fedlinucb-dw"] < 1.1 * rows["fedlinucb-d"]
@@ -111,8 +126,9 @@ def test_the_warm_start_is_never_worse_than_none_in_the_prototype_world(
 
     policies = ["oracle", "fedlinucb-d", "fedlinucb-dw"]
     fed = Federation(link_feature=False)
-    runs = simulate_fleet(2, None, policies, 300, seed, fed, experience_dir=tmp_path,
-                          world_name="prototype")  # fmt: skip
+    runs = simulate_fleet(
+        2, None, policies, 300, seed, fed, experience_dir=tmp_path, world_name="prototype"
+    )
     rows = {r["policy"]: r["mean_latency_s"] for r in runs}
     assert rows["fedlinucb-dw"] <= rows["fedlinucb-d"]
     assert rows["fedlinucb-dw"] <= 1.01 * rows["oracle"]

@@ -111,15 +111,19 @@ def test_cans_quick(tmp_path: Path) -> None:
     assert {"noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw"} <= {r["policy"] for r in rows}
     assert {r["world"] for r in rows} == {"prototype", "mixed", "3g"}
     assert {r["types"] for r in rows if r["world"] == "mixed"} == {2}
-    oracle = {(r["world"], r["learner"], r["devices"]): r["mean_latency_s"] for r in rows
-              if r["policy"] == "oracle"}  # fmt: skip
+    oracle = {
+        (r["world"], r["learner"], r["devices"]): r["mean_latency_s"]
+        for r in rows
+        if r["policy"] == "oracle"
+    }
     for row in rows:
         assert {"policy", "devices", "mean_latency_s", "messages"} <= row.keys()
         cooperative = row["policy"].startswith("fedlinucb")
         assert (row["messages"] > 0) == cooperative  # only cooperation talks
         # nothing beats the (greedy, per-frame) Oracle by more than noise
-        assert row["mean_latency_s"] >= 0.97 * oracle[(row["world"], row["learner"],
-                                                        row["devices"])]  # fmt: skip
+        assert (
+            row["mean_latency_s"] >= 0.97 * oracle[(row["world"], row["learner"], row["devices"])]
+        )
     periodic = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw-periodic"]
     triggered = [r["messages_per_device"] for r in rows if r["policy"] == "fedlinucb-dw"]
     assert all(t < p for t, p in zip(triggered, periodic, strict=True))
@@ -128,6 +132,7 @@ def test_cans_quick(tmp_path: Path) -> None:
 def test_cans_engine_errors_are_clear(tmp_path: Path) -> None:
     result = runner.invoke(app, ["experiment", "cans", "--engine", "gpu", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown engine 'gpu'" in result.output
-    result = runner.invoke(app, ["experiment", "ans", "--engine", "ray", "--quick",
-                                 "--out", str(tmp_path)])  # fmt: skip
+    result = runner.invoke(
+        app, ["experiment", "ans", "--engine", "ray", "--quick", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2

@@ -76,15 +76,28 @@ def _env_factory(
     dev, edge = resolve_device(DEFAULT_DEVICE), resolve_device(DEFAULT_EDGE)
 
     def new_env() -> SimEnv:
-        return SimEnv(part, dev, edge, world.link, world.edge_load, 0.1, world.frame_interval_s,
-                      KEYS[:frames], seed, world.clock)  # fmt: skip
+        return SimEnv(
+            part,
+            dev,
+            edge,
+            world.link,
+            world.edge_load,
+            0.1,
+            world.frame_interval_s,
+            KEYS[:frames],
+            seed,
+            world.clock,
+        )
 
     return new_env
 
 
 def test_policies_see_the_same_world_and_best_fixed_sits_between(vgg: Partitioning) -> None:
-    runs = compare(["best-fixed", "edge-only", "oracle", "device-only", "neurosurgeon"],
-                   _env_factory(vgg, "network-change", 900), 900)  # fmt: skip
+    runs = compare(
+        ["best-fixed", "edge-only", "oracle", "device-only", "neurosurgeon"],
+        _env_factory(vgg, "network-change", 900),
+        900,
+    )
     oracle = runs["oracle"]
     assert oracle.regret_s == 0 and oracle.oracle_match == 1
     fixed = [runs[n].mean_delay_s for n in ("edge-only", "device-only")]
@@ -156,8 +169,9 @@ def test_forced_oracle_is_the_floor_of_forced_sampling(yolo: Partitioning) -> No
     """On the 3G traces the device is always best for tiny-YOLOv2: the forced Oracle offloads
     exactly on μLinUCB's forced frames (4, 8, ..., 200, then every 5th ...), at the best
     offloading cut, and loses what forced sampling must."""
-    runs = compare(["oracle", "forced-oracle", "mulinucb-link"], _env_factory(yolo, "hsdpa", 600),
-                   600)  # fmt: skip
+    runs = compare(
+        ["oracle", "forced-oracle", "mulinucb-link"], _env_factory(yolo, "hsdpa", 600), 600
+    )
     forced = [i + 1 for i, c in enumerate(runs["forced-oracle"].cuts) if c != yolo.last]
     assert forced[:3] == [4, 8, 12] and 205 in forced and 400 in forced
     assert set(runs["oracle"].cuts) == {yolo.last}

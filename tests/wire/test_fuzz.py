@@ -44,12 +44,17 @@ def _parser(server: EdgeServer) -> Parser:
 
 
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-    | st.text(max_size=12) | st.binary(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 entry_fields = st.fixed_dictionaries(
     {},
     optional={
@@ -62,7 +67,7 @@ entry_fields = st.fixed_dictionaries(
         "scale": st.floats() | msgpack_values,
         "zero": st.floats() | msgpack_values,
     },
-)  # fmt: skip
+)
 
 
 def _feed(parser: Parser, data: bytes, chunks: list[int], server: EdgeServer) -> list[Any]:
@@ -106,17 +111,19 @@ def test_framing_survives_any_bytes(server: EdgeServer, data: bytes, chunks: lis
     kind=st.sampled_from(list(Kind)) | st.integers(0, 255),
     header=st.fixed_dictionaries(
         {"id": st.integers(0, 10) | msgpack_values},
-        optional={"model": st.sampled_from(["alexnet", "vgg16"]) | msgpack_values,
-                  "cut": st.integers(-1, 30) | msgpack_values,
-                  "exit": st.none() | msgpack_values,
-                  "fp": st.binary(min_size=16, max_size=16) | msgpack_values,
-                  "token": st.sampled_from(["t", "T", ""]) | msgpack_values,
-                  "tensors": st.lists(entry_fields, max_size=3) | msgpack_values,
-                  "slowdown": st.floats() | msgpack_values},
+        optional={
+            "model": st.sampled_from(["alexnet", "vgg16"]) | msgpack_values,
+            "cut": st.integers(-1, 30) | msgpack_values,
+            "exit": st.none() | msgpack_values,
+            "fp": st.binary(min_size=16, max_size=16) | msgpack_values,
+            "token": st.sampled_from(["t", "T", ""]) | msgpack_values,
+            "tensors": st.lists(entry_fields, max_size=3) | msgpack_values,
+            "slowdown": st.floats() | msgpack_values,
+        },
     ),
     payload=st.binary(max_size=4096),
     chunks=st.lists(st.integers(1, 900), max_size=10),
-)  # fmt: skip
+)
 def test_admission_refuses_or_takes_any_header(
     server: EdgeServer, kind: int, header: dict, payload: bytes, chunks: list[int]
 ) -> None:
@@ -133,7 +140,8 @@ def test_admission_refuses_or_takes_any_header(
                 else:
                     want = server.store.boundary("alexnet", item.job.request.cut)
                     assert [(tuple(t.shape), t.dtype) for t in tensors] == [
-                        (m.shape, m.dtype) for m in want]  # fmt: skip
+                        (m.shape, m.dtype) for m in want
+                    ]
             assert item.reserved <= BUDGET
             server.budget.release(item.reserved)
         else:
@@ -157,13 +165,17 @@ def test_tensor_checks_name_every_problem(metas: Any, payload: bytes) -> None:
     kind=st.sampled_from(list(Kind)),
     header=st.fixed_dictionaries(
         {},
-        optional={"id": st.just(7) | msgpack_values, "edge_s": st.floats() | msgpack_values,
-                  "tensors": st.lists(entry_fields, max_size=2) | msgpack_values,
-                  "code": st.integers(0, 20) | msgpack_values, "message": msgpack_values},
+        optional={
+            "id": st.just(7) | msgpack_values,
+            "edge_s": st.floats() | msgpack_values,
+            "tensors": st.lists(entry_fields, max_size=2) | msgpack_values,
+            "code": st.integers(0, 20) | msgpack_values,
+            "message": msgpack_values,
+        },
     ),
     payload=st.binary(max_size=5000),
     honest=st.booleans(),
-)  # fmt: skip
+)
 def test_the_device_accepts_only_the_right_result(
     alexnet: ModelSetup, kind: Kind, header: dict, payload: bytes, honest: bool
 ) -> None:
@@ -184,25 +196,41 @@ def test_the_device_accepts_only_the_right_result(
     cut=st.integers(0, 22),
     codec=st.sampled_from(["none", "lz4", "zstd"]),
     quant=st.sampled_from(["none", "fp16", "int8"]),
-    field=st.sampled_from([None, "dtype", "shape", "codec", "quant", "raw_bytes", "bytes",
-                           "scale", "zero"]),
+    field=st.sampled_from(
+        [None, "dtype", "shape", "codec", "quant", "raw_bytes", "bytes", "scale", "zero"]
+    ),
     value=msgpack_values,
     trim=st.integers(-3, 3),
     chunks=st.lists(st.integers(1, 70_000), max_size=10),
-)  # fmt: skip
+)
 def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
-    server: EdgeServer, alexnet: ModelSetup, cut: int, codec: str, quant: str,
-    field: str | None, value: Any, trim: int, chunks: list[int],
-) -> None:  # fmt: skip
-    sent = [torch.rand(m.shape, generator=torch.Generator().manual_seed(cut)).to(m.dtype)
-            for m in alexnet.part.boundary_metas(cut)]  # fmt: skip
+    server: EdgeServer,
+    alexnet: ModelSetup,
+    cut: int,
+    codec: str,
+    quant: str,
+    field: str | None,
+    value: Any,
+    trim: int,
+    chunks: list[int],
+) -> None:
+    sent = [
+        torch.rand(m.shape, generator=torch.Generator().manual_seed(cut)).to(m.dtype)
+        for m in alexnet.part.boundary_metas(cut)
+    ]
     metas, payload = encode_tensors(sent, codec, quant)
     data = bytes(payload)
     if field is not None:
         metas[0][field] = value
     data = data[: len(data) + trim] if trim < 0 else data + b"x" * trim
-    header = {"id": 5, "model": "alexnet", "cut": cut, "fp": alexnet.part.fingerprint,
-              "tensors": metas, "token": "t"}  # fmt: skip
+    header = {
+        "id": 5,
+        "model": "alexnet",
+        "cut": cut,
+        "fp": alexnet.part.fingerprint,
+        "tensors": metas,
+        "token": "t",
+    }
     parser = _parser(server)
     (item,) = _feed(parser, pack(Kind.INFER, header, data), chunks, server)
     parser.release()

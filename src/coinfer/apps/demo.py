@@ -93,9 +93,11 @@ class DemoConfig:
         if self.system not in SYSTEMS:
             raise ValueError(f"--system must be one of {', '.join(SYSTEMS)}, not {self.system!r}")
         if self.model is not None and self.model not in zoo.names():
-            raise ValueError(f"--model {self.model!r}: the demo runs zoo models "
-                             f"({', '.join(zoo.names())}); your own runs with coinfer serve + "
-                             f"coinfer run")  # fmt: skip
+            raise ValueError(
+                f"--model {self.model!r}: the demo runs zoo models "
+                f"({', '.join(zoo.names())}); your own runs with coinfer serve + "
+                f"coinfer run"
+            )
         if self.system == "edgent" and self.model not in (None, "branchy_alexnet"):
             raise ValueError("--system edgent needs a multi-exit model: branchy_alexnet")
 
@@ -128,9 +130,11 @@ class DemoRun:
         faster stretch of link runs more frames: it must not outweigh its partner)."""
         means: dict[str, float | None] = {}
         for pair, prefix in (("cooperating", "coop"), ("alone", "alone")):
-            devices = [float(np.mean([r.total_s for r in rs]))
-                       for n, rs in self.records.items()
-                       if n.startswith(prefix) and rs]  # fmt: skip
+            devices = [
+                float(np.mean([r.total_s for r in rs]))
+                for n, rs in self.records.items()
+                if n.startswith(prefix) and rs
+            ]
             means[pair] = float(np.mean(devices)) if len(devices) == 2 else None
         return means
 
@@ -169,11 +173,16 @@ class DemoRun:
         for name, records in self.records.items():
             fed = cans.federation.get(name) or {}
             done = summary(records)
-            rows.append({"policy": name, "learner": policies[name],
-                         **{k: done[k] for k in ("frames", "offloaded", "fallbacks",
-                                                 "mean_latency_s")},
-                         "messages": fed.get("messages", 0), "bytes": fed.get("bytes", 0),
-                         "error": cans.errors.get(name)})  # fmt: skip
+            rows.append(
+                {
+                    "policy": name,
+                    "learner": policies[name],
+                    **{k: done[k] for k in ("frames", "offloaded", "fallbacks", "mean_latency_s")},
+                    "messages": fed.get("messages", 0),
+                    "bytes": fed.get("bytes", 0),
+                    "error": cans.errors.get(name),
+                }
+            )
         return rows
 
     def agreement(self) -> bool | None:
@@ -201,8 +210,9 @@ class DemoRun:
                 a, b = mine[phase], rows[other][phase]
                 return a is not None and b is not None and a < b
 
-            held = below("before_slowdown_s", "device-only") and below("after_slowdown_s",
-                                                                         "edge-only")  # fmt: skip
+            held = below("before_slowdown_s", "device-only") and below(
+                "after_slowdown_s", "edge-only"
+            )
         elif system == "edgent":
             dyn, static = rows["edgent-dynamic"], rows["edgent"]
             held = (dyn["deadline_hit_rate"] or 0.0) > (static["deadline_hit_rate"] or 0.0)
@@ -225,27 +235,45 @@ class DemoRun:
         fig, (top, bottom) = new_figure(width=8.0, height=3.0, rows=2, sharex=True)
         for name, records in self.records.items():
             sparse = len(records) < 60
-            top.plot([r.started_s for r in records], [r.total_s for r in records], lw=0.8,
-                     marker="." if sparse else None, ls="-" if not sparse else ":",
-                     label=name)  # fmt: skip
-            chosen = [r.exit if system == "edgent" and r.exit is not None else r.cut
-                      for r in records]  # fmt: skip
+            top.plot(
+                [r.started_s for r in records],
+                [r.total_s for r in records],
+                lw=0.8,
+                marker="." if sparse else None,
+                ls="-" if not sparse else ":",
+                label=name,
+            )
+            chosen = [
+                r.exit if system == "edgent" and r.exit is not None else r.cut for r in records
+            ]
             bottom.plot([r.started_s for r in records], chosen, ".", ms=3, label=name)
         if system == "ans":
             for ax in (top, bottom):
                 ax.axvline(self.slowdown_at_s, color="grey", ls="--", lw=0.8)
-            top.annotate(f"edge {self.config.slowdown:g}x slower", (self.slowdown_at_s, 1.0),
-                         xycoords=("data", "axes fraction"), xytext=(4, -12),
-                         textcoords="offset points", fontsize=8)  # fmt: skip
+            top.annotate(
+                f"edge {self.config.slowdown:g}x slower",
+                (self.slowdown_at_s, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(4, -12),
+                textcoords="offset points",
+                fontsize=8,
+            )
         else:
-            top.axhline(self.config.latency_req_s, color="red", ls="--", lw=0.8,
-                        label=f"deadline {1e3 * self.config.latency_req_s:g} ms")  # fmt: skip
+            top.axhline(
+                self.config.latency_req_s,
+                color="red",
+                ls="--",
+                lw=0.8,
+                label=f"deadline {1e3 * self.config.latency_req_s:g} ms",
+            )
         top.set_ylim(bottom=0)
         top.set_ylabel("frame latency (s)")
         bottom.set_ylabel("exit chosen" if system == "edgent" else "cut chosen")
         bottom.set_xlabel("time since start (s)")
-        top.set_title(f"{self.config.get('model')}, device {self.config.get('device')}, link "
-                      f"{self.config.trace} x{self.config.get('trace_scale'):g}")  # fmt: skip
+        top.set_title(
+            f"{self.config.get('model')}, device {self.config.get('device')}, link "
+            f"{self.config.trace} x{self.config.get('trace_scale'):g}"
+        )
         top.legend(fontsize=8, loc="upper left")
         return save_figure(fig, path)
 
@@ -261,15 +289,24 @@ def _plot_pairs(run: DemoRun, path: Path) -> Path:
         window = max(1, min(10, len(values)))
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         ls = "-" if name.endswith("1") else "--"
-        ax.plot(np.arange(window, len(values) + 1), smooth, ls=ls, lw=1.2,
-                color=colours[name.split("-")[0]], label=name)  # fmt: skip
+        ax.plot(
+            np.arange(window, len(values) + 1),
+            smooth,
+            ls=ls,
+            lw=1.2,
+            color=colours[name.split("-")[0]],
+            label=name,
+        )
     pairs = run.pairs()
     ax.set_xlabel("frame (moving mean of up to 10)")
     ax.set_ylabel("frame latency (s)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{run.config.get('model')} on {run.config.get('device')} devices, WLAN links: "
-                 f"cooperating {pairs['cooperating'] or 0:.3f} s, alone "
-                 f"{pairs['alone'] or 0:.3f} s (mean)", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{run.config.get('model')} on {run.config.get('device')} devices, WLAN links: "
+        f"cooperating {pairs['cooperating'] or 0:.3f} s, alone "
+        f"{pairs['alone'] or 0:.3f} s (mean)",
+        fontsize=9,
+    )
     ax.legend(fontsize=8, ncol=2)
     return save_figure(fig, path)
 
@@ -278,8 +315,13 @@ def _plot_costs(run: DemoRun, path: Path) -> Path:
     fig, ax = new_figure(width=7.0)
     names = [r["policy"] for r in run.stage_rows]
     xs = np.arange(len(names))
-    ax.bar(xs - 0.2, [r["mean_cost"] for r in run.stage_rows], 0.4,
-           yerr=[r["ci95"] or 0.0 for r in run.stage_rows], label="measured (95% CI)")  # fmt: skip
+    ax.bar(
+        xs - 0.2,
+        [r["mean_cost"] for r in run.stage_rows],
+        0.4,
+        yerr=[r["ci95"] or 0.0 for r in run.stage_rows],
+        label="measured (95% CI)",
+    )
     ax.bar(xs + 0.2, [r["analytic_cost"] for r in run.stage_rows], 0.4, label="analytic")
     ax.set_xticks(xs, names)
     ax.set_ylabel("mean cost per task (J + w·s)")
@@ -302,8 +344,9 @@ async def _run_frames(
     )
     data = live_frames(setup.model, config.max_frames)
     history = link_history_bps(config.trace, config.get("trace_scale"), link)
-    knowledge = setup.knowledge("live", link, latency_req_s=config.latency_req_s,
-                                link_history_bps=history)  # fmt: skip
+    knowledge = setup.knowledge(
+        "live", link, latency_req_s=config.latency_req_s, link_history_bps=history
+    )
     token = servers[0].options.token
     settle_heap()  # the devices' model and frames are ready: no collection walks them again
     start = time.monotonic()
@@ -320,9 +363,16 @@ async def _run_frames(
                 on_frame(name, frame)
 
         env = await run_live_env(
-            client, policy, data.inputs, data.key_weights, record, start, config.duration_s,
-            labels=data.labels, monitor=registry.entry(name).watches_link,
-        )  # fmt: skip
+            client,
+            policy,
+            data.inputs,
+            data.key_weights,
+            record,
+            start,
+            config.duration_s,
+            labels=data.labels,
+            monitor=registry.entry(name).watches_link,
+        )
         run.correct[name] = env.correct
 
     async def slow_down() -> None:
@@ -332,8 +382,9 @@ async def _run_frames(
         for server in servers:  # over the wire, as an operator would
             await set_edge_slowdown(Endpoint(server.address, token), config.slowdown)
 
-    await asyncio.gather(slow_down(), *(device(n, s) for n, s in
-                                        zip(POLICIES[system], servers, strict=True)))  # fmt: skip
+    await asyncio.gather(
+        slow_down(), *(device(n, s) for n, s in zip(POLICIES[system], servers, strict=True))
+    )
     return run
 
 
@@ -355,13 +406,30 @@ def _run_stages(
             if on_task is not None:
                 on_task(name, record.task + 1, tasks)
 
-        result = run_stages(setup, name, tasks, Endpoint(server.address, token),
-                            calibration=calibration, on_task=report)  # fmt: skip
+        result = run_stages(
+            setup,
+            name,
+            tasks,
+            Endpoint(server.address, token),
+            calibration=calibration,
+            on_task=report,
+        )
         calibration = result.calibration
         doc = result.summary
-        run.stage_rows.append({k: doc[k] for k in ("policy", "tasks", "mean_cost", "ci95",
-                                                   "analytic_cost", "analytic_cost_as_run",
-                                                   "fallbacks")})  # fmt: skip
+        run.stage_rows.append(
+            {
+                k: doc[k]
+                for k in (
+                    "policy",
+                    "tasks",
+                    "mean_cost",
+                    "ci95",
+                    "analytic_cost",
+                    "analytic_cost_as_run",
+                    "fallbacks",
+                )
+            }
+        )
     return run
 
 
@@ -407,8 +475,14 @@ def run_demo(
     configure_host()  # the devices' process; each server configures its own
     run = DemoRun(config)
     if config.system == "cans":  # device processes of their own, one federated edge
-        run.cans = run_cans(config.get("model"), config.get("device"), config.duration_s,
-                            config.max_frames, on_frame=on_frame, on_stage=on_stage)  # fmt: skip
+        run.cans = run_cans(
+            config.get("model"),
+            config.get("device"),
+            config.duration_s,
+            config.max_frames,
+            on_frame=on_frame,
+            on_stage=on_stage,
+        )
         run.records = run.cans.records
         return run
     # the emulated device is profiled before anything else starts: servers loading their models

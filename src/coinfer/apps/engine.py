@@ -71,8 +71,9 @@ def _run_ray(
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+        ray.init(
+            num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
     try:
         remote = ray.remote(func)
         refs = [remote.remote(*job) for job in jobs]

@@ -78,8 +78,10 @@ def _join(
     co = cooperation or Cooperation()
     if policy_name not in FEDERATED_LEARNERS:
         if co.group is not None or co.experience is not None:
-            raise ValueError(f"--group and --experience are for the federated policies "
-                             f"({', '.join(FEDERATED_LEARNERS)}), not {policy_name}")  # fmt: skip
+            raise ValueError(
+                f"--group and --experience are for the federated policies "
+                f"({', '.join(FEDERATED_LEARNERS)}), not {policy_name}"
+            )
         return None, {}
     fields: dict[str, Any] = {"federation": co.federation}
     if co.experience is not None:
@@ -134,20 +136,33 @@ def run_frames(
     data = data if data is not None else live_frames(setup.model, frames, seed)
     chosen = replace(options or ClientOptions(), emulate=emulate, keep_outputs=1)
     client = DeviceClient.for_setup(setup, edge, link, chosen)
-    env = LiveEnv(client, data.inputs, data.key_weights, data.labels,
-                  monitor=entry.watches_link, federation=group)  # fmt: skip
+    env = LiveEnv(
+        client,
+        data.inputs,
+        data.key_weights,
+        data.labels,
+        monitor=entry.watches_link,
+        federation=group,
+    )
     try:
         found = env.run(preflight(client, data.inputs[0])) if check_edge else None
         if found is not None and group is not None and not found.federation:
-            raise PreflightError(f"the edge at {edge} keeps no federated statistics: start it "
-                                 f"with coinfer serve --federation")  # fmt: skip
+            raise PreflightError(
+                f"the edge at {edge} keeps no federated statistics: start it "
+                f"with coinfer serve --federation"
+            )
         planning = link
         if planning is None:  # a real network: what the preflight measured
             rtt = found.rtt_s if found else 0.0
             planning = Link.constant(found.uplink_bps if found and found.uplink_bps else 10e6, rtt)
-        knowledge = setup.knowledge("live", planning, latency_req_s=latency_req_s,
-                                    link_history_bps=list(history_bps), seed=seed,
-                                    **joined)  # fmt: skip
+        knowledge = setup.knowledge(
+            "live",
+            planning,
+            latency_req_s=latency_req_s,
+            link_history_bps=list(history_bps),
+            seed=seed,
+            **joined,
+        )
         policy = registry.create(policy_name, knowledge)
         if group is not None:  # join the group (and hand it the warm start) before deciding
             env.run(group.flush())
@@ -187,9 +202,15 @@ def run_frames(
 
 def federation_summary(group: RemoteGroup) -> dict[str, Any]:
     """What a live federated device exchanged with its group."""
-    return {"group": group.name, "messages": group.wire.messages, "bytes": group.wire.bytes,
-            "failed_syncs": group.wire.failures, "last_error": group.wire.last_error,
-            "group_records": group.group_count, "records_sent": group.pushed}  # fmt: skip
+    return {
+        "group": group.name,
+        "messages": group.wire.messages,
+        "bytes": group.wire.bytes,
+        "failed_syncs": group.wire.failures,
+        "last_error": group.wire.last_error,
+        "group_records": group.group_count,
+        "records_sent": group.pushed,
+    }
 
 
 def preflight_edge(
@@ -240,8 +261,9 @@ def run_stages(
     mean_gain = gain_for_snr(snr_db)
     fading = fading_channel(channel, mean_gain)
     client = DeviceClient.for_setup(setup, edge, None, options)
-    env = LiveStageEnv(client, setup.model.inputs, fading, fading.sample, RADIO, COMPUTE_W,
-                       time_weight, seed)  # fmt: skip
+    env = LiveStageEnv(
+        client, setup.model.inputs, fading, fading.sample, RADIO, COMPUTE_W, time_weight, seed
+    )
     try:
         if calibration is None:
             calibration = env.calibrate(calibration_repeats)
@@ -268,10 +290,18 @@ def run_stages(
     optimal = optimal_rule(costs, fading).cost
     stops = [r.stop for r in env.records]
     doc = {
-        "model": setup.model.name, "policy": policy_name, "tasks": len(env.records),
-        "channel": channel, "snr_db": snr_db, "time_weight": time_weight, "seed": seed,
-        "device": setup.device_name, "mean_cost": _finite(mean), "ci95": _finite(half),
-        "analytic_cost": _finite(analytic), "optimal_analytic_cost": _finite(optimal),
+        "model": setup.model.name,
+        "policy": policy_name,
+        "tasks": len(env.records),
+        "channel": channel,
+        "snr_db": snr_db,
+        "time_weight": time_weight,
+        "seed": seed,
+        "device": setup.device_name,
+        "mean_cost": _finite(mean),
+        "ci95": _finite(half),
+        "analytic_cost": _finite(analytic),
+        "optimal_analytic_cost": _finite(optimal),
         "measured_vs_analytic": _finite(mean / analytic - 1.0) if analytic else None,
         "analytic_cost_as_run": _finite(as_run),
         "measured_vs_analytic_as_run": _finite(mean / as_run - 1.0) if as_run else None,
@@ -279,11 +309,15 @@ def run_stages(
         "measured_vs_model_on_draws": _finite(mean / on_draws - 1.0) if on_draws else None,
         "fallbacks": sum(r.fallback for r in env.records),
         "stops": {str(s): stops.count(s) for s in sorted(set(stops))},
-        "mean_latency_s": _finite(float(np.mean([r.device_s + r.uplink_s + r.edge_s
-                                                 + r.downlink_s for r in env.records]))),
-        "calibration": {"device_s": list(calibration.device_s),
-                        "edge_s": list(calibration.edge_s), "bits": list(calibration.bits),
-                        "upload_overhead_s": calibration.upload_overhead_s,
-                        "reply_s": calibration.reply_s},
-    }  # fmt: skip
+        "mean_latency_s": _finite(
+            float(np.mean([r.device_s + r.uplink_s + r.edge_s + r.downlink_s for r in env.records]))
+        ),
+        "calibration": {
+            "device_s": list(calibration.device_s),
+            "edge_s": list(calibration.edge_s),
+            "bits": list(calibration.bits),
+            "upload_overhead_s": calibration.upload_overhead_s,
+            "reply_s": calibration.reply_s,
+        },
+    }
     return StageResult(doc, env.records, calibration)

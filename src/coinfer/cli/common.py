@@ -70,8 +70,15 @@ def model_spec(
 
 
 # what a user's model, file or value can make fail (a PartitionError is a ValueError)
-USER_FAILURES = (ValueError, LookupError, TypeError, RuntimeError, OSError, AttributeError,
-                 NotImplementedError)  # fmt: skip
+USER_FAILURES = (
+    ValueError,
+    LookupError,
+    TypeError,
+    RuntimeError,
+    OSError,
+    AttributeError,
+    NotImplementedError,
+)
 
 
 @contextmanager
@@ -117,10 +124,17 @@ def model_specs(
     for name in names:
         files = scoped(weights, name)
         if len(files) > 1:
-            raise fail(f"{name}: {len(files)} --weights files; give one per model "
-                       f"(--weights {name}@FILE)")  # fmt: skip
-        specs.append(model_spec(name, scoped(input_shape, name), scoped(model_arg, name),
-                                Path(files[0]) if files else None))  # fmt: skip
+            raise fail(
+                f"{name}: {len(files)} --weights files; give one per model (--weights {name}@FILE)"
+            )
+        specs.append(
+            model_spec(
+                name,
+                scoped(input_shape, name),
+                scoped(model_arg, name),
+                Path(files[0]) if files else None,
+            )
+        )
     return specs
 
 
@@ -133,8 +147,10 @@ def writable(path: Path | None, option: str, folder: bool = False) -> None:
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise fail(f"{option} {str(path)!r}: cannot create {str(target)!r} "
-                   f"({exc.strerror or exc}); give a folder you can write") from None  # fmt: skip
+        raise fail(
+            f"{option} {str(path)!r}: cannot create {str(target)!r} "
+            f"({exc.strerror or exc}); give a folder you can write"
+        ) from None
     if not os.access(target, os.W_OK):
         raise fail(f"{option} {str(path)!r}: {str(target)!r} is not writable")
     if not folder and path.is_dir():
@@ -211,8 +227,12 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
+    columns = (
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         tasks: dict[str, Any] = {}
 

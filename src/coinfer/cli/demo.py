@@ -76,9 +76,11 @@ def demo(
     tasks: dict[str, tuple[int, int]] = {}
 
     def live_table() -> Table:
-        table = Table(title=f"coinfer demo --system {system}: {config.get('model')} on a "
-                      f"{config.get('device')} device, edges on loopback ({duration:g} s)",
-                      caption=f"expect: {EXPECT[system]}")  # fmt: skip
+        table = Table(
+            title=f"coinfer demo --system {system}: {config.get('model')} on a "
+            f"{config.get('device')} device, edges on loopback ({duration:g} s)",
+            caption=f"expect: {EXPECT[system]}",
+        )
         if system == "stopping":
             for col in ("policy", "tasks done"):
                 table.add_column(col)
@@ -90,10 +92,14 @@ def demo(
             table.add_column(col, overflow="fold")
         for name, records in latest.items():
             mean = sum(r.total_s for r in records) / len(records) if records else None
-            table.add_row(name, str(len(records)), cell_text(mean),
-                          str(records[-1].cut) if records else "",
-                          str(sum(r.offloaded for r in records)),
-                          str(sum(r.fallback for r in records)))  # fmt: skip
+            table.add_row(
+                name,
+                str(len(records)),
+                cell_text(mean),
+                str(records[-1].cut) if records else "",
+                str(sum(r.offloaded for r in records)),
+                str(sum(r.fallback for r in records)),
+            )
         return table
 
     err.print(f"starting the edge server(s) and devices on loopback (expect: {EXPECT[system]}) ...")
@@ -120,11 +126,23 @@ def demo(
     statement, held = run.verdict()
     for warning in run.warnings:
         err.print(f"warning: {warning}", markup=False)
-    config_doc = {"system": system, "model": config.get("model"), "device": config.get("device"),
-                  "duration_s": duration, "slowdown": slowdown,
-                  **config.link_spec()}  # fmt: skip
-    doc = {"schema": SCHEMA, "config": config_doc, **config_doc, "expected": statement,
-           "held": held, "warnings": run.warnings, "rows": rows}  # fmt: skip
+    config_doc = {
+        "system": system,
+        "model": config.get("model"),
+        "device": config.get("device"),
+        "duration_s": duration,
+        "slowdown": slowdown,
+        **config.link_spec(),
+    }
+    doc = {
+        "schema": SCHEMA,
+        "config": config_doc,
+        **config_doc,
+        "expected": statement,
+        "held": held,
+        "warnings": run.warnings,
+        "rows": rows,
+    }
     if run.cans is not None:
         doc["pairs_s"] = run.pairs()
         doc["simulated_pairs_s"] = run.cans.simulated
@@ -139,15 +157,17 @@ def demo(
         print_json(doc)
         return
     render(from_rows(f"coinfer demo --system {system}", rows), fmt)
-    out.print(f"expected: {statement} — {'yes, it did' if held else 'NOT this time'}",
-              markup=False)  # fmt: skip
+    out.print(f"expected: {statement} — {'yes, it did' if held else 'NOT this time'}", markup=False)
     if run.cans is not None:
         live, sim = run.pairs(), run.cans.simulated
-        out.print(f"pairs, mean latency: live cooperating {cell_text(live['cooperating'])} s, "
-                  f"alone {cell_text(live['alone'])} s; simulated (the same world, as many "
-                  f"frames) cooperating {cell_text(sim.get('cooperating'))} s, alone "
-                  f"{cell_text(sim.get('alone'))} s; agree in direction: "
-                  f"{cell_text(run.agreement())}", markup=False)  # fmt: skip
+        out.print(
+            f"pairs, mean latency: live cooperating {cell_text(live['cooperating'])} s, "
+            f"alone {cell_text(live['alone'])} s; simulated (the same world, as many "
+            f"frames) cooperating {cell_text(sim.get('cooperating'))} s, alone "
+            f"{cell_text(sim.get('alone'))} s; agree in direction: "
+            f"{cell_text(run.agreement())}",
+            markup=False,
+        )
     err.print(f"wrote {png}, {out_dir / 'table.md'} and table.json")
 
 

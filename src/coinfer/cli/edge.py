@@ -30,9 +30,12 @@ Tls = Annotated[bool, typer.Option("--tls", help="TLS, trusting the system's CAs
 
 
 def _connect(
-    edge: str, tls: bool, tls_ca: Path | None, token: str | None = None,
+    edge: str,
+    tls: bool,
+    tls_ca: Path | None,
+    token: str | None = None,
     token_file: Path | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     from coinfer.device.endpoint import Endpoint
 
     with user_errors():
@@ -66,11 +69,23 @@ def ping(
         raise fail(str(exc)) from None
     low, mid, high = min(times), statistics.median(times), max(times)
     if as_json:
-        print_json({"schema": SCHEMA, "edge": edge, "count": count, "rtt_s": times,
-                    "min_s": low, "median_s": mid, "max_s": high})  # fmt: skip
+        print_json(
+            {
+                "schema": SCHEMA,
+                "edge": edge,
+                "count": count,
+                "rtt_s": times,
+                "min_s": low,
+                "median_s": mid,
+                "max_s": high,
+            }
+        )
         return
-    out.print(f"{edge}: {count} PINGs, round trip min {1e3 * low:.2f} ms, median "
-              f"{1e3 * mid:.2f} ms, max {1e3 * high:.2f} ms", markup=False)  # fmt: skip
+    out.print(
+        f"{edge}: {count} PINGs, round trip min {1e3 * low:.2f} ms, median "
+        f"{1e3 * mid:.2f} ms, max {1e3 * high:.2f} ms",
+        markup=False,
+    )
 
 
 @app.command()
@@ -105,8 +120,9 @@ def stats(
         print_json({"schema": SCHEMA, "edge": edge, "stats": summary})
         return
     models = summary.get("models") or {}
-    table = TableData(f"{edge}: serving", ["model", "fingerprint", "exits"], left={"model",
-                      "fingerprint"})  # fmt: skip
+    table = TableData(
+        f"{edge}: serving", ["model", "fingerprint", "exits"], left={"model", "fingerprint"}
+    )
     for name, about in models.items():
         table.add(name, about.get("fingerprint"), ", ".join(map(str, about.get("exits", []))))
     render(table, fmt)

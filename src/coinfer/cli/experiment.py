@@ -49,8 +49,14 @@ def experiment(
     with user_errors(f"experiment {name}"), progress_bars() as report:
         result = run_experiment(name, out_dir, quick, progress=report, engine=engine)
     if as_json:
-        print_json({"schema": SCHEMA, "experiment": name, "config": {"quick": quick,
-                    "engine": engine, **dict(result.config)}, "rows": result.rows})  # fmt: skip
+        print_json(
+            {
+                "schema": SCHEMA,
+                "experiment": name,
+                "config": {"quick": quick, "engine": engine, **dict(result.config)},
+                "rows": result.rows,
+            }
+        )
         return
     for title, rows in result.groups().items():
         heading = f"experiment {name}" + (f": {title}" if title else "")

@@ -104,20 +104,53 @@ def fleet(
         uplink = parse_bandwidth(shared_uplink, "--shared-uplink") if shared_uplink else None
         fed = Federation(warm_weight, growth, period, link_feature=learner == "link")
         with progress_bars() as report:
-            rows = simulate_fleet(devices, types, names, frames, seed, fed, link_scale, uplink,
-                                  experience, report, world_name)  # fmt: skip
+            rows = simulate_fleet(
+                devices,
+                types,
+                names,
+                frames,
+                seed,
+                fed,
+                link_scale,
+                uplink,
+                experience,
+                report,
+                world_name,
+            )
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    config = {"world": world_name, "devices": devices, "types": types, "policies": names,
-              "frames": frames, "seed": seed, "learner": learner, "link_scale": link_scale,
-              "shared_uplink": shared_uplink, "experience": str(experience) if experience else None,
-              "warm_weight": warm_weight, "sync_growth": growth, "sync_period": period}  # fmt: skip
+    config = {
+        "world": world_name,
+        "devices": devices,
+        "types": types,
+        "policies": names,
+        "frames": frames,
+        "seed": seed,
+        "learner": learner,
+        "link_scale": link_scale,
+        "shared_uplink": shared_uplink,
+        "experience": str(experience) if experience else None,
+        "warm_weight": warm_weight,
+        "sync_growth": growth,
+        "sync_period": period,
+    }
     if as_json:
         print_json({"schema": SCHEMA, "config": config, "rows": rows})
         return
-    columns = ["policy", "mean_latency_s", "first_100_s", "first_200_s", "vs_noncoop",
-               "regret_s", "offload_share", "messages", "kbytes"]  # fmt: skip
+    columns = [
+        "policy",
+        "mean_latency_s",
+        "first_100_s",
+        "first_200_s",
+        "vs_noncoop",
+        "regret_s",
+        "offload_share",
+        "messages",
+        "kbytes",
+    ]
     kinds = rows[0]["types"] if rows else types
-    title = (f"{world_name} world: {devices} devices, {kinds} type(s), {frames} frames, "
-             f"learner {learner}")  # fmt: skip
+    title = (
+        f"{world_name} world: {devices} devices, {kinds} type(s), {frames} frames, "
+        f"learner {learner}"
+    )
     render(from_rows(title, rows, columns), fmt)

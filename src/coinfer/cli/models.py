@@ -42,12 +42,16 @@ def models(
         ]
         print_json({"schema": SCHEMA, "models": rows})
         return
-    table = TableData("coinfer model zoo", ["model", "input", "what", "source"],
-                      caption="also: torchvision:NAME, package.module:factory, file.py:factory",
-                      left={"model", "input", "what", "source"})  # fmt: skip
+    table = TableData(
+        "coinfer model zoo",
+        ["model", "input", "what", "source"],
+        caption="also: torchvision:NAME, package.module:factory, file.py:factory",
+        left={"model", "input", "what", "source"},
+    )
     for e in entries:
-        table.add(e.name, " + ".join("x".join(map(str, s)) for s in e.input_shapes()), e.summary,
-                  e.source)  # fmt: skip
+        table.add(
+            e.name, " + ".join("x".join(map(str, s)) for s in e.input_shapes()), e.summary, e.source
+        )
     render(table, fmt)
 
 
@@ -130,18 +134,30 @@ def inspect(
     check_format(fmt)
     total = 2 * (part.cuts[-1].device_macs) / 1e6
     table = TableData(
-        f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, "
-        f"{total:,.1f} MFLOPs",
-        ["cut", "device runs to", "boundary tensors", "boundary KB", "device MFLOPs",
-         "edge MFLOPs", "device params MB"],
+        f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, {total:,.1f} MFLOPs",
+        [
+            "cut",
+            "device runs to",
+            "boundary tensors",
+            "boundary KB",
+            "device MFLOPs",
+            "edge MFLOPs",
+            "device params MB",
+        ],
         caption="device runs every layer up to and including 'device runs to'; "
         "the boundary is what it sends",
         left={"device runs to"},
-    )  # fmt: skip
+    )
     for r in rows:
-        table.add(r["index"], r["name"], len(r["boundary"]), f"{r['boundary_bytes'] / 1024:,.1f}",
-                  f"{2 * r['device_macs'] / 1e6:,.1f}", f"{2 * r['edge_macs'] / 1e6:,.1f}",
-                  f"{r['device_param_bytes'] / 2**20:,.2f}")  # fmt: skip
+        table.add(
+            r["index"],
+            r["name"],
+            len(r["boundary"]),
+            f"{r['boundary_bytes'] / 1024:,.1f}",
+            f"{2 * r['device_macs'] / 1e6:,.1f}",
+            f"{2 * r['edge_macs'] / 1e6:,.1f}",
+            f"{r['device_param_bytes'] / 2**20:,.2f}",
+        )
     render(table, fmt)
 
 
@@ -158,9 +174,12 @@ def policies(
     if as_json:
         print_json({"schema": SCHEMA, "policies": rows})
         return
-    table = TableData("coinfer policies", ["policy", "decides", *registry.WORLDS, "what"],
-                      caption="one registry: the same policy, the same tuning, in every world "
-                      "it runs in", left={"policy", "decides", "what"})  # fmt: skip
+    table = TableData(
+        "coinfer policies",
+        ["policy", "decides", *registry.WORLDS, "what"],
+        caption="one registry: the same policy, the same tuning, in every world it runs in",
+        left={"policy", "decides", "what"},
+    )
     for row in rows:
         marks = ["yes" if w in row["worlds"] else "-" for w in registry.WORLDS]
         table.add(row["name"], row["decides"], *marks, row["summary"])

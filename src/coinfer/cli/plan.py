@@ -124,8 +124,10 @@ def plan(
             chosen_edgent, part, costs = _plan_edgent(
                 setup, bw, rtt_s, edge_load, req_s, orientation, cold_start
             )
-            costs = [dataclasses.replace(c, energy_j=energy.device_joules(
-                c.device_s, c.uplink_s, bw)) for c in costs]  # fmt: skip
+            costs = [
+                dataclasses.replace(c, energy_j=energy.device_joules(c.device_s, c.uplink_s, bw))
+                for c in costs
+            ]
             cut_index, exit_ = chosen_edgent.cut, chosen_edgent.exit
             accuracy, meets = chosen_edgent.accuracy, chosen_edgent.meets_requirement
             chosen_cost = next(c for c in costs if c.cut == cut_index)
@@ -147,11 +149,21 @@ def plan(
     cut = part.cuts[cut_index]
     doc = {
         "schema": SCHEMA,
-        "config": {"model": spec.describe(), "policy": policy, "device": device, "edge": edge,
-                   "bandwidth": bandwidth, "rtt_s": rtt_s, "edge_load": edge_load,
-                   "objective": objective, "radio": radio, "granularity": granularity,
-                   "latency_req_s": req_s if policy == "edgent" else None,
-                   "orientation": orientation, "cold_start": cold_start},
+        "config": {
+            "model": spec.describe(),
+            "policy": policy,
+            "device": device,
+            "edge": edge,
+            "bandwidth": bandwidth,
+            "rtt_s": rtt_s,
+            "edge_load": edge_load,
+            "objective": objective,
+            "radio": radio,
+            "granularity": granularity,
+            "latency_req_s": req_s if policy == "edgent" else None,
+            "orientation": orientation,
+            "cold_start": cold_start,
+        },
         "model": model,
         "policy": policy,
         "device": device,
@@ -168,16 +180,26 @@ def plan(
         "accuracy": accuracy,
         "meets_requirement": meets,
         "breakdown": chosen_cost.breakdown(),
-        "cuts": [c.breakdown() | {"cut": c.cut, "index": c.cut, "name": part.cuts[c.cut].name}
-                 for c in costs],
-    }  # fmt: skip
+        "cuts": [
+            c.breakdown() | {"cut": c.cut, "index": c.cut, "name": part.cuts[c.cut].name}
+            for c in costs
+        ],
+    }
     if as_json:
         print_json(doc)
         return
     what = f"exit {exit_} (accuracy {accuracy:.3f}), " if exit_ is not None else ""
     verdict = "" if meets is None else (" meets" if meets else " MISSES") + f" {latency_req}"
-    columns = ["cut", "device runs to", "device ms", "upload ms", "edge ms", "reply ms",
-               "total ms", *(["device mJ"] if objective == "energy" else [])]  # fmt: skip
+    columns = [
+        "cut",
+        "device runs to",
+        "device ms",
+        "upload ms",
+        "edge ms",
+        "reply ms",
+        "total ms",
+        *(["device mJ"] if objective == "energy" else []),
+    ]
     table = TableData(
         f"{model} on {device} + {edge} at {bandwidth}: {policy} ({objective})",
         columns,
@@ -186,8 +208,9 @@ def plan(
         left={"device runs to"},
     )
     for c in costs:
-        ms = [f"{1e3 * v:,.1f}" for v in (c.device_s, c.uplink_s, c.edge_s, c.downlink_s,
-                                          c.total_s)]  # fmt: skip
+        ms = [
+            f"{1e3 * v:,.1f}" for v in (c.device_s, c.uplink_s, c.edge_s, c.downlink_s, c.total_s)
+        ]
         energy_cell = [f"{1e3 * (c.energy_j or 0.0):,.1f}"] if objective == "energy" else []
         table.add(c.cut, part.cuts[c.cut].name, *ms, *energy_cell, marked=c.cut == cut_index)
     render(table, fmt)
@@ -211,8 +234,9 @@ def _plan_edgent(
             f"{setup.model.name!r} has one exit. Use branchy_alexnet (trained weights ship "
             "with coinfer)."
         )
-    planner = EdgentPlanner(paths, setup.device, setup.edge, rtt_s, edge_load, orientation,
-                            cold_start)  # fmt: skip
+    planner = EdgentPlanner(
+        paths, setup.device, setup.edge, rtt_s, edge_load, orientation, cold_start
+    )
     choice = planner.plan(bandwidth_bps, latency_req_s)
     path = next(p for p in paths if p.exit == choice.exit)
     return choice, path.part, planner.costs(path, bandwidth_bps)
@@ -292,8 +316,14 @@ def profile(
     for kind, m in record["models"].items():
         zoo_mape = f"{100 * m['zoo_mape']:.1f}%" if "zoo_mape" in m else "-"
         sweep_mape = f"{100 * m['test_mape']:.1f}%"
-        kinds.add(kind, ", ".join(m["features"]), m["train_samples"], sweep_mape,
-                  m.get("zoo_layers", 0), zoo_mape)  # fmt: skip
+        kinds.add(
+            kind,
+            ", ".join(m["features"]),
+            m["train_samples"],
+            sweep_mape,
+            m.get("zoo_layers", 0),
+            zoo_mape,
+        )
     render(kinds, fmt)
     whole = TableData(
         "whole models: predicted vs measured",
@@ -302,6 +332,10 @@ def profile(
         left={"model"},
     )
     for w in record["whole_model"]:
-        whole.add(w["model"], f"{1e3 * w['predicted_s']:.2f}", f"{1e3 * w['measured_s']:.2f}",
-                  f"{100 * w['error']:.1f}%")  # fmt: skip
+        whole.add(
+            w["model"],
+            f"{1e3 * w['predicted_s']:.2f}",
+            f"{1e3 * w['measured_s']:.2f}",
+            f"{100 * w['error']:.1f}%",
+        )
     render(whole, fmt)

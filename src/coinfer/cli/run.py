@@ -254,8 +254,9 @@ def run(
             raise ValueError("give --trace or --bandwidth, not both")
         link: Link | None = None
         if trace is not None:
-            link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale),
-                        rtt_s or 0.0)  # fmt: skip
+            link = Link(
+                TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s or 0.0
+            )
         elif bandwidth is not None:
             link = Link.constant(parse_bandwidth(bandwidth, "--bandwidth"), rtt_s or 0.0)
         elif rtt_s is not None:
@@ -269,9 +270,11 @@ def run(
             cooperation = Cooperation(group, Experience.load(experience), cooperation.federation)
     stagewise = entry.kind == "stage" or channel is not None
     if stagewise and any(x is not None for x in (video, images, camera)):
-        raise fail("the stage-wise run (--channel, the stopping rules) runs the model's "
-                   "example input task after task: --video, --images and --camera are for "
-                   "frame runs")  # fmt: skip
+        raise fail(
+            "the stage-wise run (--channel, the stopping rules) runs the model's "
+            "example input task after task: --video, --images and --camera are for "
+            "frame runs"
+        )
     with user_errors(model):
         with stage(f"loading {model}"):
             setup = device_setup(load_model(spec), device, edge_class)
@@ -298,14 +301,26 @@ def run(
                 seed=seed,
                 on_task=lambda r: report("tasks", r.task + 1, frames),
             )
-        stage_config = {"model": spec.describe(), "policy": policy, "edge": edge, "tasks": frames,
-                        "device": device, "channel": channel or "rayleigh", "snr_db": snr_db,
-                        "time_weight": time_weight, "seed": seed}  # fmt: skip
+        stage_config = {
+            "model": spec.describe(),
+            "policy": policy,
+            "edge": edge,
+            "tasks": frames,
+            "device": device,
+            "channel": channel or "rayleigh",
+            "snr_db": snr_db,
+            "time_weight": time_weight,
+            "seed": seed,
+        }
         stage_doc = {"schema": SCHEMA, "config": stage_config, **staged.summary}
         if found is not None:
             stage_doc["preflight"] = {"rtt_s": found.rtt_s, "uplink_bps": found.uplink_bps}
-        _print(stage_doc, as_json, ("tasks", "mean_cost", "ci95", "analytic_cost",
-                                    "optimal_analytic_cost", "fallbacks"), fmt)  # fmt: skip
+        _print(
+            stage_doc,
+            as_json,
+            ("tasks", "mean_cost", "ci95", "analytic_cost", "optimal_analytic_cost", "fallbacks"),
+            fmt,
+        )
         _strict_exit(strict, stage_doc["fallbacks"], stage_doc["tasks"])
         return
     history = link_history_bps(trace, trace_scale, link) if link is not None else []
@@ -314,48 +329,89 @@ def run(
     with user_errors(), progress_bars() as report, writing as writer:
         try:
             run = run_frames(
-                setup, policy, frames, link, connection, options=options, seed=seed,
+                setup,
+                policy,
+                frames,
+                link,
+                connection,
+                options=options,
+                seed=seed,
                 latency_req_s=req,
-                history_bps=history, on_frame=lambda r: report("frames", r.frame + 1, frames),
-                data=data, emulate=device != "host", check_edge=not no_preflight,
-                on_output=writer.write if writer is not None else None, cooperation=cooperation,
-            )  # fmt: skip
+                history_bps=history,
+                on_frame=lambda r: report("frames", r.frame + 1, frames),
+                data=data,
+                emulate=device != "host",
+                check_edge=not no_preflight,
+                on_output=writer.write if writer is not None else None,
+                cooperation=cooperation,
+            )
         except PreflightError as exc:
             raise fail(f"preflight: {exc}") from None
     if log is not None:
         with user_errors(f"--log {log}"):
             write_log(run.records, log)
-    config = {"model": spec.describe(), "policy": policy, "edge": edge, "frames": frames,
-              "device": device, "edge_class": edge_class, "trace": trace,
-              "trace_scale": trace_scale if trace else None, "bandwidth": bandwidth,
-              "rtt_s": rtt_s, "shaped": link is not None, "codec": codec, "quant": quant,
-              "tls": context is not None, "seed": seed, "latency_req_s": req,
-              "inputs": data.origin, "group": group,
-              "experience": str(experience) if experience else None, "learner": learner,
-              "out": str(out_file) if out_file else None}  # fmt: skip
-    doc = {"schema": SCHEMA, "config": config, "model": model, "policy": policy, "edge": edge,
-           **run.summary}  # fmt: skip
-    columns = ["frames", "offloaded", "fallbacks", "mean_latency_s", "p50_latency_s",
-               "p95_latency_s", "p99_latency_s"]  # fmt: skip
+    config = {
+        "model": spec.describe(),
+        "policy": policy,
+        "edge": edge,
+        "frames": frames,
+        "device": device,
+        "edge_class": edge_class,
+        "trace": trace,
+        "trace_scale": trace_scale if trace else None,
+        "bandwidth": bandwidth,
+        "rtt_s": rtt_s,
+        "shaped": link is not None,
+        "codec": codec,
+        "quant": quant,
+        "tls": context is not None,
+        "seed": seed,
+        "latency_req_s": req,
+        "inputs": data.origin,
+        "group": group,
+        "experience": str(experience) if experience else None,
+        "learner": learner,
+        "out": str(out_file) if out_file else None,
+    }
+    doc = {
+        "schema": SCHEMA,
+        "config": config,
+        "model": model,
+        "policy": policy,
+        "edge": edge,
+        **run.summary,
+    }
+    columns = [
+        "frames",
+        "offloaded",
+        "fallbacks",
+        "mean_latency_s",
+        "p50_latency_s",
+        "p95_latency_s",
+        "p99_latency_s",
+    ]
     columns += [k for k in ("accuracy", "deadline_hit_rate") if doc.get(k) is not None]
     _print(doc, as_json, tuple(columns), fmt)
     if doc["errors"]:
-        err.print(f"edge errors (frames finished on the device): {'; '.join(doc['errors'])}",
-                  markup=False)  # fmt: skip
+        err.print(
+            f"edge errors (frames finished on the device): {'; '.join(doc['errors'])}", markup=False
+        )
     if out_file is not None:
         err.print(f"wrote {out_file} (one line per frame)", markup=False)
     fed = doc.get("federation")
     if fed is not None and not as_json:
-        err.print(f"group {fed['group']}: {fed['messages']} SYNC messages, {fed['bytes']} bytes, "
-                  f"{fed['failed_syncs']} failed; the group holds {fed['group_records']} "
-                  f"records", markup=False)  # fmt: skip
+        err.print(
+            f"group {fed['group']}: {fed['messages']} SYNC messages, {fed['bytes']} bytes, "
+            f"{fed['failed_syncs']} failed; the group holds {fed['group_records']} "
+            f"records",
+            markup=False,
+        )
     _strict_exit(strict, doc["fallbacks"], doc["frames"])
 
 
 def _strict_exit(strict: bool, fallbacks: int, frames: int) -> None:
     if strict and fallbacks:
-        err.print(f"--strict: {fallbacks} of {frames} frames fell back to the device",
-                  markup=False)  # fmt: skip
+        err.print(f"--strict: {fallbacks} of {frames} frames fell back to the device", markup=False)
         raise typer.Exit(STRICT_EXIT)
 
 

@@ -183,7 +183,7 @@ def serve(
             insecure=insecure,
             federation=federation,
             max_groups=max_groups,
-        )  # fmt: skip; checked before what may be minutes of model loading
+        )
         check_exposure(host, secret is not None, insecure)
     except (ValueError, KeyError) as exc:
         raise fail(str(exc)) from exc
@@ -197,12 +197,17 @@ def serve(
         scheme = "TLS" if server.tls else "TCP"
         guard = "token required" if server.token_required else "no token"
         groups = f", federation: up to {max_groups} groups" if federation else ""
-        err.print(f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}"
-                  f"{groups}; Ctrl-C stops)", markup=False)  # fmt: skip
+        err.print(
+            f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}"
+            f"{groups}; Ctrl-C stops)",
+            markup=False,
+        )
         for name, about in store.describe().items():
             source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
-            err.print(f"  {name}: fingerprint {about['fingerprint']} (weights: "
-                      f"{source or 'built in'})", markup=False)  # fmt: skip
+            err.print(
+                f"  {name}: fingerprint {about['fingerprint']} (weights: {source or 'built in'})",
+                markup=False,
+            )
 
     try:
         asyncio.run(serve_until_signalled(server, host, port, announce))

@@ -139,8 +139,10 @@ def simulate(
         if channel not in ("rayleigh", "rician"):
             raise ValueError(f"--channel must be rayleigh or rician, not {channel!r}")
     if len(kinds) > 1:
-        raise fail("give policies that decide the same thing (coinfer policies): cuts, "
-                   "exit+cut (Edgent) or stages (stopping), not a mix")  # fmt: skip
+        raise fail(
+            "give policies that decide the same thing (coinfer policies): cuts, "
+            "exit+cut (Edgent) or stages (stopping), not a mix"
+        )
     if kinds != {"cut"}:
         _simulate_other(
             kinds.pop(),
@@ -168,14 +170,35 @@ def simulate(
         raise fail(f"--discount must be in (0, 1], got {discount}")
     with user_errors(model), progress_bars() as report:
         sim = run_simulation(
-            spec, chosen_scenario, names, frames, seed, device, edge, trace, trace_scale,
-            noise, discount, video=video, progress=report,
-        )  # fmt: skip
+            spec,
+            chosen_scenario,
+            names,
+            frames,
+            seed,
+            device,
+            edge,
+            trace,
+            trace_scale,
+            noise,
+            discount,
+            video=video,
+            progress=report,
+        )
     rows = sim.rows()
-    config = {"model": spec.describe(), "policies": names, "scenario": sim.world.name,
-              "frames": frames, "seed": seed, "device": device, "edge": edge, "trace": trace,
-              "trace_scale": trace_scale, "noise": noise, "discount": discount,
-              "video": str(video) if video else None}  # fmt: skip
+    config = {
+        "model": spec.describe(),
+        "policies": names,
+        "scenario": sim.world.name,
+        "frames": frames,
+        "seed": seed,
+        "device": device,
+        "edge": edge,
+        "trace": trace,
+        "trace_scale": trace_scale,
+        "noise": noise,
+        "discount": discount,
+        "video": str(video) if video else None,
+    }
     if out_dir is not None:
         with user_errors(f"--out {out_dir}"):
             plot = plot_simulation(sim, out_dir / f"{file_stem(model)}_{sim.world.name}.png")
@@ -183,8 +206,7 @@ def simulate(
                 sim.world.description,
                 f"{frames} frames, seed {seed}, device {device}, edge {edge}",
             ]
-            write_result(ExperimentResult("simulate", rows, notes, [plot], config=config),
-                         out_dir)  # fmt: skip
+            write_result(ExperimentResult("simulate", rows, notes, [plot], config=config), out_dir)
     if as_json:
         doc = {
             "schema": SCHEMA,
@@ -203,15 +225,30 @@ def simulate(
         }
         print_json(doc)
         return
-    columns = ["policy", "mean delay (s)", "key frames (s)", "regret (s)", "at Oracle's cut",
-               "× Oracle", *(["after change (s)"] if sim.world.changes else [])]  # fmt: skip
-    table = TableData(f"{model} · {sim.world.name} · {frames} frames · seed {seed}", columns,
-                      caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}",
-                      left={"policy"})  # fmt: skip
+    columns = [
+        "policy",
+        "mean delay (s)",
+        "key frames (s)",
+        "regret (s)",
+        "at Oracle's cut",
+        "× Oracle",
+        *(["after change (s)"] if sim.world.changes else []),
+    ]
+    table = TableData(
+        f"{model} · {sim.world.name} · {frames} frames · seed {seed}",
+        columns,
+        caption=f"{sim.world.description}; key frames {sim.key_rate:.1%}",
+        left={"policy"},
+    )
     for r in rows:
-        cells = [r["policy"], f"{r['mean_delay_s']:.3f}", f"{r['key_mean_delay_s']:.3f}",
-                 f"{r['regret_s']:.1f}", f"{r['oracle_match']:.1%}",
-                 f"{r['vs_oracle']:.3f}"]  # fmt: skip
+        cells = [
+            r["policy"],
+            f"{r['mean_delay_s']:.3f}",
+            f"{r['key_mean_delay_s']:.3f}",
+            f"{r['regret_s']:.1f}",
+            f"{r['oracle_match']:.1%}",
+            f"{r['vs_oracle']:.3f}",
+        ]
         if sim.world.changes:
             cells.append(f"{r['after_change_s']:.3f}")
         table.add(*cells)
@@ -221,30 +258,60 @@ def simulate(
 
 
 def _simulate_other(
-    kind: str, spec: ModelSpec, names: list[str], frames: int, seed: int, device: str, edge: str,
-    trace: str | None, trace_scale: float, noise: float, latency_req: str, channel: str,
-    snr_db: float, time_weight: float, as_json: bool, fmt: str | None,
-) -> None:  # fmt: skip
+    kind: str,
+    spec: ModelSpec,
+    names: list[str],
+    frames: int,
+    seed: int,
+    device: str,
+    edge: str,
+    trace: str | None,
+    trace_scale: float,
+    noise: float,
+    latency_req: str,
+    channel: str,
+    snr_db: float,
+    time_weight: float,
+    as_json: bool,
+    fmt: str | None,
+) -> None:
     """Edgent's policies (exit and cut) or the stopping rules (stage by stage)."""
     from coinfer.systems.ans.simulate import simulate_edgent, simulate_stopping
 
-    config: dict[str, Any] = {"model": spec.name, "frames": frames, "seed": seed,
-                              "device": device, "edge": edge}  # fmt: skip
+    config: dict[str, Any] = {
+        "model": spec.name,
+        "frames": frames,
+        "seed": seed,
+        "device": device,
+        "edge": edge,
+    }
     with user_errors(spec.name), stage(f"simulating {', '.join(names)}"):
         if kind == "exit+cut":
             req = parse_seconds(latency_req, "--latency-req", positive=True)
-            config |= {"trace": trace or "norway_bus_1", "trace_scale": trace_scale,
-                       "latency_req_s": req, "noise": noise}  # fmt: skip
-            rows = simulate_edgent(spec, names, frames, config["trace"], trace_scale, req,
-                                   seed, device, edge, noise)  # fmt: skip
+            config |= {
+                "trace": trace or "norway_bus_1",
+                "trace_scale": trace_scale,
+                "latency_req_s": req,
+                "noise": noise,
+            }
+            rows = simulate_edgent(
+                spec, names, frames, config["trace"], trace_scale, req, seed, device, edge, noise
+            )
             columns = ["policy", "accuracy", "deadline_hit_rate", "mean_latency_s", "exits"]
         else:
             config |= {"channel": channel, "snr_db": snr_db, "time_weight": time_weight}
-            rows = simulate_stopping(spec, names, frames, channel, snr_db, time_weight,
-                                     seed, device, edge)  # fmt: skip
+            rows = simulate_stopping(
+                spec, names, frames, channel, snr_db, time_weight, seed, device, edge
+            )
             columns = ["policy", "mean_cost", "ci95", "analytic_cost", "stops"]
     if as_json:
-        print_json({"schema": SCHEMA, "config": config | {"model": spec.describe(),
-                    "policies": names}, **config, "rows": rows})  # fmt: skip
+        print_json(
+            {
+                "schema": SCHEMA,
+                "config": config | {"model": spec.describe(), "policies": names},
+                **config,
+                "rows": rows,
+            }
+        )
         return
     render(from_rows(" · ".join(f"{k} {v}" for k, v in config.items()), rows, columns), fmt)

@@ -45,8 +45,12 @@ class TableData:
         self.rows.append([cell_text(c) for c in cells])
 
 
-def from_rows(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-              caption: str = "") -> TableData:  # fmt: skip
+def from_rows(
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    caption: str = "",
+) -> TableData:
     """A table of dict rows (every key a column, in first-seen order, unless ``columns``)."""
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     table = TableData(title, cols, caption=caption)
@@ -83,8 +87,12 @@ def _rich(t: TableData) -> Table:
     table = Table(title=escape(t.title), caption=escape(t.caption) if t.caption else None)
     for col in t.columns:
         # a header never splits into fragments: its words wrap, a word is never cut
-        table.add_column(escape(col), justify="left" if col in t.left else "right",
-                         overflow="fold", min_width=min(len(col), 12))  # fmt: skip
+        table.add_column(
+            escape(col),
+            justify="left" if col in t.left else "right",
+            overflow="fold",
+            min_width=min(len(col), 12),
+        )
     for i, row in enumerate(t.rows):
         style = "bold green" if i in t.marked else None
         table.add_row(*(escape(c) for c in row), style=style)
@@ -95,8 +103,10 @@ def plain(t: TableData) -> str:
     widths = [max([len(c), *(len(r[i]) for r in t.rows)]) for i, c in enumerate(t.columns)]
 
     def line(cells: Sequence[str], mark: str = " ") -> str:
-        parts = [c.ljust(w) if col in t.left else c.rjust(w)
-                 for c, w, col in zip(cells, widths, t.columns, strict=True)]  # fmt: skip
+        parts = [
+            c.ljust(w) if col in t.left else c.rjust(w)
+            for c, w, col in zip(cells, widths, t.columns, strict=True)
+        ]
         return (mark + "  ".join(parts)).rstrip()
 
     lines = [t.title] if t.title else []

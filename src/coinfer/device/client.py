@@ -68,11 +68,12 @@ class ClientOptions:
             raise BadValueError(f"--codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
         if self.quant not in QUANTS:
             raise BadValueError(f"--quant must be one of {', '.join(QUANTS)}, not {self.quant!r}")
-        for name, value in (("edge timeout", self.edge_timeout_s),
-                            ("connect timeout", self.connect_timeout_s)):  # fmt: skip
+        for name, value in (
+            ("edge timeout", self.edge_timeout_s),
+            ("connect timeout", self.connect_timeout_s),
+        ):
             if not (math.isfinite(value) and value > 0):
-                raise BadValueError(f"the {name} must be a positive number of seconds, got "
-                                    f"{value}")  # fmt: skip
+                raise BadValueError(f"the {name} must be a positive number of seconds, got {value}")
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ class DeviceClient:
             reply_bytes = sum(compressed_bound(m.nbytes) for m in path.outputs)
             # a reply larger than the model's outputs could ever be is refused before it is read
             limits = options.limits
-            reply = Limits(limits.max_header_bytes, min(limits.max_payload_bytes, reply_bytes),
-                           limits.max_tensors, limits.max_dims)  # fmt: skip
+            reply = Limits(
+                limits.max_header_bytes,
+                min(limits.max_payload_bytes, reply_bytes),
+                limits.max_tensors,
+                limits.max_dims,
+            )
             self._paths[e] = _Path(path, list(front), reply)
             path.fingerprint  # noqa: B018 (hashed now, not inside an offload's deadline)
         self._halves: dict[tuple[int | None, int], tuple[fx.GraphModule, fx.GraphModule]] = {}
@@ -144,8 +149,15 @@ class DeviceClient:
         options: ClientOptions | None = None,
     ) -> DeviceClient:
         """The device of ``setup`` (its model, every exit's path, its class's front times)."""
-        return cls(setup.model.name, setup.model.part, setup.front_s, endpoint, link, options,
-                   exits=setup.exit_halves())  # fmt: skip
+        return cls(
+            setup.model.name,
+            setup.model.part,
+            setup.front_s,
+            endpoint,
+            link,
+            options,
+            exits=setup.exit_halves(),
+        )
 
     @property
     def exits(self) -> list[int]:
@@ -248,8 +260,9 @@ class DeviceClient:
                 self.reconnects += 1
         arrived = time.monotonic()
         assert msg is not None
-        outputs, edge_s = check_result(msg, request_id, path.part.outputs, path.reply_limits,
-                                       arrived - sent_at)  # fmt: skip
+        outputs, edge_s = check_result(
+            msg, request_id, path.part.outputs, path.reply_limits, arrived - sent_at
+        )
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
         sent = len(head) + len(payload)
         return outputs, uplink_s, edge_s, downlink_s, sent
@@ -269,16 +282,42 @@ class DeviceClient:
         started = t0 - self.shaper.started
         if cut == path.part.last:
             self.outputs.append(path.part.outputs_at_last_cut(boundary))
-            return FrameRecord(index, cut, False, False, None, device_s, 0.0, 0.0, 0.0,
-                               time.monotonic() - t0, 0, started, exit)  # fmt: skip
+            return FrameRecord(
+                index,
+                cut,
+                False,
+                False,
+                None,
+                device_s,
+                0.0,
+                0.0,
+                0.0,
+                time.monotonic() - t0,
+                0,
+                started,
+                exit,
+            )
         t_off = time.monotonic()
         try:
             nbytes = sum(t.numel() * t.element_size() for t in boundary)
             async with asyncio.timeout(self.offload_deadline_s(nbytes, exit)):
                 outputs, up, edge_s, down, sent = await self.offload(cut, boundary, exit)
             self.outputs.append(outputs)
-            return FrameRecord(index, cut, True, False, None, device_s, up, edge_s, down,
-                               time.monotonic() - t0, sent, started, exit)  # fmt: skip
+            return FrameRecord(
+                index,
+                cut,
+                True,
+                False,
+                None,
+                device_s,
+                up,
+                edge_s,
+                down,
+                time.monotonic() - t0,
+                sent,
+                started,
+                exit,
+            )
         except Exception as exc:  # whatever the edge did (or did not do), the frame is answered
             self.abort()  # whatever is in flight is abandoned; reconnect next frame
             waited = time.monotonic() - t_off
@@ -288,8 +327,21 @@ class DeviceClient:
             self.outputs.append(outputs)
             await self._emulate_device(t_back, path.front_s[-1] - path.front_s[cut])
             device_s += time.monotonic() - t_back
-            return FrameRecord(index, cut, False, True, describe_failure(exc), device_s, waited,
-                               0.0, 0.0, time.monotonic() - t0, 0, started, exit)  # fmt: skip
+            return FrameRecord(
+                index,
+                cut,
+                False,
+                True,
+                describe_failure(exc),
+                device_s,
+                waited,
+                0.0,
+                0.0,
+                time.monotonic() - t0,
+                0,
+                started,
+                exit,
+            )
 
 
 def check_result(
@@ -308,9 +360,11 @@ def check_result(
     result = InferResult.parse(msg.header, request_id)
     slack = EDGE_TIME_SLACK_S + EDGE_TIME_SLACK * waited_s
     if not (math.isfinite(result.edge_s) and 0.0 <= result.edge_s <= waited_s + slack):
-        raise ProtocolError(ErrorCode.BAD_HEADER,
-                            f"impossible edge_s {result.edge_s!r}: the reply came "
-                            f"{waited_s:.4f} s after the upload")  # fmt: skip
+        raise ProtocolError(
+            ErrorCode.BAD_HEADER,
+            f"impossible edge_s {result.edge_s!r}: the reply came "
+            f"{waited_s:.4f} s after the upload",
+        )
     outputs = decode_tensors(result.tensors, msg.payload, limits, expected, "the device's model")
     return outputs, result.edge_s
 

@@ -76,9 +76,14 @@ class RemoteGroup:
         return self.online.count + self.experience.count
 
     def snapshot(self) -> GroupView:
-        return GroupView(self.lam * np.eye(self._dim) + self.online.g, self.online.b.copy(),
-                         self.online.count, self.experience.g.copy(), self.experience.b.copy(),
-                         self.experience.count)  # fmt: skip
+        return GroupView(
+            self.lam * np.eye(self._dim) + self.online.g,
+            self.online.b.copy(),
+            self.online.count,
+            self.experience.g.copy(),
+            self.experience.b.copy(),
+            self.experience.count,
+        )
 
     def push(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool = False) -> bool:
         (self.out_experience if experience else self.out_online).add(Sums(dg, db, count))
@@ -93,8 +98,9 @@ class RemoteGroup:
         group's statistics came back."""
         if not self.due or self.endpoint is None:
             return False
-        sync = Sync(self.name, self._dim, self.out_online, self.out_experience,
-                    token=self.endpoint.token)  # fmt: skip
+        sync = Sync(
+            self.name, self._dim, self.out_online, self.out_experience, token=self.endpoint.token
+        )
         try:
             online, experience = self._check(await self._exchange(encode(sync)))
         except Exception as exc:  # a failed SYNC: the delta stays queued
@@ -112,8 +118,9 @@ class RemoteGroup:
 
     async def _exchange(self, message: bytes) -> SyncReply:
         assert self.endpoint is not None
-        msg = await request_once(self.endpoint, message, Limits(max_payload_bytes=0),
-                                 self.timeout_s)  # fmt: skip
+        msg = await request_once(
+            self.endpoint, message, Limits(max_payload_bytes=0), self.timeout_s
+        )
         self.wire.messages += 2
         self.wire.bytes += len(message) + msg.size
         raise_for_error(msg.kind, msg.header)
@@ -127,6 +134,7 @@ class RemoteGroup:
         online, experience = reply.online, reply.experience
         mine = (self.pushed + self.out_count, online.count + experience.count)
         if mine[1] < mine[0]:
-            raise ValueError(f"the group holds {mine[1]} records, fewer than this device's "
-                             f"{mine[0]}")  # fmt: skip
+            raise ValueError(
+                f"the group holds {mine[1]} records, fewer than this device's {mine[0]}"
+            )
         return online, experience

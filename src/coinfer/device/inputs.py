@@ -37,8 +37,12 @@ class Frames:
 
 
 def is_image_input(inputs: Sequence[torch.Tensor]) -> bool:
-    return (len(inputs) == 1 and inputs[0].dim() == 4 and inputs[0].shape[1] in (1, 3)
-            and inputs[0].dtype.is_floating_point)  # fmt: skip
+    return (
+        len(inputs) == 1
+        and inputs[0].dim() == 4
+        and inputs[0].shape[1] in (1, 3)
+        and inputs[0].dtype.is_floating_point
+    )
 
 
 def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
@@ -65,8 +69,10 @@ def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
 def _need_image_model(model: ModelSetup, what: str) -> torch.Tensor:
     if not is_image_input(model.inputs):
         shapes = ", ".join(f"{list(t.shape)} {t.dtype}" for t in model.inputs)
-        raise ValueError(f"{what} gives images, but {model.name} takes {shapes}: images go to "
-                         f"models of one N x C x H x W input with C 1 or 3")  # fmt: skip
+        raise ValueError(
+            f"{what} gives images, but {model.name} takes {shapes}: images go to "
+            f"models of one N x C x H x W input with C 1 or 3"
+        )
     return model.inputs[0]
 
 
@@ -99,8 +105,9 @@ def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:
     return Frames([(cache[p],) for p in chosen], [0.2] * frames, None, [p.name for p in chosen])
 
 
-def _stream_frames(model: ModelSetup, images: Iterable[np.ndarray], frames: int, source: str,
-                   what: str) -> Frames:  # fmt: skip
+def _stream_frames(
+    model: ModelSetup, images: Iterable[np.ndarray], frames: int, source: str, what: str
+) -> Frames:
     example = _need_image_model(model, what)
     raw = []
     for image in images:
@@ -161,8 +168,12 @@ def synthetic_video_frames(model: ModelSetup, frames: int, seed: int = 0) -> Fra
     example = _need_image_model(model, "the synthetic video")
     scene = list(SyntheticScene(seed).frames(frames))
     weights, _ = key_frame_weights(scene)
-    return Frames([(image_tensor(image, example),) for image in scene], list(weights), None,
-                  [f"synthetic#{i}" for i in range(frames)])  # fmt: skip
+    return Frames(
+        [(image_tensor(image, example),) for image in scene],
+        list(weights),
+        None,
+        [f"synthetic#{i}" for i in range(frames)],
+    )
 
 
 def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
@@ -176,16 +187,25 @@ def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
 
         images, labels = held_out()
         order = held_out_order(frames, seed)
-        return Frames([(images[i : i + 1].contiguous(),) for i in order], [0.2] * frames,
-                      [int(labels[i]) for i in order],
-                      [f"digits#{i}" for i in order])  # fmt: skip
+        return Frames(
+            [(images[i : i + 1].contiguous(),) for i in order],
+            [0.2] * frames,
+            [int(labels[i]) for i in order],
+            [f"digits#{i}" for i in order],
+        )
     if is_image_input(model.inputs):
         return synthetic_video_frames(model, frames, seed)
     return generated_frames(model, frames, seed)
 
 
-def frames_for(model: ModelSetup, frames: int, seed: int = 0, video: Path | None = None,
-               images: Path | None = None, camera: str | None = None) -> Frames:  # fmt: skip
+def frames_for(
+    model: ModelSetup,
+    frames: int,
+    seed: int = 0,
+    video: Path | None = None,
+    images: Path | None = None,
+    camera: str | None = None,
+) -> Frames:
     """The frames a user asked for (a video file, an image folder, a camera), else the
     model's default inputs (``live_frames``)."""
     if video is not None:

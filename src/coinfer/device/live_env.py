@@ -108,8 +108,11 @@ class LiveEnv:
         fb = replace(feedback_of(record), exit=record.exit, correct=correct)
         if record.offloaded and record.uplink_s > 0:
             self._measured_at = self.elapsed()
-        elif (self.monitor and self._probe is None
-              and self.elapsed() - self._measured_at >= PROBE_AFTER_S):  # fmt: skip
+        elif (
+            self.monitor
+            and self._probe is None
+            and self.elapsed() - self._measured_at >= PROBE_AFTER_S
+        ):
             # measured while the next frame computes (or before it offloads)
             self._probe = asyncio.ensure_future(self._measure(x))
         return fb

@@ -47,21 +47,31 @@ def reason(exc: BaseException, endpoint: Endpoint) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host {address[0]!r} ({exc.strerror}): check --edge"
     if isinstance(exc, ConnectionRefusedError):
-        return (f"nothing listens on {where} (connection refused): start `coinfer serve` "
-                f"there, or check --edge")  # fmt: skip
+        return (
+            f"nothing listens on {where} (connection refused): start `coinfer serve` "
+            f"there, or check --edge"
+        )
     if isinstance(exc, ssl.SSLError):
-        return (f"TLS with {where} failed ({exc.reason or exc}): does the server use --tls-cert, "
-                f"and does --tls-ca hold its CA?")  # fmt: skip
+        return (
+            f"TLS with {where} failed ({exc.reason or exc}): does the server use --tls-cert, "
+            f"and does --tls-ca hold its CA?"
+        )
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return (f"no answer from {where} within {PREFLIGHT_TIMEOUT_S:g} s: a firewall, or not "
-                f"a coinfer server?")  # fmt: skip
+        return (
+            f"no answer from {where} within {PREFLIGHT_TIMEOUT_S:g} s: a firewall, or not "
+            f"a coinfer server?"
+        )
     if isinstance(exc, ProtocolError):
         if exc.code is ErrorCode.UNAUTHORIZED:
-            return (f"the edge at {where} refused the token: give the one it was started with "
-                    f"(--token-file, COINFER_TOKEN)")  # fmt: skip
+            return (
+                f"the edge at {where} refused the token: give the one it was started with "
+                f"(--token-file, COINFER_TOKEN)"
+            )
         if exc.code is ErrorCode.BAD_FRAME and not tls:
-            return (f"{where} does not speak coinfer over plain TCP ({exc}): a TLS server "
-                    f"needs --tls-ca")  # fmt: skip
+            return (
+                f"{where} does not speak coinfer over plain TCP ({exc}): a TLS server "
+                f"needs --tls-ca"
+            )
         return f"the edge at {where} answered {exc}"
     if isinstance(exc, ConnectionError):
         hint = " (a TLS server? give --tls-ca)" if not tls else ""
@@ -87,19 +97,23 @@ async def preflight(
         raise PreflightError(reason(exc, endpoint)) from None
     served = stats.get("models")
     if not isinstance(served, dict):
-        raise PreflightError(f"the edge at {endpoint} does not list its models (another coinfer "
-                             f"version?)")  # fmt: skip
+        raise PreflightError(
+            f"the edge at {endpoint} does not list its models (another coinfer version?)"
+        )
     about = served.get(client.model)
     if not isinstance(about, dict):
         names = ", ".join(map(str, served)) or "nothing"
-        raise PreflightError(f"the edge serves {names}, not {client.model!r}: start it with "
-                             f"coinfer serve -m {client.model} (and the same --weights, "
-                             f"--model-arg, --input-shape)")  # fmt: skip
+        raise PreflightError(
+            f"the edge serves {names}, not {client.model!r}: start it with "
+            f"coinfer serve -m {client.model} (and the same --weights, "
+            f"--model-arg, --input-shape)"
+        )
     mine = client.path(None).part.fingerprint.hex()
     exits = about.get("exit_fingerprints")
     exits = exits if isinstance(exits, dict) else {}
-    same_exits = all(exits.get(str(e)) == client.path(e).part.fingerprint.hex()
-                     for e in client.exits)  # fmt: skip
+    same_exits = all(
+        exits.get(str(e)) == client.path(e).part.fingerprint.hex() for e in client.exits
+    )
     if about.get("fingerprint") != mine or not same_exits:
         raise PreflightError(
             f"the edge's {client.model!r} is not this device's: fingerprint "
@@ -110,8 +124,9 @@ async def preflight(
     rtt = statistics.median(rtts)
     try:
         start = time.perf_counter()
-        _, up, edge_s, _, sent = await asyncio.wait_for(client.offload(0, list(example)),
-                                                        client.offload_deadline_s(0))  # fmt: skip
+        _, up, edge_s, _, sent = await asyncio.wait_for(
+            client.offload(0, list(example)), client.offload_deadline_s(0)
+        )
         took = time.perf_counter() - start
     except Exception as exc:
         client.abort()

@@ -38,8 +38,9 @@ def feedback_of(record: FrameRecord) -> Feedback:
     finished it, so an edge that is down or slow looks as expensive as it was."""
     if record.fallback:
         return Feedback(record.device_s, record.uplink_s, 0.0, 0.0, 0)
-    return Feedback(record.device_s, record.uplink_s, record.edge_s, record.downlink_s,
-                    record.bytes_sent)  # fmt: skip
+    return Feedback(
+        record.device_s, record.uplink_s, record.edge_s, record.downlink_s, record.bytes_sent
+    )
 
 
 def _finite(value: float) -> float | None:

@@ -25,14 +25,20 @@ ALL_VALUES_UP_TO = 16  # outputs this small are written whole
 
 def is_scores(t: torch.Tensor) -> bool:
     """A classifier's output: floating, one row (or a vector) of at least two scores."""
-    return (t.is_floating_point() and t.numel() >= 2
-            and (t.dim() == 1 or (t.dim() == 2 and t.shape[0] == 1)))  # fmt: skip
+    return (
+        t.is_floating_point()
+        and t.numel() >= 2
+        and (t.dim() == 1 or (t.dim() == 2 and t.shape[0] == 1))
+    )
 
 
 def describe_output(name: str, t: torch.Tensor, top_k: int = TOP_K) -> dict[str, Any]:
     t = t.detach()
-    row: dict[str, Any] = {"name": name, "shape": list(t.shape),
-                           "dtype": str(t.dtype).removeprefix("torch.")}  # fmt: skip
+    row: dict[str, Any] = {
+        "name": name,
+        "shape": list(t.shape),
+        "dtype": str(t.dtype).removeprefix("torch."),
+    }
     flat = t.reshape(-1)
     if is_scores(t):
         values, indices = torch.topk(flat.float(), min(top_k, flat.numel()))
@@ -41,8 +47,12 @@ def describe_output(name: str, t: torch.Tensor, top_k: int = TOP_K) -> dict[str,
         row["values"] = flat.tolist()
     elif flat.numel():
         as_float = flat.double()
-        row |= {"mean": float(as_float.mean()), "min": float(as_float.min()),
-                "max": float(as_float.max()), "l2": float(as_float.norm())}  # fmt: skip
+        row |= {
+            "mean": float(as_float.mean()),
+            "min": float(as_float.min()),
+            "max": float(as_float.max()),
+            "l2": float(as_float.norm()),
+        }
     return row
 
 

@@ -72,8 +72,16 @@ class Calibration:
     def costs(self, compute_w: float, radio: Radio, time_weight: float) -> StoppingCosts:
         """The stage costs on these times: G_l gains k·(upload overhead) + w·(reply) at every
         stage that offloads (the radio is on for the whole measured upload)."""
-        base = chain_costs(self.device_s, self.edge_s, self.bits, compute_w, radio.power_w,
-                           time_weight, radio, BLOCK_S)  # fmt: skip
+        base = chain_costs(
+            self.device_s,
+            self.edge_s,
+            self.bits,
+            compute_w,
+            radio.power_w,
+            time_weight,
+            radio,
+            BLOCK_S,
+        )
         extra = base.k * self.upload_overhead_s + time_weight * self.reply_s
         fixed = base.fixed + extra * (np.arange(len(base.fixed)) < base.layers)
         return replace(base, fixed=fixed)
@@ -127,8 +135,9 @@ class LiveStageEnv:
         self.gain = self.draws.gain(0)
 
     def observe(self) -> Context:
-        return Context(frame=self.task, stage=self.stage, gain=self.gain,
-                       time_s=self.client.shaper.now())  # fmt: skip
+        return Context(
+            frame=self.task, stage=self.stage, gain=self.gain, time_s=self.client.shaper.now()
+        )
 
     async def _compute_layer(self) -> None:
         t0 = time.monotonic()
@@ -168,8 +177,21 @@ class LiveStageEnv:
         energy = self.compute_w * self.compute_s + self.radio.power_w * up
         fb = Feedback(self.compute_s, up, edge_s, down, sent, energy)
         cost = energy + self.time_weight * fb.total_s
-        self.records.append(TaskRecord(self.task, stage, self.gain, self.compute_s,
-                                       up, edge_s, down, sent, energy, cost, fallback))  # fmt: skip
+        self.records.append(
+            TaskRecord(
+                self.task,
+                stage,
+                self.gain,
+                self.compute_s,
+                up,
+                edge_s,
+                down,
+                sent,
+                energy,
+                cost,
+                fallback,
+            )
+        )
         self.task += 1
         self._begin()
         return fb
@@ -217,9 +239,13 @@ class LiveStageEnv:
             excess.append(up - 8.0 * sent / rate)
             replies.append(down)
         self._begin()
-        return Calibration(tuple(statistics.median(s) for s in layer_s), tuple(per_layer_edge),
-                           tuple(bits), max(statistics.fmean(excess), 0.0),
-                           statistics.fmean(replies))  # fmt: skip
+        return Calibration(
+            tuple(statistics.median(s) for s in layer_s),
+            tuple(per_layer_edge),
+            tuple(bits),
+            max(statistics.fmean(excess), 0.0),
+            statistics.fmean(replies),
+        )
 
     def _front(self, cut: int) -> list[torch.Tensor]:
         boundary = list(self.x)
@@ -237,20 +263,31 @@ def measured_costs(
     overhead beyond D/R(h) and the mean reply — the calibration's value wherever the run never
     measured one."""
     layers = env.layers
-    tau = [statistics.fmean(t) if t else c
-           for t, c in zip(env.layer_s, calibration.device_s, strict=True)]  # fmt: skip
+    tau = [
+        statistics.fmean(t) if t else c
+        for t, c in zip(env.layer_s, calibration.device_s, strict=True)
+    ]
     edge_rest = [*np.cumsum(calibration.edge_s[::-1])[::-1], 0.0]
     offloads = [r for r in env.records if r.stop < layers and not r.fallback]
     for cut in range(layers):
         seen = [r.edge_s for r in offloads if r.stop == cut]
         if seen:
             edge_rest[cut] = statistics.fmean(seen)
-    overhead = [r.uplink_s - 8.0 * r.bytes_sent / float(env.radio.rate_bps(r.gain))
-                for r in offloads]  # fmt: skip
+    overhead = [
+        r.uplink_s - 8.0 * r.bytes_sent / float(env.radio.rate_bps(r.gain)) for r in offloads
+    ]
     upload_extra = statistics.fmean(overhead) if overhead else calibration.upload_overhead_s
     reply = statistics.fmean(r.downlink_s for r in offloads) if offloads else calibration.reply_s
-    base = chain_costs(tau, [0.0] * layers, calibration.bits, env.compute_w, env.radio.power_w,
-                       time_weight, env.radio, BLOCK_S)  # fmt: skip
+    base = chain_costs(
+        tau,
+        [0.0] * layers,
+        calibration.bits,
+        env.compute_w,
+        env.radio.power_w,
+        time_weight,
+        env.radio,
+        BLOCK_S,
+    )
     offloading = np.arange(layers + 1) < layers
     extra = base.k * upload_extra + time_weight * reply
     fixed = base.fixed + time_weight * np.asarray(edge_rest, dtype=float) + extra * offloading

@@ -16,9 +16,12 @@ async def open_stream(
     """A connection to the edge (TLS when the endpoint says so)."""
     host, port = endpoint.address
     return await asyncio.open_connection(
-        host, port, limit=limit, ssl=endpoint.tls,
+        host,
+        port,
+        limit=limit,
+        ssl=endpoint.tls,
         server_hostname=host if endpoint.tls else None,
-    )  # fmt: skip
+    )
 
 
 async def _fill(reader: asyncio.StreamReader, parser: Parser) -> Message:

@@ -53,8 +53,12 @@ class MemoryBudget:
         return True
 
     def summary(self) -> dict[str, int]:
-        return {"limit_bytes": self.limit, "in_use_bytes": self.in_use,
-                "peak_bytes": self.peak, "refused": self.refused}  # fmt: skip
+        return {
+            "limit_bytes": self.limit,
+            "in_use_bytes": self.in_use,
+            "peak_bytes": self.peak,
+            "refused": self.refused,
+        }
 
 
 def process_memory(pid: int | str = "self") -> dict[str, int]:

@@ -73,11 +73,15 @@ class Compute:
         self.stats.batched_requests += len(batch)
         try:
             loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._worker, forward_batch, self.store, *key,
-                                                 [p.tensors for p in batch])  # fmt: skip
+            results = await loop.run_in_executor(
+                self._worker, forward_batch, self.store, *key, [p.tensors for p in batch]
+            )
         except Exception as exc:
-            error = exc if isinstance(exc, ProtocolError) else ProtocolError(
-                ErrorCode.INTERNAL, f"the back half raised: {exc}")  # fmt: skip
+            error = (
+                exc
+                if isinstance(exc, ProtocolError)
+                else ProtocolError(ErrorCode.INTERNAL, f"the back half raised: {exc}")
+            )
             for p in batch:
                 if not p.future.done():
                     p.future.set_exception(error)

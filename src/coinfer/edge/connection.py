@@ -128,14 +128,20 @@ class FramedConnection(asyncio.BufferedProtocol):
         self._read_timer = None
         limit = self.deadlines.read_timeout_s or 0.0
         self.events["read_timeouts"] += 1
-        self.items.put_nowait(self.parser.stop(
-            ProtocolError(ErrorCode.TIMEOUT, f"no whole message within {limit:g} s")))  # fmt: skip
+        self.items.put_nowait(
+            self.parser.stop(
+                ProtocolError(ErrorCode.TIMEOUT, f"no whole message within {limit:g} s")
+            )
+        )
 
     def eof_received(self) -> bool:
         if self.parser.started and not self.parser.stopped:
             self._cancel_read()
-            self.items.put_nowait(self.parser.stop(
-                ProtocolError(ErrorCode.BAD_FRAME, "connection closed mid-message")))  # fmt: skip
+            self.items.put_nowait(
+                self.parser.stop(
+                    ProtocolError(ErrorCode.BAD_FRAME, "connection closed mid-message")
+                )
+            )
         self.items.put_nowait(None)
         return self.half_close  # keep the transport to answer; the handler then closes it
 

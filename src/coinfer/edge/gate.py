@@ -51,8 +51,9 @@ class Gate:
         if kind is Kind.PING:
             return Admission()
         if not self.tokens.accepts(header.get("token")):
-            raise ProtocolError(ErrorCode.UNAUTHORIZED, "missing or wrong auth token (--token)",
-                                True)  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "missing or wrong auth token (--token)", True
+            )
         if kind is not Kind.INFER:
             return Admission()  # parsed where it is answered (its header is kept till then)
         request = Infer.parse(header)
@@ -62,14 +63,19 @@ class Gate:
         what = f"cut {request.cut} of {request.model!r}"
         wires = check_tensors(request.tensors, self.limits, expected, what)
         if payload_len != payload_bytes(wires):
-            raise ProtocolError(ErrorCode.BAD_TENSOR,
-                                f"the payload has {payload_len} bytes, the tensors claim "
-                                f"{payload_bytes(wires)}")  # fmt: skip
-        need = (payload_len + decode_bytes(wires)
-                + self.store.reply_bytes(request.model, request.exit))  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BAD_TENSOR,
+                f"the payload has {payload_len} bytes, the tensors claim {payload_bytes(wires)}",
+            )
+        need = (
+            payload_len + decode_bytes(wires) + self.store.reply_bytes(request.model, request.exit)
+        )
         if not self.budget.reserve(need):
-            raise ProtocolError(ErrorCode.BUSY,
-                                f"the server's memory budget is in use ({self.budget.in_use} of "
-                                f"{self.budget.limit} bytes): try again later")  # fmt: skip
-        return Admission(bytearray(payload_len), need, job=InferJob(request, wires),
-                         keep_header=False)  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"the server's memory budget is in use ({self.budget.in_use} of "
+                f"{self.budget.limit} bytes): try again later",
+            )
+        return Admission(
+            bytearray(payload_len), need, job=InferJob(request, wires), keep_header=False
+        )

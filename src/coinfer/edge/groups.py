@@ -35,20 +35,31 @@ class GroupStore:
         found = self.groups.get(delta.group)
         if found is None:
             if len(self.groups) >= self.max_groups:
-                raise ProtocolError(ErrorCode.BUSY, f"the server keeps {self.max_groups} "
-                                    "groups, all in use: join one of them")  # fmt: skip
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    f"the server keeps {self.max_groups} groups, all in use: join one of them",
+                )
             found = _GroupSums(delta.dim, Sums.zero(delta.dim), Sums.zero(delta.dim))
             self.groups[delta.group] = found
         elif found.dim != delta.dim:
-            raise ProtocolError(ErrorCode.BAD_HEADER, f"SYNC: group {delta.group!r} has "
-                                f"{found.dim} features, not {delta.dim}")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BAD_HEADER,
+                f"SYNC: group {delta.group!r} has {found.dim} features, not {delta.dim}",
+            )
         found.online.add(delta.online)
         found.experience.add(delta.experience)
         found.syncs += 1
-        return SyncReply(delta.group, found.dim, found.online, found.experience, found.syncs,
-                         delta.id)  # fmt: skip
+        return SyncReply(
+            delta.group, found.dim, found.online, found.experience, found.syncs, delta.id
+        )
 
     def describe(self) -> dict[str, dict[str, int]]:
-        return {name: {"dim": g.dim, "count": g.online.count,
-                       "experience": g.experience.count, "syncs": g.syncs}
-                for name, g in self.groups.items()}  # fmt: skip
+        return {
+            name: {
+                "dim": g.dim,
+                "count": g.online.count,
+                "experience": g.experience.count,
+                "syncs": g.syncs,
+            }
+            for name, g in self.groups.items()
+        }

@@ -48,16 +48,19 @@ class ServerOptions:
             raise BadValueError(f"--slowdown: {exc}") from None
         if self.token is not None:
             check_token(self.token)
-        for name, value in (("read timeout", self.read_timeout_s),
-                            ("idle timeout", self.idle_timeout_s),
-                            ("write timeout", self.write_timeout_s)):  # fmt: skip
+        for name, value in (
+            ("read timeout", self.read_timeout_s),
+            ("idle timeout", self.idle_timeout_s),
+            ("write timeout", self.write_timeout_s),
+        ):
             if not (math.isfinite(value) and value > 0):
                 raise BadValueError(f"the {name} must be a positive number of seconds, got {value}")
         if not (math.isfinite(self.batch_window_s) and self.batch_window_s >= 0):
             raise BadValueError(f"the batch window must be >= 0 s, got {self.batch_window_s}")
         if self.max_buffer_bytes < 1024 * 1024:
-            raise BadValueError(f"the memory budget must be at least 1 MiB, got "
-                           f"{self.max_buffer_bytes} bytes")  # fmt: skip
+            raise BadValueError(
+                f"the memory budget must be at least 1 MiB, got {self.max_buffer_bytes} bytes"
+            )
         if self.max_connections < 1:
             raise BadValueError(f"--max-connections must be at least 1, got {self.max_connections}")
         if self.tls_key is not None and self.tls_cert is None:

@@ -92,8 +92,9 @@ class ProcessServer:
         ctx = multiprocessing.get_context("spawn")
         self._receive, send = ctx.Pipe(duplex=False)
         self.options = options = options or ServerOptions()
-        self.process = ctx.Process(target=_serve_in_child, args=(make_store, args, options, send),
-                                   daemon=True)  # fmt: skip
+        self.process = ctx.Process(
+            target=_serve_in_child, args=(make_store, args, options, send), daemon=True
+        )
         self.address: tuple[str, int] = ("127.0.0.1", 0)
 
     def __enter__(self) -> ProcessServer:

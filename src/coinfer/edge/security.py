@@ -58,9 +58,11 @@ def check_exposure(host: str, token_required: bool, insecure: bool) -> str | Non
     if is_loopback(host):
         return None
     if not token_required and not insecure:
-        raise BadValueError(f"--host {host} serves the network without a token: anyone who can "
-                         f"reach the port could use this edge; give --token (or --token-file, "
-                         f"or {TOKEN_ENV}), or --insecure to serve it open anyway")  # fmt: skip
+        raise BadValueError(
+            f"--host {host} serves the network without a token: anyone who can "
+            f"reach the port could use this edge; give --token (or --token-file, "
+            f"or {TOKEN_ENV}), or --insecure to serve it open anyway"
+        )
     if not token_required:
         return f"serving {host} with no token (--insecure): any peer that reaches it may use it"
     return None

@@ -58,8 +58,9 @@ class EdgeServer:
         self.store = store
         self.slowdown = options.slowdown
         self.tokens = TokenCheck(options.token)
-        self.deadlines = Deadlines(options.read_timeout_s, options.idle_timeout_s,
-                                   options.write_timeout_s)  # fmt: skip
+        self.deadlines = Deadlines(
+            options.read_timeout_s, options.idle_timeout_s, options.write_timeout_s
+        )
         self.budget = MemoryBudget(options.max_buffer_bytes)
         self.notices: list[str] = []  # one-line warnings for whoever started the server
         self.max_connections = self._connection_cap(options.max_connections)
@@ -84,8 +85,9 @@ class EdgeServer:
             return wanted
         cap = soft - FD_RESERVE
         if cap < 1:
-            raise BadValueError(f"only {soft} file descriptors are allowed (ulimit -n): raise it "
-                           f"above {FD_RESERVE}")  # fmt: skip
+            raise BadValueError(
+                f"only {soft} file descriptors are allowed (ulimit -n): raise it above {FD_RESERVE}"
+            )
         self.notices.append(
             f"--max-connections {wanted} lowered to {cap}: ulimit -n is {soft}, and "
             f"{FD_RESERVE} descriptors are kept for the server itself"
@@ -150,23 +152,35 @@ class EdgeServer:
             return
         self._logged[kind] = now
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-        log.warning("%s%s (the server keeps serving; repeats are counted, not logged, for %g s)",
-                    message, detail, LOG_REPEAT_S)  # fmt: skip
+        log.warning(
+            "%s%s (the server keeps serving; repeats are counted, not logged, for %g s)",
+            message,
+            detail,
+            LOG_REPEAT_S,
+        )
 
     # -- connections
     def _new_connection(self) -> FramedConnection:
         parser = Parser(self.options.limits, self.budget, self._scratch)
-        return FramedConnection(parser, self.gate.admit, self.deadlines, self._on_made,
-                                self._on_lost, self.stats.events,
-                                half_close=self.tls is None)  # fmt: skip
+        return FramedConnection(
+            parser,
+            self.gate.admit,
+            self.deadlines,
+            self._on_made,
+            self._on_lost,
+            self.stats.events,
+            half_close=self.tls is None,
+        )
 
     def _on_made(self, conn: FramedConnection) -> None:
         if len(self._open) >= self.max_connections:
             idle = [c for c in self._open if c.idle]
             if not idle:  # everyone is mid-request: this one waits its turn elsewhere
                 self.stats.events["refused"] += 1
-                busy = ProtocolError(ErrorCode.BUSY, f"the server has {self.max_connections} "
-                                     f"connections, all busy: try again later")  # fmt: skip
+                busy = ProtocolError(
+                    ErrorCode.BUSY,
+                    f"the server has {self.max_connections} connections, all busy: try again later",
+                )
                 conn.refuse(error_message(None, busy))
                 return
             # room is made by the idle connection that never had a request admitted (a hoarder),
@@ -249,13 +263,18 @@ class EdgeServer:
             return encode(StatsReply(rid, self.describe(), self.slowdown))
         if request.kind is Kind.SYNC:
             if self.groups is None:
-                raise ProtocolError(ErrorCode.UNSUPPORTED, "this server keeps no federated "
-                                    "statistics: start it with --federation")  # fmt: skip
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED,
+                    "this server keeps no federated statistics: start it with --federation",
+                )
             return encode(self.groups.sync(Sync.parse(request.header)))
         if not self.control_allowed:  # CONTROL: the gate takes no other kind
-            raise ProtocolError(ErrorCode.UNSUPPORTED, "CONTROL is off on this server: start it "
-                                "with --token (CONTROL then needs the token) or "
-                                "--allow-control")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED,
+                "CONTROL is off on this server: start it "
+                "with --token (CONTROL then needs the token) or "
+                "--allow-control",
+            )
         self.slowdown = Control.parse(request.header).slowdown
         return encode(ControlReply(rid, self.slowdown))
 

@@ -83,8 +83,10 @@ class ModelStore:
         self.path(model, exit)  # type: ignore[arg-type]  # UNKNOWN_MODEL, BAD_CUT (exit)
         ours = self._fingerprints[(model, exit)]  # type: ignore[index]
         if not isinstance(given, bytes) or len(given) != len(ours):
-            raise ProtocolError(ErrorCode.BAD_HEADER, f"INFER needs 'fp': the {len(ours)}-byte "
-                                f"fingerprint of the device's model")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BAD_HEADER,
+                f"INFER needs 'fp': the {len(ours)}-byte fingerprint of the device's model",
+            )
         if given != ours:
             raise ProtocolError(
                 ErrorCode.WRONG_MODEL,
@@ -96,11 +98,16 @@ class ModelStore:
     def describe(self) -> dict[str, dict[str, object]]:
         """What is served, for a device's preflight (STATS): each model's exits and the
         fingerprint of each path."""
-        return {name: {"exits": sorted(self.exits[name]),
-                       "fingerprint": self._fingerprints[(name, None)].hex(),
-                       "exit_fingerprints": {str(e): self._fingerprints[(name, e)].hex()
-                                             for e in sorted(self.exits[name])}}
-                for name in self.parts}  # fmt: skip
+        return {
+            name: {
+                "exits": sorted(self.exits[name]),
+                "fingerprint": self._fingerprints[(name, None)].hex(),
+                "exit_fingerprints": {
+                    str(e): self._fingerprints[(name, e)].hex() for e in sorted(self.exits[name])
+                },
+            }
+            for name in self.parts
+        }
 
     def path(self, model: str, exit: object = None) -> Partitioning:
         """The partitioning a request for (``model``, ``exit``) runs on: the whole model for
@@ -123,9 +130,10 @@ class ModelStore:
             raise ProtocolError(ErrorCode.BAD_HEADER, "INFER needs 'model' (a string)")
         if model not in self.parts:
             shown = model if len(model) <= 80 else model[:80] + "..."
-            raise ProtocolError(ErrorCode.UNKNOWN_MODEL,
-                                f"model {shown!r} is not served here (serving: "
-                                f"{', '.join(self.parts)})")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"model {shown!r} is not served here (serving: {', '.join(self.parts)})",
+            )
         return self.parts[model]
 
     def boundary(self, model: str, cut: object, exit: object = None) -> tuple[TensorMeta, ...]:
@@ -133,9 +141,11 @@ class ModelStore:
         part = self.path(model, exit)
         if not isinstance(cut, int) or isinstance(cut, bool) or not 0 <= cut < part.last:
             where = f"{model!r}" if exit is None else f"exit {exit} of {model!r}"
-            raise ProtocolError(ErrorCode.BAD_CUT,
-                                f"cut {cut!r} of {where} must be in 0..{part.last - 1} "
-                                f"(cut {part.last} runs everything on the device)")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BAD_CUT,
+                f"cut {cut!r} of {where} must be in 0..{part.last - 1} "
+                f"(cut {part.last} runs everything on the device)",
+            )
         key = (model, cut, exit if isinstance(exit, int) else None)
         if key not in self._boundaries:
             self._boundaries[key] = part.boundary_metas(cut)

@@ -33,8 +33,16 @@ def fingerprint(part: Partitioning) -> bytes:
     add(("granularity", part.granularity, part.input_names))
     add(("outputs", [(m.shape, str(m.dtype)) for m in part.outputs]))
     for op in part.ops:
-        add((op.name, op.kind, op.target, op.input_shapes, op.params,
-             (op.output.shape, str(op.output.dtype)) if op.output else None))  # fmt: skip
+        add(
+            (
+                op.name,
+                op.kind,
+                op.target,
+                op.input_shapes,
+                op.params,
+                (op.output.shape, str(op.output.dtype)) if op.output else None,
+            )
+        )
     for cut in part.cuts:
         add((cut.index, cut.num_device_ops, cut.boundary))
     for name, tensor in sorted(part.graph_module.state_dict().items()):

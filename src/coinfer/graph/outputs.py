@@ -43,8 +43,9 @@ class OutputStructure:
     def __init__(self, output_arg: Any) -> None:
         leaves, self._spec = pytree.tree_flatten(output_arg)
         self._slots = [isinstance(leaf, fx.Node) for leaf in leaves]
-        self._constants = [None if slot else leaf for slot, leaf in
-                           zip(self._slots, leaves, strict=True)]  # fmt: skip
+        self._constants = [
+            None if slot else leaf for slot, leaf in zip(self._slots, leaves, strict=True)
+        ]
         paths, _ = pytree.tree_flatten_with_path(output_arg)
         self.names: list[str] = [_name(path) for (path, leaf) in paths if isinstance(leaf, fx.Node)]
         # the graph value behind each output tensor, in the order the outputs travel
@@ -59,8 +60,10 @@ class OutputStructure:
         if len(tensors) != self.num_tensors:
             raise ValueError(f"the output holds {self.num_tensors} tensors, got {len(tensors)}")
         it = iter(tensors)
-        leaves = [next(it) if slot else const for slot, const in
-                  zip(self._slots, self._constants, strict=True)]  # fmt: skip
+        leaves = [
+            next(it) if slot else const
+            for slot, const in zip(self._slots, self._constants, strict=True)
+        ]
         return _plain(pytree.tree_unflatten(leaves, self._spec))
 
 

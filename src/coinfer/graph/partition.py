@@ -120,8 +120,15 @@ class Partitioning:
         if not a < b:
             raise ValueError(f"a segment runs from one cut to a later one, got {a} -> {b}")
         label = f"{type(self.graph_module).__name__}Seg{a}to{b}"
-        return segment_graph(self.graph_module, self._compute_nodes, start.num_device_ops,
-                             end.num_device_ops, start.boundary, end.boundary, label)  # fmt: skip
+        return segment_graph(
+            self.graph_module,
+            self._compute_nodes,
+            start.num_device_ops,
+            end.num_device_ops,
+            start.boundary,
+            end.boundary,
+            label,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -217,6 +224,13 @@ def partition(
     fx.node.map_aggregate(
         output.args[0], lambda n: outputs.append(records[n].value) if isinstance(n, fx.Node) else n
     )
-    return Partitioning(gm, ops, cuts, granularity, [p.name for p in placeholders], values,
-                        [m for m in outputs if isinstance(m, TensorMeta)],
-                        OutputStructure(output.args[0]))  # fmt: skip
+    return Partitioning(
+        gm,
+        ops,
+        cuts,
+        granularity,
+        [p.name for p in placeholders],
+        values,
+        [m for m in outputs if isinstance(m, TensorMeta)],
+        OutputStructure(output.args[0]),
+    )

@@ -129,8 +129,9 @@ class ChannelDraws:
     stage l is the l-th draw of a stream seeded by (seed, t), whatever the policy did in
     earlier tasks; a block waited out (outage at the last stage) draws on from that stream."""
 
-    def __init__(self, sample: Callable[[np.random.Generator, int], np.ndarray], stages: int,
-                 seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, sample: Callable[[np.random.Generator, int], np.ndarray], stages: int, seed: int = 0
+    ) -> None:
         self.sample = sample
         self.stages = stages
         self.seed = seed
@@ -149,8 +150,9 @@ class ChannelDraws:
         return float(self._gains[stage])
 
 
-def fading_channel(kind: str, mean_gain: float, outage_fraction: float = 0.01,
-                   k_factor: float = 3.0) -> RayleighChannel | RicianChannel:  # fmt: skip
+def fading_channel(
+    kind: str, mean_gain: float, outage_fraction: float = 0.01, k_factor: float = 3.0
+) -> RayleighChannel | RicianChannel:
     """``rayleigh`` or ``rician`` (K = ``k_factor``) block fading around ``mean_gain``, in
     outage below ``outage_fraction`` × the mean gain."""
     if kind == "rayleigh":

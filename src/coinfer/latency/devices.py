@@ -179,8 +179,10 @@ def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> Devic
 
         path = Path(spec[4:])
         if not path.is_file():
-            raise ValueError(f"device class {spec!r}: no fit file {str(path)!r} (make one with "
-                             f"coinfer profile --out FILE, then --device fit:FILE)")  # fmt: skip
+            raise ValueError(
+                f"device class {spec!r}: no fit file {str(path)!r} (make one with "
+                f"coinfer profile --out FILE, then --device fit:FILE)"
+            )
         return load_fit(path)
     if spec != "host":
         raise ValueError(f"unknown device class {spec!r}: choose from {'; '.join(device_names())}")

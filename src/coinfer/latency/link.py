@@ -31,9 +31,11 @@ def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[tuple[float, floa
     time_col = next((fields[c] for c in _TIME_COLUMNS if c in fields), None)
     rate_col = next((fields[c] for c in _RATE_COLUMNS if c in fields), None)
     if time_col is None or rate_col is None:
-        raise ValueError(f"trace {str(path)!r}: a CSV trace needs a time column (time_s) and a "
-                         f"Mbit/s column (mbps); its columns are "
-                         f"{', '.join(reader.fieldnames or ()) or 'none'}")  # fmt: skip
+        raise ValueError(
+            f"trace {str(path)!r}: a CSV trace needs a time column (time_s) and a "
+            f"Mbit/s column (mbps); its columns are "
+            f"{', '.join(reader.fieldnames or ()) or 'none'}"
+        )
     rows = []
     for line_no, rec in enumerate(reader, start=2):
         try:
@@ -138,8 +140,10 @@ class TraceBandwidth:
                         try:
                             rows.append((float(parts[0]), float(parts[1])))
                         except (IndexError, ValueError):
-                            raise ValueError(f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', "
-                                             f"got {line.strip()[:80]!r}") from None  # fmt: skip
+                            raise ValueError(
+                                f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', "
+                                f"got {line.strip()[:80]!r}"
+                            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
         if not rows:
@@ -148,8 +152,10 @@ class TraceBandwidth:
         if any(b < a for a, b in itertools.pairwise(times)) or any(
             not (math.isfinite(m) and m >= 0) for _, m in rows
         ):
-            raise ValueError(f"trace {str(path)!r}: times must not go back and throughputs "
-                             f"must be finite and >= 0")  # fmt: skip
+            raise ValueError(
+                f"trace {str(path)!r}: times must not go back and throughputs "
+                f"must be finite and >= 0"
+            )
         if not any(m > 0 for _, m in rows):
             raise ValueError(f"trace {str(path)!r}: every throughput is 0")
         t0 = rows[0][0] if rows else 0.0

@@ -140,8 +140,17 @@ class CutCostModel:
             if energy is not None:
                 rate = link.uplink.at(start + float(device[k]))
                 joules = energy.device_joules(float(device[k]), float(up[k]), rate)
-            costs.append(CutCost(float(device[k]), float(up[k]), float(edge[k]), float(down[k]),
-                                 sent, joules, cut=k))  # fmt: skip
+            costs.append(
+                CutCost(
+                    float(device[k]),
+                    float(up[k]),
+                    float(edge[k]),
+                    float(down[k]),
+                    sent,
+                    joules,
+                    cut=k,
+                )
+            )
         return costs
 
 
@@ -149,8 +158,12 @@ def _transfers(bandwidth: object, bits: np.ndarray, starts: np.ndarray) -> np.nd
     many = getattr(bandwidth, "transfer_seconds_many", None)
     if many is not None:
         return np.asarray(many(bits, starts))
-    return np.array([bandwidth.transfer_seconds(b, s) if b > 0 else 0.0  # type: ignore[attr-defined]
-                     for b, s in zip(bits, starts, strict=True)])  # fmt: skip
+    return np.array(
+        [
+            bandwidth.transfer_seconds(b, s) if b > 0 else 0.0  # type: ignore[attr-defined]
+            for b, s in zip(bits, starts, strict=True)
+        ]
+    )
 
 
 def cut_totals(

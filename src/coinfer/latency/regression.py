@@ -156,8 +156,17 @@ def mape(model: LayerModel, samples: Sequence[Sample]) -> float:
     return float(np.mean(errors)) if errors else float("nan")
 
 
-CHECK_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2", "googlenet",
-                "tiny_yolov2", "branchy_alexnet", "mlp")  # fmt: skip
+CHECK_MODELS = (
+    "alexnet",
+    "vgg16",
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "googlenet",
+    "tiny_yolov2",
+    "branchy_alexnet",
+    "mlp",
+)
 
 
 def fit_host(
@@ -205,8 +214,14 @@ def fit_host(
         part = partition(net, inputs)
         predicted = compute_seconds(device, part.ops)
         measured = median_seconds(_call(net, inputs), repeats=7)
-        whole.append({"model": name, "predicted_s": predicted, "measured_s": measured,
-                      "error": abs(predicted - measured) / measured})  # fmt: skip
+        whole.append(
+            {
+                "model": name,
+                "predicted_s": predicted,
+                "measured_s": measured,
+                "error": abs(predicted - measured) / measured,
+            }
+        )
         # Per-layer error where it matters: the zoo's own layers, timed inside their model.
         op_times = profile_ops(part, inputs, repeats=5)
         for op in part.ops:
@@ -249,6 +264,7 @@ def load_fit(path: Path) -> RegressionDevice:
             for kind, m in record["models"].items()
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a fit saved by coinfer profile ({type(exc).__name__}: "
-                         f"{exc})") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is not a fit saved by coinfer profile ({type(exc).__name__}: {exc})"
+        ) from None
     return RegressionDevice(str(record.get("device", "host-fit")), models, source=str(path))

@@ -88,5 +88,9 @@ def shifted_trace(
 def shipped_history_bps(exclude: str | None, scale: float = 1.0) -> list[float]:
     """Every throughput sample of the shipped traces but ``exclude`` (at ``scale``): what a
     device has seen before a run over ``exclude`` (Edgent's bandwidth states)."""
-    return [b for other in trace_names() if other != exclude
-            for b in TraceBandwidth.from_file(trace_path(other), scale=scale).bps]  # fmt: skip
+    return [
+        b
+        for other in trace_names()
+        if other != exclude
+        for b in TraceBandwidth.from_file(trace_path(other), scale=scale).bps
+    ]

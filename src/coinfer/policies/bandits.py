@@ -238,8 +238,9 @@ class TunedMuLinUCB(LinUCB):
         link_feature: bool = False,
         stats: Statistics | None = None,
     ) -> None:
-        super().__init__(cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature,
-                         stats)  # fmt: skip
+        super().__init__(
+            cuts, device_front_s, 0.0, lam, discount, delay_unit_s, link_feature, stats
+        )
         self.rules = rules
         self.c_x = float(max(np.sum(self.x**2, axis=1)))  # over the 7 static features
         self.horizon = rules.horizon

@@ -26,20 +26,29 @@ NEEDS_TRUTH = "it needs every cut's true delay for the frame to come, which only
 FLEET_ONLY = "this policy's devices cooperate: it needs a fleet (coinfer fleet)"
 
 
-@register("device-only", summary="every layer on the device (the last cut)",
-          worlds=("sim", "live", "fleet"))  # fmt: skip
+@register(
+    "device-only",
+    summary="every layer on the device (the last cut)",
+    worlds=("sim", "live", "fleet"),
+)
 def _device_only(k: Knowledge) -> Policy:
     return FixedCut(k.part.last)
 
 
-@register("edge-only", summary="everything on the edge: the raw input is sent (cut 0)",
-          worlds=("sim", "live", "fleet"))  # fmt: skip
+@register(
+    "edge-only",
+    summary="everything on the edge: the raw input is sent (cut 0)",
+    worlds=("sim", "live", "fleet"),
+)
 def _edge_only(k: Knowledge) -> Policy:
     return FixedCut(0)
 
 
-@register("fixed-K", summary="always cut K (fixed-5: the device runs up to cut 5)",
-          worlds=("sim", "live", "fleet"))  # fmt: skip
+@register(
+    "fixed-K",
+    summary="always cut K (fixed-5: the device runs up to cut 5)",
+    worlds=("sim", "live", "fleet"),
+)
 def _fixed(k: Knowledge) -> Policy:
     raise ValueError("fixed-K: give the cut, e.g. fixed-5")
 
@@ -67,9 +76,12 @@ def _best_fixed(k: Knowledge) -> Policy:
     raise ValueError("best-fixed is chosen from the Oracle's run: coinfer simulate builds it")
 
 
-@register("forced-oracle", summary="the Oracle held to μLinUCB's forced-sampling schedule",
-          worlds=("sim",), why_not={"live": f"it cannot run live: {NEEDS_TRUTH}",
-                                    "fleet": "a single-device reference"})  # fmt: skip
+@register(
+    "forced-oracle",
+    summary="the Oracle held to μLinUCB's forced-sampling schedule",
+    worlds=("sim",),
+    why_not={"live": f"it cannot run live: {NEEDS_TRUTH}", "fleet": "a single-device reference"},
+)
 def _forced_oracle(k: Knowledge) -> Policy:
     return ForcedOracle(k.need_truth("forced-oracle"))
 
@@ -89,28 +101,36 @@ def _linucb(k: Knowledge) -> Policy:
     return LinUCB(k.part.cuts, k.front_s, delay_unit_s=k.delay_unit_s)
 
 
-@register("mulinucb", summary="μLinUCB as the ANS authors built it: raw features, a random "
-          "diagonal prior, offload time in seconds, forced sampling")  # fmt: skip
+@register(
+    "mulinucb",
+    summary="μLinUCB as the ANS authors built it: raw features, a random "
+    "diagonal prior, offload time in seconds, forced sampling",
+)
 def _mulinucb(k: Knowledge) -> Policy:
     return MuLinUCB(k.part.cuts, k.front_s, seed=k.seed)
 
 
-@register("mulinucb-scaled", summary="μLinUCB's rules on scaled features, a delay unit, a λI "
-          "prior and the reply averaged apart")  # fmt: skip
+@register(
+    "mulinucb-scaled",
+    summary="μLinUCB's rules on scaled features, a delay unit, a λI "
+    "prior and the reply averaged apart",
+)
 def _mulinucb_scaled(k: Knowledge) -> Policy:
     return TunedMuLinUCB(k.part.cuts, k.front_s, delay_unit_s=k.delay_unit_s)
 
 
-@register("mulinucb-discounted", summary="mulinucb-scaled with discounted statistics (γ, "
-          "--discount)")  # fmt: skip
+@register(
+    "mulinucb-discounted", summary="mulinucb-scaled with discounted statistics (γ, --discount)"
+)
 def _mulinucb_discounted(k: Knowledge) -> Policy:
     return TunedMuLinUCB(k.part.cuts, k.front_s, discount=k.discount, delay_unit_s=k.delay_unit_s)
 
 
 @register("mulinucb-link", summary="mulinucb-discounted plus the measured link rate as a feature")
 def _mulinucb_link(k: Knowledge) -> Policy:
-    return TunedMuLinUCB(k.part.cuts, k.front_s, discount=k.discount,
-                         delay_unit_s=k.delay_unit_s, link_feature=True)  # fmt: skip
+    return TunedMuLinUCB(
+        k.part.cuts, k.front_s, discount=k.discount, delay_unit_s=k.delay_unit_s, link_feature=True
+    )
 
 
 def _edgent_planner(k: Knowledge, name: str) -> tuple[EdgentPlanner, float]:
@@ -121,27 +141,37 @@ def _edgent_planner(k: Knowledge, name: str) -> tuple[EdgentPlanner, float]:
     return EdgentPlanner(k.exits, k.device, k.edge, k.rtt_s), k.latency_req_s
 
 
-@register("edgent", kind="exit+cut",
-          summary="Edgent static: the most accurate exit (and its best cut) meeting the deadline "
-          "at the link's rate at the start")  # fmt: skip
+@register(
+    "edgent",
+    kind="exit+cut",
+    summary="Edgent static: the most accurate exit (and its best cut) meeting the deadline "
+    "at the link's rate at the start",
+)
 def _edgent(k: Knowledge) -> Policy:
     planner, req = _edgent_planner(k, "edgent")
     choice = planner.plan(k.link_bps, req)
     return FixedCut(choice.cut, choice.exit)
 
 
-@register("edgent-dynamic", kind="exit+cut", watches_link=True,
-          summary="Edgent dynamic: bandwidth states, a configuration map, CUSUM change detection "
-          "on the measured throughput")  # fmt: skip
+@register(
+    "edgent-dynamic",
+    kind="exit+cut",
+    watches_link=True,
+    summary="Edgent dynamic: bandwidth states, a configuration map, CUSUM change detection "
+    "on the measured throughput",
+)
 def _edgent_dynamic(k: Knowledge) -> Policy:
     planner, req = _edgent_planner(k, "edgent-dynamic")
     history = list(k.link_history_bps) or [k.link_bps]
     return EdgentDynamic(planner, history, req)
 
 
-@register("edgent-device-only", kind="exit+cut",
-          summary="the most accurate exit whose whole path on the device meets the deadline "
-          "(the shallowest if none does)")  # fmt: skip
+@register(
+    "edgent-device-only",
+    kind="exit+cut",
+    summary="the most accurate exit whose whole path on the device meets the deadline "
+    "(the shallowest if none does)",
+)
 def _edgent_device_only(k: Knowledge) -> Policy:
     planner, req = _edgent_planner(k, "edgent-device-only")
     for path in sorted(planner.exits, key=lambda p: (p.accuracy, p.exit), reverse=True):
@@ -168,10 +198,15 @@ class _EdgentOracle:
         """Nothing to learn: it knows."""
 
 
-@register("edgent-oracle", kind="exit+cut", worlds=("sim",),
-          summary="Edgent planned every frame with the true bandwidth (the reference)",
-          why_not={"live": "it plans with the bandwidth the frame will see, which a live device "
-                           "cannot know"})  # fmt: skip
+@register(
+    "edgent-oracle",
+    kind="exit+cut",
+    worlds=("sim",),
+    summary="Edgent planned every frame with the true bandwidth (the reference)",
+    why_not={
+        "live": "it plans with the bandwidth the frame will see, which a live device cannot know"
+    },
+)
 def _edgent_oracle(k: Knowledge) -> Policy:
     planner, req = _edgent_planner(k, "edgent-oracle")
     return _EdgentOracle(planner, req)
@@ -179,14 +214,19 @@ def _edgent_oracle(k: Knowledge) -> Policy:
 
 def _stages(k: Knowledge, name: str):  # type: ignore[no-untyped-def]
     if k.stages is None:
-        raise ValueError(f"{name} decides stage by stage: it needs a fading channel "
-                         "(--channel rayleigh or rician)")  # fmt: skip
+        raise ValueError(
+            f"{name} decides stage by stage: it needs a fading channel "
+            "(--channel rayleigh or rician)"
+        )
     return k.stages
 
 
-@register("stopping", kind="stage",
-          summary="optimal stopping (Yan-Bi-Zhang): offload at stage l iff the gain ≥ γ_l "
-          "(backward induction)")  # fmt: skip
+@register(
+    "stopping",
+    kind="stage",
+    summary="optimal stopping (Yan-Bi-Zhang): offload at stage l iff the gain ≥ γ_l "
+    "(backward induction)",
+)
 def _stopping(k: Knowledge) -> Policy:
     p = _stages(k, "stopping")
     return ThresholdPolicy(optimal_rule(p.costs, p.fading))
@@ -208,8 +248,11 @@ def _myopic(k: Knowledge) -> Policy:
     return ThresholdPolicy(myopic_rule(p.costs, p.fading, p.fading.mean_gain))
 
 
-@register("fixed-split", kind="stage",
-          summary="the split best for the mean channel, whatever the channel does")  # fmt: skip
+@register(
+    "fixed-split",
+    kind="stage",
+    summary="the split best for the mean channel, whatever the channel does",
+)
 def _fixed_split(k: Knowledge) -> Policy:
     p = _stages(k, "fixed-split")
     return ThresholdPolicy(best_fixed_rule(p.costs, p.fading, p.fading.mean_gain))
@@ -221,8 +264,10 @@ def _federated_member(name: str, k: Knowledge) -> Policy:
     if name == "noncoop":
         return learner(k, fed)
     if k.group is None:
-        raise ValueError(f"{name} shares statistics through the edge: give --group NAME (and "
-                         "serve with coinfer serve --federation)")  # fmt: skip
+        raise ValueError(
+            f"{name} shares statistics through the edge: give --group NAME (and "
+            "serve with coinfer serve --federation)"
+        )
     return member(name, k, k.group, Traffic(), fed, k.experience)
 
 
@@ -234,5 +279,10 @@ for _name, _summary in (
     ("fedlinucb-dw-periodic", "FedLinUCB-DW syncing every --sync-period frames"),
     ("fedlinucb-w", "FedLinUCB in one pool, warm-started"),
 ):
-    register(_name, summary=_summary, worlds=("fleet", "live"), fleet=partial(build_fleet, _name),
-             why_not={"sim": FLEET_ONLY})(partial(_federated_member, _name))  # fmt: skip
+    register(
+        _name,
+        summary=_summary,
+        worlds=("fleet", "live"),
+        fleet=partial(build_fleet, _name),
+        why_not={"sim": FLEET_ONLY},
+    )(partial(_federated_member, _name))

@@ -75,9 +75,13 @@ class EdgentPlanner:
         if self.orientation == "edge-first":
             return predict_edge_first_costs(path.part, self.device, self.edge, link, self.edge_load)
         return predict_cut_costs(
-            path.part, self.device, self.edge, link, self.edge_load,
+            path.part,
+            self.device,
+            self.edge,
+            link,
+            self.edge_load,
             include_loading=self.include_loading,
-        )  # fmt: skip
+        )
 
     def plan(self, bandwidth_bps: float, latency_req_s: float) -> EdgentChoice:
         fastest: EdgentChoice | None = None
@@ -211,8 +215,9 @@ def exit_partitions(
     exit_model = getattr(model, "exit_model", None)
     if not isinstance(num_exits, int) or not callable(exit_model):
         return {}
-    return {e: partition(exit_model(e), example_inputs, granularity)
-            for e in range(1, num_exits + 1)}  # fmt: skip
+    return {
+        e: partition(exit_model(e), example_inputs, granularity) for e in range(1, num_exits + 1)
+    }
 
 
 def exit_paths(

@@ -63,8 +63,14 @@ class Experience:
             raise ValueError(f"{path}: not a {FORMAT} file (format {doc.get('format')!r})")
         try:
             records = tuple(ExperienceRecord(**r) for r in doc["records"])
-            return cls(doc["model"], doc["device"], doc["edge"], doc["environment"],
-                       tuple(doc["exit_cuts"]), records)  # fmt: skip
+            return cls(
+                doc["model"],
+                doc["device"],
+                doc["edge"],
+                doc["environment"],
+                tuple(doc["exit_cuts"]),
+                records,
+            )
         except (KeyError, TypeError) as exc:
             raise ValueError(
                 f"{path}: an experience file with a missing or bad field: {exc}"
@@ -120,6 +126,7 @@ def collect_experience(
         if not plausible(fb) or fb.bytes_sent == 0:
             continue  # the frame fell back (live): it measured nothing of the edge
         rate = 8.0 * fb.bytes_sent / fb.uplink_s if fb.bytes_sent > 0 and fb.uplink_s > 0 else None
-        records.append(ExperienceRecord(cut, fb.bytes_sent, fb.uplink_s, fb.edge_s,
-                                        fb.downlink_s, rate))  # fmt: skip
+        records.append(
+            ExperienceRecord(cut, fb.bytes_sent, fb.uplink_s, fb.edge_s, fb.downlink_s, rate)
+        )
     return Experience(model, device, edge, environment, exits, tuple(records))

@@ -34,8 +34,14 @@ if TYPE_CHECKING:
     from coinfer.policies.types import Policy
 
 HEADER_BYTES = 16
-LEARNERS = ("noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw", "fedlinucb-dw-periodic",
-            "fedlinucb-w")  # fmt: skip
+LEARNERS = (
+    "noncoop",
+    "fedlinucb",
+    "fedlinucb-d",
+    "fedlinucb-dw",
+    "fedlinucb-dw-periodic",
+    "fedlinucb-w",
+)
 WARM_POLICIES = ("fedlinucb-dw", "fedlinucb-dw-periodic", "fedlinucb-w")
 
 
@@ -74,8 +80,14 @@ class GroupView:
         return cls(lam * np.eye(dim), np.zeros(dim), 0, np.zeros((dim, dim)), np.zeros(dim), 0)
 
     def copy(self) -> GroupView:
-        return GroupView(self.g.copy(), self.b.copy(), self.count, self.eg.copy(), self.eb.copy(),
-                         self.experience_count)  # fmt: skip
+        return GroupView(
+            self.g.copy(),
+            self.b.copy(),
+            self.count,
+            self.eg.copy(),
+            self.eb.copy(),
+            self.experience_count,
+        )
 
     def add(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool) -> None:
         if experience:
@@ -220,8 +232,9 @@ class FederatedStats:
         else:
             self.a_inv = np.asarray(np.linalg.inv(self.a), dtype=float)
             self.prior_b = np.zeros_like(self.b)
-        self.log_det_growth = (float(np.linalg.slogdet(self.a)[1])
-                               - float(np.linalg.slogdet(self.view.g)[1]))  # fmt: skip
+        self.log_det_growth = float(np.linalg.slogdet(self.a)[1]) - float(
+            np.linalg.slogdet(self.view.g)[1]
+        )
         self._theta: np.ndarray | None = None
 
     def download(self) -> None:
@@ -342,8 +355,14 @@ def learner(k: Knowledge, fed: Federation, stats: Statistics | None = None) -> T
     federation says), on ``stats`` when it shares them."""
     from coinfer.policies.bandits import TunedMuLinUCB
 
-    return TunedMuLinUCB(k.part.cuts, k.front_s, lam=fed.lam, link_feature=fed.link_feature,
-                         delay_unit_s=k.delay_unit_s, stats=stats)  # fmt: skip
+    return TunedMuLinUCB(
+        k.part.cuts,
+        k.front_s,
+        lam=fed.lam,
+        link_feature=fed.link_feature,
+        delay_unit_s=k.delay_unit_s,
+        stats=stats,
+    )
 
 
 def member(
@@ -362,8 +381,10 @@ def member(
     one = learner(k, fed, stats)
     if name in WARM_POLICIES:
         if records is None:
-            raise ValueError(f"{name} warm-starts from offline experience: give the device's "
-                             "records (an experience file)")  # fmt: skip
+            raise ValueError(
+                f"{name} warm-starts from offline experience: give the device's "
+                "records (an experience file)"
+            )
         stats.warm_start(*warm_start_rows(*_warm_rows(one, records), one.unit))
     return one
 
@@ -386,8 +407,10 @@ def build_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic
     dim = len(ANS_FEATURES) + int(fed.link_feature)
     keys = [t if pools_by_type(name) else "all" for t in fleet.types]
     groups = {key: GroupStatistics(dim, fed.lam) for key in keys}
-    learners = [member(name, k, groups[key], traffic, fed, experiences[i] if experiences else None)
-                for i, (k, key) in enumerate(zip(fleet.devices, keys, strict=True))]  # fmt: skip
+    learners = [
+        member(name, k, groups[key], traffic, fed, experiences[i] if experiences else None)
+        for i, (k, key) in enumerate(zip(fleet.devices, keys, strict=True))
+    ]
     if name in WARM_POLICIES:  # every device starts from its group's pooled experience
         for one in learners:
             stats = one.stats

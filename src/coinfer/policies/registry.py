@@ -134,8 +134,9 @@ def register(
     def decorate(factory: Factory) -> Factory:
         if name in _REGISTRY:
             raise ValueError(f"policy {name!r} is registered twice")
-        _REGISTRY[name] = PolicyEntry(name, summary, kind, tuple(worlds), factory, fleet,
-                                      dict(why_not or {}), watches_link)  # fmt: skip
+        _REGISTRY[name] = PolicyEntry(
+            name, summary, kind, tuple(worlds), factory, fleet, dict(why_not or {}), watches_link
+        )
         return factory
 
     return decorate
@@ -166,8 +167,10 @@ def entry(name: str) -> PolicyEntry:
     if _FIXED.fullmatch(name):
         return registry["fixed-K"]
     if name not in registry:
-        raise ValueError(f"unknown policy {name!r}: choose from {', '.join(registry)} "
-                         "(coinfer policies lists them)")  # fmt: skip
+        raise ValueError(
+            f"unknown policy {name!r}: choose from {', '.join(registry)} "
+            "(coinfer policies lists them)"
+        )
     return registry[name]
 
 

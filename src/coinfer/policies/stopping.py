@@ -108,8 +108,14 @@ def chain_costs(
     device_part = np.concatenate([[0.0], np.cumsum((compute_w + time_weight) * tau)])
     edge_left = np.concatenate([np.cumsum(s[::-1])[::-1], [0.0]])  # Σ_{i>l} s_i
     fixed = device_part + time_weight * edge_left
-    return StoppingCosts(fixed, np.append(np.asarray(bits, dtype=float), 0.0), transmit_w,
-                         time_weight, radio, block_s)  # fmt: skip
+    return StoppingCosts(
+        fixed,
+        np.append(np.asarray(bits, dtype=float), 0.0),
+        transmit_w,
+        time_weight,
+        radio,
+        block_s,
+    )
 
 
 def model_costs(
@@ -143,8 +149,14 @@ def _quad(f: Callable[[float], float], lo: float, hi: float, scale: float) -> fl
     whatever the gains' physical scale (1e-7 for a path-loss gain)."""
     if not hi > lo:
         return 0.0
-    value, _ = integrate.quad(lambda x: f(x * scale) * scale, lo / scale, hi / scale,
-                              limit=200, epsabs=1e-13, epsrel=1e-10)  # fmt: skip
+    value, _ = integrate.quad(
+        lambda x: f(x * scale) * scale,
+        lo / scale,
+        hi / scale,
+        limit=200,
+        epsabs=1e-13,
+        epsrel=1e-10,
+    )
     return float(value)
 
 
@@ -189,8 +201,12 @@ class _Stages:
         mass = self.tail_mass(lo)
         if c.bits[stage] == 0:
             return float(c.fixed[stage] * mass)
-        inverse_rate = _quad(lambda h: self.fading.pdf(h) / float(c.radio.rate_bps(h)), lo,
-                             math.inf, self.fading.mean_gain)  # fmt: skip
+        inverse_rate = _quad(
+            lambda h: self.fading.pdf(h) / float(c.radio.rate_bps(h)),
+            lo,
+            math.inf,
+            self.fading.mean_gain,
+        )
         return float(c.fixed[stage] * mass + c.k * c.bits[stage] * inverse_rate)
 
     def must_stop(self, stage: int) -> float:
@@ -451,13 +467,18 @@ def equal_chain_placement(
     def phi(c: float) -> float:
         if c <= 0:
             return c
-        t = max(costs.radio.gain_for_rate(kd / c) if kd / c / costs.radio.bandwidth_hz < 1000
-                else math.inf, fading.h_min)  # fmt: skip
+        t = max(
+            costs.radio.gain_for_rate(kd / c)
+            if kd / c / costs.radio.bandwidth_hz < 1000
+            else math.inf,
+            fading.h_min,
+        )
         if math.isinf(t):
             return c
         mass = stages.tail_mass(t)
-        inverse_rate = _quad(lambda h: fading.pdf(h) / float(costs.radio.rate_bps(h)), t,
-                             math.inf, fading.mean_gain)  # fmt: skip
+        inverse_rate = _quad(
+            lambda h: fading.pdf(h) / float(costs.radio.rate_bps(h)), t, math.inf, fading.mean_gain
+        )
         return c * (1.0 - mass) + kd * inverse_rate
 
     excess = [stages.must_stop(0) - float(costs.fixed[0])]  # a_0: the forced stop
@@ -487,8 +508,10 @@ class ThresholdPolicy:
 
     def select(self, ctx: Context) -> Action:
         if ctx.stage is None or ctx.gain is None:
-            raise ValueError(f"the {self.rule.name} rule decides stage by stage: it needs a "
-                             "stage-wise world (a channel, --channel rayleigh)")  # fmt: skip
+            raise ValueError(
+                f"the {self.rule.name} rule decides stage by stage: it needs a "
+                "stage-wise world (a channel, --channel rayleigh)"
+            )
         stage = ctx.stage
         if stage >= self.rule.last or ctx.gain >= self.rule.thresholds[stage]:
             return Action(stage)

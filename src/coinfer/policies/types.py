@@ -47,8 +47,16 @@ class Feedback(Breakdown):
     @classmethod
     def of(cls, cost: Breakdown, exit: int | None = None, correct: bool | None = None) -> Feedback:
         """Feedback carrying a (predicted or measured) breakdown, as simulators report it."""
-        return cls(cost.device_s, cost.uplink_s, cost.edge_s, cost.downlink_s, cost.bytes_sent,
-                   cost.energy_j, exit, correct)  # fmt: skip
+        return cls(
+            cost.device_s,
+            cost.uplink_s,
+            cost.edge_s,
+            cost.downlink_s,
+            cost.bytes_sent,
+            cost.energy_j,
+            exit,
+            correct,
+        )
 
 
 def plausible(fb: Feedback) -> bool:

@@ -26,7 +26,7 @@ POLICIES = (
     "mulinucb-scaled",
     "mulinucb-discounted",
     "mulinucb-link",
-)  # fmt: skip  (what `coinfer simulate -p all` compares)
+)  # what `coinfer simulate -p all` compares
 DEFAULT_DISCOUNT = 0.99
 
 
@@ -39,9 +39,18 @@ def knowledge(env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> registry.Knowl
     profiled latency models of both sides and the link's bandwidth when it starts — nothing of
     the edge's later load — and, for the Oracle, the simulator's truth."""
     front = [c.device_s for c in env.costs()]  # device compute does not change over a run
-    return registry.Knowledge(env.part, front, env.device, env.edge, env.link.uplink.at(0.0),
-                              env.link.rtt_s, world="sim", discount=discount, seed=env.seed,
-                              truth=env.expected_delays)  # fmt: skip
+    return registry.Knowledge(
+        env.part,
+        front,
+        env.device,
+        env.edge,
+        env.link.uplink.at(0.0),
+        env.link.rtt_s,
+        world="sim",
+        discount=discount,
+        seed=env.seed,
+        truth=env.expected_delays,
+    )
 
 
 def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> Policy:

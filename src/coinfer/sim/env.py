@@ -132,9 +132,13 @@ class SimEnv:
         self.cut_totals += truth
         cost = self.costs()[action.cut]
         fb = Feedback(
-            self._noisy(cost.device_s), self._noisy(cost.uplink_s), self._noisy(cost.edge_s),
-            self._noisy(cost.downlink_s), cost.bytes_sent, correct=self._correct(None),
-        )  # fmt: skip
+            self._noisy(cost.device_s),
+            self._noisy(cost.uplink_s),
+            self._noisy(cost.edge_s),
+            self._noisy(cost.downlink_s),
+            cost.bytes_sent,
+            correct=self._correct(None),
+        )
         self._advance(fb)
         return fb
 
@@ -152,9 +156,14 @@ class SimEnv:
         cost = model.costs(self.link, self.edge_load(self.time_s), self.time_s)[action.cut]
         correct = self._correct(exit)
         fb = Feedback(
-            self._noisy(cost.device_s), self._noisy(cost.uplink_s), self._noisy(cost.edge_s),
-            self._noisy(cost.downlink_s), cost.bytes_sent, exit=exit, correct=correct,
-        )  # fmt: skip
+            self._noisy(cost.device_s),
+            self._noisy(cost.uplink_s),
+            self._noisy(cost.edge_s),
+            self._noisy(cost.downlink_s),
+            cost.bytes_sent,
+            exit=exit,
+            correct=correct,
+        )
         self._advance(fb)
         return fb
 

@@ -257,8 +257,12 @@ class FleetSim:
                 starts[i, k] = t
                 self._expected(i, t, edge, up)
                 weights = dev.key_weights
-                ctx = Context(frame=int(k), key_weight=float(weights[k % len(weights)]),
-                              time_s=t, extra={"bandwidth_bps": dev.link.uplink.at(t)})  # fmt: skip
+                ctx = Context(
+                    frame=int(k),
+                    key_weight=float(weights[k % len(weights)]),
+                    time_s=t,
+                    extra={"bandwidth_bps": dev.link.uplink.at(t)},
+                )
                 action[i] = decide(i, ctx)
                 cut = action[i].cut
                 if not 0 <= cut <= dev.kind.last:

@@ -21,8 +21,14 @@ from coinfer.sim.fleet import FleetSim
 REFERENCES = ("oracle", "device-only", "edge-only")
 FLEET_POLICIES = (*REFERENCES, *LEARNERS)
 
-__all__ = ["FLEET_POLICIES", "LEARNERS", "WARM_POLICIES", "Federation", "fleet_knowledge",
-           "make_fleet_policies"]  # fmt: skip
+__all__ = [
+    "FLEET_POLICIES",
+    "LEARNERS",
+    "WARM_POLICIES",
+    "Federation",
+    "fleet_knowledge",
+    "make_fleet_policies",
+]
 
 
 def fleet_knowledge(
@@ -35,11 +41,19 @@ def fleet_knowledge(
     devices = []
     for i, dev in enumerate(sim.devices):
         model = sim.cost_model(i)
-        devices.append(registry.Knowledge(
-            dev.kind.part, model.device_s, dev.kind.device, dev.kind.edge,
-            dev.link.uplink.at(0.0), dev.link.rtt_s, world="fleet", seed=sim.seed * 1_000 + i,
-            truth=partial(sim.truth, i),
-        ))  # fmt: skip
+        devices.append(
+            registry.Knowledge(
+                dev.kind.part,
+                model.device_s,
+                dev.kind.device,
+                dev.kind.edge,
+                dev.link.uplink.at(0.0),
+                dev.link.rtt_s,
+                world="fleet",
+                seed=sim.seed * 1_000 + i,
+                truth=partial(sim.truth, i),
+            )
+        )
     records = None
     if experiences is not None:
         for dev, experience in zip(sim.devices, experiences, strict=False):

@@ -38,8 +38,9 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: int = 10) -
         stream = None
         for image in frames:
             if stream is None:
-                stream = container.add_stream("libx264" if str(path).endswith(".mp4") else "mpeg4",
-                                              rate=fps)  # fmt: skip
+                stream = container.add_stream(
+                    "libx264" if str(path).endswith(".mp4") else "mpeg4", rate=fps
+                )
                 stream.height, stream.width = image.shape[:2]
                 stream.pix_fmt = "yuv420p"
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):

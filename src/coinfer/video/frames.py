@@ -65,10 +65,14 @@ class SyntheticScene:
             y0, x0 = int(self.rng.integers(0, h - ph)), int(self.rng.integers(0, w - pw))
             angle = self.rng.uniform(0, 2 * np.pi)
             self.sprites.append(
-                _Sprite(source[y0 : y0 + ph, x0 : x0 + pw].copy(),
-                        float(self.rng.uniform(0, h - ph)), float(self.rng.uniform(0, w - pw)),
-                        self.speed * float(np.sin(angle)), self.speed * float(np.cos(angle)))
-            )  # fmt: skip
+                _Sprite(
+                    source[y0 : y0 + ph, x0 : x0 + pw].copy(),
+                    float(self.rng.uniform(0, h - ph)),
+                    float(self.rng.uniform(0, w - pw)),
+                    self.speed * float(np.sin(angle)),
+                    self.speed * float(np.cos(angle)),
+                )
+            )
 
     def _render(self) -> np.ndarray:
         frame = self.background.copy()

@@ -37,8 +37,9 @@ def resolve_token(token: str | None, token_file: Path | None) -> str | None:
         except (OSError, UnicodeDecodeError) as exc:
             raise BadFileError(f"cannot read the token file {token_file}: {exc}") from None
         if not lines or not lines[0].strip():
-            raise BadFileError(f"the token file {token_file} is empty: put the token on its first "
-                             f"line")  # fmt: skip
+            raise BadFileError(
+                f"the token file {token_file} is empty: put the token on its first line"
+            )
         token = lines[0].strip()
     elif token is None:
         token = os.environ.get(TOKEN_ENV) or None

@@ -89,9 +89,17 @@ class Infer:
     kind: ClassVar[Kind] = Kind.INFER
 
     def header(self) -> dict[str, Any]:
-        return _with_token({"id": self.id, "model": self.model, "cut": self.cut,
-                            "exit": self.exit, "fp": self.fingerprint,
-                            "tensors": self.tensors}, self.token)  # fmt: skip
+        return _with_token(
+            {
+                "id": self.id,
+                "model": self.model,
+                "cut": self.cut,
+                "exit": self.exit,
+                "fp": self.fingerprint,
+                "tensors": self.tensors,
+            },
+            self.token,
+        )
 
     @classmethod
     def parse(cls, header: Mapping[str, Any]) -> Infer:
@@ -100,8 +108,9 @@ class Infer:
             raise ProtocolError(ErrorCode.BAD_HEADER, "INFER needs 'model' (a string)")
         exit, cut = header.get("exit"), header.get("cut")
         if exit is not None and not is_int(exit):
-            raise ProtocolError(ErrorCode.BAD_CUT, f"exit {exit!r} of {model!r} must be nil or "
-                                "an exit's number")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BAD_CUT, f"exit {exit!r} of {model!r} must be nil or an exit's number"
+            )
         fp = header.get("fp")
         if not isinstance(fp, bytes) or len(fp) != FINGERPRINT_BYTES:
             raise ProtocolError(
@@ -110,8 +119,9 @@ class Infer:
             )
         if not is_int(cut):
             raise ProtocolError(ErrorCode.BAD_CUT, f"cut {cut!r} of {model!r} must be an integer")
-        return cls(request_id_of(header), model, cut, exit, fp, header.get("tensors"),
-                   token_of(header))  # fmt: skip
+        return cls(
+            request_id_of(header), model, cut, exit, fp, header.get("tensors"), token_of(header)
+        )
 
 
 @dataclass(frozen=True)
@@ -240,8 +250,12 @@ class Error:
     kind: ClassVar[Kind] = Kind.ERROR
 
     def header(self) -> dict[str, Any]:
-        return {"id": self.id, "code": int(self.code), "error": self.code.name,
-                "message": self.message}  # fmt: skip
+        return {
+            "id": self.id,
+            "code": int(self.code),
+            "error": self.code.name,
+            "message": self.message,
+        }
 
     @classmethod
     def of(cls, request_id: int | None, error: ProtocolError) -> Error:
@@ -252,8 +266,11 @@ class Error:
         """A peer's ERROR (an unknown code reads as INTERNAL; its text is shortened: it ends up
         in logs)."""
         raw = header.get("code")
-        code = ErrorCode(raw) if is_int(raw) and raw in ErrorCode._value2member_map_ else (
-            ErrorCode.INTERNAL)  # fmt: skip
+        code = (
+            ErrorCode(raw)
+            if is_int(raw) and raw in ErrorCode._value2member_map_
+            else (ErrorCode.INTERNAL)
+        )
         text = header.get("message")
         text = text if isinstance(text, str) else "the peer reported an error"
         if len(text) > MAX_PEER_TEXT:

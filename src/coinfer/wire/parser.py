@@ -139,8 +139,9 @@ class Parser:
 
     def _advance(self) -> Event:
         if self.stage == "prefix":
-            self._kind, header_len, self._payload_len = unpack_prefix(bytes(self._prefix),
-                                                                      self.limits)  # fmt: skip
+            self._kind, header_len, self._payload_len = unpack_prefix(
+                bytes(self._prefix), self.limits
+            )
             self._reserve(header_len)
             self.held = header_len
             self.stage, self._buf, self._pos = "header", bytearray(header_len), 0
@@ -192,16 +193,18 @@ class Parser:
         return self._whole()
 
     def _whole(self) -> Message:
-        message = Message(Kind(self._kind), self._header, self._buf, self.held, self._job,
-                          self._size)  # fmt: skip
+        message = Message(
+            Kind(self._kind), self._header, self._buf, self.held, self._job, self._size
+        )
         self.held = 0  # the message holds it now, until it is let go
         self._reset()
         return message
 
     def _reserve(self, nbytes: int) -> None:
         if not self.budget.reserve(nbytes):
-            raise ProtocolError(ErrorCode.BUSY, "the server's memory budget is in use: try "
-                                "again later", True)  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.BUSY, "the server's memory budget is in use: try again later", True
+            )
 
     def stop(self, error: ProtocolError) -> ProtocolError:
         """No more messages: release what the current one holds; ``error`` becomes fatal."""

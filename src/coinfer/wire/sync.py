@@ -75,8 +75,9 @@ def check_count(value: Any) -> int:
 
 def check_group_name(value: Any) -> str:
     if not isinstance(value, str) or not GROUP_NAME.fullmatch(value):
-        raise ValueError("a group name is 1-64 characters of letters, digits and ._:/- "
-                         f"(got {value!r})")  # fmt: skip
+        raise ValueError(
+            f"a group name is 1-64 characters of letters, digits and ._:/- (got {value!r})"
+        )
     return value
 
 
@@ -154,8 +155,13 @@ class Sync:
     kind: ClassVar[Kind] = Kind.SYNC
 
     def header(self) -> dict[str, Any]:
-        header = {"id": self.id, "group": self.group, "dim": self.dim,
-                  **self.online.wire(ONLINE), **self.experience.wire(EXPERIENCE)}  # fmt: skip
+        header = {
+            "id": self.id,
+            "group": self.group,
+            "dim": self.dim,
+            **self.online.wire(ONLINE),
+            **self.experience.wire(EXPERIENCE),
+        }
         if self.token is not None:
             header["token"] = self.token
         return header
@@ -185,9 +191,14 @@ class SyncReply:
     kind: ClassVar[Kind] = Kind.RESULT
 
     def header(self) -> dict[str, Any]:
-        return {"id": self.id, "group": self.group, "dim": self.dim,
-                **self.online.wire(ONLINE), **self.experience.wire(EXPERIENCE),
-                "syncs": self.syncs}  # fmt: skip
+        return {
+            "id": self.id,
+            "group": self.group,
+            "dim": self.dim,
+            **self.online.wire(ONLINE),
+            **self.experience.wire(EXPERIENCE),
+            "syncs": self.syncs,
+        }
 
     @classmethod
     def parse(cls, header: Mapping[str, Any], group: str, dim: int) -> SyncReply:
@@ -198,5 +209,11 @@ class SyncReply:
             raise ValueError(f"the group has {header.get('dim')} features, this device {dim}")
         online, experience = _sums(header, dim)
         syncs = header.get("syncs", 0)
-        return cls(group, dim, online, experience, syncs if isinstance(syncs, int) else 0,
-                   request_id_of(header))  # fmt: skip
+        return cls(
+            group,
+            dim,
+            online,
+            experience,
+            syncs if isinstance(syncs, int) else 0,
+            request_id_of(header),
+        )

@@ -94,8 +94,9 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
         raise _bad(ErrorCode.BAD_HEADER, f"tensor {i}: missing field {exc}") from None
     codec, quant = meta.get("codec", "none"), meta.get("quant", "none")
     if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
-        raise _bad(ErrorCode.BAD_TENSOR,
-                   f"tensor {i}: dtype {dtype_name!r} not one of {', '.join(DTYPES)}")  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_TENSOR, f"tensor {i}: dtype {dtype_name!r} not one of {', '.join(DTYPES)}"
+        )
     if not isinstance(codec, str) or codec not in CODECS:
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: codec {codec!r} not one of {CODECS}")
     if not isinstance(quant, str) or quant not in QUANTS:
@@ -113,34 +114,44 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
     if quant == "int8":
         given: Any = (meta.get("scale"), meta.get("zero"))
         if not (all(_is_real(v) and math.isfinite(v) for v in given) and given[0] > 0):
-            raise _bad(ErrorCode.BAD_TENSOR,
-                       f"tensor {i}: int8 needs a finite scale > 0 and zero, got "
-                       f"{given[0]!r}, {given[1]!r}")  # fmt: skip
+            raise _bad(
+                ErrorCode.BAD_TENSOR,
+                f"tensor {i}: int8 needs a finite scale > 0 and zero, got "
+                f"{given[0]!r}, {given[1]!r}",
+            )
         scale, zero = float(given[0]), float(given[1])
     wire_dtype = _QUANT_DTYPES.get(quant, dtype)
     numel = math.prod(shape)
     raw = numel * wire_dtype.itemsize
     if max(raw, numel * dtype.itemsize) > limits.max_payload_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE,
-                            f"tensor {i}: shape {list(shape)} of {dtype} takes "
-                            f"{numel * dtype.itemsize} bytes > limit "
-                            f"{limits.max_payload_bytes}")  # fmt: skip
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"tensor {i}: shape {list(shape)} of {dtype} takes "
+            f"{numel * dtype.itemsize} bytes > limit "
+            f"{limits.max_payload_bytes}",
+        )
     declared_raw = meta.get("raw_bytes", raw)
     if not _is_int(declared_raw) or declared_raw != raw:
-        raise _bad(ErrorCode.BAD_TENSOR,
-                   f"tensor {i}: shape {list(shape)} of {wire_dtype} needs {raw} bytes, "
-                   f"header says {declared_raw!r}")  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_TENSOR,
+            f"tensor {i}: shape {list(shape)} of {wire_dtype} needs {raw} bytes, "
+            f"header says {declared_raw!r}",
+        )
     if not _is_int(nbytes) or nbytes < 0:
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: bytes {nbytes!r} is not a size")
     if codec == "none" and nbytes != raw:
-        raise _bad(ErrorCode.BAD_TENSOR,
-                   f"tensor {i}: {nbytes} bytes sent for {raw} uncompressed bytes")  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_TENSOR, f"tensor {i}: {nbytes} bytes sent for {raw} uncompressed bytes"
+        )
     if codec != "none" and nbytes > compressed_bound(raw):
-        raise _bad(ErrorCode.BAD_TENSOR,
-                   f"tensor {i}: {nbytes} {codec} bytes for {raw} raw bytes is more than "
-                   f"{codec} ever takes")  # fmt: skip
-    return WireTensor(dtype, wire_dtype, tuple(shape), codec, quant, scale, zero, offset, nbytes,
-                      numel)  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_TENSOR,
+            f"tensor {i}: {nbytes} {codec} bytes for {raw} raw bytes is more than "
+            f"{codec} ever takes",
+        )
+    return WireTensor(
+        dtype, wire_dtype, tuple(shape), codec, quant, scale, zero, offset, nbytes, numel
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -154,10 +165,21 @@ def _plain(
         return None
     entries, wires, offset = [], [], 0
     for m in expected:
-        entries.append({"dtype": DTYPE_NAMES[m.dtype], "shape": list(m.shape), "codec": "none",
-                        "quant": "none", "raw_bytes": m.nbytes, "bytes": m.nbytes})  # fmt: skip
-        wires.append(WireTensor(m.dtype, m.dtype, m.shape, "none", "none", 0.0, 0.0, offset,
-                                m.nbytes, m.numel))  # fmt: skip
+        entries.append(
+            {
+                "dtype": DTYPE_NAMES[m.dtype],
+                "shape": list(m.shape),
+                "codec": "none",
+                "quant": "none",
+                "raw_bytes": m.nbytes,
+                "bytes": m.nbytes,
+            }
+        )
+        wires.append(
+            WireTensor(
+                m.dtype, m.dtype, m.shape, "none", "none", 0.0, 0.0, offset, m.nbytes, m.numel
+            )
+        )
         offset += m.nbytes
     return entries, wires, offset
 
@@ -175,26 +197,30 @@ def check_tensors(
     if plain is not None and metas == plain[0] and plain[2] <= limits.max_payload_bytes:
         return list(plain[1])  # exactly what an honest peer sends: checked once, kept
     if not isinstance(metas, list) or len(metas) > limits.max_tensors:
-        raise _bad(ErrorCode.BAD_HEADER,
-                   f"'tensors' must be a list of at most {limits.max_tensors} entries")  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_HEADER,
+            f"'tensors' must be a list of at most {limits.max_tensors} entries",
+        )
     wires, offset, total = [], 0, 0
     for i, meta in enumerate(metas):
         wire = _entry(i, meta, limits, offset)
         offset += wire.nbytes
         total += wire.out_bytes
         if total > limits.max_payload_bytes:
-            raise ProtocolError(ErrorCode.TOO_LARGE,
-                                f"the tensors decode to more than {limits.max_payload_bytes} "
-                                f"bytes")  # fmt: skip
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"the tensors decode to more than {limits.max_payload_bytes} bytes",
+            )
         wires.append(wire)
     if expected is not None:
         got = [(w.shape, w.dtype) for w in wires]
         want = [(m.shape, m.dtype) for m in expected]
         if got != want:
             have = ", ".join(_describe(s, d) for s, d in got) or "none"
-            raise _bad(ErrorCode.BAD_TENSOR,
-                       f"{what} takes {', '.join(_describe(s, d) for s, d in want) or 'none'}; "
-                       f"got {have}")  # fmt: skip
+            raise _bad(
+                ErrorCode.BAD_TENSOR,
+                f"{what} takes {', '.join(_describe(s, d) for s, d in want) or 'none'}; got {have}",
+            )
     return wires
 
 
@@ -251,8 +277,9 @@ def _decompress(data: memoryview, wire: WireTensor) -> bytearray:
         raise _bad(ErrorCode.BAD_TENSOR, f"cannot decompress ({wire.codec}): {exc}") from None
 
 
-def _view(data: bytes | bytearray | memoryview, dtype: torch.dtype, shape: tuple[int, ...]) -> (
-        torch.Tensor):  # fmt: skip
+def _view(
+    data: bytes | bytearray | memoryview, dtype: torch.dtype, shape: tuple[int, ...]
+) -> torch.Tensor:
     """A tensor on ``data``: a view where it is writable and aligned, else a copy."""
     if not math.prod(shape):
         return torch.empty(shape, dtype=dtype)
@@ -263,15 +290,17 @@ def _view(data: bytes | bytearray | memoryview, dtype: torch.dtype, shape: tuple
     return torch.frombuffer(view, dtype=dtype).reshape(shape)
 
 
-def decode(wires: Sequence[WireTensor], payload: bytes | bytearray | memoryview) -> (
-        list[torch.Tensor]):  # fmt: skip
+def decode(
+    wires: Sequence[WireTensor], payload: bytes | bytearray | memoryview
+) -> list[torch.Tensor]:
     """The tensors of checked entries. Uncompressed, unquantised tensors of a writable payload
     (the server's receive buffer) are views of it, not copies."""
     buffer = memoryview(payload)
     if payload_bytes(wires) != len(buffer):
-        raise _bad(ErrorCode.BAD_TENSOR,
-                   f"the payload has {len(buffer)} bytes, the tensors claim "
-                   f"{payload_bytes(wires)}")  # fmt: skip
+        raise _bad(
+            ErrorCode.BAD_TENSOR,
+            f"the payload has {len(buffer)} bytes, the tensors claim {payload_bytes(wires)}",
+        )
     out = []
     for w in wires:
         data: bytes | bytearray | memoryview = buffer[w.offset : w.offset + w.nbytes]

@@ -202,8 +202,9 @@ def example_inputs(
                 value = declared(**kwargs)
             tensors = (value,) if isinstance(value, torch.Tensor) else tuple(value)
             if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-                raise ValueError(f"{name}: its example_inputs() must return a tensor or a "
-                                 f"tuple of tensors")  # fmt: skip
+                raise ValueError(
+                    f"{name}: its example_inputs() must return a tensor or a tuple of tensors"
+                )
             return tensors
         if declared is not None:
             shapes = tuple(tuple(s) for s in declared)

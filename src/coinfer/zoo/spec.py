@@ -52,12 +52,15 @@ class InputSpec:
                 f"1,16:int64 for an integer input), one --input-shape per forward argument"
             )
         if math.prod(shape) > MAX_INPUT_ELEMENTS:
-            raise ModelSpecError(f"--input-shape {text!r} has {math.prod(shape):,} elements: "
-                                 f"more than {MAX_INPUT_ELEMENTS:,} is surely a typo")  # fmt: skip
+            raise ModelSpecError(
+                f"--input-shape {text!r} has {math.prod(shape):,} elements: "
+                f"more than {MAX_INPUT_ELEMENTS:,} is surely a typo"
+            )
         name = dtype_name.strip() or "float32"
         if name not in INPUT_DTYPES:
-            raise ModelSpecError(f"--input-shape {text!r}: dtype {name!r} is not one of "
-                                 f"{', '.join(INPUT_DTYPES)}")  # fmt: skip
+            raise ModelSpecError(
+                f"--input-shape {text!r}: dtype {name!r} is not one of {', '.join(INPUT_DTYPES)}"
+            )
         return cls(shape, INPUT_DTYPES[name])
 
     def example(self, generator: torch.Generator) -> torch.Tensor:
@@ -82,8 +85,10 @@ def parse_model_arg(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise ModelSpecError(f"--model-arg {text!r} must be KEY=VALUE (e.g. width=32), with KEY "
-                             f"a keyword argument of the factory")  # fmt: skip
+        raise ModelSpecError(
+            f"--model-arg {text!r} must be KEY=VALUE (e.g. width=32), with KEY "
+            f"a keyword argument of the factory"
+        )
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -114,12 +119,15 @@ class ModelSpec:
         """The model in eval mode: the weights file's where one is given, else the zoo's
         shipped trained weights where it ships them, else the seeded initialisation."""
         try:
-            return create_deployed(self.name, seed=self.seed, weights=self.weights,
-                                   **self.arguments)  # fmt: skip
+            return create_deployed(
+                self.name, seed=self.seed, weights=self.weights, **self.arguments
+            )
         except TypeError as exc:
             if self.kwargs:
-                raise ModelSpecError(f"{self.name}: the factory does not take these arguments "
-                                     f"({exc}); check --model-arg")  from None  # fmt: skip
+                raise ModelSpecError(
+                    f"{self.name}: the factory does not take these arguments "
+                    f"({exc}); check --model-arg"
+                ) from None
             raise
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -134,11 +142,13 @@ class ModelSpec:
         """The spec as JSON: what a run's configuration records."""
         return {
             "name": self.name,
-            "args": {k: v if isinstance(v, (int, float, str, bool)) or v is None else repr(v)
-                     for k, v in self.kwargs},
+            "args": {
+                k: v if isinstance(v, (int, float, str, bool)) or v is None else repr(v)
+                for k, v in self.kwargs
+            },
             "input_shapes": [s.text() for s in self.inputs] if self.inputs else None,
             "weights": str(self.weights) if self.weights else None,
-        }  # fmt: skip
+        }
 
 
 def model_spec(
@@ -152,6 +162,8 @@ def model_spec(
     kwargs = tuple(parse_model_arg(a) for a in model_args)
     path = Path(weights) if weights is not None else None
     if path is not None and not path.is_file():
-        raise ModelSpecError(f"--weights {str(path)!r}: no such file (give a state_dict saved "
-                             f"with torch.save(model.state_dict(), FILE))")  # fmt: skip
+        raise ModelSpecError(
+            f"--weights {str(path)!r}: no such file (give a state_dict saved "
+            f"with torch.save(model.state_dict(), FILE))"
+        )
     return ModelSpec(name, kwargs, inputs, path)

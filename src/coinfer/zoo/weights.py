@@ -20,8 +20,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise WeightsError(f"--weights {path}: reading .safetensors needs the safetensors "
-                                 f"package (pip install safetensors)") from None  # fmt: skip
+            raise WeightsError(
+                f"--weights {path}: reading .safetensors needs the safetensors "
+                f"package (pip install safetensors)"
+            ) from None
         try:
             return dict(load_file(str(path)))
         except Exception as exc:
@@ -39,8 +41,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise WeightsError(f"--weights {path}: not a state_dict (a map of names to tensors); "
-                             f"save one with torch.save(model.state_dict(), FILE)")  # fmt: skip
+        raise WeightsError(
+            f"--weights {path}: not a state_dict (a map of names to tensors); "
+            f"save one with torch.save(model.state_dict(), FILE)"
+        )
     return state
 
 
@@ -58,5 +62,7 @@ def load_weights(net: nn.Module, path: Path) -> None:
     if result.unexpected_keys:
         problems.append(f"not in the model: {', '.join(result.unexpected_keys[:5])}")
     if problems:
-        raise WeightsError(f"--weights {path} does not fit the model ({'; '.join(problems)}): "
-                             f"was it saved from this factory with these --model-arg?")  # fmt: skip
+        raise WeightsError(
+            f"--weights {path} does not fit the model ({'; '.join(problems)}): "
+            f"was it saved from this factory with these --model-arg?"
+        )

@@ -52,8 +52,15 @@ def sensitivity(
             front = [c.device_s for c in env.costs()]
             policy = TunedMuLinUCB(env.cuts, front, discount=gamma, delay_unit_s=unit)
             run = run_policy(env, policy, frames)
-            rows.append({"model": model, "scenario": scenario, "delay_unit_s": unit,
-                         "discount": gamma, "vs_oracle": run.mean_delay_s / oracle})  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "scenario": scenario,
+                    "delay_unit_s": unit,
+                    "discount": gamma,
+                    "vs_oracle": run.mean_delay_s / oracle,
+                }
+            )
         if progress is not None:
             progress("sensitivity", done + 1, len(combos))
     return rows
@@ -107,8 +114,12 @@ def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) ->
         "last measured link rate as an 8th feature (sensitivity.md: unit and discount)",
     ]
     for model, scenario in itertools.product(MODELS, SCENARIOS):
-        sims = [simulate(model, scenario, POLICIES, frames, seed, key_weights=keys[seed],
-                         progress=progress) for seed in seeds]  # fmt: skip
+        sims = [
+            simulate(
+                model, scenario, POLICIES, frames, seed, key_weights=keys[seed], progress=progress
+            )
+            for seed in seeds
+        ]
         notes.append(f"{model}/{scenario}: {sims[0].world.description}")
         rows += _aggregate(sims)
         plots.append(plot_simulation(sims[0], out_dir / f"{model}_{scenario}.png"))

@@ -67,33 +67,61 @@ def build_world(
         )
     if name in ("trace", "hsdpa") and trace is not None:
         link_trace = TraceBandwidth.from_file(trace_path(str(trace)), scale=trace_scale)
-        return World("trace", Link(link_trace, rtt_s), constant_load(), "back-to-back", 0.0, (),
-                     f"trace {link_trace.name} x{trace_scale:g}, frames back to back")  # fmt: skip
+        return World(
+            "trace",
+            Link(link_trace, rtt_s),
+            constant_load(),
+            "back-to-back",
+            0.0,
+            (),
+            f"trace {link_trace.name} x{trace_scale:g}, frames back to back",
+        )
     first, second = _thirds(frames)
     t1, t2 = first * STEP_INTERVAL_S, second * STEP_INTERVAL_S
     fast, slow = f"{FAST_BPS / 1e6:g} Mbit/s", f"{SLOW_BPS / 1e6:g} Mbit/s"
     if name == "stationary":
         link = Link(ConstantBandwidth(FAST_BPS), rtt_s)
-        return World(name, link, constant_load(), "camera", STEP_INTERVAL_S, (),
-                     f"{fast}, edge as profiled")  # fmt: skip
+        return World(
+            name, link, constant_load(), "camera", STEP_INTERVAL_S, (), f"{fast}, edge as profiled"
+        )
     if name == "network-change":
         steps = [(0.0, FAST_BPS), (t1, SLOW_BPS), (t2, FAST_BPS)]
         text = f"{fast}, {slow} from frame {first}, {fast} again from frame {second}"
-        return World(name, Link(step_bandwidth(steps), rtt_s), constant_load(), "camera",
-                     STEP_INTERVAL_S, (first, second), text)  # fmt: skip
+        return World(
+            name,
+            Link(step_bandwidth(steps), rtt_s),
+            constant_load(),
+            "camera",
+            STEP_INTERVAL_S,
+            (first, second),
+            text,
+        )
     if name == "edge-change":
         load = step_load([(0.0, 1.0), (t1, SLOW_EDGE), (t2, 1.0)])
-        return World(name, Link(ConstantBandwidth(FAST_BPS), rtt_s), load, "camera",
-                     STEP_INTERVAL_S, (first, second),
-                     f"{fast}; the edge {SLOW_EDGE:g}x slower from frame {first}, "
-                     f"as profiled again from frame {second}")  # fmt: skip
+        return World(
+            name,
+            Link(ConstantBandwidth(FAST_BPS), rtt_s),
+            load,
+            "camera",
+            STEP_INTERVAL_S,
+            (first, second),
+            f"{fast}; the edge {SLOW_EDGE:g}x slower from frame {first}, "
+            f"as profiled again from frame {second}",
+        )
     if name == "hsdpa":
         names = [n for n in trace_names() if n.startswith("norway_")]
         traces = [TraceBandwidth.from_file(trace_path(n), scale=trace_scale) for n in names]
         link = Link(concatenate_traces(traces, "hsdpa-norway"), rtt_s)
-        return World(name, link, constant_load(), "back-to-back", 0.0, (),
-                     f"the {len(names)} shipped HSDPA traces one after another (x{trace_scale:g}), "
-                     "looping, frames back to back")  # fmt: skip
+        return World(
+            name,
+            link,
+            constant_load(),
+            "back-to-back",
+            0.0,
+            (),
+            f"the {len(names)} shipped HSDPA traces one after another (x{trace_scale:g}), "
+            "looping, frames back to back",
+        )
     if name == "trace":
         raise ValueError("the trace scenario needs a trace file: --trace FILE")
     raise ValueError(

@@ -114,8 +114,18 @@ def environments(
     edg = resolve_device(edge, host_profile)
 
     def new_env() -> SimEnv:
-        return SimEnv(part, dev, edg, world.link, world.edge_load, noise,
-                      world.frame_interval_s, key_weights, seed, world.clock)  # fmt: skip
+        return SimEnv(
+            part,
+            dev,
+            edg,
+            world.link,
+            world.edge_load,
+            noise,
+            world.frame_interval_s,
+            key_weights,
+            seed,
+            world.clock,
+        )
 
     return new_env
 
@@ -155,10 +165,16 @@ def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return np.convolve(v, np.ones(window) / window, mode="valid")
 
 
-COLOURS = {"oracle": "black", "best-fixed": "tab:grey", "neurosurgeon": "tab:green",
-           "linucb": "tab:red", "mulinucb": "tab:purple", "mulinucb-scaled": "tab:pink",
-           "mulinucb-discounted": "tab:orange",
-           "mulinucb-link": "tab:blue"}  # fmt: skip
+COLOURS = {
+    "oracle": "black",
+    "best-fixed": "tab:grey",
+    "neurosurgeon": "tab:green",
+    "linucb": "tab:red",
+    "mulinucb": "tab:purple",
+    "mulinucb-scaled": "tab:pink",
+    "mulinucb-discounted": "tab:orange",
+    "mulinucb-link": "tab:blue",
+}
 
 
 def plot_simulation(sim: Simulation, path: Path) -> Path:
@@ -170,18 +186,30 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
         if colour is None and len(sim.runs) > len(COLOURS):
             continue  # the static baselines would crowd the plot; the table has them
         smooth = _moving_average(run.delays, window)
-        ax_delay.plot(np.arange(len(smooth)) + len(run.delays) - len(smooth), smooth,
-                      label=name, lw=1, color=colour)  # fmt: skip
+        ax_delay.plot(
+            np.arange(len(smooth)) + len(run.delays) - len(smooth),
+            smooth,
+            label=name,
+            lw=1,
+            color=colour,
+        )
         ax_regret.plot(np.cumsum(run.regrets), label=name, lw=1, color=colour)
     oracle = sim.runs["oracle"]
-    ax_cut.step(range(len(oracle.cuts)), oracle.cuts, where="post", color="black", lw=1.2,
-                label="oracle")  # fmt: skip
+    ax_cut.step(
+        range(len(oracle.cuts)), oracle.cuts, where="post", color="black", lw=1.2, label="oracle"
+    )
     learners = [n for n in sim.runs if n not in ("oracle", "best-fixed") and n in COLOURS]
     for offset, name in zip(
         np.linspace(-0.25, 0.25, max(len(learners), 1)), learners, strict=False
     ):
-        ax_cut.plot(np.asarray(sim.runs[name].cuts) + offset, ".", ms=1.5, alpha=0.5,
-                    color=COLOURS[name], label=name)  # fmt: skip
+        ax_cut.plot(
+            np.asarray(sim.runs[name].cuts) + offset,
+            ".",
+            ms=1.5,
+            alpha=0.5,
+            color=COLOURS[name],
+            label=name,
+        )
     for change in sim.world.changes:
         for ax in (ax_delay, ax_regret, ax_cut):
             ax.axvline(change, color="grey", ls="--", lw=0.8)
@@ -231,8 +259,16 @@ def simulate_edgent(
     exits = {p.exit: p.part for p in setup.model.exits}
     rows = []
     for name in policies:
-        env = SimEnv(setup.model.part, setup.device, setup.edge, link, noise=noise, seed=seed,
-                     exits=exits, correct=correct)  # fmt: skip
+        env = SimEnv(
+            setup.model.part,
+            setup.device,
+            setup.edge,
+            link,
+            noise=noise,
+            seed=seed,
+            exits=exits,
+            correct=correct,
+        )
         knowledge = setup.knowledge(
             "sim",
             link,
@@ -251,12 +287,13 @@ def edgent_row(policy: str, feedback: Sequence[Any], latency_req_s: float) -> di
     known = [fb.correct for fb in feedback if fb.correct is not None]
     exits = [fb.exit for fb in feedback if fb.exit is not None]
     return {
-        "policy": policy, "frames": len(totals),
+        "policy": policy,
+        "frames": len(totals),
         "accuracy": float(np.mean(known)) if known else None,
         "deadline_hit_rate": float(np.mean([t <= latency_req_s for t in totals])),
         "mean_latency_s": float(np.mean(totals)),
         "exits": {str(e): exits.count(e) for e in sorted(set(exits))},
-    }  # fmt: skip
+    }
 
 
 def simulate_stopping(
@@ -281,8 +318,9 @@ def simulate_stopping(
     rows = []
     for name in policies:
         policy = registry.create(name, knowledge)
-        env = StageEnv(costs, tau, s, st.COMPUTE_W, fading.sample, fading.h_min, seed=seed,
-                       cuts=part.cuts)  # fmt: skip
+        env = StageEnv(
+            costs, tau, s, st.COMPUTE_W, fading.sample, fading.h_min, seed=seed, cuts=part.cuts
+        )
         rule = st.rule_of(policy, costs, fading, name)
         run_loop(env, policy, tasks)
         draws = np.asarray(env.task_costs)

@@ -26,8 +26,12 @@ from coinfer.device.client import FrameRecord
 from coinfer.latency.link import Link, TraceBandwidth
 
 WLAN = "wlan"
-DEVICES = (("coop-1", "fedlinucb-dw", 0), ("coop-2", "fedlinucb-dw", 1),
-           ("alone-1", "noncoop", 0), ("alone-2", "noncoop", 1))  # fmt: skip
+DEVICES = (
+    ("coop-1", "fedlinucb-dw", 0),
+    ("coop-2", "fedlinucb-dw", 1),
+    ("alone-1", "noncoop", 0),
+    ("alone-2", "noncoop", 1),
+)
 GROUP = "demo-pair"
 EXPERIENCE_FRAMES = 12
 READY_TIMEOUT_S = 300.0
@@ -71,9 +75,15 @@ def _measure_experience(setup: Any, address: tuple[str, int], token: str, offset
     client = DeviceClient.for_setup(setup, Endpoint(address, token), earlier)
     data = live_frames(setup.model, EXPERIENCE_FRAMES)
     with LiveEnv(client, data.inputs, data.key_weights) as env:
-        return collect_experience(env, (0, *exit_cuts(setup.model.part)), EXPERIENCE_FRAMES,
-                                  setup.model.name, setup.device_name, "this edge",
-                                  "measured live, half a WLAN loop earlier")  # fmt: skip
+        return collect_experience(
+            env,
+            (0, *exit_cuts(setup.model.part)),
+            EXPERIENCE_FRAMES,
+            setup.model.name,
+            setup.device_name,
+            "this edge",
+            "measured live, half a WLAN loop earlier",
+        )
 
 
 def _device_main(
@@ -102,18 +112,33 @@ def _device_main(
         cooperating = policy != "noncoop"
         experience = None
         if cooperating:
-            events.put(("stage", name, f"measuring its experience ({EXPERIENCE_FRAMES} frames "
-                        "at the input and the exits)"))  # fmt: skip
+            events.put(
+                (
+                    "stage",
+                    name,
+                    f"measuring its experience ({EXPERIENCE_FRAMES} frames "
+                    "at the input and the exits)",
+                )
+            )
             experience = _measure_experience(setup, address, token, offset)
-        cooperation = Cooperation(GROUP if cooperating else None, experience,
-                                  Federation(link_feature=False))  # fmt: skip
+        cooperation = Cooperation(
+            GROUP if cooperating else None, experience, Federation(link_feature=False)
+        )
         data = live_frames(setup.model, max_frames)
         measured = f", {len(experience.records)} experience records" if experience else ""
         events.put(("ready", name, f"ready ({policy}{measured})"))
         go.wait()
-        run = run_frames(setup, policy, max_frames, _link(offset), Endpoint(address, token),
-                         data=data, cooperation=cooperation, duration_s=duration_s,
-                         on_frame=lambda r: events.put(("frame", name, r)))  # fmt: skip
+        run = run_frames(
+            setup,
+            policy,
+            max_frames,
+            _link(offset),
+            Endpoint(address, token),
+            data=data,
+            cooperation=cooperation,
+            duration_s=duration_s,
+            on_frame=lambda r: events.put(("frame", name, r)),
+        )
         events.put(("done", name, run.summary.get("federation")))
     except Exception as exc:  # told to the demo, which names it; the others go on
         events.put(("error", name, f"{type(exc).__name__}: {exc}"))
@@ -147,10 +172,26 @@ def run_cans(
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue()
         go = ctx.Event()
-        procs = [ctx.Process(target=_device_main, args=(name, policy, starts[slot], model, device,
-                                                        server.address, token, duration_s,
-                                                        max_frames, events, go), daemon=True)
-                 for name, policy, slot in DEVICES]  # fmt: skip
+        procs = [
+            ctx.Process(
+                target=_device_main,
+                args=(
+                    name,
+                    policy,
+                    starts[slot],
+                    model,
+                    device,
+                    server.address,
+                    token,
+                    duration_s,
+                    max_frames,
+                    events,
+                    go,
+                ),
+                daemon=True,
+            )
+            for name, policy, slot in DEVICES
+        ]
         for proc in procs:
             proc.start()
         try:
@@ -228,8 +269,9 @@ def simulate_pairs(
     from coinfer.systems.cans.worlds import NOISE, make_experience
 
     part = partition(zoo.create(model), zoo.example_inputs(model))
-    kind = DeviceType(f"{device}-{model}", model, part, resolve_device(device),
-                      resolve_device("edge-pc"))  # fmt: skip
+    kind = DeviceType(
+        f"{device}-{model}", model, part, resolve_device(device), resolve_device("edge-pc")
+    )
     fleet = [FleetDevice(kind, _link(offset)) for offset in starts]
     experience = [make_experience(d, seed * 1000 + i) for i, d in enumerate(fleet)]
     means = {}

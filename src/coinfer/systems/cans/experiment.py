@@ -43,9 +43,14 @@ from coinfer.systems.cans.worlds import (
 
 # (world, devices, types, seeds): the prototype case first (most seeds: the issue's bars are
 # on it), the heterogeneous fleet, then the 3G fleets from two devices up
-SCALES = (("prototype", 2, None, (0, 1, 2, 3, 4, 5, 6)), ("mixed", 10, None, (0, 1, 2, 3, 4)),
-          ("3g", 2, 1, (0, 1, 2, 3, 4)), ("3g", 10, 2, (0, 1, 2)), ("3g", 50, 3, (0,)),
-          ("3g", 100, 4, (0,)))  # fmt: skip
+SCALES = (
+    ("prototype", 2, None, (0, 1, 2, 3, 4, 5, 6)),
+    ("mixed", 10, None, (0, 1, 2, 3, 4)),
+    ("3g", 2, 1, (0, 1, 2, 3, 4)),
+    ("3g", 10, 2, (0, 1, 2)),
+    ("3g", 50, 3, (0,)),
+    ("3g", 100, 4, (0,)),
+)
 QUICK_SCALES = (("prototype", 2, None, (0,)), ("mixed", 4, None, (0,)), ("3g", 10, 2, (0,)))
 # the learner every policy builds on: DESIGN's μLinUCB (the 7 ANS features) and coinfer's
 # μLinUCB with the link feature (``coinfer experiment ans``)
@@ -110,8 +115,7 @@ def simulate_fleet(
         kinds = "" if types is None else f"-K{types}"
         name = f"{world_name}-M{devices}{kinds}-seed{seed}{scale}"
         folder = experience_dir or Path("results") / "experience" / name
-        experiences = load_or_make_experience(devices, types, seed, folder, link_scale,
-                                              world_name)  # fmt: skip
+        experiences = load_or_make_experience(devices, types, seed, folder, link_scale, world_name)
     rows = []
     for name in policies:
         sim = build_sim(devices, types, seed, link_scale, shared_uplink_bps, world_name)
@@ -122,10 +126,18 @@ def simulate_fleet(
                 progress(name, done, devices * frames)
 
         run = sim.run(chosen, frames, tick)
-        rows.append({"world": world_name, "policy": name, "devices": devices,
-                     "types": len({d.kind.name for d in sim.devices}),
-                     "learner": "link" if fed.link_feature else "paper", **summarise(run),
-                     "messages": traffic.messages, "kbytes": traffic.bytes / 1e3})  # fmt: skip
+        rows.append(
+            {
+                "world": world_name,
+                "policy": name,
+                "devices": devices,
+                "types": len({d.kind.name for d in sim.devices}),
+                "learner": "link" if fed.link_feature else "paper",
+                **summarise(run),
+                "messages": traffic.messages,
+                "kbytes": traffic.bytes / 1e3,
+            }
+        )
     base = next((r for r in rows if r["policy"] == "noncoop"), None)
     for row in rows:
         if base is not None:
@@ -169,8 +181,7 @@ def _aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "policy": policy,
             "seeds": len(runs),
         }
-        for key in ("mean_latency_s", "first_100_s", "first_200_s", "regret_s",
-                    "offload_share"):  # fmt: skip
+        for key in ("mean_latency_s", "first_100_s", "first_200_s", "regret_s", "offload_share"):
             row[key] = float(np.mean([r[key] for r in runs]))
         row["spread_s"] = float(np.ptp([r["mean_latency_s"] for r in runs]))
         if noncoop:
@@ -216,8 +227,11 @@ def _plots(
     axes = np.atleast_1d(axes)
     for ax, case in zip(axes, cases, strict=True):
         for name in policies:
-            curves = [r["curve"] for r in results
-                      if (r["world"], r["devices"]) == case and r["policy"] == name]  # fmt: skip
+            curves = [
+                r["curve"]
+                for r in results
+                if (r["world"], r["devices"]) == case and r["policy"] == name
+            ]
             if curves:
                 mean = np.mean(np.array(curves), axis=0)
                 ax.plot(_smooth(mean, 25), label=name, color=colours[name], lw=1.2)
@@ -231,20 +245,31 @@ def _plots(
     learners = [p for p in policies if p not in ("oracle", "device-only", "edge-only")]
     width = 0.8 / max(1, len(learners))
     for j, name in enumerate(learners):
-        ratio = {(r["world"], r["devices"]): r.get("vs_noncoop", np.nan)
-                 for r in rows if r["policy"] == name}  # fmt: skip
+        ratio = {
+            (r["world"], r["devices"]): r.get("vs_noncoop", np.nan)
+            for r in rows
+            if r["policy"] == name
+        }
         values = [ratio.get(case, np.nan) for case in cases]
         xs = np.arange(len(cases)) + j * width
         ax.bar(xs, values, width, label=name, color=colours[name])
         for x, v in zip(xs, values, strict=True):  # the few-percent differences, as numbers
             if np.isfinite(v) and name != "noncoop":
-                ax.text(x, v + 0.01, f"{100 * (v - 1):+.1f}%", ha="center", va="bottom",
-                        fontsize=6, rotation=90)  # fmt: skip
+                ax.text(
+                    x,
+                    v + 0.01,
+                    f"{100 * (v - 1):+.1f}%",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                )
     top = max([1.0, *(r.get("vs_noncoop", 0) for r in rows if r["policy"] in learners)])
     ax.set_ylim(0, 1.3 * top)  # bars from zero: a 1% difference looks like 1%; room for labels
     ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2, [_case_label(c) for c in cases],
-                  fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        np.arange(len(cases)) + 0.4 - width / 2, [_case_label(c) for c in cases], fontsize=7
+    )
     ax.set_ylabel("mean delay / non-cooperative")
     ax.legend(fontsize=7, ncol=3, loc="upper center")
     ax.set_title(f"learner: {learner}")
@@ -252,8 +277,11 @@ def _plots(
     fig, ax = new_figure()
     sizes = [c for c in cases if c[0] == "3g"]
     for name in ("fedlinucb", "fedlinucb-d", "fedlinucb-dw", "fedlinucb-dw-periodic"):
-        pts = [(r["devices"], r["messages_per_device"]) for r in rows
-               if r["policy"] == name and r["world"] == "3g"]  # fmt: skip
+        pts = [
+            (r["devices"], r["messages_per_device"])
+            for r in rows
+            if r["policy"] == name and r["world"] == "3g"
+        ]
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=name, color=colours[name])
     if len(sizes) >= 3:  # a log axis for a sweep of fleet sizes, a linear one for two points
@@ -286,9 +314,13 @@ def sweep(
         for seed in seeds:
             folder = out_dir / "experience" / f"{w}-M{m}-seed{seed}"
             files[(w, m, seed)] = experience_files(m, k, seed, folder, link_scale, w)
-    jobs = [(m, k, p, seed, frames, files[(w, m, seed)], asdict(fed), link_scale, w)
-            for fed in federations for w, m, k, seeds in scales for seed in seeds
-            for p in policies]  # fmt: skip
+    jobs = [
+        (m, k, p, seed, frames, files[(w, m, seed)], asdict(fed), link_scale, w)
+        for fed in federations
+        for w, m, k, seeds in scales
+        for seed in seeds
+        for p in policies
+    ]
     jobs.sort(key=lambda j: -j[0])  # the largest fleets first: better packing on the workers
     return run_jobs(run_case, jobs, engine, progress=progress, label="fleet runs")
 
@@ -306,8 +338,13 @@ def run(
     rows = _aggregate(results)
     order = {p: i for i, p in enumerate(FLEET_POLICIES)}
     cases = list(dict.fromkeys((w, m) for w, m, _, _ in scales))
-    rows.sort(key=lambda r: (cases.index((r["world"], r["devices"])),
-                             list(LEARNERS).index(r["learner"]), order[r["policy"]]))  # fmt: skip
+    rows.sort(
+        key=lambda r: (
+            cases.index((r["world"], r["devices"])),
+            list(LEARNERS).index(r["learner"]),
+            order[r["policy"]],
+        )
+    )
     seeds = "; ".join(f"{w} M = {m}: {len(s)}" for w, m, _, s in scales)
     notes = [
         f"{frames} frames per device; seeds per case (mean over them): {seeds}; engine {engine}",
@@ -325,7 +362,14 @@ def run(
         "seeds' range; warm_vs_cold_worst_seed: a warm start's worst seed against the same "
         "sharing without one",
     ]
-    plots = [p for learner in LEARNERS for p in _plots(
-        [r for r in results if r["learner"] == learner],
-        [r for r in rows if r["learner"] == learner], out_dir, learner)]  # fmt: skip
+    plots = [
+        p
+        for learner in LEARNERS
+        for p in _plots(
+            [r for r in results if r["learner"] == learner],
+            [r for r in rows if r["learner"] == learner],
+            out_dir,
+            learner,
+        )
+    ]
     return ExperimentResult("cans", rows, notes, plots, ("world", "learner", "devices"))

@@ -59,13 +59,22 @@ class NetworkClass:
 
 
 NETWORKS = {
-    "3g": NetworkClass("3g", 1.0, 0.02, "3G: the HSDPA traces as measured (mean 1.4 Mbit/s, "
-                       "0.22-4.8 Mbit/s), RTT 20 ms"),
-    "wlan": NetworkClass("wlan", 8.0, 0.005, "WLAN: the HSDPA traces x8 (mean 11.3 Mbit/s, "
-                         "1.8-38 Mbit/s), RTT 5 ms"),
-    "weak-3g": NetworkClass("weak-3g", 0.5, 0.05, "weak 3G (cell edge): the HSDPA traces x0.5 "
-                            "(mean 0.70 Mbit/s, 0.11-2.4 Mbit/s), RTT 50 ms"),
-}  # fmt: skip
+    "3g": NetworkClass(
+        "3g",
+        1.0,
+        0.02,
+        "3G: the HSDPA traces as measured (mean 1.4 Mbit/s, 0.22-4.8 Mbit/s), RTT 20 ms",
+    ),
+    "wlan": NetworkClass(
+        "wlan", 8.0, 0.005, "WLAN: the HSDPA traces x8 (mean 11.3 Mbit/s, 1.8-38 Mbit/s), RTT 5 ms"
+    ),
+    "weak-3g": NetworkClass(
+        "weak-3g",
+        0.5,
+        0.05,
+        "weak 3G (cell edge): the HSDPA traces x0.5 (mean 0.70 Mbit/s, 0.11-2.4 Mbit/s), RTT 50 ms",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -77,15 +86,26 @@ class FleetWorld:
 
 
 WORLDS = {
-    "3g": FleetWorld("3g", "M devices of K types on their own 3G links (HSDPA traces), one edge",
-                     tuple((t, "3g") for t in DEVICE_TYPES)),
-    "prototype": FleetWorld("prototype", "devices of one type (Pi-4 class + VGG16) on WLAN-class "
-                            "links near one fast edge (the CANS prototype)",
-                            (("pi4-vgg16", "wlan"),), fixed_types=True),
-    "mixed": FleetWorld("mixed", "Pi-4 class + VGG16 boards on WLAN and on weak 3G, in turn: "
-                        "two types that differ only in their network", (("pi4-vgg16", "wlan"),
-                        ("pi4-vgg16", "weak-3g")), fixed_types=True),
-}  # fmt: skip
+    "3g": FleetWorld(
+        "3g",
+        "M devices of K types on their own 3G links (HSDPA traces), one edge",
+        tuple((t, "3g") for t in DEVICE_TYPES),
+    ),
+    "prototype": FleetWorld(
+        "prototype",
+        "devices of one type (Pi-4 class + VGG16) on WLAN-class "
+        "links near one fast edge (the CANS prototype)",
+        (("pi4-vgg16", "wlan"),),
+        fixed_types=True,
+    ),
+    "mixed": FleetWorld(
+        "mixed",
+        "Pi-4 class + VGG16 boards on WLAN and on weak 3G, in turn: "
+        "two types that differ only in their network",
+        (("pi4-vgg16", "wlan"), ("pi4-vgg16", "weak-3g")),
+        fixed_types=True,
+    ),
+}
 
 
 def world(name: str) -> FleetWorld:
@@ -135,8 +155,9 @@ def device_type(name: str, display: str | None = None) -> DeviceType:
     if name not in DEVICE_TYPES:
         raise ValueError(f"unknown device type {name!r}: choose from {', '.join(DEVICE_TYPES)}")
     device, model = DEVICE_TYPES[name]
-    return DeviceType(display or name, model, _partition(model), resolve_device(device),
-                      resolve_device(EDGE))  # fmt: skip
+    return DeviceType(
+        display or name, model, _partition(model), resolve_device(device), resolve_device(EDGE)
+    )
 
 
 def network_link(net: NetworkClass, offset_s: float, link_scale: float = 1.0) -> Link:
@@ -179,8 +200,9 @@ def make_experience(device: FleetDevice, seed: int) -> Experience:
     env = SimEnv(kind.part, kind.device, kind.edge, earlier, constant_load(1.0), NOISE, seed=seed)
     splits = (0, *exit_cuts(kind.part))
     text = f"{trace.name} half a loop earlier, uncontended {kind.edge.name}"
-    return collect_experience(env, splits, EXPERIENCE_FRAMES, kind.model,
-                              kind.device.name, kind.edge.name, text)  # fmt: skip
+    return collect_experience(
+        env, splits, EXPERIENCE_FRAMES, kind.model, kind.device.name, kind.edge.name, text
+    )
 
 
 def build_sim(

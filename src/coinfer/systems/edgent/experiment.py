@@ -38,9 +38,13 @@ BANDWIDTHS_BPS = (50e3, 100e3, 250e3, 500e3, 1e6, 2e6, 5e6)
 TRACE_SCALE = 0.5
 DYNAMIC_REQ_S = 0.1
 # the registry's policies, and the names this experiment's tables have always shown them by
-SHOWN_AS = {"edgent-dynamic": "edgent-dynamic", "edgent": "edgent-static",
-            "edgent-device-only": "device-only", "edge-only": "edge-only",
-            "edgent-oracle": "oracle"}  # fmt: skip
+SHOWN_AS = {
+    "edgent-dynamic": "edgent-dynamic",
+    "edgent": "edgent-static",
+    "edgent-device-only": "device-only",
+    "edge-only": "edge-only",
+    "edgent-oracle": "oracle",
+}
 
 
 def _simulate(
@@ -55,13 +59,23 @@ def _simulate(
     """The registry's ``name`` through the one loop: frames back to back over the trace, the
     predicted costs exactly (no noise), a monitor reporting the bandwidth at each frame."""
     whole = paths[max(paths)].part
-    env = SimEnv(whole, RPI3, EDGE_PC, Link(trace), exits={e: p.part for e, p in paths.items()},
-                 correct=correct)  # fmt: skip
-    steps = run_loop(env, registry.create(name, replace(knowledge, truth=env.expected_delays)),
-                     frames)  # fmt: skip
+    env = SimEnv(
+        whole,
+        RPI3,
+        EDGE_PC,
+        Link(trace),
+        exits={e: p.part for e, p in paths.items()},
+        correct=correct,
+    )
+    steps = run_loop(
+        env, registry.create(name, replace(knowledge, truth=env.expected_delays)), frames
+    )
     row = edgent_row(name, [s.feedback for s in steps], req_s)
-    return {"hit_rate": row["deadline_hit_rate"], "accuracy": row["accuracy"],
-            "mean_latency_s": row["mean_latency_s"]}  # fmt: skip
+    return {
+        "hit_rate": row["deadline_hit_rate"],
+        "accuracy": row["accuracy"],
+        "mean_latency_s": row["mean_latency_s"],
+    }
 
 
 def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
@@ -77,14 +91,32 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
     fixed_req, fixed_bw = 0.2, 500e3
     for bw in BANDWIDTHS_BPS:
         c = planner.plan(bw, fixed_req)
-        rows.append({"part": "vs-bandwidth", "setting": f"{bw / 1e6:g} Mbit/s, req 200 ms",
-                     "policy": "edgent", "exit": c.exit, "cut": c.cut, "latency_s": c.cost.total_s,
-                     "accuracy": c.accuracy, "hit_rate": float(c.meets_requirement)})  # fmt: skip
+        rows.append(
+            {
+                "part": "vs-bandwidth",
+                "setting": f"{bw / 1e6:g} Mbit/s, req 200 ms",
+                "policy": "edgent",
+                "exit": c.exit,
+                "cut": c.cut,
+                "latency_s": c.cost.total_s,
+                "accuracy": c.accuracy,
+                "hit_rate": float(c.meets_requirement),
+            }
+        )
     for req in REQUIREMENTS_S:
         c = planner.plan(fixed_bw, req)
-        rows.append({"part": "vs-requirement", "setting": f"0.5 Mbit/s, req {req * 1e3:g} ms",
-                     "policy": "edgent", "exit": c.exit, "cut": c.cut, "latency_s": c.cost.total_s,
-                     "accuracy": c.accuracy, "hit_rate": float(c.meets_requirement)})  # fmt: skip
+        rows.append(
+            {
+                "part": "vs-requirement",
+                "setting": f"0.5 Mbit/s, req {req * 1e3:g} ms",
+                "policy": "edgent",
+                "exit": c.exit,
+                "cut": c.cut,
+                "latency_s": c.cost.total_s,
+                "accuracy": c.accuracy,
+                "hit_rate": float(c.meets_requirement),
+            }
+        )
 
     rows += _predicted_vs_measured(paths, inputs, repeats=5 if quick else 15)
 
@@ -108,9 +140,18 @@ def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
         for policy, shown in SHOWN_AS.items():
             stats = _simulate(policy, knowledge, by_exit, trace, frames, req_s, correct)
             setting = f"{name} x{TRACE_SCALE}, req {req_s * 1e3:g} ms"
-            rows.append({"part": "dynamic", "setting": setting, "policy": shown,
-                         "exit": None, "cut": None, "latency_s": stats["mean_latency_s"],
-                         "accuracy": stats["accuracy"], "hit_rate": stats["hit_rate"]})  # fmt: skip
+            rows.append(
+                {
+                    "part": "dynamic",
+                    "setting": setting,
+                    "policy": shown,
+                    "exit": None,
+                    "cut": None,
+                    "latency_s": stats["mean_latency_s"],
+                    "accuracy": stats["accuracy"],
+                    "hit_rate": stats["hit_rate"],
+                }
+            )
 
     plots = [
         _plot_static(rows, out_dir),
@@ -154,10 +195,20 @@ def _predicted_vs_measured(
             )
             measured, guess = device + edge, cost.device_s + cost.edge_s
             error = abs(guess - measured) / measured
-            rows.append({"part": "predicted-vs-measured", "setting": f"host, exit {path.exit}",
-                         "policy": "profile", "exit": path.exit, "cut": cut.index,
-                         "latency_s": measured, "accuracy": None, "hit_rate": None,
-                         "predicted_s": guess, "error": error})  # fmt: skip
+            rows.append(
+                {
+                    "part": "predicted-vs-measured",
+                    "setting": f"host, exit {path.exit}",
+                    "policy": "profile",
+                    "exit": path.exit,
+                    "cut": cut.index,
+                    "latency_s": measured,
+                    "accuracy": None,
+                    "hit_rate": None,
+                    "predicted_s": guess,
+                    "error": error,
+                }
+            )
     return rows
 
 
@@ -174,20 +225,33 @@ def _plot_static(rows: list[dict[str, object]], out_dir: Path) -> Path:
         sel = [r for r in rows if r["part"] == part]
         # the exit as steps on the left axis (1..5), the accuracy dashed on the right (0..1):
         # two scales, so neither line hides the other, and one legend names both
-        exits = ax.step(xs, [r["exit"] for r in sel], where="mid", marker="o", lw=1.8,
-                        color="tab:blue", label="exit chosen (left)")  # fmt: skip
+        exits = ax.step(
+            xs,
+            [r["exit"] for r in sel],
+            where="mid",
+            marker="o",
+            lw=1.8,
+            color="tab:blue",
+            label="exit chosen (left)",
+        )
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("exit chosen (1..5)", color="tab:blue")
         ax.set_yticks(range(1, 6))
         ax.set_ylim(0.5, 5.5)
         twin = ax.twinx()
-        acc = twin.plot(xs, [r["accuracy"] for r in sel], color="tab:red", ls="--", marker="s",
-                        ms=4, label="held-out accuracy (right)")  # fmt: skip
+        acc = twin.plot(
+            xs,
+            [r["accuracy"] for r in sel],
+            color="tab:red",
+            ls="--",
+            marker="s",
+            ms=4,
+            label="held-out accuracy (right)",
+        )
         twin.set_ylabel("accuracy", color="tab:red")
         twin.set_ylim(0, 1)
-        ax.legend(exits + acc, [h.get_label() for h in exits + acc], fontsize=7,
-                  loc="lower right")  # fmt: skip
+        ax.legend(exits + acc, [h.get_label() for h in exits + acc], fontsize=7, loc="lower right")
         ax.grid(True, alpha=0.3)
     ax_bw.set_title("Edgent at a 200 ms requirement")
     ax_req.set_title("Edgent at 0.5 Mbit/s")

@@ -22,9 +22,19 @@ NETWORKS = {"3g": 1.1e6, "lte": 5.85e6, "wifi": 18.88e6}
 
 
 def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
-    models = ["alexnet", "branchy_alexnet", "mlp"] if quick else [
-        "alexnet", "vgg16", "resnet18", "mobilenet_v2", "googlenet", "tiny_yolov2", "mlp",
-    ]  # fmt: skip
+    models = (
+        ["alexnet", "branchy_alexnet", "mlp"]
+        if quick
+        else [
+            "alexnet",
+            "vgg16",
+            "resnet18",
+            "mobilenet_v2",
+            "googlenet",
+            "tiny_yolov2",
+            "mlp",
+        ]
+    )
     sweep = np.geomspace(20e3, 100e6, 12 if quick else 30)
     rows = []
     fig, (ax_cut, ax_lat) = new_figure(cols=2)

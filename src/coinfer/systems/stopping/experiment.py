@@ -62,9 +62,15 @@ def _row(
     cost minus the optimal rule's on the same channel draws (paired, with its 95% interval)."""
     ci95 = 1.96 * float(draws.std()) / math.sqrt(len(draws))
     extra = draws - optimal_draws
-    return {**setting, "policy": policy, "mean_cost": float(draws.mean()), "ci95": ci95,
-            "analytic_cost": analytic, "minus_optimal": float(extra.mean()),
-            "minus_optimal_ci95": 1.96 * float(extra.std()) / math.sqrt(len(extra))}  # fmt: skip
+    return {
+        **setting,
+        "policy": policy,
+        "mean_cost": float(draws.mean()),
+        "ci95": ci95,
+        "analytic_cost": analytic,
+        "minus_optimal": float(extra.mean()),
+        "minus_optimal_ci95": 1.96 * float(extra.std()) / math.sqrt(len(extra)),
+    }
 
 
 def _judge(rows: list[dict[str, Any]]) -> None:
@@ -96,19 +102,26 @@ def policy_rows(quick: bool, progress: Progress | None = None) -> list[dict[str,
         costs = st.model_costs(parts[model], device, edge, COMPUTE_W, RADIO.power_w, weight, RADIO)
         mean = _gain_for_snr(snr)
         channel: RayleighChannel | RicianChannel = (
-            RayleighChannel(mean, OUTAGE_FRACTION * mean) if kind == "rayleigh"
+            RayleighChannel(mean, OUTAGE_FRACTION * mean)
+            if kind == "rayleigh"
             else RicianChannel(3.0, mean, OUTAGE_FRACTION * mean)
-        )  # fmt: skip
-        setting = {"setting": f"{model}/{kind}/{snr:g}dB/w={weight:g}", "model": model,
-                   "channel": kind, "snr_db": snr, "time_weight": weight}  # fmt: skip
+        )
+        setting = {
+            "setting": f"{model}/{kind}/{snr:g}dB/w={weight:g}",
+            "model": model,
+            "channel": kind,
+            "snr_db": snr,
+            "time_weight": weight,
+        }
         results: list[tuple[str, np.ndarray, float | None]] = []
         for rule in _rules(costs, channel, mean):
             rng = np.random.default_rng(done)  # common random numbers: the same channel draws
             draws = mc.simulate_rule(rule, costs, channel.sample, channel.h_min, tasks, rng)
             results.append((rule.name, draws, rule.cost))
         rng = np.random.default_rng(done)
-        prophet = mc.simulate_prophet(costs, channel.sample, channel.h_min, costs.layers, tasks,
-                                      rng)  # fmt: skip
+        prophet = mc.simulate_prophet(
+            costs, channel.sample, channel.h_min, costs.layers, tasks, rng
+        )
         results.append(("prophet", prophet, None))
         optimal_draws = results[0][1]
         rows += [_row(setting, name, draws, cost, optimal_draws) for name, draws, cost in results]
@@ -136,10 +149,16 @@ def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, An
     for model, part in parts.items():
         costs = st.model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
         rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
-        realised, prophet = mc.simulate_markov(rules, costs, channel, tasks,
-                                               np.random.default_rng(len(rows)))  # fmt: skip
-        setting = {"setting": f"{model}/fsmc/10dB/w=1", "model": model, "channel": "fsmc",
-                   "snr_db": 10.0, "time_weight": 1.0}  # fmt: skip
+        realised, prophet = mc.simulate_markov(
+            rules, costs, channel, tasks, np.random.default_rng(len(rows))
+        )
+        setting = {
+            "setting": f"{model}/fsmc/10dB/w=1",
+            "model": model,
+            "channel": "fsmc",
+            "snr_db": 10.0,
+            "time_weight": 1.0,
+        }
         for rule, draws in zip(rules, realised, strict=True):
             rows.append(_row(setting, rule.name, draws, rule.cost, realised[0]))
         rows.append(_row(setting, "prophet", prophet, None, realised[0]))
@@ -162,8 +181,10 @@ def placement_plot(out_dir: Path) -> tuple[Path, list[str]]:
             best = int(np.argmin(per_task))
             ax.plot(range(len(per_task)), per_task, marker=".", label=f"{tasks:,} tasks/update")
             ax.plot([best], [per_task[best]], "k*", ms=10)
-            notes.append(f"placement {model}, {tasks:,} tasks per model update: L̄* = {best} of "
-                         f"{costs.layers}, {per_task[best]:.4g} per task")  # fmt: skip
+            notes.append(
+                f"placement {model}, {tasks:,} tasks per model update: L̄* = {best} of "
+                f"{costs.layers}, {per_task[best]:.4g} per task"
+            )
         ax.set_yscale("log")
         ax.set_xlabel("layers stored on the device (L̄)")
         ax.set_title(model, fontsize=9)
@@ -175,19 +196,35 @@ def placement_plot(out_dir: Path) -> tuple[Path, list[str]]:
 
 def closed_form_check() -> str:
     """The equal-width MLP's closed-form L̄* against the numeric search, over a grid."""
-    grid = itertools.product([6, 12], [0.01, 0.05], [0.002, 0.01], [8e3, 64e3], [0.5, 2.0],
-                             [-10.0, 0.0, 10.0, 20.0], [10, 1_000, 100_000])  # fmt: skip
+    grid = itertools.product(
+        [6, 12],
+        [0.01, 0.05],
+        [0.002, 0.01],
+        [8e3, 64e3],
+        [0.5, 2.0],
+        [-10.0, 0.0, 10.0, 20.0],
+        [10, 1_000, 100_000],
+    )
     agree = total = 0
     layer_bits = 32.0 * 1024 * 1024
     for layers, tau, edge_s, bits, weight, snr, tasks in grid:
-        costs = st.chain_costs([tau] * layers, [edge_s] * layers, [bits] * layers, COMPUTE_W,
-                               RADIO.power_w, weight, RADIO)  # fmt: skip
+        costs = st.chain_costs(
+            [tau] * layers,
+            [edge_s] * layers,
+            [bits] * layers,
+            COMPUTE_W,
+            RADIO.power_w,
+            weight,
+            RADIO,
+        )
         mean = _gain_for_snr(snr)
         channel = RayleighChannel(mean, OUTAGE_FRACTION * mean)
-        numeric = st.placement_costs(costs, channel, [layer_bits] * layers, DOWNLOAD_BPS,
-                                     RECEIVE_W, tasks)  # fmt: skip
-        closed = st.equal_chain_placement(costs, channel, layer_bits, DOWNLOAD_BPS, RECEIVE_W,
-                                          tasks)  # fmt: skip
+        numeric = st.placement_costs(
+            costs, channel, [layer_bits] * layers, DOWNLOAD_BPS, RECEIVE_W, tasks
+        )
+        closed = st.equal_chain_placement(
+            costs, channel, layer_bits, DOWNLOAD_BPS, RECEIVE_W, tasks
+        )
         agree += bool(math.isclose(numeric[closed], numeric.min(), rel_tol=1e-9, abs_tol=1e-12))
         total += 1
     return f"equal-width MLP closed form = numeric optimum in {agree} of {total} grid points"
@@ -199,11 +236,13 @@ def gap_plot(rows: list[dict[str, Any]], out_dir: Path) -> Path:
     by = {(r["setting"], r["policy"]): r for r in rows}
     fig, ax = new_figure(width=11, height=4.2)
     for policy in ("osla", "myopic", "fixed", "edge-only"):
-        ratio = [by[(s, policy)]["analytic_cost"] / by[(s, "optimal")]["analytic_cost"]
-                 for s in settings]  # fmt: skip
+        ratio = [
+            by[(s, policy)]["analytic_cost"] / by[(s, "optimal")]["analytic_cost"] for s in settings
+        ]
         ax.plot(range(len(settings)), ratio, marker="o", ls="none", label=policy)
-    prophet = [by[(s, "prophet")]["mean_cost"] / by[(s, "optimal")]["analytic_cost"]
-               for s in settings]  # fmt: skip
+    prophet = [
+        by[(s, "prophet")]["mean_cost"] / by[(s, "optimal")]["analytic_cost"] for s in settings
+    ]
     ax.plot(range(len(settings)), prophet, marker="v", ls="none", label="prophet (bound)")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(range(len(settings)), settings, rotation=80, fontsize=6)
