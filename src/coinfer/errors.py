@@ -36,15 +36,26 @@ class EdgeUnreachableError(CoinferError):
     """The edge cannot serve this device: not there, another token, another model."""
 
 
-_USER_SOURCES: set[str] = set()  # the files of the user's own modules (module:factory)
+_USER_FOLDERS: set[Path] = set()  # where the user's own modules (module:factory) live
+_OURS = Path(__file__).resolve().parent  # coinfer's own code: never the user's
 
 
 def register_user_source(path: str | Path) -> None:
-    """``path`` holds the user's code: what it raises is theirs, not a bug of coinfer's."""
-    _USER_SOURCES.add(str(Path(path).resolve()))
+    """``path`` holds the user's code (and its folder the modules it imports): what is raised
+    there is theirs, not a bug of coinfer's."""
+    _USER_FOLDERS.add(Path(path).resolve().parent)
 
 
-def _frames(tb: TracebackType | None) -> list[str]:
+def _is_users(filename: str) -> bool:
+    if not filename or filename.startswith("<"):
+        return False
+    path = Path(filename).resolve()
+    if path.is_relative_to(_OURS) or "site-packages" in path.parts:
+        return False
+    return any(path.is_relative_to(folder) for folder in _USER_FOLDERS)
+
+
+def _files(tb: TracebackType | None) -> list[str]:
     files = []
     while tb is not None:
         files.append(tb.tb_frame.f_code.co_filename)
@@ -58,11 +69,7 @@ def raised_in_user_code(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if any(
-            str(Path(f).resolve()) in _USER_SOURCES
-            for f in _frames(current.__traceback__)
-            if f and not f.startswith("<")
-        ):
+        if any(_is_users(f) for f in _files(current.__traceback__)):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from coinfer.errors import BadValueError
+
 _PREFIX = {
     "": 1.0,
     "k": 1e3,
@@ -40,7 +42,7 @@ def parse_bandwidth(text: str | float, what: str = "bandwidth") -> float:
     else:
         match = _BANDWIDTH.fullmatch(str(text))
         if match is None:
-            raise ValueError(f"cannot read {what} {text!r}: {BANDWIDTH_HELP}")
+            raise BadValueError(f"cannot read {what} {text!r}: {BANDWIDTH_HELP}")
         number, prefix, unit = match.groups()
         unit_words = unit.lower() if unit.lower() in {"bit", "bits", "byte", "bytes"} else unit
         lowered = unit_words if unit_words in _BYTES else unit_words.lower()
@@ -49,10 +51,10 @@ def parse_bandwidth(text: str | float, what: str = "bandwidth") -> float:
         elif lowered in _BITS:
             per = 1.0
         else:
-            raise ValueError(f"cannot read {what} {text!r} (unit {unit!r}): {BANDWIDTH_HELP}")
+            raise BadValueError(f"cannot read {what} {text!r} (unit {unit!r}): {BANDWIDTH_HELP}")
         value = float(number) * _PREFIX[(prefix or "").lower()] * per
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{what} must be a positive rate, got {text!r}: {BANDWIDTH_HELP}")
+        raise BadValueError(f"{what} must be a positive rate, got {text!r}: {BANDWIDTH_HELP}")
     return value
 
 
@@ -68,11 +70,11 @@ def parse_seconds(text: str | float, what: str = "duration", *, positive: bool =
     else:
         match = _DURATION.fullmatch(str(text).lower())
         if match is None or match.group(2) not in _SECONDS:
-            raise ValueError(f"cannot read {what} {text!r}: write it like 20ms, 0.5s or 150us")
+            raise BadValueError(f"cannot read {what} {text!r}: write it like 20ms, 0.5s or 150us")
         value = float(match.group(1)) * _SECONDS[match.group(2)]
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "above 0" if positive else "0 or more"
-        raise ValueError(f"{what} must be {bound}, got {text!r}")
+        raise BadValueError(f"{what} must be {bound}, got {text!r}")
     return value
 
 
@@ -81,15 +83,15 @@ def parse_address(text: str, what: str = "--edge") -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
+        raise BadValueError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
     number = int(port)
     if not 1 <= number <= 65535:
-        raise ValueError(f"{what} {text!r}: the port must be in 1..65535, got {number}")
+        raise BadValueError(f"{what} {text!r}: the port must be in 1..65535, got {number}")
     return host, number
 
 
 def check_positive(value: float, what: str) -> float:
     """``value`` if it is a finite number above zero (a load, a scale, a requirement)."""
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{what} must be a number above 0, got {value:g}")
+        raise BadValueError(f"{what} must be a number above 0, got {value:g}")
     return value

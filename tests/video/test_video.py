@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coinfer.errors import BadFileError
 from coinfer.video import (
     KeyFrameDetector,
     SyntheticScene,
@@ -61,7 +62,7 @@ def test_video_files_round_trip_and_key_frames(tmp_path: Path) -> None:
 
 
 def test_video_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no video file"):
+    with pytest.raises(BadFileError, match="no video file"):
         list(video_frames(tmp_path / "missing.mp4"))
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)

@@ -42,6 +42,7 @@ from coinfer.device.requests import set_edge_slowdown
 from coinfer.device.stage_env import TaskRecord
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import ProcessServer, zoo_store
+from coinfer.errors import BadValueError
 from coinfer.latency.devices import MeasuredDevice, ScaledDevice
 from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link, TraceBandwidth
@@ -91,15 +92,17 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
-            raise ValueError(f"--system must be one of {', '.join(SYSTEMS)}, not {self.system!r}")
+            raise BadValueError(
+                f"--system must be one of {', '.join(SYSTEMS)}, not {self.system!r}"
+            )
         if self.model is not None and self.model not in zoo.names():
-            raise ValueError(
+            raise BadValueError(
                 f"--model {self.model!r}: the demo runs zoo models "
                 f"({', '.join(zoo.names())}); your own runs with coinfer serve + "
                 f"coinfer run"
             )
         if self.system == "edgent" and self.model not in (None, "branchy_alexnet"):
-            raise ValueError("--system edgent needs a multi-exit model: branchy_alexnet")
+            raise BadValueError("--system edgent needs a multi-exit model: branchy_alexnet")
 
     def get(self, key: str) -> Any:
         value = getattr(self, key)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from coinfer.errors import BadValueError
+
 ENGINES = ("local", "serial", "ray")
 Progress = Callable[[str, int, int], None]
 
@@ -35,7 +37,7 @@ def run_jobs(
 ) -> list[Any]:
     """``func(*job)`` for every job, results in the jobs' order."""
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
+        raise BadValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
     results: list[Any] = [None] * len(jobs)
 
     def tick(done: int) -> None:

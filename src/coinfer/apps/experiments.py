@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+from coinfer.errors import BadValueError
 from coinfer.report import ExperimentResult, write_result
 from coinfer.systems.ans import experiment as ans
 from coinfer.systems.cans import experiment as cans
@@ -35,7 +36,7 @@ def run_experiment(
     long report ``progress(what, done, total)``; sweeps run their jobs on ``engine`` (local
     processes, serial, or ray)."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
+        raise BadValueError(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)}")
     out_dir = out_root / name
     func = EXPERIMENTS[name]
     accepted = inspect.signature(func).parameters
@@ -45,7 +46,9 @@ def run_experiment(
     if "engine" in accepted:
         options["engine"] = engine
     elif engine not in ("local", "serial"):
-        raise ValueError(f"experiment {name!r} runs in one process: --engine {engine} is for cans")
+        raise BadValueError(
+            f"experiment {name!r} runs in one process: --engine {engine} is for cans"
+        )
     result = func(out_dir, quick, **options)
     write_result(result, out_dir)
     return result

@@ -27,6 +27,7 @@ from coinfer.device.stage_env import (
     mean_cost,
     measured_costs,
 )
+from coinfer.errors import BadValueError
 from coinfer.graph.types import ANS_FEATURES
 from coinfer.latency.channels import fading_channel
 from coinfer.latency.host import settle_heap
@@ -78,7 +79,7 @@ def _join(
     co = cooperation or Cooperation()
     if policy_name not in FEDERATED_LEARNERS:
         if co.group is not None or co.experience is not None:
-            raise ValueError(
+            raise BadValueError(
                 f"--group and --experience are for the federated policies "
                 f"({', '.join(FEDERATED_LEARNERS)}), not {policy_name}"
             )

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from coinfer import units, zoo
 from coinfer.cli.app import err
+from coinfer.errors import CoinferError, raised_in_user_code
 from coinfer.output import dumps
 from coinfer.zoo.spec import ModelSpec
 
@@ -69,34 +70,32 @@ def model_spec(
     return spec
 
 
-# what a user's model, file or value can make fail (a PartitionError is a ValueError)
-USER_FAILURES = (
-    ValueError,
-    LookupError,
-    TypeError,
-    RuntimeError,
-    OSError,
-    AttributeError,
-    NotImplementedError,
-)
+BUG_REPORT = "coinfer hit a bug of its own (not your input): please report it with the traceback"
 
 
 @contextmanager
 def user_errors(what: str = "") -> Iterator[None]:
-    """Anything a user's input (a model of theirs, a file, a value) makes fail becomes one line
-    and exit 2, never a traceback (``COINFER_DEBUG=1`` shows the traceback instead)."""
+    """What a user gave — a bad value, model, file or edge (``coinfer.errors``), or their own
+    code raising — becomes one line and exit 2, never a traceback (``COINFER_DEBUG=1`` shows
+    it); anything else coinfer's own code raises is a bug and keeps its traceback."""
     try:
         yield
     except typer.Exit:  # already one line (click's Exit is a RuntimeError)
         raise
-    except USER_FAILURES as exc:
+    except CoinferError as exc:
         if os.environ.get("COINFER_DEBUG"):
             raise
-        if isinstance(exc, (ValueError, KeyError)):  # our own errors name the problem and fix
-            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise fail(text) from exc
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise fail(text) from exc
+    except Exception as exc:
+        if not raised_in_user_code(exc):
+            err.print(BUG_REPORT, markup=False)
+            raise
+        if os.environ.get("COINFER_DEBUG"):
+            raise
         prefix = f"{what}: " if what else ""
-        raise fail(f"{prefix}{type(exc).__name__}: {exc} (COINFER_DEBUG=1 shows where)") from exc
+        raise fail(f"{prefix}{type(exc).__name__}: {exc} (raised in your code; COINFER_DEBUG=1 "
+                   f"shows where)") from exc
 
 
 def model_specs(

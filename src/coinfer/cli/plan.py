@@ -26,6 +26,7 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.errors import BadValueError
 from coinfer.graph import GRANULARITIES, Partitioning
 from coinfer.output import SCHEMA
 from coinfer.units import check_positive
@@ -229,7 +230,7 @@ def _plan_edgent(
 
     paths = setup.model.exits
     if not paths:
-        raise ValueError(
+        raise BadValueError(
             f"Edgent needs a multi-exit model with known per-exit accuracy; "
             f"{setup.model.name!r} has one exit. Use branchy_alexnet (trained weights ship "
             "with coinfer)."

@@ -24,6 +24,7 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.errors import BadValueError
 from coinfer.output import SCHEMA
 
 STRICT_EXIT = 3  # --strict: the run finished, but some frame fell back to the device
@@ -251,7 +252,7 @@ def run(
         if channel is not None:
             _check_choice("--channel", channel, ("rayleigh", "rician"))
         if bandwidth is not None and trace is not None:
-            raise ValueError("give --trace or --bandwidth, not both")
+            raise BadValueError("give --trace or --bandwidth, not both")
         link: Link | None = None
         if trace is not None:
             link = Link(
@@ -417,7 +418,7 @@ def _strict_exit(strict: bool, fallbacks: int, frames: int) -> None:
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+        raise BadValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _print(doc: dict[str, Any], as_json: bool, columns: tuple[str, ...], fmt: str | None) -> None:

@@ -23,6 +23,7 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, from_rows, render
+from coinfer.errors import BadValueError
 from coinfer.output import SCHEMA
 from coinfer.zoo.spec import ModelSpec
 
@@ -137,7 +138,7 @@ def simulate(
         kinds = {registry.check_world(n, "sim").kind for n in names}
         parse_seconds(latency_req, "--latency-req", positive=True)
         if channel not in ("rayleigh", "rician"):
-            raise ValueError(f"--channel must be rayleigh or rician, not {channel!r}")
+            raise BadValueError(f"--channel must be rayleigh or rician, not {channel!r}")
     if len(kinds) > 1:
         raise fail(
             "give policies that decide the same thing (coinfer policies): cuts, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from coinfer.errors import BadValueError
+
 
 def package_folder(name: str) -> Path:
     return Path(str(resources.files("coinfer.data").joinpath(name)))
@@ -22,7 +24,7 @@ def trace_path(name: str) -> Path:
         return given
     path = package_folder("traces") / f"{name}.tsv"
     if not path.exists():
-        raise ValueError(
+        raise BadValueError(
             f"no trace {name!r}: shipped traces are {', '.join(trace_names())}, or give a file "
             f"path (HSDPA 'time<TAB>Mbit/s' lines, or CSV with time_s and mbps columns)"
         )

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from coinfer import zoo
 from coinfer.assembly import ModelSetup
+from coinfer.errors import BadValueError
 from coinfer.video import SyntheticScene, key_frame_weights
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -52,7 +53,7 @@ def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
-        raise ValueError(f"an image must be H x W or H x W x C, got shape {array.shape}")
+        raise BadValueError(f"an image must be H x W or H x W x C, got shape {array.shape}")
     x = torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1)[None].float()
     if array.dtype == np.uint8:
         x = x / 255.0
@@ -69,7 +70,7 @@ def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
 def _need_image_model(model: ModelSetup, what: str) -> torch.Tensor:
     if not is_image_input(model.inputs):
         shapes = ", ".join(f"{list(t.shape)} {t.dtype}" for t in model.inputs)
-        raise ValueError(
+        raise BadValueError(
             f"{what} gives images, but {model.name} takes {shapes}: images go to "
             f"models of one N x C x H x W input with C 1 or 3"
         )
@@ -78,10 +79,11 @@ def _need_image_model(model: ModelSetup, what: str) -> torch.Tensor:
 
 def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise ValueError(f"--images {str(folder)!r}: no such folder")
+        raise BadValueError(f"--images {str(folder)!r}: no such folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"--images {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        suffixes = ", ".join(IMAGE_SUFFIXES)
+        raise BadValueError(f"--images {str(folder)!r} holds no images ({suffixes})")
     return files
 
 
@@ -91,7 +93,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         return np.asarray(io.imread(path))
     except Exception as exc:  # the imaging plugins raise their own types
-        raise ValueError(f"cannot read image {str(path)!r}: {exc}") from None
+        raise BadValueError(f"cannot read image {str(path)!r}: {exc}") from None
 
 
 def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:
@@ -115,7 +117,7 @@ def _stream_frames(
         if len(raw) >= frames:
             break
     if not raw:
-        raise ValueError(f"{what} {source}: no frames")
+        raise BadValueError(f"{what} {source}: no frames")
     weights, _ = key_frame_weights(raw)
     inputs: list[tuple[torch.Tensor, ...]] = [(image_tensor(image, example),) for image in raw]
     names = [f"{source}#{i}" for i in range(len(raw))]
@@ -130,7 +132,7 @@ def video_file_frames(model: ModelSetup, path: Path, frames: int) -> Frames:
     from coinfer.video.files import video_frames
 
     if not path.is_file():
-        raise ValueError(f"--video {str(path)!r}: no such file")
+        raise BadValueError(f"--video {str(path)!r}: no such file")
     return _stream_frames(model, video_frames(path, frames), frames, path.name, "--video")
 
 
@@ -141,10 +143,10 @@ def camera_images(device: str) -> Iterator[np.ndarray]:
     try:
         container = av.open(device, format="v4l2" if device.startswith("/dev/") else None)
     except Exception as exc:
-        raise ValueError(f"--camera {device!r}: cannot open it ({exc})") from None
+        raise BadValueError(f"--camera {device!r}: cannot open it ({exc})") from None
     with container:
         if not container.streams.video:
-            raise ValueError(f"--camera {device!r}: no video stream")
+            raise BadValueError(f"--camera {device!r}: no video stream")
         for frame in container.decode(container.streams.video[0]):
             yield frame.to_ndarray(format="rgb24")
 

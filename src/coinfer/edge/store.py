@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.graph.types import TensorMeta
 from coinfer.policies.edgent import exit_partitions
@@ -33,13 +34,13 @@ class ModelStore:
 
     def __init__(self, specs: Sequence[str | ModelSpec], cache_size: int = 32) -> None:
         if not specs:
-            raise ValueError("serve at least one model: --model vgg16 (repeatable)")
+            raise BadValueError("serve at least one model: --model vgg16 (repeatable)")
         models = {}
         exits = {}
         for given in specs:
             spec = ModelSpec.of(given)
             if spec.name in models:
-                raise ValueError(f"model {spec.name!r} is given twice: serve each model once")
+                raise BadValueError(f"model {spec.name!r} is given twice: serve each model once")
             inputs = spec.example_inputs()
             net = spec.build()
             models[spec.name] = partition(net, inputs)

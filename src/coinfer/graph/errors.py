@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from coinfer.errors import BadModelError
 
-class PartitionError(ValueError):
+
+class PartitionError(BadModelError):
     """A model cannot be partitioned as asked: untraceable code, bad inputs or outputs."""
 
 

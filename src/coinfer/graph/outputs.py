@@ -11,6 +11,8 @@ import torch.fx as fx
 from torch.fx.immutable_collections import immutable_dict, immutable_list
 from torch.utils import _pytree as pytree
 
+from coinfer.errors import BadModelError
+
 
 def output_tensors(value: Any) -> list[torch.Tensor]:
     """Every tensor of a model's output, in the order they travel (dict values in insertion
@@ -18,7 +20,7 @@ def output_tensors(value: Any) -> list[torch.Tensor]:
     leaves = pytree.tree_leaves(value)
     tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
     if not tensors and leaves:
-        raise TypeError(f"a model output must hold tensors, got {type(value).__name__}")
+        raise BadModelError(f"a model output must hold tensors, got {type(value).__name__}")
     return tensors
 
 
@@ -58,7 +60,7 @@ class OutputStructure:
     def rebuild(self, tensors: Sequence[torch.Tensor]) -> Any:
         """The model's output from the flat tensors that travelled."""
         if len(tensors) != self.num_tensors:
-            raise ValueError(f"the output holds {self.num_tensors} tensors, got {len(tensors)}")
+            raise BadModelError(f"the output holds {self.num_tensors} tensors, got {len(tensors)}")
         it = iter(tensors)
         leaves = [
             next(it) if slot else const

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from coinfer.errors import BadValueError
+
 
 @dataclass(frozen=True)
 class RayleighChannel:
@@ -29,7 +31,9 @@ class RayleighChannel:
 
     def __post_init__(self) -> None:
         if not (self.mean_gain > 0 and self.h_min > 0):
-            raise ValueError("a Rayleigh channel needs a positive mean gain and outage threshold")
+            raise BadValueError(
+                "a Rayleigh channel needs a positive mean gain and outage threshold"
+            )
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.exponential(self.mean_gain, size)
@@ -54,7 +58,7 @@ class RicianChannel:
 
     def __post_init__(self) -> None:
         if not (self.k_factor >= 0 and self.mean_gain > 0 and self.h_min > 0):
-            raise ValueError("a Rician channel needs K >= 0, a positive mean gain and h_min > 0")
+            raise BadValueError("a Rician channel needs K >= 0, a positive mean gain and h_min > 0")
 
     @property
     def _dist(self) -> stats.rv_continuous:
@@ -91,9 +95,9 @@ class MarkovChannel:
         p = np.asarray(self.transition, dtype=float)
         n = len(self.gains)
         if p.shape != (n, n) or not np.allclose(p.sum(axis=1), 1.0) or (p < 0).any():
-            raise ValueError("transition must be a square row-stochastic matrix, a row per gain")
+            raise BadValueError("transition must be a square row-stochastic matrix, a row per gain")
         if min(self.gains) <= 0:
-            raise ValueError("a Markov channel's gains must be positive")
+            raise BadValueError("a Markov channel's gains must be positive")
 
     @classmethod
     def from_lists(
@@ -159,4 +163,4 @@ def fading_channel(
         return RayleighChannel(mean_gain, outage_fraction * mean_gain)
     if kind == "rician":
         return RicianChannel(k_factor, mean_gain, outage_fraction * mean_gain)
-    raise ValueError(f"--channel must be rayleigh or rician, not {kind!r}")
+    raise BadValueError(f"--channel must be rayleigh or rician, not {kind!r}")

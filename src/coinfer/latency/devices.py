@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from coinfer.errors import BadValueError
 from coinfer.graph.types import Op
 from coinfer.latency.layers import layer_features, regression_kind
 
@@ -169,7 +170,7 @@ def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> Devic
     if scaled is not None:
         factor = float(scaled.group(3))
         if not factor > 0:
-            raise ValueError(f"the scale in {spec!r} must be positive")
+            raise BadValueError(f"the scale in {spec!r} must be positive")
         base = resolve_device(scaled.group(1), host_profile)
         return ScaledDevice(base, factor if scaled.group(2) == "/" else 1.0 / factor, spec)
     if spec in PUBLISHED:
@@ -179,13 +180,14 @@ def resolve_device(spec: str, host_profile: HostProfiler | None = None) -> Devic
 
         path = Path(spec[4:])
         if not path.is_file():
-            raise ValueError(
+            raise BadValueError(
                 f"device class {spec!r}: no fit file {str(path)!r} (make one with "
                 f"coinfer profile --out FILE, then --device fit:FILE)"
             )
         return load_fit(path)
     if spec != "host":
-        raise ValueError(f"unknown device class {spec!r}: choose from {'; '.join(device_names())}")
+        known = "; ".join(device_names())
+        raise BadValueError(f"unknown device class {spec!r}: choose from {known}")
     if host_profile is None:
-        raise ValueError(f"device {spec!r} is measured on this host: give a model to profile")
+        raise BadValueError(f"device {spec!r} is measured on this host: give a model to profile")
     return MeasuredDevice("host", host_profile())

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.units import parse_bandwidth
 
 __all__ = ["parse_bandwidth"]  # one parser for bandwidths: coinfer.units
@@ -31,7 +32,7 @@ def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[tuple[float, floa
     time_col = next((fields[c] for c in _TIME_COLUMNS if c in fields), None)
     rate_col = next((fields[c] for c in _RATE_COLUMNS if c in fields), None)
     if time_col is None or rate_col is None:
-        raise ValueError(
+        raise BadValueError(
             f"trace {str(path)!r}: a CSV trace needs a time column (time_s) and a "
             f"Mbit/s column (mbps); its columns are "
             f"{', '.join(reader.fieldnames or ()) or 'none'}"
@@ -41,7 +42,7 @@ def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[tuple[float, floa
         try:
             rows.append((float(rec[time_col]), float(rec[rate_col])))
         except (TypeError, ValueError):
-            raise ValueError(
+            raise BadValueError(
                 f"{path}:{line_no}: {time_col}={rec.get(time_col)!r}, "
                 f"{rate_col}={rec.get(rate_col)!r} are not numbers"
             ) from None
@@ -81,7 +82,7 @@ class BlockBandwidth:
 
     def set(self, bps: float) -> None:
         if not bps > 0:
-            raise ValueError(f"a block's rate must be positive, got {bps}")
+            raise BadValueError(f"a block's rate must be positive, got {bps}")
         self.bps = float(bps)
 
     def at(self, t: float) -> float:
@@ -107,15 +108,15 @@ class TraceBandwidth:
 
     def __post_init__(self) -> None:
         if len(self.times) != len(self.bps) or not self.times:
-            raise ValueError("a trace needs as many throughput samples as time stamps, and one")
+            raise BadValueError("a trace needs as many throughput samples as time stamps, and one")
         if any(b <= 0 for b in self.bps):
-            raise ValueError(f"trace {self.name}: throughput samples must be positive")
+            raise BadValueError(f"trace {self.name}: throughput samples must be positive")
         if list(self.times) != sorted(self.times) or self.times[0] != 0:
-            raise ValueError(f"trace {self.name}: time stamps must start at 0 and increase")
+            raise BadValueError(f"trace {self.name}: time stamps must start at 0 and increase")
         step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 1.0
         period = self.times[-1] + step if self.period_s is None else self.period_s
         if not period > self.times[-1]:
-            raise ValueError(f"trace {self.name}: the period must end after the last sample")
+            raise BadValueError(f"trace {self.name}: the period must end after the last sample")
         object.__setattr__(self, "_period", period)
         widths = np.diff([*self.times, period])
         cumulative = np.concatenate([[0.0], np.cumsum(widths * np.asarray(self.bps))])
@@ -140,24 +141,24 @@ class TraceBandwidth:
                         try:
                             rows.append((float(parts[0]), float(parts[1])))
                         except (IndexError, ValueError):
-                            raise ValueError(
+                            raise BadValueError(
                                 f"{path}:{line_no}: expected 'time_s<TAB>Mbit/s', "
                                 f"got {line.strip()[:80]!r}"
                             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
+            raise BadValueError(f"cannot read trace {str(path)!r}: {exc}") from None
         if not rows:
-            raise ValueError(f"trace {str(path)!r} holds no samples")
+            raise BadValueError(f"trace {str(path)!r} holds no samples")
         times = [t for t, _ in rows]
         if any(b < a for a, b in itertools.pairwise(times)) or any(
             not (math.isfinite(m) and m >= 0) for _, m in rows
         ):
-            raise ValueError(
+            raise BadValueError(
                 f"trace {str(path)!r}: times must not go back and throughputs "
                 f"must be finite and >= 0"
             )
         if not any(m > 0 for _, m in rows):
-            raise ValueError(f"trace {str(path)!r}: every throughput is 0")
+            raise BadValueError(f"trace {str(path)!r}: every throughput is 0")
         t0 = rows[0][0] if rows else 0.0
         return cls(
             tuple(t - t0 for t, _ in rows),

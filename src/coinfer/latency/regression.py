@@ -25,6 +25,7 @@ from scipy.optimize import nnls
 from torch import Tensor, nn
 
 from coinfer import zoo
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import partition
 from coinfer.latency.devices import LayerModel, RegressionDevice, compute_seconds
 from coinfer.latency.layers import layer_features, regression_kind
@@ -264,7 +265,7 @@ def load_fit(path: Path) -> RegressionDevice:
             for kind, m in record["models"].items()
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(
+        raise BadValueError(
             f"{path} is not a fit saved by coinfer profile ({type(exc).__name__}: {exc})"
         ) from None
     return RegressionDevice(str(record.get("device", "host-fit")), models, source=str(path))

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from coinfer.data import trace_names, trace_path
+from coinfer.errors import BadValueError
 from coinfer.latency.link import TraceBandwidth
 
 
 def step_bandwidth(steps: Sequence[tuple[float, float]], name: str = "steps") -> TraceBandwidth:
     """Throughput ``bps`` from each ``(time_s, bps)`` on; the last value holds (no loop)."""
     if not steps or steps[0][0] != 0:
-        raise ValueError("a step schedule starts at time 0: [(0, bps), (t1, bps1), ...]")
+        raise BadValueError("a step schedule starts at time 0: [(0, bps), (t1, bps1), ...]")
     return TraceBandwidth(tuple(t for t, _ in steps), tuple(b for _, b in steps), name, loop=False)
 
 
@@ -32,7 +33,7 @@ def markov_bandwidth(
     p = np.asarray(transition, dtype=float)
     n = len(states_bps)
     if p.shape != (n, n) or not np.allclose(p.sum(axis=1), 1.0) or (p < 0).any():
-        raise ValueError("transition must be a square row-stochastic matrix, one row per state")
+        raise BadValueError("transition must be a square row-stochastic matrix, one row per state")
     rng = np.random.default_rng(seed)
     steps = int(np.ceil(horizon_s / dwell_s))
     state = 0
@@ -49,7 +50,7 @@ def concatenate_traces(
 ) -> TraceBandwidth:
     """One looping trace that plays ``traces`` one after the other (each for its own period)."""
     if not traces:
-        raise ValueError("give at least one trace to concatenate")
+        raise BadValueError("give at least one trace to concatenate")
     times: list[float] = []
     values: list[float] = []
     offset = 0.0
@@ -66,7 +67,7 @@ def shifted_trace(
     """The looping ``trace`` as heard from ``offset_s`` into it: time 0 of the result is
     ``offset_s`` of the original (so devices on one trace file see different stretches)."""
     if not trace.loop:
-        raise ValueError("only a looping trace can be shifted")
+        raise BadValueError("only a looping trace can be shifted")
     period = trace.period
     offset = offset_s % period
     ends = [*trace.times[1:], period]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from coinfer.errors import BadValueError
 from coinfer.latency.predict import CutCostModel
 from coinfer.policies.bandits import LinUCB, TunedMuLinUCB
 from coinfer.policies.edgent import EdgentDynamic, EdgentPlanner
@@ -50,7 +51,7 @@ def _edge_only(k: Knowledge) -> Policy:
     worlds=("sim", "live", "fleet"),
 )
 def _fixed(k: Knowledge) -> Policy:
-    raise ValueError("fixed-K: give the cut, e.g. fixed-5")
+    raise BadValueError("fixed-K: give the cut, e.g. fixed-5")
 
 
 @register(
@@ -73,7 +74,7 @@ def _oracle(k: Knowledge) -> Policy:
     },
 )
 def _best_fixed(k: Knowledge) -> Policy:
-    raise ValueError("best-fixed is chosen from the Oracle's run: coinfer simulate builds it")
+    raise BadValueError("best-fixed is chosen from the Oracle's run: coinfer simulate builds it")
 
 
 @register(
@@ -135,9 +136,11 @@ def _mulinucb_link(k: Knowledge) -> Policy:
 
 def _edgent_planner(k: Knowledge, name: str) -> tuple[EdgentPlanner, float]:
     if not k.exits:
-        raise ValueError(f"{name} chooses an exit: it needs a multi-exit model (branchy_alexnet)")
+        raise BadValueError(
+            f"{name} chooses an exit: it needs a multi-exit model (branchy_alexnet)"
+        )
     if k.latency_req_s is None or not k.latency_req_s > 0:
-        raise ValueError(f"{name} needs a positive latency requirement (--latency-req 100ms)")
+        raise BadValueError(f"{name} needs a positive latency requirement (--latency-req 100ms)")
     return EdgentPlanner(k.exits, k.device, k.edge, k.rtt_s), k.latency_req_s
 
 
@@ -190,7 +193,7 @@ class _EdgentOracle:
     def select(self, ctx: Context) -> Action:
         bps = ctx.extra.get("bandwidth_bps")
         if bps is None:
-            raise ValueError("edgent-oracle needs the true bandwidth of every frame")
+            raise BadValueError("edgent-oracle needs the true bandwidth of every frame")
         choice = self.planner.plan(bps, self.req)
         return Action(choice.cut, choice.exit)
 
@@ -214,7 +217,7 @@ def _edgent_oracle(k: Knowledge) -> Policy:
 
 def _stages(k: Knowledge, name: str):  # type: ignore[no-untyped-def]
     if k.stages is None:
-        raise ValueError(
+        raise BadValueError(
             f"{name} decides stage by stage: it needs a fading channel "
             "(--channel rayleigh or rician)"
         )
@@ -264,7 +267,7 @@ def _federated_member(name: str, k: Knowledge) -> Policy:
     if name == "noncoop":
         return learner(k, fed)
     if k.group is None:
-        raise ValueError(
+        raise BadValueError(
             f"{name} shares statistics through the edge: give --group NAME (and "
             "serve with coinfer serve --federation)"
         )

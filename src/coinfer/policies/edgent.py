@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
@@ -59,9 +60,9 @@ class EdgentPlanner:
         include_loading: bool = False,
     ) -> None:
         if orientation not in ORIENTATIONS:
-            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+            raise BadValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
         if not exits:
-            raise ValueError("Edgent needs at least one exit")
+            raise BadValueError("Edgent needs at least one exit")
         self.exits = sorted(exits, key=lambda e: e.exit)
         self.device = device
         self.edge = edge
@@ -101,7 +102,7 @@ class EdgentPlanner:
 def bandwidth_states(samples_bps: Sequence[float], num_states: int = 5) -> np.ndarray:
     """Edges of ``num_states`` equally populated bandwidth bins (quantiles of the samples)."""
     if num_states < 1:
-        raise ValueError("need at least one bandwidth state")
+        raise BadValueError("need at least one bandwidth state")
     qs = np.quantile(np.asarray(samples_bps, dtype=float), np.linspace(0, 1, num_states + 1))
     return np.asarray(qs[1:-1])
 
@@ -228,6 +229,8 @@ def exit_paths(
 ) -> list[ExitPath]:
     """Partition every exit's path of a multi-exit model (one with ``exit_model(e)``)."""
     if len(accuracies) != model.num_exits:
-        raise ValueError(f"need one accuracy per exit ({model.num_exits}), got {len(accuracies)}")
+        raise BadValueError(
+            f"need one accuracy per exit ({model.num_exits}), got {len(accuracies)}"
+        )
     parts = exit_partitions(model, example_inputs, granularity)  # type: ignore[arg-type]
     return [ExitPath(e, float(acc), parts[e]) for e, acc in enumerate(accuracies, start=1)]

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.policies.types import Action, Environment, plausible
 
@@ -54,13 +55,13 @@ class Experience:
         try:
             doc: dict[str, Any] = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ValueError(
+            raise BadValueError(
                 f"{path}: no such experience file (coinfer fleet --experience DIR makes them)"
             ) from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not an experience file (bad JSON: {exc})") from exc
+            raise BadValueError(f"{path}: not an experience file (bad JSON: {exc})") from exc
         if doc.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} file (format {doc.get('format')!r})")
+            raise BadValueError(f"{path}: not a {FORMAT} file (format {doc.get('format')!r})")
         try:
             records = tuple(ExperienceRecord(**r) for r in doc["records"])
             return cls(
@@ -72,16 +73,16 @@ class Experience:
                 records,
             )
         except (KeyError, TypeError) as exc:
-            raise ValueError(
+            raise BadValueError(
                 f"{path}: an experience file with a missing or bad field: {exc}"
             ) from exc
 
     def check_fits(self, model: str, last_cut: int) -> None:
         """Experience of another model (or beyond its cuts) cannot warm-start this one."""
         if self.model != model:
-            raise ValueError(f"experience of model {self.model!r} cannot warm-start {model!r}")
+            raise BadValueError(f"experience of model {self.model!r} cannot warm-start {model!r}")
         if any(not 0 <= r.cut < last_cut for r in self.records):
-            raise ValueError(f"experience for {model!r} has cuts outside 0..{last_cut - 1}")
+            raise BadValueError(f"experience for {model!r} has cuts outside 0..{last_cut - 1}")
 
 
 def exit_cuts(part: Partitioning, max_exits: int = 6) -> tuple[int, ...]:
@@ -113,16 +114,16 @@ def collect_experience(
     """Run ``frames`` frames in ``env`` (a simulator, or the live runtime: experience measured
     for real), split at the exit points in turn, and keep a record of each."""
     if not exits:
-        raise ValueError("the early-exit model needs at least one exit point to split at")
+        raise BadValueError("the early-exit model needs at least one exit point to split at")
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise BadValueError(f"frames must be at least 1, got {frames}")
     records = []
     for i in range(frames):
         env.observe()
         cut = exits[i % len(exits)]
         fb = env.step(Action(cut))
         if fb is None:
-            raise ValueError("experience is made frame by frame, not in a stage-wise world")
+            raise BadValueError("experience is made frame by frame, not in a stage-wise world")
         if not plausible(fb) or fb.bytes_sent == 0:
             continue  # the frame fell back (live): it measured nothing of the edge
         rate = 8.0 * fb.bytes_sent / fb.uplink_s if fb.bytes_sent > 0 and fb.uplink_s > 0 else None

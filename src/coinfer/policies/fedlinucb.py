@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.graph.types import ANS_FEATURES
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class GroupStatistics:
 
     def __init__(self, dim: int, lam: float = 1.0) -> None:
         if not lam > 0:
-            raise ValueError(f"lam must be positive, got {lam}")
+            raise BadValueError(f"lam must be positive, got {lam}")
         self.view = GroupView.prior(dim, lam)
         self.syncs = 0
 
@@ -158,7 +159,7 @@ class DeterminantSync:
 
     def __post_init__(self) -> None:
         if not self.growth > 0:
-            raise ValueError(f"the determinant growth must be positive, got {self.growth}")
+            raise BadValueError(f"the determinant growth must be positive, got {self.growth}")
 
     def due(self, stats: FederatedStats) -> bool:
         return stats.log_det_growth > math.log1p(self.growth)
@@ -172,7 +173,7 @@ class PeriodicSync:
 
     def __post_init__(self) -> None:
         if self.period < 1:
-            raise ValueError(f"the sync period must be at least 1 frame, got {self.period}")
+            raise BadValueError(f"the sync period must be at least 1 frame, got {self.period}")
 
     def due(self, stats: FederatedStats) -> bool:
         return stats.frames_since_sync >= self.period
@@ -202,7 +203,7 @@ class FederatedStats:
         self, group: Group, rule: SyncRule, traffic: Traffic, warm_weight: float = 0.5
     ) -> None:
         if not 0 < warm_weight <= 1:
-            raise ValueError(f"the warm-start weight must be in (0, 1], got {warm_weight}")
+            raise BadValueError(f"the warm-start weight must be in (0, 1], got {warm_weight}")
         self.group = group
         self.rule = rule
         self.traffic = traffic
@@ -310,7 +311,7 @@ def warm_start_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Offline records as the learner's rows: feature vectors and delays in its unit."""
     if len(features) != len(delays_s):
-        raise ValueError("need one delay per feature vector")
+        raise BadValueError("need one delay per feature vector")
     xs = np.array(features, dtype=float).reshape(len(features), -1)
     return xs, np.asarray(delays_s, dtype=float) / delay_unit_s
 
@@ -347,7 +348,8 @@ def pools_by_type(name: str) -> bool:
 
 def check_learner(name: str) -> None:
     if name not in LEARNERS:
-        raise ValueError(f"{name!r} is not a federated learner: choose from {', '.join(LEARNERS)}")
+        known = ", ".join(LEARNERS)
+        raise BadValueError(f"{name!r} is not a federated learner: choose from {known}")
 
 
 def learner(k: Knowledge, fed: Federation, stats: Statistics | None = None) -> TunedMuLinUCB:
@@ -381,7 +383,7 @@ def member(
     one = learner(k, fed, stats)
     if name in WARM_POLICIES:
         if records is None:
-            raise ValueError(
+            raise BadValueError(
                 f"{name} warm-starts from offline experience: give the device's "
                 "records (an experience file)"
             )
@@ -403,7 +405,9 @@ def build_fleet(name: str, fleet: FleetKnowledge) -> tuple[list[Policy], Traffic
     check_learner(name)
     experiences = fleet.experiences
     if name in WARM_POLICIES and (experiences is None or len(experiences) != m):
-        raise ValueError(f"{name} warm-starts from offline experience: give one per device ({m})")
+        raise BadValueError(
+            f"{name} warm-starts from offline experience: give one per device ({m})"
+        )
     dim = len(ANS_FEATURES) + int(fed.link_feature)
     keys = [t if pools_by_type(name) else "all" for t in fleet.types]
     groups = {key: GroupStatistics(dim, fed.lam) for key in keys}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.energy import EnergyModel
@@ -44,11 +45,13 @@ class Neurosurgeon:
         adaptive: bool = True,
     ) -> None:
         if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+            raise BadValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if objective == "energy" and energy is None:
-            raise ValueError("the energy objective needs an EnergyModel (device and radio power)")
+            raise BadValueError(
+                "the energy objective needs an EnergyModel (device and radio power)"
+            )
         if not 0 < ewma <= 1:
-            raise ValueError(f"ewma weight must be in (0, 1], got {ewma}")
+            raise BadValueError(f"ewma weight must be in (0, 1], got {ewma}")
         self.part = part
         self.device = device
         self.edge = edge

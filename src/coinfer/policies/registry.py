@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.policies.types import Policy
@@ -70,7 +71,7 @@ class Knowledge:
 
     def need_truth(self, name: str) -> Callable[[], Any]:
         if self.truth is None:
-            raise ValueError(f"{name} needs every cut's true delay, which only a simulator has")
+            raise BadValueError(f"{name} needs every cut's true delay, which only a simulator has")
         return self.truth
 
 
@@ -126,14 +127,14 @@ def register(
     policies at once where they share state (federated learners); ``watches_link``: it reads
     the bandwidth monitor, so a live device measures its link for it."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise BadValueError(f"kind must be one of {KINDS}, got {kind!r}")
     unknown = set(worlds) - set(WORLDS)
     if unknown:
-        raise ValueError(f"unknown worlds {sorted(unknown)}: choose from {WORLDS}")
+        raise BadValueError(f"unknown worlds {sorted(unknown)}: choose from {WORLDS}")
 
     def decorate(factory: Factory) -> Factory:
         if name in _REGISTRY:
-            raise ValueError(f"policy {name!r} is registered twice")
+            raise BadValueError(f"policy {name!r} is registered twice")
         _REGISTRY[name] = PolicyEntry(
             name, summary, kind, tuple(worlds), factory, fleet, dict(why_not or {}), watches_link
         )
@@ -167,7 +168,7 @@ def entry(name: str) -> PolicyEntry:
     if _FIXED.fullmatch(name):
         return registry["fixed-K"]
     if name not in registry:
-        raise ValueError(
+        raise BadValueError(
             f"unknown policy {name!r}: choose from {', '.join(registry)} "
             "(coinfer policies lists them)"
         )
@@ -177,7 +178,7 @@ def entry(name: str) -> PolicyEntry:
 def check_world(name: str, world: str) -> PolicyEntry:
     found = entry(name)
     if world not in found.worlds:
-        raise ValueError(found.reason(world))
+        raise BadValueError(found.reason(world))
     return found
 
 
@@ -185,11 +186,11 @@ def create(name: str, knowledge: Knowledge) -> Policy:
     """The policy ``name`` for one device (ValueError naming why it cannot run there)."""
     found = check_world(name, knowledge.world)
     if found.build is None:
-        raise ValueError(found.reason(knowledge.world))
+        raise BadValueError(found.reason(knowledge.world))
     if found.name == "fixed-K":
         match = _FIXED.fullmatch(name)
         if match is None:
-            raise ValueError("fixed-K: give the cut, e.g. fixed-5")
+            raise BadValueError("fixed-K: give the cut, e.g. fixed-5")
         from coinfer.policies.static import fixed_cut
 
         return fixed_cut(int(match.group(1)), knowledge.part.last)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.policies.mulinucb import EXPLORATION, ExplorationRules
 from coinfer.policies.types import Action, Context, Feedback
 
@@ -25,7 +26,7 @@ class FixedCut:
 def fixed_cut(cut: int, last: int) -> FixedCut:
     """``fixed-K`` for a model whose cuts are 0..``last``."""
     if not 0 <= cut <= last:
-        raise ValueError(f"fixed-{cut}: this model's cuts are 0..{last}")
+        raise BadValueError(f"fixed-{cut}: this model's cuts are 0..{last}")
     return FixedCut(cut)
 
 

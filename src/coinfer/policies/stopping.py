@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 from scipy import integrate
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.predict import CutCostModel
@@ -104,7 +105,7 @@ def chain_costs(
     tau = np.asarray(device_s, dtype=float)
     s = np.asarray(edge_s, dtype=float)
     if len(tau) != len(s) or len(bits) != len(tau):
-        raise ValueError("need N device times, N edge times and the bits at stages 0..N-1")
+        raise BadValueError("need N device times, N edge times and the bits at stages 0..N-1")
     device_part = np.concatenate([[0.0], np.cumsum((compute_w + time_weight) * tau)])
     edge_left = np.concatenate([np.cumsum(s[::-1])[::-1], [0.0]])  # Σ_{i>l} s_i
     fixed = device_part + time_weight * edge_left
@@ -244,7 +245,7 @@ class _Stages:
 def _check_last(costs: StoppingCosts, last: int | None) -> int:
     last = costs.layers if last is None else last
     if not 0 <= last <= costs.layers:
-        raise ValueError(f"the placement L̄ must be in 0..{costs.layers}, got {last}")
+        raise BadValueError(f"the placement L̄ must be in 0..{costs.layers}, got {last}")
     return last
 
 
@@ -285,7 +286,7 @@ def fixed_rule(
     and send at the next usable stage, waiting only at L̄."""
     last = _check_last(costs, last)
     if not 0 <= stage <= last:
-        raise ValueError(f"a fixed split must be in 0..{last}, got {stage}")
+        raise BadValueError(f"a fixed split must be in 0..{last}, got {stage}")
     thresholds = np.where(np.arange(last + 1) < stage, math.inf, fading.h_min)
     return ThresholdRule(name, last, thresholds, _Stages(costs, fading).evaluate(thresholds, last))
 
@@ -422,9 +423,9 @@ def placement_costs(
     with L̄ layers on the device, plus downloading their parameters after each model update
     (receive energy + w × time at ``download_rate_bps``) shared by ``tasks_per_update`` tasks."""
     if len(layer_param_bits) != costs.layers:
-        raise ValueError(f"need the parameter bits of each of the {costs.layers} layers")
+        raise BadValueError(f"need the parameter bits of each of the {costs.layers} layers")
     if not (download_rate_bps > 0 and tasks_per_update > 0):
-        raise ValueError("the download rate and the tasks per model update must be positive")
+        raise BadValueError("the download rate and the tasks per model update must be positive")
     stored = np.concatenate([[0.0], np.cumsum(layer_param_bits)])
     download = (receive_w + costs.time_weight) * stored / download_rate_bps
     expected = [optimal_rule(costs, fading, last).cost for last in range(costs.layers + 1)]
@@ -459,7 +460,7 @@ def equal_chain_placement(
     bits = costs.bits[:-1]
     steps = np.diff(costs.fixed)
     if not (np.allclose(bits, bits[0]) and np.allclose(steps, steps[0])):
-        raise ValueError("equal_chain_placement needs equal layers: the same D_l and G_l steps")
+        raise BadValueError("equal_chain_placement needs equal layers: the same D_l and G_l steps")
     n, kd, delta = costs.layers, costs.k * float(bits[0]), float(steps[0])
     stages = _Stages(costs, fading)
     beta = (receive_w + costs.time_weight) * layer_param_bits / download_rate_bps / tasks_per_update
@@ -508,7 +509,7 @@ class ThresholdPolicy:
 
     def select(self, ctx: Context) -> Action:
         if ctx.stage is None or ctx.gain is None:
-            raise ValueError(
+            raise BadValueError(
                 f"the {self.rule.name} rule decides stage by stage: it needs a "
                 "stage-wise world (a channel, --channel rayleigh)"
             )

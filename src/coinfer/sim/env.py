@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import Cut
 from coinfer.latency.devices import DeviceModel
@@ -61,11 +62,11 @@ class SimEnv:
         correct: np.ndarray | None = None,
     ) -> None:
         if clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+            raise BadValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
         if clock == "camera" and not frame_interval_s > 0:
-            raise ValueError("the camera clock needs a positive frame_interval_s")
+            raise BadValueError("the camera clock needs a positive frame_interval_s")
         if noise < 0:
-            raise ValueError(f"noise is a standard deviation: >= 0, got {noise}")
+            raise BadValueError(f"noise is a standard deviation: >= 0, got {noise}")
         self.part = part
         self.device = device
         self.edge = edge
@@ -124,7 +125,7 @@ class SimEnv:
         if action.exit is not None:
             return self._step_exit(action)
         if not 0 <= action.cut <= self.part.last:
-            raise ValueError(f"cut {action.cut} is out of range 0..{self.part.last}")
+            raise BadValueError(f"cut {action.cut} is out of range 0..{self.part.last}")
         truth = self.expected_delays()
         best = int(np.argmin(truth))
         self.regrets.append(float(truth[action.cut] - truth[best]))
@@ -147,12 +148,12 @@ class SimEnv:
         (the truth is over the whole model's cuts), the answer is right or not."""
         exit = action.exit
         if exit not in self._exit_models:
-            raise ValueError(
+            raise BadValueError(
                 f"exit {exit!r}: this model's exits are {sorted(self.exits) or 'none'}"
             )
         model = self._exit_models[exit]
         if not 0 <= action.cut <= model.last:
-            raise ValueError(f"cut {action.cut} of exit {exit} is out of range 0..{model.last}")
+            raise BadValueError(f"cut {action.cut} of exit {exit} is out of range 0..{model.last}")
         cost = model.costs(self.link, self.edge_load(self.time_s), self.time_s)[action.cut]
         correct = self._correct(exit)
         fb = Feedback(

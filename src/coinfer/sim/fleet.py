@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
@@ -129,13 +130,15 @@ class FleetSim:
         seed: int = 0,
     ) -> None:
         if not devices:
-            raise ValueError("a fleet needs at least one device")
+            raise BadValueError("a fleet needs at least one device")
         if edge_slots < 1:
-            raise ValueError(f"the edge needs at least one slot, got {edge_slots}")
+            raise BadValueError(f"the edge needs at least one slot, got {edge_slots}")
         if shared_uplink_bps is not None and not shared_uplink_bps > 0:
-            raise ValueError(f"a shared uplink needs a positive capacity, got {shared_uplink_bps}")
+            raise BadValueError(
+                f"a shared uplink needs a positive capacity, got {shared_uplink_bps}"
+            )
         if noise < 0:
-            raise ValueError(f"noise is a standard deviation: >= 0, got {noise}")
+            raise BadValueError(f"noise is a standard deviation: >= 0, got {noise}")
         self.devices = list(devices)
         self.edge_slots = edge_slots
         self.shared_uplink_bps = shared_uplink_bps
@@ -176,9 +179,11 @@ class FleetSim:
         device-frames as they finish."""
         m = len(self.devices)
         if len(policies) != m:
-            raise ValueError(f"need one policy per device: {m} devices, {len(policies)} policies")
+            raise BadValueError(
+                f"need one policy per device: {m} devices, {len(policies)} policies"
+            )
         if frames < 1:
-            raise ValueError(f"frames must be at least 1, got {frames}")
+            raise BadValueError(f"frames must be at least 1, got {frames}")
         seeds = np.random.SeedSequence(self.seed).spawn(m)
         rngs = [np.random.default_rng(s) for s in seeds]
         edge = SharedResource(m, float(self.edge_slots))
@@ -266,7 +271,7 @@ class FleetSim:
                 action[i] = decide(i, ctx)
                 cut = action[i].cut
                 if not 0 <= cut <= dev.kind.last:
-                    raise ValueError(f"device {i}: cut {cut} is out of range 0..{dev.kind.last}")
+                    raise BadValueError(f"device {i}: cut {cut} is out of range 0..{dev.kind.last}")
                 truth = self._truth[i]
                 cuts[i, k] = cut
                 regrets[i, k] = truth[cut] - truth.min()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coinfer.errors import BadValueError
 from coinfer.policies.loop import run_loop
 from coinfer.policies.types import Policy
 from coinfer.sim.env import SimEnv
@@ -53,7 +54,7 @@ def run_policy(
     truth: regret sums the true expected delay of each chosen cut minus the best cut's, frame
     by frame (DESIGN §4); key frames are those the environment weights above 0.5."""
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise BadValueError(f"frames must be at least 1, got {frames}")
     logged = len(env.regrets)
     totals_before = env.cut_totals.copy()
     tick = (lambda step: on_frame(step.frame)) if on_frame is not None else None

@@ -8,21 +8,23 @@ from pathlib import Path
 import av
 import numpy as np
 
+from coinfer.errors import BadFileError
+
 
 def video_frames(path: str | Path, limit: int | None = None) -> Iterator[np.ndarray]:
     """The file's frames as uint8 H x W x 3 RGB arrays, in order, at most ``limit`` of them."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise BadFileError(
             f"no video file {str(path)!r}: give the path of an mp4/avi/mkv file"
         )
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
-        raise ValueError(f"{path}: not a video FFmpeg can read ({exc})") from exc
+        raise BadFileError(f"{path}: not a video FFmpeg can read ({exc})") from exc
     with container:
         if not container.streams.video:
-            raise ValueError(f"{path}: the file has no video stream")
+            raise BadFileError(f"{path}: the file has no video stream")
         stream = container.streams.video[0]
         for count, frame in enumerate(container.decode(stream)):
             if limit is not None and count >= limit:

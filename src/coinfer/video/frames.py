@@ -14,6 +14,8 @@ import numpy as np
 from skimage import data
 from skimage.transform import resize
 
+from coinfer.errors import BadValueError
+
 # Colour images in scikit-image's own package data (nothing is downloaded).
 SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 
@@ -45,7 +47,7 @@ class SyntheticScene:
         speed: float = 3.0,
     ) -> None:
         if mean_shot_frames < 1 or objects < 0:
-            raise ValueError("mean_shot_frames must be >= 1 and objects >= 0")
+            raise BadValueError("mean_shot_frames must be >= 1 and objects >= 0")
         self.rng = np.random.default_rng(seed)
         self.size = size
         self.objects = objects

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from coinfer.errors import BadModelError
 from coinfer.zoo.registry import register
 
 _CHANNELS = (64, 192, 384, 256, 256)
@@ -88,7 +89,9 @@ class BranchyAlexNet(nn.Module):
 
     def _check_exit(self, exit: int) -> None:
         if not isinstance(exit, int) or not 1 <= exit <= self.num_exits:
-            raise ValueError(f"exit must be 1..{self.num_exits} (5 = the main exit), got {exit!r}")
+            raise BadModelError(
+                f"exit must be 1..{self.num_exits} (5 = the main exit), got {exit!r}"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
@@ -115,7 +118,7 @@ class BranchyAlexNet(nn.Module):
         that exit's threshold (the last exit takes everyone left). Samples that have left are not
         computed any further. Returns the logits each sample left with and its exit (1..5)."""
         if len(thresholds) != self.num_exits - 1:
-            raise ValueError(
+            raise BadModelError(
                 f"give {self.num_exits - 1} entropy thresholds (exits 1..4), got {len(thresholds)}"
             )
         logits = x.new_empty((x.shape[0], self.num_classes))

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from coinfer.errors import BadModelError
 from coinfer.zoo.blocks import FCAct
 from coinfer.zoo.registry import register
 
@@ -14,7 +15,7 @@ from coinfer.zoo.registry import register
 class MLP(nn.Sequential):
     def __init__(self, depth: int = 8, width: int = 1024) -> None:
         if depth < 1 or width < 1:
-            raise ValueError(f"an MLP needs depth >= 1 and width >= 1, got {depth=}, {width=}")
+            raise BadModelError(f"an MLP needs depth >= 1 and width >= 1, got {depth=}, {width=}")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i in range(1, depth):
             layers[f"fc{i}"] = FCAct(width, width)

@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from coinfer.errors import BadModelError, register_user_source
 from coinfer.zoo.weights import load_weights
 
 Shapes = tuple[tuple[int, ...], ...]
 DEFAULT_IMAGE_SHAPES: Shapes = ((1, 3, 224, 224),)
 
 
-class ModelNotFoundError(KeyError):
+class ModelNotFoundError(BadModelError, KeyError):
     """An unknown model name; the message lists what is available."""
 
     def __str__(self) -> str:
@@ -108,11 +109,15 @@ def _import_module(module_name: str, spec: str) -> Any:
             raise ModelNotFoundError(f"cannot load {module_name!r} as Python")
         module = importlib.util.module_from_spec(loaded)
         sys.modules[loaded.name] = module
+        register_user_source(path)  # what it raises is the user's, not a bug of coinfer's
         loaded.loader.exec_module(module)
         return module
     here = str(Path.cwd())
     if "" not in sys.path and here not in sys.path:
         sys.path.insert(0, here)
+    found = importlib.util.find_spec(module_name)
+    if found is not None and found.origin:
+        register_user_source(found.origin)  # before it runs: what it raises is the user's
     return importlib.import_module(module_name)
 
 
@@ -161,7 +166,9 @@ def create(
         torch.manual_seed(seed)
         model = factory(**kwargs)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"factory for {name!r} returned {type(model).__name__}, not an nn.Module")
+        raise BadModelError(
+            f"factory for {name!r} returned {type(model).__name__}, not an nn.Module"
+        )
     if weights is not None:
         load_weights(model, Path(weights))
     return model.eval()
@@ -202,14 +209,14 @@ def example_inputs(
                 value = declared(**kwargs)
             tensors = (value,) if isinstance(value, torch.Tensor) else tuple(value)
             if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-                raise ValueError(
+                raise BadModelError(
                     f"{name}: its example_inputs() must return a tensor or a tuple of tensors"
                 )
             return tensors
         if declared is not None:
             shapes = tuple(tuple(s) for s in declared)
         elif shapes_fn is None:
-            raise ValueError(
+            raise BadModelError(
                 f"the input shape of {name!r} is unknown: give --input-shape 1,3,224,224 (once "
                 f"per forward argument) or shapes=((1, 3, 224, 224),) in Python, or declare it "
                 f"on the factory: factory.example_inputs = [(1, 3, 224, 224)]"

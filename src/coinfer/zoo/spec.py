@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from coinfer.dtypes import DTYPES
+from coinfer.errors import BadModelError
 from coinfer.zoo.registry import create_deployed, example_inputs
 
 INPUT_DTYPES = DTYPES  # an input may be declared as any dtype that can travel
@@ -28,7 +29,7 @@ MAX_INPUT_ELEMENTS = 1 << 28  # 1 GiB of float32: an input shape beyond it is a 
 INTEGER_INPUT_HIGH = 2  # integer example inputs are drawn from 0..1 (valid for any embedding)
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(BadModelError):
     """A model cannot be built as named: a bad shape, argument or weights file."""
 
 

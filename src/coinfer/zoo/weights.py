@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coinfer.errors import BadFileError
 
-class WeightsError(ValueError):
+
+class WeightsError(BadFileError):
     """A weights file that cannot be read, or does not fit the model."""
 
 

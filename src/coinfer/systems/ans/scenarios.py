@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coinfer.data import trace_names, trace_path
+from coinfer.errors import BadValueError
 from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
 from coinfer.latency.traces import concatenate_traces, step_bandwidth
 from coinfer.sim.env import LoadSchedule, constant_load, step_load
@@ -59,9 +60,9 @@ def build_world(
     """The world of scenario ``name`` for a run of ``frames`` frames; ``trace`` (a shipped
     trace name or a file) replaces the link of ``hsdpa`` and names the ``trace`` scenario."""
     if frames < 3:
-        raise ValueError(f"a scenario needs at least 3 frames, got {frames}")
+        raise BadValueError(f"a scenario needs at least 3 frames, got {frames}")
     if trace is not None and name not in ("trace", "hsdpa"):
-        raise ValueError(
+        raise BadValueError(
             f"a trace file sets the link of the trace scenario; {name!r} has its own link: "
             "use --scenario trace with --trace FILE, or drop --trace"
         )
@@ -123,7 +124,7 @@ def build_world(
             "looping, frames back to back",
         )
     if name == "trace":
-        raise ValueError("the trace scenario needs a trace file: --trace FILE")
-    raise ValueError(
+        raise BadValueError("the trace scenario needs a trace file: --trace FILE")
+    raise BadValueError(
         f"unknown scenario {name!r}: choose from {', '.join(SCENARIOS)}, or trace with --trace FILE"
     )

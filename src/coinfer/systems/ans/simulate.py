@@ -15,6 +15,7 @@ import numpy as np
 from coinfer import partition
 from coinfer.assembly import device_setup, load_model
 from coinfer.data import trace_path
+from coinfer.errors import BadValueError
 from coinfer.latency.channels import fading_channel
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
@@ -83,7 +84,7 @@ def scene_key_weights(
 
     weights, rate = key_frame_weights(itertools.islice(source, frames), on_frame=tick)
     if not weights:
-        raise ValueError(f"{video}: the video has no frames")
+        raise BadValueError(f"{video}: the video has no frames")
     while len(weights) < frames:  # a short video repeats (its first frame is then a key frame)
         weights += weights[: frames - len(weights)]
     return weights, rate
@@ -250,7 +251,7 @@ def simulate_edgent(
     come from the other shipped traces at the same scale, as on the live device."""
     setup = device_setup(load_model(model), device, edge)
     if not setup.model.exits:
-        raise ValueError(
+        raise BadValueError(
             f"Edgent's policies choose an exit: {model!r} has one (use branchy_alexnet)"
         )
     link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s)

@@ -26,6 +26,7 @@ import numpy as np
 
 from coinfer import partition, zoo
 from coinfer.data import trace_names, trace_path
+from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
@@ -110,7 +111,7 @@ WORLDS = {
 
 def world(name: str) -> FleetWorld:
     if name not in WORLDS:
-        raise ValueError(f"unknown world {name!r}: choose from {', '.join(WORLDS)}")
+        raise BadValueError(f"unknown world {name!r}: choose from {', '.join(WORLDS)}")
     return WORLDS[name]
 
 
@@ -119,10 +120,10 @@ def world_types(name: str, types: int | None = None) -> tuple[tuple[str, str], .
     w = world(name)
     if types is None or w.fixed_types:
         if w.fixed_types and types not in (None, len(w.types)):
-            raise ValueError(f"the {name} world has {len(w.types)} type(s): drop --types")
+            raise BadValueError(f"the {name} world has {len(w.types)} type(s): drop --types")
         return w.types
     if not 1 <= types <= len(w.types):
-        raise ValueError(f"types must be in 1..{len(w.types)}, got {types}")
+        raise BadValueError(f"types must be in 1..{len(w.types)}, got {types}")
     return w.types[:types]
 
 
@@ -153,7 +154,7 @@ def _scene_weights() -> tuple[float, ...]:
 
 def device_type(name: str, display: str | None = None) -> DeviceType:
     if name not in DEVICE_TYPES:
-        raise ValueError(f"unknown device type {name!r}: choose from {', '.join(DEVICE_TYPES)}")
+        raise BadValueError(f"unknown device type {name!r}: choose from {', '.join(DEVICE_TYPES)}")
     device, model = DEVICE_TYPES[name]
     return DeviceType(
         display or name, model, _partition(model), resolve_device(device), resolve_device(EDGE)
@@ -173,7 +174,7 @@ def fleet_devices(
     class's loop (throughputs × ``link_scale``) from its own random offset, with its own
     stretch of key frames."""
     if devices < 1:
-        raise ValueError(f"a fleet needs at least one device, got {devices}")
+        raise BadValueError(f"a fleet needs at least one device, got {devices}")
     pairs = world_types(world_name, types)
     kinds = [(device_type(t, type_name(t, n, world_name)), NETWORKS[n]) for t, n in pairs]
     rng = np.random.default_rng(seed)
