@@ -18,14 +18,15 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from coinfer.apps.live import link_history_bps, run_frames
 from coinfer.assembly import device_setup, load_model
 from coinfer.data import trace_path
 from coinfer.device.endpoint import Endpoint
+from coinfer.device.session import run_frames
 from coinfer.edge.process import ProcessServer, zoo_store
 from coinfer.latency.host import configure_host
 from coinfer.latency.link import Link, TraceBandwidth
-from coinfer.systems.ans.simulate import simulate_edgent
+from coinfer.systems.edgent.live import link_history_bps
+from coinfer.systems.edgent.simulate import simulate_edgent
 
 POLICIES = ("edgent-dynamic", "edgent", "edgent-device-only", "edge-only")
 
@@ -62,7 +63,7 @@ def main() -> None:
                 link,
                 Endpoint(server.address),
                 latency_req_s=req,
-                history_bps=history,
+                fields={"link_history_bps": history},
             ).summary
             live[name] = result
             Console(stderr=True).print(

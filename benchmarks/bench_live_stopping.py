@@ -22,12 +22,12 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from coinfer.apps.live import run_stages
 from coinfer.assembly import device_setup, load_model
 from coinfer.device.endpoint import Endpoint
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import ProcessServer, zoo_store
 from coinfer.latency.host import configure_host
+from coinfer.systems.stopping.live import run_stages
 
 POLICIES = ("stopping", "osla", "myopic", "fixed-split", "edge-only", "device-only")
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coinfer.sim.fleet_policies import make_fleet_policies
-from coinfer.systems.cans import experiment as cans
+from coinfer.systems.cans import worlds as cans
 
 FLEETS = ((10, 2), (100, 4))
 POLICIES = ("edge-only", "noncoop", "fedlinucb-d", "fedlinucb-dw")

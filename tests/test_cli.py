@@ -76,7 +76,7 @@ def test_plan_json_neurosurgeon() -> None:
 
 def test_plan_table_and_errors() -> None:
     table = runner.invoke(
-        app, ["plan", "mlp", "--device", "host/10", "--edge", "host", "--objective", "energy"]
+        app, ["plan", "mlp", "--device", "host/10", "--edge-class", "host", "--objective", "energy"]
     )
     assert table.exit_code == 0, table.output
     assert "chosen: cut" in table.stdout
@@ -176,7 +176,7 @@ def test_fleet_json_and_table(tmp_path: Path) -> None:
         app,
         [
             "fleet",
-            "-m",
+            "-M",
             "2",
             "-n",
             "40",
@@ -198,7 +198,7 @@ def test_fleet_json_and_table(tmp_path: Path) -> None:
         app,
         [
             "fleet",
-            "-m",
+            "-M",
             "3",
             "-k",
             "2",

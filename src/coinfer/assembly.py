@@ -1,24 +1,28 @@
-"""A device and its edge from names — the one setup that ``plan``, ``simulate``, ``run`` and
-the demo share: the model (partitioned, with each exit's path for a multi-exit model), the
-device and edge classes (this host profiled once, only if a class needs it), the device's
-front time at every cut of every path, and from these the ``Knowledge`` policies are built
-from (``policies.registry``)."""
+"""A device and its edge from names, assembled once for every world and command: the model
+(partitioned, each exit's path for a multi-exit model), this host profiled once — only if a
+class needs it, over every path —, the device and edge classes, the device's front time at every
+cut of every path, and from these what the device knows (``Knowledge``, ``policies.registry``).
+``plan``, ``simulate``, ``fleet``, ``run``, ``serve``, the demos and the experiments all start
+here; the classes they default to are ``coinfer.defaults``'."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import torch
 from torch import nn
 
+from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel, resolve_device
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
 from coinfer.latency.profiler import profile_ops
-from coinfer.policies.edgent import ExitPath
+from coinfer.policies.edgent import ExitPath, exit_paths
 from coinfer.policies.registry import Knowledge
+from coinfer.zoo.registry import shipped_exit_accuracy
 from coinfer.zoo.spec import ModelSpec
 
 
@@ -40,29 +44,18 @@ class ModelSetup:
         return next(p.part for p in self.exits if p.exit == exit)
 
 
-def exit_accuracies(name: str) -> list[float] | None:
-    """Held-out per-exit accuracy of a zoo model that ships trained multi-exit weights."""
-    if name != "branchy_alexnet":
-        return None
-    from coinfer.zoo.training import load_trained
-
-    return [float(a) for a in load_trained()[1]["exit_accuracy"]]
-
-
 def load_model(model: str | ModelSpec, granularity: str = "layer") -> ModelSetup:
     """``model`` (a zoo name, torchvision:NAME, module:factory, or a full ``ModelSpec``: factory
     arguments, input shapes, a weights file) built as ``ModelSpec.build`` does, partitioned; a
-    multi-exit model's exits partitioned along their paths."""
+    multi-exit model whose trained weights ship with their exits' accuracy (the zoo says which)
+    has its exits partitioned along their paths."""
     spec = ModelSpec.of(model)
     inputs = spec.example_inputs()
     net = spec.build()
     part = partition(net, inputs, granularity=granularity)
-    exits: list[ExitPath] = []
-    accuracies = exit_accuracies(spec.name) if spec.weights is None else None
-    if accuracies is not None:
-        from coinfer.policies.edgent import exit_paths
-
-        exits = exit_paths(net, inputs, accuracies, granularity)  # type: ignore[arg-type]
+    shipped = spec.weights is None and not spec.kwargs  # the zoo's trained weights
+    accuracies = shipped_exit_accuracy(spec.name) if shipped else None
+    exits = [] if accuracies is None else exit_paths(net, inputs, accuracies, granularity)  # type: ignore[arg-type]
     return ModelSetup(spec.name, net, part, inputs, exits, spec)
 
 
@@ -80,14 +73,13 @@ class DeviceSetup:
 
     def knowledge(self, world: str, link: Link, **fields: Any) -> Knowledge:
         """What this device knows at the start of a run over ``link`` in ``world``."""
-        return Knowledge(
+        return Knowledge.starting(
             self.model.part,
             self.front_s,
             self.device,
             self.edge,
-            link.uplink.at(0.0),
-            link.rtt_s,
-            world=world,
+            link,
+            world,
             exits=self.model.exits,
             **fields,
         )
@@ -96,8 +88,14 @@ class DeviceSetup:
         """Each exit's path and front times, as the device client takes them."""
         return {p.exit: (p.part, self.exit_front_s[p.exit]) for p in self.model.exits}
 
+    def cost_model(self) -> CutCostModel:
+        """Every cut's predicted device and edge time and what it sends (the whole model)."""
+        return CutCostModel(self.model.part, self.device, self.edge)
 
-def device_setup(model: ModelSetup, device: str, edge: str) -> DeviceSetup:
+
+def device_setup(
+    model: ModelSetup, device: str = SIM_DEVICE_CLASS, edge: str = EDGE_CLASS
+) -> DeviceSetup:
     """Resolve the device and edge classes (``host`` and ``host/N`` profile this machine once,
     over every path of the model) and the device's front time at every cut."""
     measured: dict[str, float] = {}
@@ -114,3 +112,22 @@ def device_setup(model: ModelSetup, device: str, edge: str) -> DeviceSetup:
     front = list(CutCostModel(model.part, dev, edg).device_s)
     exit_front = {p.exit: list(CutCostModel(p.part, dev, edg).device_s) for p in model.exits}
     return DeviceSetup(model, device, edge, dev, edg, front, exit_front)
+
+
+def assemble(
+    model: str | ModelSpec,
+    device: str = SIM_DEVICE_CLASS,
+    edge: str = EDGE_CLASS,
+    granularity: str = "layer",
+) -> DeviceSetup:
+    """``model`` on ``device`` with ``edge``, from names: ``device_setup(load_model(...))``."""
+    return device_setup(load_model(model, granularity), device, edge)
+
+
+@lru_cache(maxsize=16)
+def zoo_setup(model: str, device: str = SIM_DEVICE_CLASS, edge: str = EDGE_CLASS) -> DeviceSetup:
+    """``assemble`` for a zoo model on published classes, kept: the fleets and the experiments
+    ask for the same few many times (never for ``host``: its profile is a measurement)."""
+    if device.startswith("host") or edge.startswith("host"):
+        raise ValueError("zoo_setup keeps setups of published classes only: use assemble()")
+    return assemble(model, device, edge)

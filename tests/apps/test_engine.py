@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from coinfer.apps.engine import ray_available, run_jobs
-from coinfer.systems.cans import experiment as cans
+from coinfer.systems.cans import fleet as cans
+from coinfer.systems.cans import worlds
 
 
 def _jobs(folder: Path) -> list[tuple]:
-    files = cans.experience_files(2, 1, 0, folder)
+    files = worlds.experience_files(2, 1, 0, folder)
     return [(2, 1, policy, 0, 40, files, {}) for policy in ("noncoop", "fedlinucb-dw", "oracle")]
 
 

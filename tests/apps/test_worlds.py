@@ -203,7 +203,7 @@ def test_edgent_runs_to_an_exit_over_the_wire_and_counts_right_answers(
 
 
 def test_stopping_live_task_costs_are_what_was_measured(edge: ProcessServer) -> None:
-    from coinfer.apps.live import run_stages
+    from coinfer.systems.stopping.live import run_stages
 
     setup = device_setup(load_model("mlp"), "rpi3", "host")
     result = run_stages(setup, "stopping", 12, Endpoint(edge.address), calibration_repeats=2)

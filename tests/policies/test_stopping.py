@@ -12,7 +12,16 @@ from coinfer import Partitioning, partition, zoo
 from coinfer.latency.channels import MarkovChannel, RayleighChannel, RicianChannel
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.wireless import Radio
-from coinfer.policies import stopping as st
+from coinfer.policies.stopping.costs import StoppingCosts, chain_costs, model_costs
+from coinfer.policies.stopping.markov import markov_baselines, markov_optimal_rule
+from coinfer.policies.stopping.placement import model_layer_param_bits, placement_costs
+from coinfer.policies.stopping.rules import (
+    best_fixed_rule,
+    fixed_rule,
+    myopic_rule,
+    optimal_rule,
+    osla_rule,
+)
 from coinfer.sim import stages as mc
 
 RADIO = Radio(bandwidth_hz=1e6, power_w=0.1, noise_w=1e-9)
@@ -20,7 +29,7 @@ MEAN_GAIN = 1e-7  # 10 dB mean SNR
 
 
 def test_chain_costs_follow_the_formula() -> None:
-    costs = st.chain_costs(
+    costs = chain_costs(
         [1.0, 2.0],
         [0.1, 0.2],
         [800.0, 400.0],
@@ -37,16 +46,16 @@ def test_chain_costs_follow_the_formula() -> None:
     assert float(costs.stop_cost(1, 1e-7)) == pytest.approx(5.4 + 2.5 * 400 / rate)
 
 
-def _costs(part: Partitioning) -> st.StoppingCosts:
+def _costs(part: Partitioning) -> StoppingCosts:
     """Stage costs on the experiment's classes: an edge-pc/8 device at 2 W, an edge-pc edge."""
     device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
-    return st.model_costs(
+    return model_costs(
         part, device, edge, compute_w=2.0, transmit_w=RADIO.power_w, time_weight=1.0, radio=RADIO
     )
 
 
 @pytest.fixture(scope="module", params=["mlp", "alexnet", "vgg16"])
-def costs(request: pytest.FixtureRequest) -> st.StoppingCosts:
+def costs(request: pytest.FixtureRequest) -> StoppingCosts:
     part = partition(zoo.create(request.param), zoo.example_inputs(request.param))
     return _costs(part)
 
@@ -59,15 +68,15 @@ CHANNELS: list[RayleighChannel | RicianChannel] = [
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=lambda c: c.name)
 def test_optimal_rule_beats_every_baseline_and_meets_its_thresholds(
-    costs: st.StoppingCosts, channel: RayleighChannel | RicianChannel
+    costs: StoppingCosts, channel: RayleighChannel | RicianChannel
 ) -> None:
-    opt = st.optimal_rule(costs, channel)
+    opt = optimal_rule(costs, channel)
     baselines = [
-        st.osla_rule(costs, channel),
-        st.myopic_rule(costs, channel, MEAN_GAIN),
-        st.best_fixed_rule(costs, channel, MEAN_GAIN),
-        st.fixed_rule(costs, channel, 0, "edge-only"),
-        st.fixed_rule(costs, channel, costs.layers, "device-only"),
+        osla_rule(costs, channel),
+        myopic_rule(costs, channel, MEAN_GAIN),
+        best_fixed_rule(costs, channel, MEAN_GAIN),
+        fixed_rule(costs, channel, 0, "edge-only"),
+        fixed_rule(costs, channel, costs.layers, "device-only"),
     ]
     for rule in baselines:
         assert opt.cost <= rule.cost + 1e-12, rule.name
@@ -80,11 +89,11 @@ def test_optimal_rule_beats_every_baseline_and_meets_its_thresholds(
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=lambda c: c.name)
 def test_monte_carlo_agrees_with_the_analytic_cost(
-    costs: st.StoppingCosts, channel: RayleighChannel | RicianChannel
+    costs: StoppingCosts, channel: RayleighChannel | RicianChannel
 ) -> None:
     rng = np.random.default_rng(7)
-    opt = st.optimal_rule(costs, channel)
-    for rule in (opt, st.osla_rule(costs, channel)):
+    opt = optimal_rule(costs, channel)
+    for rule in (opt, osla_rule(costs, channel)):
         draws = mc.simulate_rule(rule, costs, channel.sample, channel.h_min, 200_000, rng)
         se = draws.std() / math.sqrt(len(draws))
         assert abs(draws.mean() - rule.cost) < 4 * se + 1e-12, rule.name
@@ -96,15 +105,15 @@ def test_placement_bounds_the_stopping_stage() -> None:
     part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
     costs = _costs(part)
     channel = CHANNELS[0]
-    short = st.optimal_rule(costs, channel, last=4)
+    short = optimal_rule(costs, channel, last=4)
     assert short.last == 4 and len(short.thresholds) == 5
     draws = mc.simulate_rule(
         short, costs, channel.sample, channel.h_min, 1000, np.random.default_rng(0)
     )
     assert np.all(np.isfinite(draws))
-    assert short.cost >= st.optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
+    assert short.cost >= optimal_rule(costs, channel).cost - 1e-12  # less room, no gain
     with pytest.raises(ValueError, match=r"0\.\.23"):
-        st.optimal_rule(costs, channel, last=24)
+        optimal_rule(costs, channel, last=24)
 
 
 def test_markov_channel_rule_is_exact_against_simulation() -> None:
@@ -114,7 +123,7 @@ def test_markov_channel_rule_is_exact_against_simulation() -> None:
         [0.2 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
         [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
     )
-    rule = st.markov_optimal_rule(costs, channel)
+    rule = markov_optimal_rule(costs, channel)
     rng = np.random.default_rng(3)
     gains = np.asarray(channel.gains)
     realised = []
@@ -131,18 +140,18 @@ def test_markov_channel_rule_is_exact_against_simulation() -> None:
 def test_more_tasks_per_model_update_place_more_layers_on_the_device() -> None:
     part = partition(zoo.create("alexnet"), zoo.example_inputs("alexnet"))
     costs = _costs(part)
-    bits = st.model_layer_param_bits(part)
+    bits = model_layer_param_bits(part)
     assert sum(bits) == pytest.approx(8.0 * part.cuts[-1].device_param_bytes)
     channel = CHANNELS[0]
     chosen = []
     for tasks in (1, 100, 10_000, 1_000_000):
-        per_task = st.placement_costs(costs, channel, bits, 20e6, 1.0, tasks)
-        nothing_stored = st.fixed_rule(costs, channel, 0, last=0).cost
+        per_task = placement_costs(costs, channel, bits, 20e6, 1.0, tasks)
+        nothing_stored = fixed_rule(costs, channel, 0, last=0).cost
         assert per_task[0] == pytest.approx(nothing_stored)
         chosen.append(int(np.argmin(per_task)))
     assert chosen == sorted(chosen) and chosen[0] < chosen[-1]
     with pytest.raises(ValueError, match="23 layers"):
-        st.placement_costs(costs, channel, bits[:-1], 20e6, 1.0, 10)
+        placement_costs(costs, channel, bits[:-1], 20e6, 1.0, 10)
 
 
 def test_markov_baselines_exact_and_simulated_on_shared_paths() -> None:
@@ -152,7 +161,7 @@ def test_markov_baselines_exact_and_simulated_on_shared_paths() -> None:
         [0.1 * MEAN_GAIN, MEAN_GAIN, 3 * MEAN_GAIN],
         [[0.7, 0.3, 0.0], [0.2, 0.6, 0.2], [0.0, 0.3, 0.7]],
     )
-    rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
+    rules = [markov_optimal_rule(costs, channel), *markov_baselines(costs, channel)]
     assert [r.name for r in rules] == [
         "optimal",
         "osla",

@@ -65,19 +65,21 @@ def test_the_stage_wise_environment_agrees_with_the_vectorised_monte_carlo() -> 
     from coinfer import partition, zoo
     from coinfer.latency.devices import resolve_device
     from coinfer.latency.predict import CutCostModel
-    from coinfer.policies import stopping as st
     from coinfer.policies.loop import run_loop
+    from coinfer.policies.stopping.costs import COMPUTE_W, RADIO, gain_for_snr, model_costs
+    from coinfer.policies.stopping.policy import ThresholdPolicy
+    from coinfer.policies.stopping.rules import optimal_rule, osla_rule
     from coinfer.sim.stages import StageEnv
 
     part = partition(zoo.create("mlp"), zoo.example_inputs("mlp"))
     device, edge = resolve_device("rpi3"), resolve_device("edge-pc")
-    costs = st.model_costs(part, device, edge, st.COMPUTE_W, st.RADIO.power_w, 1.0, st.RADIO)
-    channel = RayleighChannel(st.gain_for_snr(10.0), 0.01 * st.gain_for_snr(10.0))
+    costs = model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
+    channel = RayleighChannel(gain_for_snr(10.0), 0.01 * gain_for_snr(10.0))
     times = CutCostModel(part, device, edge)
     tau, s = np.diff(times.device_s), -np.diff(times.edge_s)
-    for rule in (st.optimal_rule(costs, channel), st.osla_rule(costs, channel)):
-        env = StageEnv(costs, tau, s, st.COMPUTE_W, channel.sample, channel.h_min, seed=3)
-        run_loop(env, st.ThresholdPolicy(rule), 4000)
+    for rule in (optimal_rule(costs, channel), osla_rule(costs, channel)):
+        env = StageEnv(costs, tau, s, COMPUTE_W, channel.sample, channel.h_min, seed=3)
+        run_loop(env, ThresholdPolicy(rule), 4000)
         draws = np.asarray(env.task_costs)
         half = 1.96 * draws.std() / np.sqrt(len(draws))
         assert abs(draws.mean() - rule.cost) < max(half, 1e-9) * 1.5, (rule.name, draws.mean())

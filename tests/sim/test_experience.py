@@ -93,22 +93,14 @@ def test_the_warm_start_no_longer_traps_the_group_on_the_device(seed: int, tmp_p
     """Issue 5's trap case: two VGG16 boards on 3G x4, the 7-feature learner. A warm start from
     records at the pooling cuts alone held the group on the device in 2 of 3 seeds (5.97 s,
     device-only's delay); with records at the input cut too it offloads like the cold group."""
-    from coinfer.sim.fleet_policies import Federation
-    from coinfer.systems.cans.experiment import simulate_fleet
+    from coinfer.policies.fedlinucb import Federation
+    from coinfer.systems.cans.fleet import FleetConfig, simulate_fleet
 
-    rows = {
-        r["policy"]: r["mean_latency_s"]
-        for r in simulate_fleet(
-            2,
-            1,
-            ["device-only", "fedlinucb-d", "fedlinucb-dw"],
-            300,
-            seed,
-            Federation(link_feature=False),
-            4.0,
-            experience_dir=tmp_path,
-        )
-    }
+    policies = ("device-only", "fedlinucb-d", "fedlinucb-dw")
+    config = FleetConfig(
+        2, 1, "3g", policies, 300, seed, Federation(link_feature=False), 4.0, experience=tmp_path
+    )
+    rows = {r["policy"]: r["mean_latency_s"] for r in simulate_fleet(config)}
     assert 0 in fleet_worlds.load_or_make_experience(2, 1, seed, tmp_path, 4.0)[0].exit_cuts
     assert rows["fedlinucb-dw"] < 0.5 * rows["device-only"]
     assert rows["fedlinucb-dw"] < 1.1 * rows["fedlinucb-d"]
@@ -121,13 +113,13 @@ def test_the_warm_start_is_never_worse_than_none_in_the_prototype_world(
     """Issue 15's bar: the experience is a prior on the estimate and the confidence, so the
     warm pair does not pay for the exploration its records settle (the cold pair tries the
     12.8 MB cut once per device; the warm one goes where the Oracle goes)."""
-    from coinfer.sim.fleet_policies import Federation
-    from coinfer.systems.cans.experiment import simulate_fleet
+    from coinfer.policies.fedlinucb import Federation
+    from coinfer.systems.cans.fleet import FleetConfig, simulate_fleet
 
-    policies = ["oracle", "fedlinucb-d", "fedlinucb-dw"]
+    policies = ("oracle", "fedlinucb-d", "fedlinucb-dw")
     fed = Federation(link_feature=False)
     runs = simulate_fleet(
-        2, None, policies, 300, seed, fed, experience_dir=tmp_path, world_name="prototype"
+        FleetConfig(2, None, "prototype", policies, 300, seed, fed, experience=tmp_path)
     )
     rows = {r["policy"]: r["mean_latency_s"] for r in runs}
     assert rows["fedlinucb-dw"] <= rows["fedlinucb-d"]

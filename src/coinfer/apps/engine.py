@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from coinfer.errors import BadValueError
+from coinfer.systems.base import JobRunner
 
 ENGINES = ("local", "serial", "ray")
 Progress = Callable[[str, int, int], None]
@@ -57,6 +58,22 @@ def run_jobs(
             results[futures[future]] = future.result()
             tick(done)
     return results
+
+
+def engine_jobs(engine: str = "local", workers: int | None = None) -> JobRunner:
+    """A system's job runner (``systems.base.JobRunner``) on ``engine``."""
+    if engine not in ENGINES:
+        raise BadValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
+
+    def run(
+        func: Callable[..., Any],
+        jobs: Sequence[tuple[Any, ...]],
+        progress: Progress | None = None,
+        label: str = "jobs",
+    ) -> list[Any]:
+        return run_jobs(func, jobs, engine, workers, progress, label)
+
+    return run
 
 
 def _run_ray(

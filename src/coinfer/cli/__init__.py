@@ -8,6 +8,7 @@ from coinfer.cli import (  # noqa: F401
     fleet,
     models,
     plan,
+    profile,
     run,
     serve,
     simulate,

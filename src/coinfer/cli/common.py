@@ -1,8 +1,11 @@
-"""What every command shares: one-line errors (exit 2), durations and shapes from text,
-progress bars on stderr."""
+"""What every command shares: commands registered with one-line errors (exit 2) for what the
+user gave and a traceback for coinfer's own bugs, the models the command line names, values
+from text, files checked before the work, progress on stderr, JSON on stdout."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import sys
@@ -10,16 +13,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
 import typer
 from rich.markup import escape
 
 from coinfer import units, zoo
-from coinfer.cli.app import err
-from coinfer.errors import CoinferError, raised_in_user_code
+from coinfer.cli.app import app, err
+from coinfer.errors import BadValueError, CoinferError, raised_in_user_code
 from coinfer.output import dumps
 from coinfer.zoo.spec import ModelSpec
+
+BUG_REPORT = "coinfer hit a bug of its own (not your input): please report it with the traceback"
+STAGE_LINE_EVERY_S = 10.0  # off a terminal, progress is a line this often (and at the end)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str) -> typer.Exit:
@@ -27,50 +34,6 @@ def fail(message: str) -> typer.Exit:
     text = " ".join(str(message).split())
     err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     return typer.Exit(2)
-
-
-InputShapes = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--input-shape",
-        "-i",
-        help="Input shape like 1,3,224,224 (or 1,16:int64), once per forward argument. "
-        "Default: the zoo's, or what the factory declares (factory.example_inputs).",
-    ),
-]
-ModelArgs = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--model-arg",
-        "-a",
-        help="A keyword argument of the model factory, KEY=VALUE (repeatable; the value is "
-        "read as a Python literal: 32, 0.5, True, (3, 5), else a string).",
-    ),
-]
-Weights = Annotated[
-    Path | None,
-    typer.Option(
-        "--weights",
-        help="Trained weights: a state_dict saved with torch.save(model.state_dict(), FILE), "
-        "or a .safetensors file. Device and edge must load the same (the edge checks).",
-    ),
-]
-
-
-def model_spec(
-    name: str,
-    input_shape: Sequence[str] | None = None,
-    model_arg: Sequence[str] | None = None,
-    weights: Path | None = None,
-) -> ModelSpec:
-    """The model the command line names (exit 2 with the reason when it cannot be)."""
-    with user_errors(name):
-        spec = zoo.model_spec(name, input_shape or (), model_arg or (), weights)
-        zoo.resolve(name)  # an unknown name fails now, not after minutes of other work
-    return spec
-
-
-BUG_REPORT = "coinfer hit a bug of its own (not your input): please report it with the traceback"
 
 
 @contextmanager
@@ -94,8 +57,25 @@ def user_errors(what: str = "") -> Iterator[None]:
         if os.environ.get("COINFER_DEBUG"):
             raise
         prefix = f"{what}: " if what else ""
-        raise fail(f"{prefix}{type(exc).__name__}: {exc} (raised in your code; COINFER_DEBUG=1 "
-                   f"shows where)") from exc
+        raise fail(
+            f"{prefix}{type(exc).__name__}: {exc} (raised in your code; COINFER_DEBUG=1 "
+            f"shows where)"
+        ) from exc
+
+
+def command(name: str | None = None) -> Callable[[F], F]:
+    """Register a command on the app, its body inside ``user_errors``."""
+
+    def register(func: F) -> F:
+        @functools.wraps(func)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with user_errors():
+                return func(*args, **kwargs)
+
+        app.command(name)(guarded)
+        return func
+
+    return register
 
 
 def model_specs(
@@ -104,8 +84,9 @@ def model_specs(
     model_arg: Sequence[str] | None = None,
     weights: Sequence[str] | None = None,
 ) -> list[ModelSpec]:
-    """Several models' specs (``coinfer serve``): a value ``MODEL@VALUE`` is that model's; a
-    plain value is every other model's (those with no ``MODEL@`` value of that option)."""
+    """The models the command line names. A value ``MODEL@VALUE`` is that model's; a plain value
+    is every other model's (those with no ``MODEL@`` value of that option). An unknown name fails
+    at once, not after minutes of other work."""
 
     def scoped(values: Sequence[str] | None, name: str) -> list[str]:
         mine: list[str] = []
@@ -123,18 +104,32 @@ def model_specs(
     for name in names:
         files = scoped(weights, name)
         if len(files) > 1:
-            raise fail(
+            raise BadValueError(
                 f"{name}: {len(files)} --weights files; give one per model (--weights {name}@FILE)"
             )
-        specs.append(
-            model_spec(
-                name,
-                scoped(input_shape, name),
-                scoped(model_arg, name),
-                Path(files[0]) if files else None,
-            )
+        spec = zoo.model_spec(
+            name,
+            scoped(input_shape, name),
+            scoped(model_arg, name),
+            Path(files[0]) if files else None,
         )
+        zoo.resolve(name)
+        specs.append(spec)
     return specs
+
+
+def model_spec(
+    names: Sequence[str] | str | None,
+    input_shape: Sequence[str] | None = None,
+    model_arg: Sequence[str] | None = None,
+    weights: Sequence[str] | None = None,
+    default: str = "vgg16",
+) -> ModelSpec:
+    """The one model a command runs (``--model`` given once, or its default)."""
+    chosen = [names] if isinstance(names, str) else list(names or [default])
+    if len(chosen) != 1:
+        raise BadValueError(f"give one --model, not {len(chosen)} (only serve takes several)")
+    return model_specs(chosen, input_shape, model_arg, weights)[0]
 
 
 def writable(path: Path | None, option: str, folder: bool = False) -> None:
@@ -156,19 +151,20 @@ def writable(path: Path | None, option: str, folder: bool = False) -> None:
         raise fail(f"{option} {str(path)!r} is a folder: give a file name")
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        return zoo.InputSpec.parse(text).shape
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+def seconds(text: str | None, what: str, *, positive: bool = False) -> float | None:
+    """``500ms``, ``0.5s`` or ``0.5`` (seconds), never negative; None for no value."""
+    return None if text is None else units.parse_seconds(text, what, positive=positive)
 
 
-def parse_seconds(text: str, what: str = "duration", *, positive: bool = False) -> float:
-    """``500ms``, ``0.5s`` or ``0.5`` (seconds), never negative (exit 2 otherwise)."""
-    try:
-        return units.parse_seconds(text, what, positive=positive)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+def check_choice(option: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise BadValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def names_of(text: str, every: Sequence[str]) -> list[str]:
+    """A comma-separated list of names, or ``all`` for ``every``."""
+    return list(every) if text == "all" else [p.strip() for p in text.split(",") if p.strip()]
 
 
 def file_stem(name: str) -> str:
@@ -176,11 +172,31 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
+def config_doc(config: Any) -> dict[str, Any]:
+    """A config dataclass as its JSON ``config``: paths as text, a model spec as it describes
+    itself."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, ModelSpec):
+            return value.describe()
+        if isinstance(value, Path):
+            return str(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    doc = plain(config)
+    assert isinstance(doc, dict)
+    return doc
+
+
 def print_json(doc: Any) -> None:
     sys.stdout.write(dumps(doc) + "\n")
 
 
-def _stage_line(text: str) -> None:
+def stage_line(text: str) -> None:
     sys.stderr.write(f"coinfer: {text}\n")
     sys.stderr.flush()
 
@@ -194,12 +210,9 @@ def stage(what: str) -> Iterator[None]:
             yield
         return
     start = time.monotonic()
-    _stage_line(f"{what} ...")
+    stage_line(f"{what} ...")
     yield
-    _stage_line(f"{what}: done in {time.monotonic() - start:.1f} s")
-
-
-STAGE_LINE_EVERY_S = 10.0  # off a terminal, progress is a line this often (and at the end)
+    stage_line(f"{what}: done in {time.monotonic() - start:.1f} s")
 
 
 @contextmanager
@@ -209,7 +222,6 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
     if not err.is_terminal:
         last: dict[str, float] = {}
         start = time.monotonic()
-
         finished: set[str] = set()
 
         def line(what: str, done: int, total: int) -> None:
@@ -220,7 +232,7 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
                 finished.add(what)
             if done >= total or now - last.get(what, start) >= STAGE_LINE_EVERY_S:
                 last[what] = now
-                _stage_line(f"{what} {done}/{total} ({now - start:.0f} s)")
+                stage_line(f"{what} {done}/{total} ({now - start:.0f} s)")
 
         yield line
         return

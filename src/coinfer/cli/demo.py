@@ -3,43 +3,125 @@ a one-line verdict on what the user should have seen."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
 
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import STAGE_LINE_EVERY_S, print_json, user_errors, writable
+from coinfer.apps.demo import default, demo_spec, run_demo, write_demo
+from coinfer.cli.app import err, out
+from coinfer.cli.common import (
+    STAGE_LINE_EVERY_S,
+    command,
+    print_json,
+    stage_line,
+    writable,
+)
+from coinfer.cli.options import DeviceOrDefault, Json, Models, Out, Slowdown
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
-from coinfer.output import SCHEMA
+from coinfer.device.records import FrameRecord
+from coinfer.errors import BadValueError
+from coinfer.output import cell_text
+from coinfer.systems.base import DemoConfig
+
+System = Annotated[str, typer.Option("--system", help="ans (default), edgent, stopping or cans.")]
+Duration = Annotated[
+    float,
+    typer.Option("--duration", min=2.0, help="Seconds to stream (ans: the slowdown at half)."),
+]
 
 
-@app.command()
+class LiveView:
+    """What the demo shows while it runs (``systems.base.DemoHooks``): a live table on a
+    terminal, a stage line every STAGE_LINE_EVERY_S elsewhere."""
+
+    def __init__(self, config: DemoConfig, devices: tuple[str, ...], expect: str) -> None:
+        self.config, self.expect = config, expect
+        self.latest: dict[str, list[FrameRecord]] = {name: [] for name in devices}
+        self.tasks: dict[str, tuple[int, int]] = {}
+        self.live: Any = None
+        self.last = time.monotonic()
+
+    def __enter__(self) -> LiveView:
+        if err.is_terminal:
+            self.live = Live(self.table(), console=err, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+        else:
+            self.line()
+
+    def table(self) -> Table:
+        config = self.config
+        table = Table(
+            title=f"coinfer demo --system {config.system}: {default(config, 'model')} "
+            f"on a {default(config, 'device')} device, edges on loopback "
+            f"({config.duration_s:g} s)",
+            caption=f"expect: {self.expect}",
+        )
+        if self.tasks or config.system == "stopping":
+            for col in ("policy", "tasks done"):
+                table.add_column(col)
+            for name in self.latest:
+                done, total = self.tasks.get(name, (0, 0))
+                table.add_row(name, f"{done}/{total}" if total else "")
+            return table
+        for col in ("policy", "frames", "mean latency s", "last cut", "offloaded", "fallbacks"):
+            table.add_column(col, overflow="fold")
+        for name, records in self.latest.items():
+            mean = sum(r.total_s for r in records) / len(records) if records else None
+            table.add_row(
+                name,
+                str(len(records)),
+                cell_text(mean),
+                str(records[-1].cut) if records else "",
+                str(sum(r.offloaded for r in records)),
+                str(sum(r.fallback for r in records)),
+            )
+        return table
+
+    def _changed(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+        elif time.monotonic() - self.last >= STAGE_LINE_EVERY_S:
+            self.line()
+
+    def line(self) -> None:
+        self.last = time.monotonic()
+        if self.tasks:
+            parts = [f"{n} {d}/{t} tasks" for n, (d, t) in self.tasks.items()]
+        else:
+            parts = [f"{n} {len(r)} frames" for n, r in self.latest.items()]
+        stage_line(f"demo: {', '.join(parts)}")
+
+    # DemoHooks
+    def frame(self, device: str, record: FrameRecord) -> None:
+        self.latest.setdefault(device, []).append(record)
+        self._changed()
+
+    def task(self, device: str, done: int, total: int) -> None:
+        self.tasks[device] = (done, total)
+        self._changed()
+
+    def stage(self, text: str) -> None:
+        err.print(f"coinfer: demo: {text}", markup=False, soft_wrap=True)
+
+
+@command()
 def demo(
-    system: Annotated[
-        str, typer.Option("--system", help="ans (default), edgent, stopping or cans.")
-    ] = "ans",
-    duration: Annotated[
-        float,
-        typer.Option("--duration", min=2.0, help="Seconds to stream (ans: slowdown at half)."),
-    ] = 50.0,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="A zoo model (default: the system's).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="Emulated device class (default: the system's).")
-    ] = None,
-    slowdown: Annotated[
-        float,
-        typer.Option("--slowdown", min=1.0, help="ans: how much slower the edge gets, halfway."),
-    ] = 30.0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the PNG and table go.")] = Path(
-        "results/demo"
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+    system: System = "ans",
+    duration: Duration = 50.0,
+    model: Models = None,
+    device: DeviceOrDefault = None,
+    slowdown: Slowdown = 30.0,
+    out_dir: Out = Path("results/demo"),
+    as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
     """Edge servers and devices on loopback, real sockets, about a minute.
@@ -60,139 +142,27 @@ def demo(
       coinfer demo --system edgent --duration 60
       coinfer demo --system cans --duration 60
     """
-    from rich.live import Live
-
-    from coinfer.apps.demo import EXPECT, POLICIES, DemoConfig, run_demo
-    from coinfer.device.client import FrameRecord
-    from coinfer.output import cell_text, dumps
-    from coinfer.report import markdown_table
-
     check_format(fmt)
-    writable(out_dir, "--out", folder=True)
-    with user_errors():
-        config = DemoConfig(system, model, device, duration_s=duration, slowdown=slowdown)
-    names = POLICIES[system]
-    latest: dict[str, list[FrameRecord]] = {name: [] for name in names}
-    tasks: dict[str, tuple[int, int]] = {}
-
-    def live_table() -> Table:
-        table = Table(
-            title=f"coinfer demo --system {system}: {config.get('model')} on a "
-            f"{config.get('device')} device, edges on loopback ({duration:g} s)",
-            caption=f"expect: {EXPECT[system]}",
-        )
-        if system == "stopping":
-            for col in ("policy", "tasks done"):
-                table.add_column(col)
-            for name in names:
-                done, total = tasks.get(name, (0, 0))
-                table.add_row(name, f"{done}/{total}" if total else "")
-            return table
-        for col in ("policy", "frames", "mean latency s", "last cut", "offloaded", "fallbacks"):
-            table.add_column(col, overflow="fold")
-        for name, records in latest.items():
-            mean = sum(r.total_s for r in records) / len(records) if records else None
-            table.add_row(
-                name,
-                str(len(records)),
-                cell_text(mean),
-                str(records[-1].cut) if records else "",
-                str(sum(r.offloaded for r in records)),
-                str(sum(r.fallback for r in records)),
-            )
-        return table
-
-    err.print(f"starting the edge server(s) and devices on loopback (expect: {EXPECT[system]}) ...")
-    if err.is_terminal:
-        view: Any = Live(live_table(), console=err, refresh_per_second=4, transient=as_json)
-    else:  # a pipe or a log: a stage line every STAGE_LINE_EVERY_S instead of a live table
-        view = _StageLines(latest, tasks)
-    with view as live_view:
-
-        def on_frame(name: str, record: FrameRecord) -> None:
-            latest[name].append(record)
-            live_view.update(live_table())
-
-        def on_task(name: str, done: int, total: int) -> None:
-            tasks[name] = (done, total)
-            live_view.update(live_table())
-
-        def on_stage(text: str) -> None:
-            err.print(f"coinfer: demo: {text}", markup=False, soft_wrap=True)
-
-        with user_errors():
-            run = run_demo(config, on_frame, on_task, on_stage)
-    rows = run.rows()
-    statement, held = run.verdict()
+    folder = out_dir or Path("results/demo")
+    writable(folder, "--out", folder=True)
+    if model is not None and len(model) != 1:
+        raise BadValueError("give one --model")
+    config = DemoConfig(
+        system, model[0] if model else None, device, duration_s=duration, slowdown=slowdown
+    )
+    spec = demo_spec(config)
+    err.print(f"starting the edge server(s) and devices on loopback (expect: {spec.expect}) ...")
+    with LiveView(config, spec.devices, spec.expect) as view:
+        run = run_demo(config, view)
     for warning in run.warnings:
         err.print(f"warning: {warning}", markup=False)
-    config_doc = {
-        "system": system,
-        "model": config.get("model"),
-        "device": config.get("device"),
-        "duration_s": duration,
-        "slowdown": slowdown,
-        **config.link_spec(),
-    }
-    doc = {
-        "schema": SCHEMA,
-        "config": config_doc,
-        **config_doc,
-        "expected": statement,
-        "held": held,
-        "warnings": run.warnings,
-        "rows": rows,
-    }
-    if run.cans is not None:
-        doc["pairs_s"] = run.pairs()
-        doc["simulated_pairs_s"] = run.cans.simulated
-        doc["simulation_agrees"] = run.agreement()
-        doc["groups"] = run.cans.groups
-    with user_errors(f"--out {out_dir}"):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        png = run.plot(out_dir / f"{system}.png")
-        (out_dir / "table.md").write_text(markdown_table(rows))
-        (out_dir / "table.json").write_text(dumps(doc) + "\n")
+    png, doc = write_demo(run, folder)
     if as_json:
         print_json(doc)
         return
-    render(from_rows(f"coinfer demo --system {system}", rows), fmt)
-    out.print(f"expected: {statement} — {'yes, it did' if held else 'NOT this time'}", markup=False)
-    if run.cans is not None:
-        live, sim = run.pairs(), run.cans.simulated
-        out.print(
-            f"pairs, mean latency: live cooperating {cell_text(live['cooperating'])} s, "
-            f"alone {cell_text(live['alone'])} s; simulated (the same world, as many "
-            f"frames) cooperating {cell_text(sim.get('cooperating'))} s, alone "
-            f"{cell_text(sim.get('alone'))} s; agree in direction: "
-            f"{cell_text(run.agreement())}",
-            markup=False,
-        )
-    err.print(f"wrote {png}, {out_dir / 'table.md'} and table.json")
-
-
-class _StageLines:
-    """The live table's substance as a line on stderr every STAGE_LINE_EVERY_S."""
-
-    def __init__(self, latest: dict[str, list[Any]], tasks: dict[str, tuple[int, int]]) -> None:
-        self.latest, self.tasks = latest, tasks
-        self.last = time.monotonic()
-
-    def __enter__(self) -> _StageLines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.line()
-
-    def update(self, _: object) -> None:
-        if time.monotonic() - self.last >= STAGE_LINE_EVERY_S:
-            self.line()
-
-    def line(self) -> None:
-        self.last = time.monotonic()
-        if self.tasks:
-            parts = [f"{n} {d}/{t} tasks" for n, (d, t) in self.tasks.items()]
-        else:
-            parts = [f"{n} {len(r)} frames" for n, r in self.latest.items()]
-        sys.stderr.write(f"coinfer: demo: {', '.join(parts)}\n")
-        sys.stderr.flush()
+    render(from_rows(f"coinfer demo --system {system}", doc["rows"]), fmt)
+    held = "yes, it did" if doc["held"] else "NOT this time"
+    out.print(f"expected: {doc['expected']} — {held}", markup=False)
+    for line in run.details():
+        out.print(line, markup=False)
+    err.print(f"wrote {png}, {folder / 'table.md'} and table.json")

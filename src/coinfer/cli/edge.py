@@ -5,68 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from coinfer.cli.app import app, out
-from coinfer.cli.common import fail, print_json, user_errors
+from coinfer.cli.app import out
+from coinfer.cli.common import command, print_json
+from coinfer.cli.options import EdgeArgument, Json, Tls, TlsCa, Token, TokenFile
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.preflight import PreflightError, reason
+from coinfer.device.preflight import ping as send_pings
+from coinfer.device.requests import edge_stats
 from coinfer.output import SCHEMA
 
-Edge = Annotated[str, typer.Argument(help="The edge server, HOST:PORT.")]
-Token = Annotated[
-    str | None,
-    typer.Option("--token", help="The server's auth token (or --token-file, COINFER_TOKEN)."),
-]
-TokenFile = Annotated[
-    Path | None, typer.Option("--token-file", help="Read the auth token from this file.")
-]
-TlsCa = Annotated[
-    Path | None, typer.Option("--tls-ca", help="TLS, trusting the CA in this PEM file.")
-]
-Tls = Annotated[bool, typer.Option("--tls", help="TLS, trusting the system's CAs.")]
+Count = Annotated[int, typer.Option("--count", "-c", min=1, max=1000, help="PINGs.")]
 
 
-def _connect(
-    edge: str,
-    tls: bool,
-    tls_ca: Path | None,
-    token: str | None = None,
-    token_file: Path | None = None,
-) -> Any:
-    from coinfer.device.endpoint import Endpoint
-
-    with user_errors():
-        return Endpoint.from_options(edge, token, token_file, tls, tls_ca, "EDGE")
-
-
-@app.command()
+@command()
 def ping(
-    edge: Edge,
-    count: Annotated[int, typer.Option("--count", "-c", min=1, max=1000, help="PINGs.")] = 5,
+    edge: EdgeArgument,
+    count: Count = 5,
     tls_ca: TlsCa = None,
     tls: Tls = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Send PINGs to an edge server on one connection and print the round trips (exit 2 with
     the reason when it cannot be reached).
 
     Examples:
 
-    \b
+    \\b
       coinfer ping 127.0.0.1:8765
       coinfer ping edge.lan:8765 --tls-ca ca.pem -c 20
     """
-    from coinfer.device.preflight import PreflightError
-    from coinfer.device.preflight import ping as send_pings
-
-    endpoint = _connect(edge, tls, tls_ca)
-    try:
-        times = asyncio.run(send_pings(endpoint, count))
-    except PreflightError as exc:
-        raise fail(str(exc)) from None
+    endpoint = Endpoint.from_options(edge, tls=tls, tls_ca=tls_ca, what="EDGE")
+    times = asyncio.run(send_pings(endpoint, count))
     low, mid, high = min(times), statistics.median(times), max(times)
     if as_json:
         print_json(
@@ -88,14 +62,14 @@ def ping(
     )
 
 
-@app.command()
+@command()
 def stats(
-    edge: Edge,
+    edge: EdgeArgument,
     token: Token = None,
     token_file: TokenFile = None,
     tls_ca: TlsCa = None,
     tls: Tls = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
     """What a running edge server serves (each model's fingerprint and exits) and how it is
@@ -103,19 +77,16 @@ def stats(
 
     Examples:
 
-    \b
+    \\b
       coinfer stats 127.0.0.1:8765 --json
       COINFER_TOKEN=s3cret coinfer stats edge.lan:8765 --tls-ca ca.pem
     """
-    from coinfer.device.preflight import reason
-    from coinfer.device.requests import edge_stats
-
     check_format(fmt)
-    endpoint = _connect(edge, tls, tls_ca, token, token_file)
+    endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca, "EDGE")
     try:
         summary = asyncio.run(edge_stats(endpoint))
-    except Exception as exc:
-        raise fail(reason(exc, endpoint)) from None
+    except Exception as exc:  # whatever the edge did, named for a person
+        raise PreflightError(reason(exc, endpoint)) from None
     if as_json:
         print_json({"schema": SCHEMA, "edge": edge, "stats": summary})
         return

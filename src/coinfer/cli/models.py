@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from coinfer import zoo
-from coinfer.cli.app import app
-from coinfer.cli.common import (
+from coinfer.cli.common import check_choice, command, model_spec, print_json, stage, user_errors
+from coinfer.cli.options import (
+    Granularity,
     InputShapes,
+    Json,
+    Leaf,
     ModelArgs,
+    ModelArgument,
     Weights,
-    fail,
-    model_spec,
-    print_json,
-    stage,
-    user_errors,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
 from coinfer.graph import GRANULARITIES, Partitioning, partition
 from coinfer.output import SCHEMA
 
 
-@app.command()
+@command()
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
     """List the zoo's models with their input shapes and sources."""
@@ -73,34 +70,15 @@ def _cut_rows(part: Partitioning) -> list[dict[str, Any]]:
     ]
 
 
-@app.command()
+@command()
 def inspect(
-    model: Annotated[
-        str,
-        typer.Argument(
-            help="A zoo name (see `coinfer models`), torchvision:NAME, or package.module:factory."
-        ),
-    ],
-    granularity: Annotated[
-        str,
-        typer.Option(
-            "--granularity",
-            "-g",
-            help="layer: cut between top-level layers (the papers' partition points); "
-            "node: cut after every traced op.",
-        ),
-    ] = "layer",
+    model: ModelArgument,
+    granularity: Granularity = "layer",
     input_shape: InputShapes = None,
     model_arg: ModelArgs = None,
     weights: Weights = None,
-    leaf: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--leaf",
-            help="Qualified name of a submodule to keep whole (for code torch.fx cannot trace).",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    leaf: Leaf = None,
+    as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
     """Print every cut of MODEL: what crosses it and how the work splits.
@@ -108,8 +86,7 @@ def inspect(
     MFLOPs count 2 FLOPs per multiply-accumulate. Cut 0 sends the raw input (all on the edge);
     the last cut runs everything on the device.
     """
-    if granularity not in GRANULARITIES:
-        raise fail(f"--granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+    check_choice("--granularity", granularity, GRANULARITIES)
     spec = model_spec(model, input_shape, model_arg, weights)
     with user_errors(model), stage(f"tracing {model}"):
         net = spec.build()
@@ -161,9 +138,9 @@ def inspect(
     render(table, fmt)
 
 
-@app.command()
+@command()
 def policies(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
     """List every policy: what it decides and the worlds it runs in (sim: coinfer simulate;

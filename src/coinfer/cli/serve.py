@@ -1,137 +1,114 @@
-"""`coinfer serve`: the edge server in the foreground."""
+"""`coinfer serve`: the edge server in the foreground (its options are ``edge.options``')."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from coinfer.cli.app import app, err, out
-from coinfer.cli.common import fail, model_specs, stage, user_errors
+from coinfer.cli.app import err, out
+from coinfer.cli.common import command, model_specs, stage, user_errors
+from coinfer.cli.options import InputShapes, ModelArgs, Models, Slowdown, Token, TokenFile, Weights
+from coinfer.edge.options import ServerOptions
+from coinfer.edge.process import serve_until_signalled
+from coinfer.edge.security import check_exposure
+from coinfer.edge.server import EdgeServer
+from coinfer.edge.store import ModelStore
+from coinfer.errors import BadValueError
+from coinfer.latency.host import configure_host
+from coinfer.wire.auth import resolve_token
 
 
-@app.command()
+def _seconds(flag: str, text: str) -> object:
+    return typer.Option(flag, min=0.01, help=text)
+
+
+Host = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address to bind (loopback by default; any other needs --token, or --insecure).",
+    ),
+]
+Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")]
+BatchWindow = Annotated[
+    float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
+]
+ReadTimeout = Annotated[float, _seconds("--read-timeout", "Seconds a whole message may take.")]
+IdleTimeout = Annotated[
+    float, _seconds("--idle-timeout", "Close a connection idle this many seconds.")
+]
+WriteTimeout = Annotated[
+    float, _seconds("--write-timeout", "Drop a peer that has not taken a reply in this long (s).")
+]
+MaxConnections = Annotated[
+    int, typer.Option("--max-connections", min=1, help="Connections served at once.")
+]
+MaxBufferMb = Annotated[
+    float,
+    typer.Option(
+        "--max-buffer-mb",
+        min=1.0,
+        help="Memory budget (MiB) for everything peers make the server hold.",
+    ),
+]
+AllowControl = Annotated[
+    bool,
+    typer.Option("--allow-control", help="Take CONTROL (run-time slowdown) even without a token."),
+]
+NoControl = Annotated[
+    bool, typer.Option("--no-control", help="Refuse run-time slowdown changes (CONTROL).")
+]
+TlsCert = Annotated[
+    Path | None, typer.Option("--tls-cert", help="Serve TLS with this certificate (PEM).")
+]
+TlsKey = Annotated[
+    Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")
+]
+Insecure = Annotated[
+    bool, typer.Option("--insecure", help="Serve a non-loopback --host without a token anyway.")
+]
+Federation = Annotated[
+    bool,
+    typer.Option(
+        "--federation",
+        help="Keep federated learners' group statistics (SYNC: coinfer run -p fedlinucb-dw "
+        "--group NAME).",
+    ),
+]
+MaxGroups = Annotated[
+    int, typer.Option("--max-groups", min=1, help="Federation: groups kept at most.")
+]
+
+
+@command()
 def serve(
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host",
-            help="Address to bind (loopback by default; any other needs --token, or --insecure).",
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")
-    ] = 8765,
-    model: Annotated[
-        list[str] | None,
-        typer.Option("--model", "-m", help="A zoo name or module:factory to serve (repeatable)."),
-    ] = None,
-    input_shape: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input-shape",
-            "-i",
-            help="Input shape (1,3,224,224 or 1,16:int64), once per forward argument; "
-            "MODEL@SHAPE for one of several models.",
-        ),
-    ] = None,
-    model_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model-arg",
-            "-a",
-            help="A factory keyword argument KEY=VALUE (repeatable); MODEL@KEY=VALUE for one "
-            "of several models.",
-        ),
-    ] = None,
-    weights: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--weights",
-            help="A state_dict file (torch.save or .safetensors) to serve; MODEL@FILE for one "
-            "of several models. The device must load the same one (every request is checked).",
-        ),
-    ] = None,
-    slowdown: Annotated[
-        float,
-        typer.Option(
-            "--slowdown",
-            min=1.0,
-            max=1000.0,
-            help="Emulate an edge this many times slower (1 to 1000).",
-        ),
-    ] = 1.0,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Require this auth token (visible in ps: prefer --token-file or COINFER_TOKEN).",
-        ),
-    ] = None,
-    token_file: Annotated[
-        Path | None, typer.Option("--token-file", help="Read the auth token from this file.")
-    ] = None,
-    batch_window_ms: Annotated[
-        float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
-    ] = 0.0,
-    read_timeout: Annotated[
-        float, typer.Option("--read-timeout", min=0.01, help="Seconds a whole message may take.")
-    ] = 10.0,
-    idle_timeout: Annotated[
-        float,
-        typer.Option("--idle-timeout", min=0.01, help="Close a connection idle this many seconds."),
-    ] = 60.0,
-    write_timeout: Annotated[
-        float,
-        typer.Option(
-            "--write-timeout",
-            min=0.01,
-            help="Drop a peer that has not taken a reply in this many seconds.",
-        ),
-    ] = 10.0,
-    max_connections: Annotated[
-        int, typer.Option("--max-connections", min=1, help="Connections served at once.")
-    ] = 512,
-    max_buffer_mb: Annotated[
-        float,
-        typer.Option(
-            "--max-buffer-mb",
-            min=1.0,
-            help="Memory budget (MiB) for everything peers make the server hold.",
-        ),
-    ] = 1024.0,
-    allow_control: Annotated[
-        bool,
-        typer.Option(
-            "--allow-control", help="Take CONTROL (run-time slowdown) even without a token."
-        ),
-    ] = False,
-    no_control: Annotated[
-        bool, typer.Option("--no-control", help="Refuse run-time slowdown changes (CONTROL).")
-    ] = False,
-    tls_cert: Annotated[
-        Path | None, typer.Option("--tls-cert", help="Serve TLS with this certificate (PEM).")
-    ] = None,
-    tls_key: Annotated[
-        Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")
-    ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option("--insecure", help="Serve a non-loopback --host without a token anyway."),
-    ] = False,
-    federation: Annotated[
-        bool,
-        typer.Option(
-            "--federation",
-            help="Keep federated learners' group statistics (SYNC: coinfer run -p fedlinucb-dw "
-            "--group NAME).",
-        ),
-    ] = False,
-    max_groups: Annotated[
-        int, typer.Option("--max-groups", min=1, help="Federation: groups kept at most.")
-    ] = 64,
+    host: Host = "127.0.0.1",
+    port: Port = 8765,
+    model: Models = None,
+    input_shape: InputShapes = None,
+    model_arg: ModelArgs = None,
+    weights: Weights = None,
+    slowdown: Slowdown = 1.0,
+    token: Token = None,
+    token_file: TokenFile = None,
+    batch_window_ms: BatchWindow = 0.0,
+    read_timeout: ReadTimeout = 10.0,
+    idle_timeout: IdleTimeout = 60.0,
+    write_timeout: WriteTimeout = 10.0,
+    max_connections: MaxConnections = 512,
+    max_buffer_mb: MaxBufferMb = 1024.0,
+    allow_control: AllowControl = False,
+    no_control: NoControl = False,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    insecure: Insecure = False,
+    federation: Federation = False,
+    max_groups: MaxGroups = 64,
 ) -> None:
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
 
@@ -148,45 +125,32 @@ def serve(
     that have it; without one, CONTROL is off unless --allow-control. Limits and what they
     defend: docs/security.md.
     """
-    import asyncio
-    import logging
-
-    from coinfer.edge.process import serve_until_signalled
-    from coinfer.edge.security import check_exposure
-    from coinfer.edge.server import EdgeServer, ServerOptions
-    from coinfer.edge.store import ModelStore
-    from coinfer.latency.host import configure_host
-    from coinfer.wire.auth import resolve_token
-
     configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("coinfer serve: %(message)s"))
     logging.getLogger("coinfer").addHandler(handler)
     if allow_control and no_control:
-        raise fail("give --allow-control or --no-control, not both")
+        raise BadValueError("give --allow-control or --no-control, not both")
     models = model or ["vgg16"]
-    try:
-        secret = resolve_token(token, token_file)
-        specs = model_specs(models, input_shape, model_arg, weights)
-        options = ServerOptions(
-            slowdown,
-            secret,
-            read_timeout_s=read_timeout,
-            idle_timeout_s=idle_timeout,
-            write_timeout_s=write_timeout,
-            batch_window_s=batch_window_ms / 1000,
-            allow_control=False if no_control else (True if allow_control else None),
-            max_buffer_bytes=int(max_buffer_mb * 1024 * 1024),
-            max_connections=max_connections,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            insecure=insecure,
-            federation=federation,
-            max_groups=max_groups,
-        )
-        check_exposure(host, secret is not None, insecure)
-    except (ValueError, KeyError) as exc:
-        raise fail(str(exc)) from exc
+    secret = resolve_token(token, token_file)
+    specs = model_specs(models, input_shape, model_arg, weights)
+    options = ServerOptions(  # checked before what may be minutes of model loading
+        slowdown,
+        secret,
+        read_timeout,
+        idle_timeout,
+        write_timeout,
+        batch_window_ms / 1000,
+        allow_control=False if no_control else (True if allow_control else None),
+        max_buffer_bytes=int(max_buffer_mb * 1024 * 1024),
+        max_connections=max_connections,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure=insecure,
+        federation=federation,
+        max_groups=max_groups,
+    )
+    check_exposure(host, secret is not None, insecure)
     with user_errors(", ".join(models)), stage(f"loading {', '.join(models)}"):
         store = ModelStore(specs)
         server = EdgeServer(store, options)
@@ -212,7 +176,5 @@ def serve(
     try:
         asyncio.run(serve_until_signalled(server, host, port, announce))
     except OSError as exc:
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+        raise BadValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     out.print_json(data=server.stats.summary())

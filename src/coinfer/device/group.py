@@ -89,6 +89,18 @@ class RemoteGroup:
         (self.out_experience if experience else self.out_online).add(Sums(dg, db, count))
         return False
 
+    def summary(self) -> dict[str, Any]:
+        """What this device exchanged with its group, for a run's summary."""
+        return {
+            "group": self.name,
+            "messages": self.wire.messages,
+            "bytes": self.wire.bytes,
+            "failed_syncs": self.wire.failures,
+            "last_error": self.wire.last_error,
+            "group_records": self.group_count,
+            "records_sent": self.pushed,
+        }
+
     @property
     def due(self) -> bool:
         return (not self.joined or self.out_count > 0) and time.monotonic() >= self._retry_at

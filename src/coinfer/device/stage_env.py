@@ -34,7 +34,7 @@ from coinfer.graph.types import Cut
 from coinfer.latency.channels import ChannelDraws
 from coinfer.latency.link import BlockBandwidth, ConstantBandwidth, Link
 from coinfer.latency.wireless import Radio
-from coinfer.policies.stopping import Fading, StoppingCosts, chain_costs
+from coinfer.policies.stopping.costs import Fading, StoppingCosts, chain_costs
 from coinfer.policies.types import Action, Context, Feedback
 
 DOWNLINK_BPS = 10e9  # the model has no download term: the reply comes back at 10 Gbit/s

@@ -154,6 +154,9 @@ class ChannelDraws:
         return float(self._gains[stage])
 
 
+CHANNELS = ("rayleigh", "rician")  # the fading laws a stage-wise world may run on
+
+
 def fading_channel(
     kind: str, mean_gain: float, outage_fraction: float = 0.01, k_factor: float = 3.0
 ) -> RayleighChannel | RicianChannel:

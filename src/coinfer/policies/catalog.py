@@ -14,13 +14,8 @@ from coinfer.policies.mulinucb import MuLinUCB
 from coinfer.policies.neurosurgeon import Neurosurgeon
 from coinfer.policies.registry import Knowledge, register
 from coinfer.policies.static import FixedCut, ForcedOracle, Oracle
-from coinfer.policies.stopping import (
-    ThresholdPolicy,
-    best_fixed_rule,
-    myopic_rule,
-    optimal_rule,
-    osla_rule,
-)
+from coinfer.policies.stopping.policy import ThresholdPolicy
+from coinfer.policies.stopping.rules import best_fixed_rule, myopic_rule, optimal_rule, osla_rule
 from coinfer.policies.types import Action, Context, Policy
 
 NEEDS_TRUTH = "it needs every cut's true delay for the frame to come, which only a simulator has"

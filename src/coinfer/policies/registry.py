@@ -18,27 +18,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coinfer.defaults import DELAY_UNIT_FRACTION, DISCOUNT, MIN_DELAY_UNIT_S
 from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
+from coinfer.latency.link import Link
 from coinfer.policies.types import Policy
 
 if TYPE_CHECKING:
     from coinfer.policies.edgent import ExitPath
     from coinfer.policies.fedlinucb import Traffic
-    from coinfer.policies.stopping import StageProblem
+    from coinfer.policies.stopping.policy import StageProblem
 
 WORLDS = ("sim", "live", "fleet")
 KINDS = ("cut", "exit+cut", "stage")  # what a policy decides: a cut; an exit and a cut; stop or go
-UNIT_FRACTION = 60  # the learners' delay unit: the device's whole-model time / 60
-MIN_UNIT_S = 1e-4
 
 
 def delay_unit(front_s: Sequence[float]) -> float:
-    """The learners' delay unit, one rule for every world: 1/50 of the device's own
-    whole-model time (0.12 s for VGG16 on a Pi-4-class device, 0.6 ms on this host), so that
-    exploration means the same on a fast device as on a slow one."""
-    return max(float(front_s[-1]) / UNIT_FRACTION, MIN_UNIT_S)
+    """The learners' delay unit, one rule for every world (``coinfer.defaults``): a fraction of
+    the device's own whole-model time."""
+    return max(float(front_s[-1]) / DELAY_UNIT_FRACTION, MIN_DELAY_UNIT_S)
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Knowledge:
     link_bps: float  # the uplink rate at the start
     rtt_s: float = 0.0
     world: str = "sim"
-    discount: float = 0.99  # γ of the discounted learners
+    discount: float = DISCOUNT  # γ of the discounted learners
     seed: int = 0  # a randomised policy's draws (μLinUCB's prior)
     truth: Callable[[], Any] | None = None  # each cut's true delay now (simulators only)
     exits: Sequence[ExitPath] = ()  # a multi-exit model's exits (Edgent)
@@ -64,6 +63,23 @@ class Knowledge:
     group: Any = None
     experience: Sequence[Any] | None = None
     federation: Any = None
+
+    @classmethod
+    def starting(
+        cls,
+        part: Partitioning,
+        front_s: Sequence[float],
+        device: DeviceModel,
+        edge: DeviceModel,
+        link: Link,
+        world: str,
+        **fields: Any,
+    ) -> Knowledge:
+        """What a device knows at the start of a run over ``link`` in ``world`` (the one
+        place every world builds it)."""
+        return cls(
+            part, front_s, device, edge, link.uplink.at(0.0), link.rtt_s, world=world, **fields
+        )
 
     @property
     def delay_unit_s(self) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from coinfer.defaults import DISCOUNT
 from coinfer.policies import registry
 from coinfer.policies.static import FixedCut
 from coinfer.policies.types import Policy
@@ -27,33 +28,27 @@ POLICIES = (
     "mulinucb-discounted",
     "mulinucb-link",
 )  # what `coinfer simulate -p all` compares
-DEFAULT_DISCOUNT = 0.99
 
 
-def policy_names() -> list[str]:
-    return registry.names(world="sim", kind="cut")
-
-
-def knowledge(env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> registry.Knowledge:
+def knowledge(env: SimEnv, discount: float = DISCOUNT) -> registry.Knowledge:
     """What the simulated device knows: its own profile (the front delay of every cut), the
     profiled latency models of both sides and the link's bandwidth when it starts — nothing of
     the edge's later load — and, for the Oracle, the simulator's truth."""
     front = [c.device_s for c in env.costs()]  # device compute does not change over a run
-    return registry.Knowledge(
+    return registry.Knowledge.starting(
         env.part,
         front,
         env.device,
         env.edge,
-        env.link.uplink.at(0.0),
-        env.link.rtt_s,
-        world="sim",
+        env.link,
+        "sim",
         discount=discount,
         seed=env.seed,
         truth=env.expected_delays,
     )
 
 
-def make_policy(name: str, env: SimEnv, discount: float = DEFAULT_DISCOUNT) -> Policy:
+def make_policy(name: str, env: SimEnv, discount: float = DISCOUNT) -> Policy:
     """The registry's ``name`` for this simulated device (``best-fixed`` is built by
     ``compare``, from the Oracle's run)."""
     return registry.create(name, knowledge(env, discount))
@@ -63,7 +58,7 @@ def compare(
     names: Sequence[str],
     new_env: Callable[[], SimEnv],
     frames: int,
-    discount: float = DEFAULT_DISCOUNT,
+    discount: float = DISCOUNT,
     on_frame: Callable[[str, int], None] | None = None,
 ) -> dict[str, RunStats]:
     """Run each policy on a fresh environment from ``new_env`` (same seed: same frames, link,

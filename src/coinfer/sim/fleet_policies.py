@@ -2,7 +2,7 @@
 of a ``FleetSim`` knows, turned into one policy per device.
 
 Every learner is μLinUCB (with the link feature unless the federation says otherwise) and no
-discount, so the fleet policies differ only in what they share (``policies.federated``);
+discount, so the fleet policies differ only in what they share (``policies.fedlinucb``);
 references: ``oracle`` (each frame's best cut given the current load), ``device-only``,
 ``edge-only``.
 """
@@ -14,21 +14,12 @@ from functools import partial
 
 from coinfer.policies import registry
 from coinfer.policies.experience import Experience
-from coinfer.policies.fedlinucb import LEARNERS, WARM_POLICIES, Federation, Traffic
+from coinfer.policies.fedlinucb import LEARNERS, Federation, Traffic
 from coinfer.policies.types import Policy
 from coinfer.sim.fleet import FleetSim
 
 REFERENCES = ("oracle", "device-only", "edge-only")
 FLEET_POLICIES = (*REFERENCES, *LEARNERS)
-
-__all__ = [
-    "FLEET_POLICIES",
-    "LEARNERS",
-    "WARM_POLICIES",
-    "Federation",
-    "fleet_knowledge",
-    "make_fleet_policies",
-]
 
 
 def fleet_knowledge(
@@ -42,14 +33,13 @@ def fleet_knowledge(
     for i, dev in enumerate(sim.devices):
         model = sim.cost_model(i)
         devices.append(
-            registry.Knowledge(
+            registry.Knowledge.starting(
                 dev.kind.part,
                 model.device_s,
                 dev.kind.device,
                 dev.kind.edge,
-                dev.link.uplink.at(0.0),
-                dev.link.rtt_s,
-                world="fleet",
+                dev.link,
+                "fleet",
                 seed=sim.seed * 1_000 + i,
                 truth=partial(sim.truth, i),
             )

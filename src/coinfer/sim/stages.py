@@ -10,12 +10,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from coinfer.latency.channels import ChannelDraws
-from coinfer.policies.stopping import (
-    FiniteStateChannel,
-    MarkovRule,
-    StoppingCosts,
-    ThresholdRule,
-)
+from coinfer.policies.stopping.costs import StoppingCosts
+from coinfer.policies.stopping.markov import FiniteStateChannel, MarkovRule
+from coinfer.policies.stopping.rules import ThresholdRule
 from coinfer.policies.types import Action, Context, Feedback
 
 GainSampler = Callable[[np.random.Generator, int], np.ndarray]

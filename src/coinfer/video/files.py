@@ -15,9 +15,7 @@ def video_frames(path: str | Path, limit: int | None = None) -> Iterator[np.ndar
     """The file's frames as uint8 H x W x 3 RGB arrays, in order, at most ``limit`` of them."""
     path = Path(path)
     if not path.is_file():
-        raise BadFileError(
-            f"no video file {str(path)!r}: give the path of an mp4/avi/mkv file"
-        )
+        raise BadFileError(f"no video file {str(path)!r}: give the path of an mp4/avi/mkv file")
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:

@@ -13,6 +13,7 @@ from coinfer.zoo.registry import (
     names,
     register,
     resolve,
+    shipped_exit_accuracy,
     ships_weights,
 )
 from coinfer.zoo.spec import InputSpec, ModelSpec, ModelSpecError, model_spec
@@ -35,6 +36,7 @@ __all__ = [
     "names",
     "register",
     "resolve",
+    "shipped_exit_accuracy",
     "ships_weights",
 ]
 

@@ -167,3 +167,13 @@ def branchy_alexnet(
 
         return load_trained()[0]
     return BranchyAlexNet(num_classes, width, fc_width)
+
+
+def _shipped_exit_accuracy() -> list[float]:
+    """Held-out accuracy of each exit of the weights that ship (``pretrained=True``)."""
+    from coinfer.zoo.training import load_trained
+
+    return [float(a) for a in load_trained()[1]["exit_accuracy"]]
+
+
+branchy_alexnet.exit_accuracy = _shipped_exit_accuracy  # type: ignore[attr-defined]

@@ -181,6 +181,15 @@ def ships_weights(name: str) -> bool:
     return "pretrained" in inspect.signature(entry(name).factory).parameters
 
 
+def shipped_exit_accuracy(name: str) -> list[float] | None:
+    """The held-out accuracy of each exit of the trained multi-exit weights the zoo ships for
+    ``name`` (what its factory's ``exit_accuracy`` reads), None for any other model."""
+    if not ships_weights(name):
+        return None
+    reader = getattr(entry(name).factory, "exit_accuracy", None)
+    return list(reader()) if callable(reader) else None
+
+
 def create_deployed(
     name: str, *, seed: int = 0, weights: str | Path | None = None, **kwargs: Any
 ) -> nn.Module:

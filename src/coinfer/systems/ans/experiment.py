@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from coinfer.defaults import DISCOUNT
 from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.report import ExperimentResult, markdown_table
-from coinfer.sim.compare import DEFAULT_DISCOUNT, POLICIES, compare
+from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.scoring import run_policy
 from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
 from coinfer.systems.ans.simulate import (
@@ -29,6 +29,7 @@ from coinfer.systems.ans.simulate import (
     scene_key_weights,
     simulate,
 )
+from coinfer.systems.base import ExperimentContext
 
 MODELS = ("vgg16", "tiny_yolov2")
 UNITS_S = (1e-3, 1e-2, 1e-1, 1.0)
@@ -93,7 +94,8 @@ def _aggregate(sims: Sequence[Simulation]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) -> ExperimentResult:
+def run(ctx: ExperimentContext) -> ExperimentResult:
+    out_dir, quick, progress = ctx.out_dir, ctx.quick, ctx.progress
     frames = 800 if quick else 10_000
     seeds = (0,) if quick else (0, 1, 2)
     keys = {seed: scene_key_weights(frames, seed, progress=progress) for seed in seeds}
@@ -110,7 +112,7 @@ def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) ->
         "offload time in seconds, no discount); mulinucb-scaled: its rules on scaled features, "
         "a λI prior, the reply averaged apart, delays in the registry's unit (the device's "
         "whole-model time / 60); mulinucb-discounted: that, discount "
-        f"{DEFAULT_DISCOUNT} per frame; mulinucb-link: discounted, plus the upload time at the "
+        f"{DISCOUNT} per frame; mulinucb-link: discounted, plus the upload time at the "
         "last measured link rate as an 8th feature (sensitivity.md: unit and discount)",
     ]
     for model, scenario in itertools.product(MODELS, SCENARIOS):

@@ -13,26 +13,17 @@ from typing import Any
 import numpy as np
 
 from coinfer import partition
-from coinfer.assembly import device_setup, load_model
-from coinfer.data import trace_path
+from coinfer.defaults import DISCOUNT
 from coinfer.errors import BadValueError
-from coinfer.latency.channels import fading_channel
 from coinfer.latency.devices import resolve_device
-from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.latency.profiler import profile_ops
-from coinfer.latency.traces import shipped_history_bps
-from coinfer.policies import registry
-from coinfer.policies import stopping as st
-from coinfer.policies.loop import run_loop
 from coinfer.report import new_figure, save_figure
-from coinfer.sim.compare import DEFAULT_DISCOUNT, POLICIES, compare
+from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import RunStats
-from coinfer.sim.stages import StageEnv
 from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, World, build_world
 from coinfer.video import SyntheticScene, key_frame_weights, video_frames
 from coinfer.zoo.spec import ModelSpec
-from coinfer.zoo.training import held_out_correctness, held_out_order
 
 NOISE = 0.1  # log-normal standard deviation of every measured component
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -142,7 +133,7 @@ def simulate(
     trace: str | Path | None = None,
     trace_scale: float = 1.0,
     noise: float = NOISE,
-    discount: float = DEFAULT_DISCOUNT,
+    discount: float = DISCOUNT,
     key_weights: tuple[list[float], float] | None = None,
     video: str | Path | None = None,
     progress: Progress | None = None,
@@ -225,114 +216,3 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
     for ax in (ax_delay, ax_regret, ax_cut):
         ax.grid(True, alpha=0.3)
     return save_figure(fig, path)
-
-
-def exit_correctness(net: Any, frames: int, seed: int = 0) -> np.ndarray:
-    """correct[i, e-1]: does exit e answer frame i right? Frame i shows the held-out image the
-    live device shows as its frame i (``zoo.training.held_out_order``)."""
-    return np.asarray(held_out_correctness(net)[held_out_order(frames, seed)])
-
-
-def simulate_edgent(
-    model: str | ModelSpec,
-    policies: Sequence[str],
-    frames: int,
-    trace: str,
-    trace_scale: float,
-    latency_req_s: float,
-    seed: int = 0,
-    device: str = "rpi3",
-    edge: str = "edge-pc",
-    noise: float = 0.0,
-    rtt_s: float = 0.02,
-) -> list[dict[str, Any]]:
-    """Edgent's policies (exit and cut) over a trace, frames back to back, the held-out digits
-    as frames: per policy its accuracy, deadline hit rate and mean latency. Bandwidth states
-    come from the other shipped traces at the same scale, as on the live device."""
-    setup = device_setup(load_model(model), device, edge)
-    if not setup.model.exits:
-        raise BadValueError(
-            f"Edgent's policies choose an exit: {model!r} has one (use branchy_alexnet)"
-        )
-    link = Link(TraceBandwidth.from_file(trace_path(trace), scale=trace_scale), rtt_s)
-    history = shipped_history_bps(trace, trace_scale)
-    correct = exit_correctness(setup.model.net, frames, seed)
-    exits = {p.exit: p.part for p in setup.model.exits}
-    rows = []
-    for name in policies:
-        env = SimEnv(
-            setup.model.part,
-            setup.device,
-            setup.edge,
-            link,
-            noise=noise,
-            seed=seed,
-            exits=exits,
-            correct=correct,
-        )
-        knowledge = setup.knowledge(
-            "sim",
-            link,
-            latency_req_s=latency_req_s,
-            link_history_bps=history,
-            truth=env.expected_delays,
-        )
-        steps = run_loop(env, registry.create(name, knowledge), frames)
-        rows.append(edgent_row(name, [s.feedback for s in steps], latency_req_s))
-    return rows
-
-
-def edgent_row(policy: str, feedback: Sequence[Any], latency_req_s: float) -> dict[str, Any]:
-    """Accuracy, deadline hit rate, mean latency and the exits taken, over frames."""
-    totals = [fb.total_s for fb in feedback]
-    known = [fb.correct for fb in feedback if fb.correct is not None]
-    exits = [fb.exit for fb in feedback if fb.exit is not None]
-    return {
-        "policy": policy,
-        "frames": len(totals),
-        "accuracy": float(np.mean(known)) if known else None,
-        "deadline_hit_rate": float(np.mean([t <= latency_req_s for t in totals])),
-        "mean_latency_s": float(np.mean(totals)),
-        "exits": {str(e): exits.count(e) for e in sorted(set(exits))},
-    }
-
-
-def simulate_stopping(
-    model: str | ModelSpec,
-    policies: Sequence[str],
-    tasks: int,
-    channel: str = "rayleigh",
-    snr_db: float = 10.0,
-    time_weight: float = 1.0,
-    seed: int = 0,
-    device: str = "edge-pc/8",
-    edge: str = "edge-pc",
-) -> list[dict[str, Any]]:
-    """The stage-wise policies, task by task through the one loop on the same channel draws:
-    per policy its mean cost (95% interval) beside its rule's analytic expected cost."""
-    setup = device_setup(load_model(model), device, edge)
-    part = setup.model.part
-    fading = fading_channel(channel, st.gain_for_snr(snr_db))
-    tau, s, bits = st.chain_times(part, setup.device, setup.edge)
-    costs = st.chain_costs(tau, s, bits, st.COMPUTE_W, st.RADIO.power_w, time_weight, st.RADIO)
-    knowledge = setup.knowledge("sim", Link.constant(1e6), stages=st.StageProblem(costs, fading))
-    rows = []
-    for name in policies:
-        policy = registry.create(name, knowledge)
-        env = StageEnv(
-            costs, tau, s, st.COMPUTE_W, fading.sample, fading.h_min, seed=seed, cuts=part.cuts
-        )
-        rule = st.rule_of(policy, costs, fading, name)
-        run_loop(env, policy, tasks)
-        draws = np.asarray(env.task_costs)
-        rows.append(
-            {
-                "policy": name,
-                "tasks": tasks,
-                "mean_cost": float(draws.mean()),
-                "ci95": 1.96 * float(draws.std(ddof=1)) / np.sqrt(tasks),
-                "analytic_cost": float(rule.cost),
-                "stops": {str(k): env.stops.count(k) for k in sorted(set(env.stops))},
-            }
-        )
-    return rows

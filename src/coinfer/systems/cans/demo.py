@@ -1,282 +1,151 @@
-"""`coinfer demo --system cans`: four device processes, one edge server, WLAN-class links.
-
-A cooperating pair (``fedlinucb-dw``: one group on the edge, each warm-started from offline
-experience it measured itself) and a non-cooperating pair (``noncoop``: μLinUCB alone) run the
-same model on the same emulated device class against one ``coinfer serve --federation`` on
-loopback, with DESIGN's 7-feature learner (the one cooperation matters for: docs/cans.md). Each
-pair's i-th device replays the same stretch of link — the fleet's WLAN class, the shipped 3G
-traces ×8 — so the pairs differ only in how they learn. Before the run each cooperating device
-measures its experience live: its model split at the input and at each exit in turn, on the
-stretch of its link half a loop earlier. Beside the live result, the fleet simulator runs the
-same two-device world for as many frames: the two should agree in direction.
-"""
+"""`coinfer demo --system cans`: a cooperating pair (FedLinUCB-DW) beside a non-cooperating one,
+four device processes against one federated edge over WLAN-class links
+(``systems.cans.devices``), messages and bytes counted, and the fleet simulator's verdict on
+the same world beside."""
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queues
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coinfer.device.client import FrameRecord
-from coinfer.latency.link import Link, TraceBandwidth
+from coinfer.device.records import summary
+from coinfer.output import cell_text
+from coinfer.report import new_figure, save_figure
+from coinfer.systems.base import DemoConfig, DemoHooks, DemoRun, DemoSpec, Verdict
+from coinfer.systems.cans.devices import DEVICES, WLAN, CansResult, run_cans
+from coinfer.systems.cans.fleet import simulate_pairs
+from coinfer.systems.cans.worlds import NETWORKS
 
-WLAN = "wlan"
-DEVICES = (
-    ("coop-1", "fedlinucb-dw", 0),
-    ("coop-2", "fedlinucb-dw", 1),
-    ("alone-1", "noncoop", 0),
-    ("alone-2", "noncoop", 1),
-)
-GROUP = "demo-pair"
-EXPERIENCE_FRAMES = 12
-READY_TIMEOUT_S = 300.0
+EXPECT = "the cooperating pair's mean latency below the non-cooperating pair's"
+PAIRS = (("cooperating", "coop"), ("alone", "alone"))
+# a Jetson-Nano-class board running VGG16 (the fleet's nano-vgg16): offloading the raw frame
+# pays on WLAN, and a lone learner that has not found that out pays the device's 2.2 s
+DEFAULTS = {"model": "vgg16", "device": "edge-pc/3", "trace_scale": NETWORKS[WLAN].trace_scale}
 
 
 @dataclass
-class CansResult:
-    """What the four devices did, what they exchanged, and the simulator's view."""
-
-    records: dict[str, list[FrameRecord]] = field(default_factory=dict)
-    federation: dict[str, dict[str, Any]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+class CansRun(DemoRun):
+    cans: CansResult = field(default_factory=CansResult)
     simulated: dict[str, float] = field(default_factory=dict)  # pair → mean latency (s)
-    groups: dict[str, Any] = field(default_factory=dict)  # the edge's STATS
 
+    def link_spec(self) -> dict[str, Any]:
+        wlan = NETWORKS[WLAN]
+        return {"trace": "hsdpa", "trace_scale": wlan.trace_scale, "rtt_s": wlan.rtt_s}
 
-def offsets(seed: int, trace: TraceBandwidth) -> list[float]:
-    """Where in the WLAN loop each pair position starts (pair members share it)."""
-    rng = np.random.default_rng(seed)
-    return [float(rng.uniform(0, trace.period)) for _ in range(2)]
+    def pairs(self) -> dict[str, float | None]:
+        """Each pair's mean latency, the mean of its devices' means (a device on a faster
+        stretch of link runs more frames: it must not outweigh its partner)."""
+        means: dict[str, float | None] = {}
+        for pair, prefix in PAIRS:
+            devices = [
+                float(np.mean([r.total_s for r in rs]))
+                for n, rs in self.records.items()
+                if n.startswith(prefix) and rs
+            ]
+            means[pair] = float(np.mean(devices)) if len(devices) == 2 else None
+        return means
 
-
-def _link(offset: float) -> Link:
-    from coinfer.systems.cans.worlds import NETWORKS, network_link
-
-    return network_link(NETWORKS[WLAN], offset)
-
-
-def _measure_experience(setup: Any, address: tuple[str, int], token: str, offset: float) -> Any:
-    """Offline experience, for real: the model split at the input and each exit in turn on
-    the link half a loop earlier."""
-    from coinfer.device.client import DeviceClient
-    from coinfer.device.endpoint import Endpoint
-    from coinfer.device.inputs import live_frames
-    from coinfer.device.live_env import LiveEnv
-    from coinfer.policies.experience import collect_experience, exit_cuts
-
-    trace = _link(0.0).uplink
-    assert isinstance(trace, TraceBandwidth)
-    earlier = _link(offset + trace.period / 2)
-    client = DeviceClient.for_setup(setup, Endpoint(address, token), earlier)
-    data = live_frames(setup.model, EXPERIENCE_FRAMES)
-    with LiveEnv(client, data.inputs, data.key_weights) as env:
-        return collect_experience(
-            env,
-            (0, *exit_cuts(setup.model.part)),
-            EXPERIENCE_FRAMES,
-            setup.model.name,
-            setup.device_name,
-            "this edge",
-            "measured live, half a WLAN loop earlier",
-        )
-
-
-def _device_main(
-    name: str,
-    policy: str,
-    offset: float,
-    model: str,
-    device: str,
-    address: tuple[str, int],
-    token: str,
-    duration_s: float,
-    max_frames: int,
-    events: Any,  # a multiprocessing Queue: ("stage"|"ready"|"frame"|"done"|"error", name, ...)
-    go: Any,  # a multiprocessing Event: every device starts at once
-) -> None:
-    from coinfer.apps.live import Cooperation, run_frames
-    from coinfer.assembly import device_setup, load_model
-    from coinfer.device.endpoint import Endpoint
-    from coinfer.device.inputs import live_frames
-    from coinfer.latency.host import configure_host
-    from coinfer.policies.fedlinucb import Federation
-
-    try:
-        configure_host()
-        setup = device_setup(load_model(model), device, "edge-pc")
-        cooperating = policy != "noncoop"
-        experience = None
-        if cooperating:
-            events.put(
-                (
-                    "stage",
-                    name,
-                    f"measuring its experience ({EXPERIENCE_FRAMES} frames "
-                    "at the input and the exits)",
-                )
+    def rows(self) -> list[dict[str, Any]]:
+        policies = {name: policy for name, policy, _ in DEVICES}
+        rows = []
+        for name, records in self.records.items():
+            fed = self.cans.federation.get(name) or {}
+            done = summary(records)
+            rows.append(
+                {
+                    "policy": name,
+                    "learner": policies[name],
+                    **{k: done[k] for k in ("frames", "offloaded", "fallbacks", "mean_latency_s")},
+                    "messages": fed.get("messages", 0),
+                    "bytes": fed.get("bytes", 0),
+                    "error": self.cans.errors.get(name),
+                }
             )
-            experience = _measure_experience(setup, address, token, offset)
-        cooperation = Cooperation(
-            GROUP if cooperating else None, experience, Federation(link_feature=False)
-        )
-        data = live_frames(setup.model, max_frames)
-        measured = f", {len(experience.records)} experience records" if experience else ""
-        events.put(("ready", name, f"ready ({policy}{measured})"))
-        go.wait()
-        run = run_frames(
-            setup,
-            policy,
-            max_frames,
-            _link(offset),
-            Endpoint(address, token),
-            data=data,
-            cooperation=cooperation,
-            duration_s=duration_s,
-            on_frame=lambda r: events.put(("frame", name, r)),
-        )
-        events.put(("done", name, run.summary.get("federation")))
-    except Exception as exc:  # told to the demo, which names it; the others go on
-        events.put(("error", name, f"{type(exc).__name__}: {exc}"))
+        return rows
 
+    def agreement(self) -> bool | None:
+        """Whether live and simulated pairs differ in the same direction."""
+        live, sim = self.pairs(), self.simulated
+        if live["cooperating"] is None or live["alone"] is None or len(sim) < 2:
+            return None
+        return (live["cooperating"] < live["alone"]) == (sim["cooperating"] < sim["alone"])
 
-def run_cans(
-    model: str,
-    device: str,
-    duration_s: float,
-    max_frames: int,
-    seed: int = 0,
-    on_frame: Callable[[str, FrameRecord], None] | None = None,
-    on_stage: Callable[[str], None] | None = None,
-) -> CansResult:
-    """The four devices against one federated edge; every frame reported as it comes, and
-    what each device is doing before its first frame (the warm-up takes a while)."""
-    import asyncio
-    import secrets
+    def verdict(self) -> Verdict:
+        pairs = self.pairs()
+        coop, alone = pairs["cooperating"], pairs["alone"]
+        return Verdict(EXPECT, coop is not None and alone is not None and coop < alone)
 
-    from coinfer.device.endpoint import Endpoint
-    from coinfer.device.requests import edge_stats
-    from coinfer.edge.options import ServerOptions
-    from coinfer.edge.process import ProcessServer, zoo_store
-    from coinfer.systems.cans.worlds import NETWORKS, network_trace
-
-    token = secrets.token_urlsafe(16)
-    result = CansResult({name: [] for name, _, _ in DEVICES})
-    starts = offsets(seed, network_trace(NETWORKS[WLAN].trace_scale))
-    options = ServerOptions(token=token, federation=True)
-    with ProcessServer(zoo_store, (model,), options) as server:
-        ctx = multiprocessing.get_context("spawn")
-        events = ctx.Queue()
-        go = ctx.Event()
-        procs = [
-            ctx.Process(
-                target=_device_main,
-                args=(
-                    name,
-                    policy,
-                    starts[slot],
-                    model,
-                    device,
-                    server.address,
-                    token,
-                    duration_s,
-                    max_frames,
-                    events,
-                    go,
-                ),
-                daemon=True,
-            )
-            for name, policy, slot in DEVICES
+    def details(self) -> list[str]:
+        live, sim = self.pairs(), self.simulated
+        return [
+            f"pairs, mean latency: live cooperating {cell_text(live['cooperating'])} s, alone "
+            f"{cell_text(live['alone'])} s; simulated (the same world, as many frames) "
+            f"cooperating {cell_text(sim.get('cooperating'))} s, alone "
+            f"{cell_text(sim.get('alone'))} s; agree in direction: {cell_text(self.agreement())}"
         ]
-        for proc in procs:
-            proc.start()
-        try:
-            _collect(events, go, result, duration_s, on_frame, on_stage)
-            stats = asyncio.run(edge_stats(Endpoint(server.address, token)))
-            result.groups = stats.get("groups", {})
-        finally:
-            for proc in procs:
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.terminate()
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "pairs_s": self.pairs(),
+            "simulated_pairs_s": self.simulated,
+            "simulation_agrees": self.agreement(),
+            "groups": self.cans.groups,
+        }
+
+    def plot(self, path: Path) -> Path:
+        """Each device's latency over its frames (moving mean), pairs in two colours."""
+        fig, ax = new_figure(width=8.0, height=3.6)
+        colours = {"coop": "tab:blue", "alone": "tab:orange"}
+        for name, records in self.records.items():
+            if not records:
+                continue
+            values = np.array([r.total_s for r in records])
+            window = max(1, min(10, len(values)))
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(
+                np.arange(window, len(values) + 1),
+                smooth,
+                lw=1.2,
+                ls="-" if name.endswith("1") else "--",
+                color=colours[name.split("-")[0]],
+                label=name,
+            )
+        pairs = self.pairs()
+        ax.set_xlabel("frame (moving mean of up to 10)")
+        ax.set_ylabel("frame latency (s)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(
+            f"{self.setting('model')} on {self.setting('device')} devices, WLAN links: "
+            f"cooperating {pairs['cooperating'] or 0:.3f} s, alone "
+            f"{pairs['alone'] or 0:.3f} s (mean)",
+            fontsize=9,
+        )
+        ax.legend(fontsize=8, ncol=2)
+        return save_figure(fig, path)
+
+
+def run(config: DemoConfig, hooks: DemoHooks) -> CansRun:
+    """The four devices live, then the same world simulated for as many frames."""
+    result = CansRun(SPEC, config)
+    model, device = result.setting("model"), result.setting("device")
+    result.cans = run_cans(
+        model,
+        device,
+        config.duration_s,
+        config.max_frames,
+        on_frame=hooks.frame,
+        on_stage=hooks.stage,
+    )
+    result.records = result.cans.records
     frames = [len(r) for r in result.records.values() if r]
     if frames:
-        result.simulated = simulate_pairs(model, device, int(np.mean(frames)), starts, seed)
+        result.simulated = simulate_pairs(
+            model, device, int(np.mean(frames)), result.cans.starts, 0
+        )
     return result
 
 
-def _collect(
-    events: Any,
-    go: Any,
-    result: CansResult,
-    duration_s: float,
-    on_frame: Callable[[str, FrameRecord], None] | None,
-    on_stage: Callable[[str], None] | None,
-) -> None:
-    """Every device ready, then all at once; their frames until each is done."""
-    waiting = {name for name, _, _ in DEVICES}
-    ready: set[str] = set()
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while waiting:
-        if not go.is_set() and (ready | set(result.errors)) >= waiting:
-            go.set()
-            if on_stage is not None:
-                on_stage(f"all {len(DEVICES)} devices ready: {duration_s:g} s of frames")
-            deadline = time.monotonic() + duration_s + 120.0
-        try:
-            kind, name, value = events.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queues.Empty:
-            for name in waiting:
-                result.errors.setdefault(name, "it did not finish in time")
-            return
-        if kind == "stage":
-            if on_stage is not None:
-                on_stage(f"{name}: {value}")
-        elif kind == "ready":
-            ready.add(name)
-            if on_stage is not None:
-                on_stage(f"{name}: {value}")
-        elif kind == "frame":
-            result.records[name].append(value)
-            if on_frame is not None:
-                on_frame(name, value)
-        else:
-            waiting.discard(name)
-            if kind == "error":
-                result.errors[name] = value
-                ready.discard(name)
-            elif value is not None:
-                result.federation[name] = value
-        if time.monotonic() > deadline:
-            for name in waiting:
-                result.errors.setdefault(name, "it did not finish in time")
-            return
-
-
-def simulate_pairs(
-    model: str, device: str, frames: int, starts: list[float], seed: int
-) -> dict[str, float]:
-    """The same two-device world in the fleet simulator: each pair's mean latency."""
-    from coinfer import partition, zoo
-    from coinfer.latency.devices import resolve_device
-    from coinfer.policies.fedlinucb import Federation
-    from coinfer.sim.fleet import DeviceType, FleetDevice, FleetSim
-    from coinfer.sim.fleet_policies import make_fleet_policies
-    from coinfer.systems.cans.worlds import NOISE, make_experience
-
-    part = partition(zoo.create(model), zoo.example_inputs(model))
-    kind = DeviceType(
-        f"{device}-{model}", model, part, resolve_device(device), resolve_device("edge-pc")
-    )
-    fleet = [FleetDevice(kind, _link(offset)) for offset in starts]
-    experience = [make_experience(d, seed * 1000 + i) for i, d in enumerate(fleet)]
-    means = {}
-    for pair, policy in (("cooperating", "fedlinucb-dw"), ("alone", "noncoop")):
-        sim = FleetSim(fleet, 1, None, NOISE, seed=seed)
-        chosen, _ = make_fleet_policies(policy, sim, experience, Federation(link_feature=False))
-        means[pair] = sim.run(chosen, max(1, frames)).mean_latency()
-    return means
+SPEC = DemoSpec(tuple(name for name, _, _ in DEVICES), DEFAULTS, EXPECT, run)

@@ -19,26 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from coinfer.apps.engine import run_jobs
-from coinfer.policies import registry
-from coinfer.policies.experience import Experience
+from coinfer.defaults import EDGE_CLASS
+from coinfer.policies.fedlinucb import Federation
 from coinfer.report import ExperimentResult, new_figure, save_figure
-from coinfer.sim.fleet import FleetRun
-from coinfer.sim.fleet_policies import (
-    FLEET_POLICIES,
-    WARM_POLICIES,
-    Federation,
-    make_fleet_policies,
-)
+from coinfer.sim.fleet_policies import FLEET_POLICIES
+from coinfer.systems.base import ExperimentContext, JobRunner, serial_jobs
+from coinfer.systems.cans.fleet import run_case
 from coinfer.systems.cans.worlds import (
     DEVICE_TYPES,
     DEVICES_PER_SLOT,
-    EDGE,
     NETWORKS,
     WORLDS,
-    build_sim,
     experience_files,
-    load_or_make_experience,
 )
 
 # (world, devices, types, seeds): the prototype case first (most seeds: the issue's bars are
@@ -57,103 +49,6 @@ QUICK_SCALES = (("prototype", 2, None, (0,)), ("mixed", 4, None, (0,)), ("3g", 1
 LEARNERS = {"paper": False, "link": True}
 COLD = {"fedlinucb-dw": "fedlinucb-d", "fedlinucb-w": "fedlinucb"}  # warm start vs none
 Progress = Callable[[str, int, int], None]
-
-
-def run_case(
-    devices: int,
-    types: int | None,
-    policy: str,
-    seed: int,
-    frames: int,
-    experience: Sequence[str] | None = None,
-    federation: dict[str, Any] | None = None,
-    link_scale: float = 1.0,
-    world_name: str = "3g",
-) -> dict[str, Any]:
-    """One fleet, one policy, one seed (a job for the engine: plain arguments, plain result)."""
-    sim = build_sim(devices, types, seed, link_scale, world_name=world_name)
-    loaded = [Experience.load(p) for p in experience] if experience else None
-    fed = Federation(**(federation or {}))
-    policies, traffic = make_fleet_policies(policy, sim, loaded, fed)
-    run = sim.run(policies, frames)
-    return {
-        "world": world_name,
-        "learner": "link" if fed.link_feature else "paper",
-        "devices": devices,
-        "types": len({d.kind.name for d in sim.devices}),
-        "policy": policy,
-        "seed": seed,
-        **summarise(run),
-        "messages": traffic.messages,
-        "bytes": traffic.bytes,
-        "curve": run.latency_by_frame().tolist(),
-    }
-
-
-def simulate_fleet(
-    devices: int,
-    types: int | None,
-    policies: Sequence[str],
-    frames: int,
-    seed: int = 0,
-    federation: Federation | None = None,
-    link_scale: float = 1.0,
-    shared_uplink_bps: float | None = None,
-    experience_dir: Path | None = None,
-    progress: Progress | None = None,
-    world_name: str = "3g",
-) -> list[dict[str, Any]]:
-    """Every policy on the same fleet (``coinfer fleet``): one row each, with the ratio to
-    non-cooperative μLinUCB when it ran."""
-    for name in policies:  # before any experience is made: one line naming why not
-        registry.check_world(name, "fleet")
-    fed = federation or Federation()
-    build_sim(devices, types, seed, link_scale, shared_uplink_bps, world_name)  # checks first
-    experiences = None
-    if any(p in WARM_POLICIES for p in policies):
-        scale = "" if link_scale == 1 else f"-x{link_scale:g}"  # experience of its own links
-        kinds = "" if types is None else f"-K{types}"
-        name = f"{world_name}-M{devices}{kinds}-seed{seed}{scale}"
-        folder = experience_dir or Path("results") / "experience" / name
-        experiences = load_or_make_experience(devices, types, seed, folder, link_scale, world_name)
-    rows = []
-    for name in policies:
-        sim = build_sim(devices, types, seed, link_scale, shared_uplink_bps, world_name)
-        chosen, traffic = make_fleet_policies(name, sim, experiences, fed)
-
-        def tick(done: int, name: str = name) -> None:
-            if progress is not None:
-                progress(name, done, devices * frames)
-
-        run = sim.run(chosen, frames, tick)
-        rows.append(
-            {
-                "world": world_name,
-                "policy": name,
-                "devices": devices,
-                "types": len({d.kind.name for d in sim.devices}),
-                "learner": "link" if fed.link_feature else "paper",
-                **summarise(run),
-                "messages": traffic.messages,
-                "kbytes": traffic.bytes / 1e3,
-            }
-        )
-    base = next((r for r in rows if r["policy"] == "noncoop"), None)
-    for row in rows:
-        if base is not None:
-            row["vs_noncoop"] = row["mean_latency_s"] / base["mean_latency_s"]
-    return rows
-
-
-def summarise(run: FleetRun) -> dict[str, Any]:
-    return {
-        "mean_latency_s": run.mean_latency(),
-        "first_100_s": run.mean_latency(100),
-        "first_200_s": run.mean_latency(200),
-        "regret_s": run.mean_regret(),
-        "offload_share": run.offload_share(),
-        "per_type_s": run.per_type(),
-    }
 
 
 Key = tuple[str, str, int, str]  # world, learner, devices, policy
@@ -302,7 +197,7 @@ def sweep(
     scales: Sequence[Scale],
     frames: int,
     policies: Sequence[str] = FLEET_POLICIES,
-    engine: str = "local",
+    jobs_runner: JobRunner = serial_jobs,
     federations: Sequence[Federation] = (Federation(),),
     link_scale: float = 1.0,
     progress: Progress | None = None,
@@ -322,19 +217,17 @@ def sweep(
         for p in policies
     ]
     jobs.sort(key=lambda j: -j[0])  # the largest fleets first: better packing on the workers
-    return run_jobs(run_case, jobs, engine, progress=progress, label="fleet runs")
+    return jobs_runner(run_case, jobs, progress, "fleet runs")
 
 
-def run(
-    out_dir: Path,
-    quick: bool = False,
-    progress: Progress | None = None,
-    engine: str = "local",
-) -> ExperimentResult:
+def run(ctx: ExperimentContext) -> ExperimentResult:
+    out_dir, quick, progress = ctx.out_dir, ctx.quick, ctx.progress
     scales = QUICK_SCALES if quick else SCALES
     frames = 200 if quick else 1000
     feds = [Federation(link_feature=link) for link in LEARNERS.values()]
-    results = sweep(out_dir, scales, frames, engine=engine, federations=feds, progress=progress)
+    results = sweep(
+        out_dir, scales, frames, jobs_runner=ctx.jobs, federations=feds, progress=progress
+    )
     rows = _aggregate(results)
     order = {p: i for i, p in enumerate(FLEET_POLICIES)}
     cases = list(dict.fromkeys((w, m) for w, m, _, _ in scales))
@@ -347,11 +240,11 @@ def run(
     )
     seeds = "; ".join(f"{w} M = {m}: {len(s)}" for w, m, _, s in scales)
     notes = [
-        f"{frames} frames per device; seeds per case (mean over them): {seeds}; engine {engine}",
+        f"{frames} frames per device; seeds per case (mean over them): {seeds}",
         "learner paper: DESIGN's μLinUCB (7 ANS features); link: with the 8th, link feature",
         "worlds: " + "; ".join(f"{w.name}: {w.description}" for w in WORLDS.values()),
         "networks: " + "; ".join(n.description for n in NETWORKS.values()) + "; noise sd 0.1; "
-        f"edge {EDGE} with one processor-sharing slot per {DEVICES_PER_SLOT} devices",
+        f"edge {EDGE_CLASS} with one processor-sharing slot per {DEVICES_PER_SLOT} devices",
         "types: " + "; ".join(f"{n} = {d} + {m}" for n, (d, m) in DEVICE_TYPES.items()),
         "learners: μLinUCB's rules (mulinucb-scaled numerics), no discount; warm start w = "
         f"{Federation().warm_weight} (a prior on estimate and confidence) from records at the "

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from coinfer import partition, zoo
+from coinfer.assembly import zoo_setup
 from coinfer.data import trace_names, trace_path
+from coinfer.defaults import EDGE_CLASS, NOISE
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
-from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.latency.traces import concatenate_traces, shifted_trace
 from coinfer.policies.experience import Experience, collect_experience, exit_cuts
@@ -44,9 +43,7 @@ DEVICE_TYPES: dict[str, tuple[str, str]] = {
     "nano-vgg16": ("edge-pc/3", "vgg16"),
     "nano-yolo": ("edge-pc/3", "tiny_yolov2"),
 }
-EDGE = "edge-pc"
 DEVICES_PER_SLOT = 4  # the edge gets one edge-pc worth of processor-sharing slot per 4 devices
-NOISE = 0.1
 EXPERIENCE_FRAMES = 30  # offline records per device (cycling over the input cut and the exits)
 KEY_FRAMES = 1000  # one synthetic scene's key-frame weights, each device from its own offset
 
@@ -134,11 +131,6 @@ def type_name(device_type: str, network: str, world_name: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _partition(model: str) -> Partitioning:
-    return partition(zoo.create(model), zoo.example_inputs(model))
-
-
-@lru_cache(maxsize=8)
 def network_trace(scale: float = 1.0) -> TraceBandwidth:
     """The shipped HSDPA traces back to back (27 minutes), scaled."""
     names = [n for n in trace_names() if n.startswith("norway_")]
@@ -156,9 +148,8 @@ def device_type(name: str, display: str | None = None) -> DeviceType:
     if name not in DEVICE_TYPES:
         raise BadValueError(f"unknown device type {name!r}: choose from {', '.join(DEVICE_TYPES)}")
     device, model = DEVICE_TYPES[name]
-    return DeviceType(
-        display or name, model, _partition(model), resolve_device(device), resolve_device(EDGE)
-    )
+    setup = zoo_setup(model, device, EDGE_CLASS)
+    return DeviceType(display or name, model, setup.model.part, setup.device, setup.edge)
 
 
 def network_link(net: NetworkClass, offset_s: float, link_scale: float = 1.0) -> Link:

@@ -28,7 +28,8 @@ from coinfer.policies.loop import run_loop
 from coinfer.policies.registry import Knowledge
 from coinfer.report import ExperimentResult, new_figure, save_figure
 from coinfer.sim.env import SimEnv
-from coinfer.systems.ans.simulate import edgent_row
+from coinfer.systems.base import ExperimentContext
+from coinfer.systems.edgent.simulate import edgent_row
 from coinfer.zoo.training import held_out_correctness, load_trained
 
 REQUIREMENTS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
@@ -78,7 +79,8 @@ def _simulate(
     }
 
 
-def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
+def run(ctx: ExperimentContext) -> ExperimentResult:
+    out_dir, quick = ctx.out_dir, ctx.quick
     model, record = load_trained()
     inputs = zoo.example_inputs("branchy_alexnet")
     paths = exit_paths(model, inputs, record["exit_accuracy"])

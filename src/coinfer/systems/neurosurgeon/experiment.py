@@ -7,8 +7,6 @@ Neurosurgeon picks for latency and for device energy, against edge-only and devi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from coinfer import partition, zoo
@@ -16,12 +14,14 @@ from coinfer.latency.devices import EDGE_PC, RPI3
 from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
 from coinfer.policies.neurosurgeon import Neurosurgeon
 from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.systems.base import ExperimentContext
 
 # Average uplink throughput of the three networks (Kang et al., ASPLOS 2017, Table 3).
 NETWORKS = {"3g": 1.1e6, "lte": 5.85e6, "wifi": 18.88e6}
 
 
-def run(out_dir: Path, quick: bool = False) -> ExperimentResult:
+def run(ctx: ExperimentContext) -> ExperimentResult:
+    out_dir, quick = ctx.out_dir, ctx.quick
     models = (
         ["alexnet", "branchy_alexnet", "mlp"]
         if quick

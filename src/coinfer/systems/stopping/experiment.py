@@ -23,13 +23,34 @@ from scipy import stats
 from coinfer import Partitioning, partition, zoo
 from coinfer.latency.channels import MarkovChannel, RayleighChannel, RicianChannel
 from coinfer.latency.devices import resolve_device
-from coinfer.policies import stopping as st
+from coinfer.policies.stopping.costs import (
+    COMPUTE_W,
+    RADIO,
+    Fading,
+    StoppingCosts,
+    chain_costs,
+    gain_for_snr,
+    model_costs,
+)
+from coinfer.policies.stopping.markov import markov_baselines, markov_optimal_rule
+from coinfer.policies.stopping.placement import (
+    equal_chain_placement,
+    model_layer_param_bits,
+    placement_costs,
+)
+from coinfer.policies.stopping.rules import (
+    ThresholdRule,
+    best_fixed_rule,
+    fixed_rule,
+    myopic_rule,
+    optimal_rule,
+    osla_rule,
+)
 from coinfer.report import ExperimentResult, new_figure, save_figure
 from coinfer.sim import stages as mc
+from coinfer.systems.base import ExperimentContext
 
 MODELS = ("mlp", "alexnet", "vgg16")
-RADIO = st.RADIO
-COMPUTE_W = st.COMPUTE_W  # device power while computing (W)
 RECEIVE_W = 1.0  # radio power while downloading parameters (W)
 DOWNLOAD_BPS = 20e6
 OUTAGE_FRACTION = 0.01  # h_min = 1% of the mean gain: ~1% of Rayleigh blocks are in outage
@@ -37,17 +58,17 @@ Progress = Callable[[str, int, int], None]
 
 
 def _gain_for_snr(snr_db: float) -> float:
-    return st.gain_for_snr(snr_db, RADIO)
+    return gain_for_snr(snr_db, RADIO)
 
 
-def _rules(costs: st.StoppingCosts, channel: st.Fading, mean_gain: float) -> list[st.ThresholdRule]:
+def _rules(costs: StoppingCosts, channel: Fading, mean_gain: float) -> list[ThresholdRule]:
     return [
-        st.optimal_rule(costs, channel),
-        st.osla_rule(costs, channel),
-        st.myopic_rule(costs, channel, mean_gain),
-        st.best_fixed_rule(costs, channel, mean_gain),
-        st.fixed_rule(costs, channel, 0, "edge-only"),
-        st.fixed_rule(costs, channel, costs.layers, "device-only"),
+        optimal_rule(costs, channel),
+        osla_rule(costs, channel),
+        myopic_rule(costs, channel, mean_gain),
+        best_fixed_rule(costs, channel, mean_gain),
+        fixed_rule(costs, channel, 0, "edge-only"),
+        fixed_rule(costs, channel, costs.layers, "device-only"),
     ]
 
 
@@ -99,7 +120,7 @@ def policy_rows(quick: bool, progress: Progress | None = None) -> list[dict[str,
     combos = [c for c in combos if c[3] == "rayleigh" or (c[1] == 10.0 and c[2] == 1.0)]
     parts = {m: partition(zoo.create(m), zoo.example_inputs(m)) for m in MODELS}
     for done, (model, snr, weight, kind) in enumerate(combos):
-        costs = st.model_costs(parts[model], device, edge, COMPUTE_W, RADIO.power_w, weight, RADIO)
+        costs = model_costs(parts[model], device, edge, COMPUTE_W, RADIO.power_w, weight, RADIO)
         mean = _gain_for_snr(snr)
         channel: RayleighChannel | RicianChannel = (
             RayleighChannel(mean, OUTAGE_FRACTION * mean)
@@ -147,8 +168,8 @@ def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, An
     channel = markov_channel()
     rows: list[dict[str, Any]] = []
     for model, part in parts.items():
-        costs = st.model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
-        rules = [st.markov_optimal_rule(costs, channel), *st.markov_baselines(costs, channel)]
+        costs = model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
+        rules = [markov_optimal_rule(costs, channel), *markov_baselines(costs, channel)]
         realised, prophet = mc.simulate_markov(
             rules, costs, channel, tasks, np.random.default_rng(len(rows))
         )
@@ -174,10 +195,10 @@ def placement_plot(out_dir: Path) -> tuple[Path, list[str]]:
     notes = []
     for ax, model in zip(axes, MODELS, strict=True):
         part = partition(zoo.create(model), zoo.example_inputs(model))
-        costs = st.model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
-        bits = st.model_layer_param_bits(part)
+        costs = model_costs(part, device, edge, COMPUTE_W, RADIO.power_w, 1.0, RADIO)
+        bits = model_layer_param_bits(part)
         for tasks in (100, 10_000, 1_000_000):
-            per_task = st.placement_costs(costs, channel, bits, DOWNLOAD_BPS, RECEIVE_W, tasks)
+            per_task = placement_costs(costs, channel, bits, DOWNLOAD_BPS, RECEIVE_W, tasks)
             best = int(np.argmin(per_task))
             ax.plot(range(len(per_task)), per_task, marker=".", label=f"{tasks:,} tasks/update")
             ax.plot([best], [per_task[best]], "k*", ms=10)
@@ -208,7 +229,7 @@ def closed_form_check() -> str:
     agree = total = 0
     layer_bits = 32.0 * 1024 * 1024
     for layers, tau, edge_s, bits, weight, snr, tasks in grid:
-        costs = st.chain_costs(
+        costs = chain_costs(
             [tau] * layers,
             [edge_s] * layers,
             [bits] * layers,
@@ -219,12 +240,10 @@ def closed_form_check() -> str:
         )
         mean = _gain_for_snr(snr)
         channel = RayleighChannel(mean, OUTAGE_FRACTION * mean)
-        numeric = st.placement_costs(
+        numeric = placement_costs(
             costs, channel, [layer_bits] * layers, DOWNLOAD_BPS, RECEIVE_W, tasks
         )
-        closed = st.equal_chain_placement(
-            costs, channel, layer_bits, DOWNLOAD_BPS, RECEIVE_W, tasks
-        )
+        closed = equal_chain_placement(costs, channel, layer_bits, DOWNLOAD_BPS, RECEIVE_W, tasks)
         agree += bool(math.isclose(numeric[closed], numeric.min(), rel_tol=1e-9, abs_tol=1e-12))
         total += 1
     return f"equal-width MLP closed form = numeric optimum in {agree} of {total} grid points"
@@ -254,7 +273,8 @@ def gap_plot(rows: list[dict[str, Any]], out_dir: Path) -> Path:
     return save_figure(fig, out_dir / "policies_vs_optimal.png")
 
 
-def run(out_dir: Path, quick: bool = False, progress: Progress | None = None) -> ExperimentResult:
+def run(ctx: ExperimentContext) -> ExperimentResult:
+    out_dir, quick, progress = ctx.out_dir, ctx.quick, ctx.progress
     rows = policy_rows(quick, progress)
     plots = [gap_plot(rows, out_dir)]
     placement, placement_notes = placement_plot(out_dir)
