@@ -16,7 +16,8 @@ from coinfer.errors import BadValueError
 from coinfer.policies import registry
 from coinfer.policies.experience import Experience
 from coinfer.policies.fedlinucb import WARM_POLICIES, Federation
-from coinfer.sim.fleet import DeviceType, FleetDevice, FleetRun, FleetSim
+from coinfer.sim.fleet import DeviceType, FleetDevice, FleetSim
+from coinfer.sim.fleet_clock import FleetRun
 from coinfer.sim.fleet_policies import make_fleet_policies
 from coinfer.systems.cans.worlds import (
     NETWORKS,
