@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.cli.app import app
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.group import RemoteGroup
+from coinfer.device.member import RemoteGroup
 from coinfer.policies.fedlinucb import DeterminantSync, FederatedStats, Traffic
 from coinfer.wire.protocol import ErrorCode, Kind, pack
 from coinfer.wire.sync import EXPERIENCE, MAX_DIM, Sums, triangle

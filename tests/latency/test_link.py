@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from coinfer.data import trace_names, trace_path
-from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth, parse_bandwidth
+from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
+from coinfer.units import parse_bandwidth
 
 
 def test_parse_bandwidth_units() -> None:

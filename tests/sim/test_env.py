@@ -9,10 +9,12 @@ from coinfer import Partitioning, partition, zoo
 from coinfer.latency.devices import EDGE_PC, RPI3
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import predict_cut_costs
+from coinfer.latency.traces import markov_bandwidth, step_bandwidth
 from coinfer.policies import Action
 from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.policies.static import FixedCut, Oracle
-from coinfer.sim import SimEnv, markov_bandwidth, run_policy, step_bandwidth, step_load
+from coinfer.sim.env import SimEnv, step_load
+from coinfer.sim.scoring import run_policy
 
 
 @pytest.fixture(scope="module")

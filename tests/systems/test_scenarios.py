@@ -11,8 +11,9 @@ from coinfer import Partitioning, partition, zoo
 from coinfer.data import trace_path
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import TraceBandwidth
-from coinfer.sim import SimEnv, run_policy
 from coinfer.sim.compare import compare, make_policy
+from coinfer.sim.env import SimEnv
+from coinfer.sim.scoring import run_policy
 from coinfer.systems.ans.scenarios import (
     DEFAULT_DEVICE,
     DEFAULT_EDGE,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from coinfer.apps.plan import PLANNERS, PlanConfig
+from coinfer.apps.plan import PlanConfig
 from coinfer.apps.plan import plan as make_plan
 from coinfer.cli.common import command, config_doc, model_spec, print_json, stage, user_errors
 from coinfer.cli.options import (
@@ -145,6 +145,3 @@ def _table(doc: dict, config: PlanConfig, fmt: str | None) -> None:
         cell = [f"{1e3 * (c.get('energy_j') or 0.0):,.1f}"] if energy else []
         table.add(c["cut"], c["name"], *ms, *cell, marked=c["cut"] == doc["cut"])
     render(table, fmt)
-
-
-__all__ = ["PLANNERS", "plan"]

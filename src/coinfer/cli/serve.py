@@ -22,11 +22,6 @@ from coinfer.errors import BadValueError
 from coinfer.latency.host import configure_host
 from coinfer.wire.auth import resolve_token
 
-
-def _seconds(flag: str, text: str) -> object:
-    return typer.Option(flag, min=0.01, help=text)
-
-
 Host = Annotated[
     str,
     typer.Option(
@@ -38,12 +33,18 @@ Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a f
 BatchWindow = Annotated[
     float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
 ]
-ReadTimeout = Annotated[float, _seconds("--read-timeout", "Seconds a whole message may take.")]
+ReadTimeout = Annotated[
+    float, typer.Option("--read-timeout", min=0.01, help="Seconds a whole message may take.")
+]
 IdleTimeout = Annotated[
-    float, _seconds("--idle-timeout", "Close a connection idle this many seconds.")
+    float,
+    typer.Option("--idle-timeout", min=0.01, help="Close a connection idle this many seconds."),
 ]
 WriteTimeout = Annotated[
-    float, _seconds("--write-timeout", "Drop a peer that has not taken a reply in this long (s).")
+    float,
+    typer.Option(
+        "--write-timeout", min=0.01, help="Drop a peer that has not taken a reply in this long (s)."
+    ),
 ]
 MaxConnections = Annotated[
     int, typer.Option("--max-connections", min=1, help="Connections served at once.")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import torch
 
 from coinfer.device.client import DeviceClient
-from coinfer.device.group import RemoteGroup
+from coinfer.device.member import RemoteGroup
 from coinfer.device.records import FrameRecord, feedback_of
 from coinfer.device.shaping import ShapedLink
 from coinfer.graph.types import Cut

@@ -15,9 +15,9 @@ import torch
 from coinfer.assembly import DeviceSetup
 from coinfer.device.client import ClientOptions, DeviceClient
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.group import RemoteGroup
 from coinfer.device.inputs import Frames, live_frames
 from coinfer.device.live_env import LiveEnv
+from coinfer.device.member import RemoteGroup
 from coinfer.device.preflight import Preflight, PreflightError, preflight
 from coinfer.device.records import FrameRecord, summary
 from coinfer.latency.host import settle_heap

@@ -65,10 +65,6 @@ class Op:
     def output_elements(self) -> int:
         return self.output.numel if self.output is not None else 0
 
-    @property
-    def input_elements(self) -> int:
-        return sum(math.prod(shape) for shape in self.input_shapes)
-
 
 @dataclass(frozen=True)
 class Cut:

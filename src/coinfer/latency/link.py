@@ -20,8 +20,6 @@ import numpy as np
 from coinfer.errors import BadValueError
 from coinfer.units import parse_bandwidth
 
-__all__ = ["parse_bandwidth"]  # one parser for bandwidths: coinfer.units
-
 _TIME_COLUMNS = ("time_s", "time", "t", "timestamp", "seconds", "s")
 _RATE_COLUMNS = ("mbps", "mbit/s", "throughput_mbps", "bandwidth_mbps", "mbit_s", "throughput")
 

@@ -1,15 +1,3 @@
-"""The simulated world: links, edge load, one device (more devices to come)."""
-
-from coinfer.latency.traces import markov_bandwidth, step_bandwidth
-from coinfer.sim.env import SimEnv, constant_load, step_load
-from coinfer.sim.scoring import RunStats, run_policy
-
-__all__ = [
-    "RunStats",
-    "SimEnv",
-    "constant_load",
-    "markov_bandwidth",
-    "run_policy",
-    "step_bandwidth",
-    "step_load",
-]
+"""The simulated world: one device (``env``, scored by ``scoring``), policies compared on the
+same frames (``compare``), a fleet sharing one edge (``fleet``, its clock ``fleet_clock``), and
+tasks decided stage by stage (``stages``). The papers' worlds themselves are in ``systems``."""

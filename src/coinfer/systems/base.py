@@ -19,7 +19,7 @@ from coinfer.report import ExperimentResult
 if TYPE_CHECKING:
     from coinfer.assembly import DeviceSetup
     from coinfer.device.endpoint import Endpoint
-    from coinfer.device.group import RemoteGroup
+    from coinfer.device.member import RemoteGroup
     from coinfer.device.records import FrameRecord
     from coinfer.latency.link import Link
     from coinfer.policies.experience import Experience

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from coinfer.assembly import DeviceSetup
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.group import RemoteGroup
+from coinfer.device.member import RemoteGroup
 from coinfer.errors import BadValueError
 from coinfer.graph.types import ANS_FEATURES
 from coinfer.policies.fedlinucb import LEARNERS, Federation
