@@ -122,7 +122,7 @@ def test_every_flag_is_declared_once_and_every_help_runs() -> None:
     assert not twice, twice
     command = typer.main.get_command(app)
     runner = CliRunner()
-    used = set()
+    used: set[str] = set()
     for name, sub in command.commands.items():  # type: ignore[attr-defined]
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
