@@ -20,12 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from coinfer import partition, zoo
+from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.latency.devices import resolve_device
 from coinfer.policies.types import Context, Feedback
 from coinfer.sim.compare import make_policy
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import run_policy
-from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
+from coinfer.systems.ans.scenarios import SCENARIOS, build_world
 
 TIMED = (
     "mulinucb",
@@ -43,8 +44,8 @@ def _env(part: Any, scenario: str, frames: int) -> SimEnv:
     keys = [0.8 if i % 30 == 0 else 0.2 for i in range(frames)]
     return SimEnv(
         part,
-        resolve_device(DEFAULT_DEVICE),
-        resolve_device(DEFAULT_EDGE),
+        resolve_device(SIM_DEVICE_CLASS),
+        resolve_device(EDGE_CLASS),
         world.link,
         world.edge_load,
         0.1,

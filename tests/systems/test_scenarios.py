@@ -9,14 +9,13 @@ import pytest
 
 from coinfer import Partitioning, partition, zoo
 from coinfer.data import trace_path
+from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.link import TraceBandwidth
 from coinfer.sim.compare import compare, make_policy
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import run_policy
 from coinfer.systems.ans.scenarios import (
-    DEFAULT_DEVICE,
-    DEFAULT_EDGE,
     FAST_BPS,
     SLOW_BPS,
     SLOW_EDGE,
@@ -74,7 +73,7 @@ def _env_factory(
     part: Partitioning, scenario: str, frames: int, seed: int = 0
 ) -> Callable[[], SimEnv]:
     world = build_world(scenario, frames)
-    dev, edge = resolve_device(DEFAULT_DEVICE), resolve_device(DEFAULT_EDGE)
+    dev, edge = resolve_device(SIM_DEVICE_CLASS), resolve_device(EDGE_CLASS)
 
     def new_env() -> SimEnv:
         return SimEnv(

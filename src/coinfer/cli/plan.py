@@ -25,6 +25,7 @@ from coinfer.cli.options import (
     Weights,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.defaults import EDGE_CLASS, PLAN_DEVICE_CLASS
 from coinfer.output import SCHEMA
 from coinfer.units import parse_bandwidth, parse_seconds
 
@@ -54,8 +55,8 @@ ColdStart = Annotated[
 def plan(
     model: ModelArgument,
     policy: Policy = "neurosurgeon",
-    device: Device = "rpi3",
-    edge_class: EdgeClass = "edge-pc",
+    device: Device = PLAN_DEVICE_CLASS,
+    edge_class: EdgeClass = EDGE_CLASS,
     bandwidth: Bandwidth = "1mbps",
     rtt: Rtt = "0ms",
     edge_load: EdgeLoad = 1.0,

@@ -26,6 +26,7 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
+from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS
 from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.inputs import frames_for
@@ -70,8 +71,8 @@ def run(
     trace_scale: o.TraceScale = 1.0,
     bandwidth: o.Bandwidth = None,
     rtt: o.Rtt = None,
-    device: o.Device = "host",
-    edge_class: o.EdgeClass = "edge-pc",
+    device: o.Device = LIVE_DEVICE_CLASS,
+    edge_class: o.EdgeClass = EDGE_CLASS,
     codec: o.Codec = "none",
     quant: o.Quant = "none",
     token: o.Token = None,

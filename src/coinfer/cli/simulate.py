@@ -42,6 +42,7 @@ from coinfer.cli.options import (
     Weights,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, from_rows, render
+from coinfer.defaults import DISCOUNT, EDGE_CLASS, NOISE, SIM_DEVICE_CLASS
 from coinfer.output import SCHEMA
 from coinfer.report import ExperimentResult, write_result
 from coinfer.sim.compare import POLICIES
@@ -77,10 +78,10 @@ def simulate(
     seed: Seed = 0,
     trace: Trace = None,
     trace_scale: TraceScale = 1.0,
-    device: Device = "edge-pc/8",
-    edge_class: EdgeClass = "edge-pc",
-    noise: Noise = 0.1,
-    discount: Discount = 0.99,
+    device: Device = SIM_DEVICE_CLASS,
+    edge_class: EdgeClass = EDGE_CLASS,
+    noise: Noise = NOISE,
+    discount: Discount = DISCOUNT,
     video: Video = None,
     out_dir: Out = None,
     latency_req: LatencyReq = "100ms",

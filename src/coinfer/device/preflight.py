@@ -32,6 +32,9 @@ MAX_UPLINK_BPS = 10e9
 class PreflightError(EdgeUnreachableError):
     """The edge cannot serve this device; the message says why and what to do."""
 
+    def __str__(self) -> str:
+        return f"preflight: {self.args[0]}"
+
 
 @dataclass(frozen=True)
 class Preflight:

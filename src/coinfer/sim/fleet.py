@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coinfer.defaults import NOISE
 from coinfer.errors import BadValueError
 from coinfer.graph.partition import Partitioning
 from coinfer.latency.devices import DeviceModel
@@ -70,7 +71,7 @@ class FleetSim:
         devices: Sequence[FleetDevice],
         edge_slots: int = 1,
         shared_uplink_bps: float | None = None,
-        noise: float = 0.1,
+        noise: float = NOISE,
         frame_interval_s: float = 0.0,
         seed: int = 0,
     ) -> None:

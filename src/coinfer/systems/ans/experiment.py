@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from coinfer.defaults import DISCOUNT
+from coinfer.defaults import DISCOUNT, EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.policies.bandits import TunedMuLinUCB
 from coinfer.report import ExperimentResult, markdown_table
 from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.scoring import run_policy
-from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, SCENARIOS, build_world
+from coinfer.systems.ans.scenarios import SCENARIOS, build_world
 from coinfer.systems.ans.simulate import (
     NOISE,
     Simulation,
@@ -103,7 +103,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
     plots = []
     notes = [
         f"{frames} frames per run, mean over seeds {', '.join(map(str, seeds))} (plots: seed 0); "
-        f"device {DEFAULT_DEVICE}, edge {DEFAULT_EDGE}; every measured component has log-normal "
+        f"device {SIM_DEVICE_CLASS}, edge {EDGE_CLASS}; every measured component has log-normal "
         f"noise (sd {NOISE}); RTT 20 ms",
         "key frames: SSIM < 0.8 on a synthetic scene, rate "
         + ", ".join(f"{keys[s][1]:.3f}" for s in seeds),

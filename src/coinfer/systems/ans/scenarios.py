@@ -24,8 +24,6 @@ from coinfer.latency.traces import concatenate_traces, step_bandwidth
 from coinfer.sim.env import LoadSchedule, constant_load, step_load
 
 SCENARIOS = ("stationary", "network-change", "edge-change", "hsdpa")
-DEFAULT_DEVICE = "edge-pc/8"
-DEFAULT_EDGE = "edge-pc"
 FAST_BPS = 10e6
 SLOW_BPS = 0.5e6
 SLOW_EDGE = 8.0

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from coinfer import partition
-from coinfer.defaults import DISCOUNT
+from coinfer.defaults import DISCOUNT, EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.errors import BadValueError
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.profiler import profile_ops
@@ -21,7 +21,7 @@ from coinfer.report import new_figure, save_figure
 from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import RunStats
-from coinfer.systems.ans.scenarios import DEFAULT_DEVICE, DEFAULT_EDGE, World, build_world
+from coinfer.systems.ans.scenarios import World, build_world
 from coinfer.video import SyntheticScene, key_frame_weights, video_frames
 from coinfer.zoo.spec import ModelSpec
 
@@ -86,8 +86,8 @@ def environments(
     world: World,
     key_weights: Sequence[float],
     seed: int = 0,
-    device: str = DEFAULT_DEVICE,
-    edge: str = DEFAULT_EDGE,
+    device: str = SIM_DEVICE_CLASS,
+    edge: str = EDGE_CLASS,
     noise: float = NOISE,
 ) -> Callable[[], SimEnv]:
     """A maker of fresh, identical environments (same frames, link, edge, noise) for ``model``
@@ -128,8 +128,8 @@ def simulate(
     policies: Sequence[str] = POLICIES,
     frames: int = 10_000,
     seed: int = 0,
-    device: str = DEFAULT_DEVICE,
-    edge: str = DEFAULT_EDGE,
+    device: str = SIM_DEVICE_CLASS,
+    edge: str = EDGE_CLASS,
     trace: str | Path | None = None,
     trace_scale: float = 1.0,
     noise: float = NOISE,

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 from coinfer import Partitioning, partition, zoo
+from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.latency.channels import MarkovChannel, RayleighChannel, RicianChannel
 from coinfer.latency.devices import resolve_device
 from coinfer.policies.stopping.costs import (
@@ -114,7 +115,7 @@ def policy_rows(quick: bool, progress: Progress | None = None) -> list[dict[str,
     tasks = 20_000 if quick else 200_000
     snrs = (0.0, 10.0, 20.0)
     weights = (0.1, 1.0, 10.0)
-    device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
+    device, edge = resolve_device(SIM_DEVICE_CLASS), resolve_device(EDGE_CLASS)
     rows = []
     combos = list(itertools.product(MODELS, snrs, weights, ("rayleigh", "rician")))
     combos = [c for c in combos if c[3] == "rayleigh" or (c[1] == 10.0 and c[2] == 1.0)]
@@ -164,7 +165,7 @@ def markov_channel(snr_db: float = 10.0) -> MarkovChannel:
 def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, Any]]:
     """The same policies on the finite-state Markov channel (10 dB, w = 1): exact by backward
     induction on (stage, state), Monte Carlo on shared paths."""
-    device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
+    device, edge = resolve_device(SIM_DEVICE_CLASS), resolve_device(EDGE_CLASS)
     channel = markov_channel()
     rows: list[dict[str, Any]] = []
     for model, part in parts.items():
@@ -188,7 +189,7 @@ def markov_rows(parts: dict[str, Partitioning], tasks: int) -> list[dict[str, An
 
 def placement_plot(out_dir: Path) -> tuple[Path, list[str]]:
     """Per-task cost against L̄ for the three models, three update rates; the minima."""
-    device, edge = resolve_device("edge-pc/8"), resolve_device("edge-pc")
+    device, edge = resolve_device(SIM_DEVICE_CLASS), resolve_device(EDGE_CLASS)
     mean = _gain_for_snr(10.0)
     channel = RayleighChannel(mean, OUTAGE_FRACTION * mean)
     fig, axes = new_figure(cols=3, width=4.6, height=3.6)
