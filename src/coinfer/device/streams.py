@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from coinfer.device.endpoint import Endpoint
-from coinfer.wire.parser import Admission, Head, Parser
+from coinfer.wire.parser import Admission, Event, Head, Parser
 from coinfer.wire.protocol import STREAM_LIMIT, ErrorCode, Limits, Message, ProtocolError
 
 
@@ -24,22 +24,38 @@ async def open_stream(
     )
 
 
+async def _exactly(reader: asyncio.StreamReader, nbytes: int) -> bytes:
+    try:
+        return await reader.readexactly(nbytes)
+    except asyncio.IncompleteReadError:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "connection closed mid-message", True) from None
+
+
 async def _fill(reader: asyncio.StreamReader, parser: Parser) -> Message:
     """Feed the parser until a message is whole (every payload is taken: the caller checks what
-    it asked for); a fatal error, or a stream that ends mid-message, as ProtocolError."""
+    it asked for); a fatal error, or a stream that ends mid-message, as ProtocolError. Each part
+    is read whole (``readexactly``: one copy out of the stream's buffer, and the payload's bytes
+    become its buffer without another)."""
     while True:
         buffer = parser.buffer()
-        chunk = await reader.read(len(buffer))
-        if not chunk:
-            raise ProtocolError(ErrorCode.BAD_FRAME, "connection closed mid-message", True)
-        buffer[: len(chunk)] = chunk
-        event = parser.feed(len(chunk))
+        part = await _exactly(reader, len(buffer))
+        buffer[:] = part
+        event = parser.feed(len(part))
         if isinstance(event, Head):
-            event = parser.decide(Admission(bytearray(event.payload_len)))
+            event = await _take_payload(reader, parser, event.payload_len)
         if isinstance(event, ProtocolError):
             raise event
         if isinstance(event, Message):
             return event
+
+
+async def _take_payload(reader: asyncio.StreamReader, parser: Parser, payload_len: int) -> Event:
+    """The payload, read whole and handed to the parser as its (already filled) buffer."""
+    payload = bytearray(await _exactly(reader, payload_len))
+    event: Event = parser.decide(Admission(payload))
+    if event is None:  # the payload's bytes are already in its buffer
+        event = parser.feed(payload_len)
+    return event
 
 
 async def read_message(
@@ -49,18 +65,18 @@ async def read_message(
     likes; once a message's first byte has arrived, the whole message must follow within
     ``timeout_s`` (a peer that stalls or trickles gets a fatal TIMEOUT), and a peer that closes
     mid-message a fatal BAD_FRAME. A header that is not msgpack, or not a map, is BAD_HEADER."""
-    parser = Parser(limits)
-    buffer = parser.buffer()
     first = await reader.read(1)
     if not first:
         return None
-    buffer[:1] = first
+    parser = Parser(limits)
+    parser.buffer()[:1] = first
     started = parser.feed(1)
     assert started is None  # one byte never completes a prefix
     if timeout_s is None:
         return await _fill(reader, parser)
     try:
-        return await asyncio.wait_for(_fill(reader, parser), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await _fill(reader, parser)
     except TimeoutError:
         raise ProtocolError(
             ErrorCode.TIMEOUT, f"no whole message within {timeout_s:g} s", True

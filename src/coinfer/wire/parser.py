@@ -90,7 +90,7 @@ class Parser:
     ) -> None:
         self.limits = limits
         self.budget: Budget = budget if budget is not None else Unbounded()
-        self.scratch = scratch if scratch is not None else bytearray(SCRATCH_BYTES)
+        self._scratch = scratch  # where skipped bytes go: allocated when first needed
         self._prefix = bytearray(PREFIX.size)
         self.held = 0  # budget bytes the message being read holds
         self.stopped = False
@@ -102,6 +102,12 @@ class Parser:
         self._pos = 0
         self._skip = 0
         self._pending: ProtocolError | None = None
+
+    @property
+    def scratch(self) -> bytearray:
+        if self._scratch is None:
+            self._scratch = bytearray(SCRATCH_BYTES)
+        return self._scratch
 
     @property
     def started(self) -> bool:
