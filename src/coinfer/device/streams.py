@@ -34,8 +34,8 @@ async def _exactly(reader: asyncio.StreamReader, nbytes: int) -> bytes:
 async def _fill(reader: asyncio.StreamReader, parser: Parser) -> Message:
     """Feed the parser until a message is whole (every payload is taken: the caller checks what
     it asked for); a fatal error, or a stream that ends mid-message, as ProtocolError. Each part
-    is read whole (``readexactly``: one copy out of the stream's buffer, and the payload's bytes
-    become its buffer without another)."""
+    is read whole (``readexactly``: no loop of partial reads); the payload is copied once more,
+    into the writable buffer its tensors are views of, and never zero-filled first."""
     while True:
         buffer = parser.buffer()
         part = await _exactly(reader, len(buffer))
@@ -50,7 +50,7 @@ async def _fill(reader: asyncio.StreamReader, parser: Parser) -> Message:
 
 
 async def _take_payload(reader: asyncio.StreamReader, parser: Parser, payload_len: int) -> Event:
-    """The payload, read whole and handed to the parser as its (already filled) buffer."""
+    """The payload, read whole and handed to the parser as its buffer, already filled."""
     payload = bytearray(await _exactly(reader, payload_len))
     event: Event = parser.decide(Admission(payload))
     if event is None:  # the payload's bytes are already in its buffer
