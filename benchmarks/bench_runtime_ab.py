@@ -7,9 +7,13 @@ own process, take turns running ``--block`` frames back to back (as bench_runtim
 order alternates), on the relay model of ``bench_runtime.py``. Printed per boundary size: each
 side's median time beyond compute, the bare-socket floor, each side's overhead beyond it
 (bench_runtime's figure), and the median of the paired block differences with a bootstrap 95%
-interval.
+interval. Each process pair has a luck of its own (where its memory and its threads land): the
+same checkout against itself differs by up to ±0.1 ms at 10 KB from one pair to the next, far
+beyond one pair's interval. ``--rounds N`` starts N fresh pairs (which side starts first drawn at
+random) and prints the median of their paired differences and their spread beside the one pair's.
 
     python benchmarks/bench_runtime_ab.py --other /tmp/before [--kb 10 1000] [--blocks 100]
+    python benchmarks/bench_runtime_ab.py --other /tmp/before --kb 10 --rounds 10 --blocks 20
 """
 
 from __future__ import annotations
@@ -79,8 +83,11 @@ def _device(root: Path, kb: int) -> subprocess.Popen[str]:
     )
 
 
-def compare(other: Path, kb: int, blocks: int, block: int, warmup: int = 3) -> dict[str, Any]:
-    sides = {"this": _device(HERE.parent, kb), "other": _device(other, kb)}
+def compare(
+    other: Path, kb: int, blocks: int, block: int, warmup: int = 3, this_first: bool = True
+) -> dict[str, Any]:
+    roots = [("this", HERE.parent), ("other", other)]
+    sides = {name: _device(root, kb) for name, root in (roots if this_first else roots[::-1])}
     beyond: dict[str, list[float]] = {name: [] for name in sides}
     sent = 0
     try:
@@ -122,17 +129,38 @@ def compare(other: Path, kb: int, blocks: int, block: int, warmup: int = 3) -> d
     }
 
 
+def repeated(other: Path, kb: int, blocks: int, block: int, rounds: int) -> dict[str, Any]:
+    """The first pair's row, and with ``rounds`` > 1 the paired differences of every fresh pair."""
+    rng = random.Random()
+    runs = []
+    for i in range(rounds):
+        print(f"{kb} KB: pair {i + 1} of {rounds}", file=sys.stderr, flush=True)
+        runs.append(compare(other, kb, blocks, block, this_first=rng.random() < 0.5))
+    row = runs[0]
+    if rounds > 1:
+        diffs = [run["paired_diff_ms"] for run in runs]
+        row["rounds"] = rounds
+        row["round_diffs_ms"] = diffs
+        row["round_median_ms"] = statistics.median(diffs)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="another checkout's root")
     parser.add_argument("--kb", type=int, nargs="+", default=[10, 1000])
     parser.add_argument("--blocks", type=int, default=100)
     parser.add_argument("--block", type=int, default=20, help="frames back to back per turn")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="fresh process pairs (the pairs' own spread)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
     if not (args.other / "src" / "coinfer").is_dir():
         parser.error(f"{args.other} is not a coinfer checkout (no src/coinfer)")
-    rows = [compare(args.other, kb, args.blocks, args.block) for kb in args.kb]
+    rows = [repeated(args.other, kb, args.blocks, args.block, args.rounds) for kb in args.kb]
     if args.json:
         print(json.dumps({"other": str(args.other), "rows": rows}, indent=2))
         return
@@ -145,6 +173,12 @@ def main() -> None:
             f"(95% {low:+.3f} .. {high:+.3f}), {r['blocks']} blocks of {r['block']} "
             f"frames each"
         )
+        if "rounds" in r:
+            diffs = r["round_diffs_ms"]
+            print(
+                f"{'':>5}     {r['rounds']} fresh pairs: median paired difference "
+                f"{r['round_median_ms']:+.3f} ms, from {min(diffs):+.3f} to {max(diffs):+.3f}"
+            )
 
 
 if __name__ == "__main__":
