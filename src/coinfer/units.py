@@ -63,8 +63,8 @@ _DURATION = re.compile(rf"\s*([+-]?{_NUMBER[1:-1]})\s*([a-zµ]*)\s*")
 
 
 def parse_seconds(text: str | float, what: str = "duration", *, positive: bool = False) -> float:
-    """Seconds from ``500ms``, ``0.5s``, ``150us``, ``2min`` or a bare number; never negative,
-    and above zero when ``positive``."""
+    """Seconds from ``500ms``, ``0.5s``, ``150us`` or ``2min`` (text needs its unit, but for 0; a
+    number is seconds); never negative, and above zero when ``positive``."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
@@ -72,6 +72,10 @@ def parse_seconds(text: str | float, what: str = "duration", *, positive: bool =
         if match is None or match.group(2) not in _SECONDS:
             raise BadValueError(f"cannot read {what} {text!r}: write it like 20ms, 0.5s or 150us")
         value = float(match.group(1)) * _SECONDS[match.group(2)]
+        if not match.group(2) and value != 0:  # `--rtt 20` is far likelier 20 ms than 20 s
+            raise BadValueError(
+                f"{what} {text!r} has no unit: write {match.group(1)}ms or {match.group(1)}s"
+            )
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "above 0" if positive else "0 or more"
         raise BadValueError(f"{what} must be {bound}, got {text!r}")
