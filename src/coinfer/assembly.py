@@ -52,7 +52,7 @@ def load_model(model: str | ModelSpec, granularity: str = "layer") -> ModelSetup
     spec = ModelSpec.of(model)
     inputs = spec.example_inputs()
     net = spec.build()
-    part = partition(net, inputs, granularity=granularity)
+    part = partition(net, inputs, granularity=granularity, leaf_modules=spec.leaf)
     shipped = spec.weights is None and not spec.kwargs  # the zoo's trained weights
     accuracies = shipped_exit_accuracy(spec.name) if shipped else None
     exits = [] if accuracies is None else exit_paths(net, inputs, accuracies, granularity)  # type: ignore[arg-type]

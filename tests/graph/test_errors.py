@@ -35,10 +35,10 @@ def test_untraceable_module_is_named_with_the_remedy() -> None:
         partition(Net().eval(), torch.randn(1, 3, 8, 8))
     message = str(info.value)
     assert "'gate'" in message and "DataDependent" in message
-    assert "leaf_modules" in message
+    assert "leaf_modules" in message and "--leaf DataDependent" in message
 
 
-@pytest.mark.parametrize("leaf", [DataDependent, "gate"])
+@pytest.mark.parametrize("leaf", [DataDependent, "gate", "DataDependent"])
 def test_leaf_modules_remedy_works(leaf: object) -> None:
     model = Net().eval()
     x = torch.randn(1, 3, 8, 8)
@@ -74,7 +74,7 @@ def test_bad_arguments() -> None:
         partition(model, torch.randn(1, 5))
     with pytest.raises(PartitionError, match="tuple of tensors"):
         partition(model, [1, 2, 3])  # type: ignore[list-item]
-    with pytest.raises(PartitionError, match="not submodules"):
+    with pytest.raises(PartitionError, match="neither a submodule nor a submodule's class"):
         partition(model, torch.randn(1, 4), leaf_modules=["nope"])
 
 

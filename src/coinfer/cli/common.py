@@ -83,6 +83,7 @@ def model_specs(
     input_shape: Sequence[str] | None = None,
     model_arg: Sequence[str] | None = None,
     weights: Sequence[str] | None = None,
+    leaf: Sequence[str] | None = None,
 ) -> list[ModelSpec]:
     """The models the command line names. A value ``MODEL@VALUE`` is that model's; a plain value
     is every other model's (those with no ``MODEL@`` value of that option). An unknown name fails
@@ -112,6 +113,7 @@ def model_specs(
             scoped(input_shape, name),
             scoped(model_arg, name),
             Path(files[0]) if files else None,
+            scoped(leaf, name),
         )
         zoo.resolve(name)
         specs.append(spec)
@@ -123,13 +125,14 @@ def model_spec(
     input_shape: Sequence[str] | None = None,
     model_arg: Sequence[str] | None = None,
     weights: Sequence[str] | None = None,
+    leaf: Sequence[str] | None = None,
     default: str = "vgg16",
 ) -> ModelSpec:
     """The one model a command runs (``--model`` given once, or its default)."""
     chosen = [names] if isinstance(names, str) else list(names or [default])
     if len(chosen) != 1:
         raise BadValueError(f"give one --model, not {len(chosen)} (only serve takes several)")
-    return model_specs(chosen, input_shape, model_arg, weights)[0]
+    return model_specs(chosen, input_shape, model_arg, weights, leaf)[0]
 
 
 def writable(path: Path | None, option: str, folder: bool = False) -> None:

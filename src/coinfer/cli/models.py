@@ -87,11 +87,11 @@ def inspect(
     the last cut runs everything on the device.
     """
     check_choice("--granularity", granularity, GRANULARITIES)
-    spec = model_spec(model, input_shape, model_arg, weights)
+    spec = model_spec(model, input_shape, model_arg, weights, leaf)
     with user_errors(model), stage(f"tracing {model}"):
         net = spec.build()
         inputs = spec.example_inputs()
-        part = partition(net, inputs, granularity=granularity, leaf_modules=leaf or ())
+        part = partition(net, inputs, granularity=granularity, leaf_modules=spec.leaf)
 
     rows = _cut_rows(part)
     if as_json:

@@ -64,7 +64,9 @@ Leaf = Annotated[
     list[str] | None,
     typer.Option(
         "--leaf",
-        help="Qualified name of a submodule to keep whole (for code torch.fx cannot trace).",
+        help="A submodule to keep whole, for code torch.fx cannot trace: its qualified name "
+        "(gate, layer1.0) or class name (Gate); repeatable, MODEL@NAME for one model. The edge "
+        "must be served with the same --leaf.",
     ),
 ]
 

@@ -18,6 +18,7 @@ from coinfer.cli.options import (
     InputShapes,
     Json,
     LatencyReq,
+    Leaf,
     ModelArgs,
     ModelArgument,
     Policy,
@@ -69,6 +70,7 @@ def plan(
     input_shape: InputShapes = None,
     model_arg: ModelArgs = None,
     weights: Weights = None,
+    leaf: Leaf = None,
     as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
@@ -86,7 +88,7 @@ def plan(
       coinfer plan resnet18 --device host/10 --edge-class host --objective energy --json
     """
     check_format(fmt)
-    spec = model_spec(model, input_shape, model_arg, weights)
+    spec = model_spec(model, input_shape, model_arg, weights, leaf)
     config = PlanConfig(
         spec,
         policy,

@@ -65,6 +65,7 @@ def run(
     input_shape: o.InputShapes = None,
     model_arg: o.ModelArgs = None,
     weights: o.Weights = None,
+    leaf: o.Leaf = None,
     policy: o.Policy = "mulinucb-link",
     frames: o.Frames = 100,
     trace: o.Trace = None,
@@ -128,7 +129,7 @@ def run(
     check_format(fmt)
     writable(out_file, "--out")
     writable(log, "--log")
-    spec = model_spec(model, input_shape, model_arg, weights)
+    spec = model_spec(model, input_shape, model_arg, weights, leaf)
     config = _run_config(spec, locals())
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
     options = ClientOptions(codec, quant, edge_timeout)

@@ -12,7 +12,16 @@ import typer
 
 from coinfer.cli.app import err, out
 from coinfer.cli.common import command, model_specs, stage, user_errors
-from coinfer.cli.options import InputShapes, ModelArgs, Models, Slowdown, Token, TokenFile, Weights
+from coinfer.cli.options import (
+    InputShapes,
+    Leaf,
+    ModelArgs,
+    Models,
+    Slowdown,
+    Token,
+    TokenFile,
+    Weights,
+)
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import serve_until_signalled
 from coinfer.edge.security import check_exposure
@@ -94,6 +103,7 @@ def serve(
     input_shape: InputShapes = None,
     model_arg: ModelArgs = None,
     weights: Weights = None,
+    leaf: Leaf = None,
     slowdown: Slowdown = 1.0,
     token: Token = None,
     token_file: TokenFile = None,
@@ -134,7 +144,7 @@ def serve(
         raise BadValueError("give --allow-control or --no-control, not both")
     models = model or ["vgg16"]
     secret = resolve_token(token, token_file)
-    specs = model_specs(models, input_shape, model_arg, weights)
+    specs = model_specs(models, input_shape, model_arg, weights, leaf)
     options = ServerOptions(  # checked before what may be minutes of model loading
         slowdown,
         secret,

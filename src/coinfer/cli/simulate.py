@@ -29,6 +29,7 @@ from coinfer.cli.options import (
     InputShapes,
     Json,
     LatencyReq,
+    Leaf,
     ModelArgs,
     Models,
     Out,
@@ -91,6 +92,7 @@ def simulate(
     input_shape: InputShapes = None,
     model_arg: ModelArgs = None,
     weights: Weights = None,
+    leaf: Leaf = None,
     as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
@@ -110,7 +112,7 @@ def simulate(
         --trace norway_bus_1 --trace-scale 0.5 --latency-req 100ms
       coinfer simulate -m alexnet -p stopping,osla,edge-only,device-only --channel rayleigh -n 2000
     """
-    spec = model_spec(model, input_shape, model_arg, weights)
+    spec = model_spec(model, input_shape, model_arg, weights, leaf)
     check_format(fmt)
     writable(out_dir, "--out", folder=True)
     req = parse_seconds(latency_req or "100ms", "--latency-req", positive=True)

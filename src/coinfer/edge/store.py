@@ -43,7 +43,7 @@ class ModelStore:
                 raise BadValueError(f"model {spec.name!r} is given twice: serve each model once")
             inputs = spec.example_inputs()
             net = spec.build()
-            models[spec.name] = partition(net, inputs)
+            models[spec.name] = partition(net, inputs, leaf_modules=spec.leaf)
             exits[spec.name] = exit_partitions(net, inputs)
         self._init(models, cache_size, exits)
 

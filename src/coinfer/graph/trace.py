@@ -59,37 +59,50 @@ def fetch_attr(root: nn.Module, qualname: str) -> Any:
     return obj
 
 
-def _split_leaf_specs(leaf_modules: Iterable[LeafSpec]) -> tuple[tuple[type, ...], frozenset[str]]:
+def _split_leaf_specs(
+    model: nn.Module, leaf_modules: Iterable[LeafSpec]
+) -> tuple[tuple[type, ...], frozenset[str]]:
+    """Types, and the qualified names to keep whole. A string is a submodule's qualified name
+    (``layer1.0``) or, failing that, a class name (``Gate``: every submodule of that class), so
+    that a command line can name either."""
     types: list[type] = []
     names: set[str] = set()
+    modules = dict(model.named_modules())
+    unknown = []
     for spec in leaf_modules:
         if isinstance(spec, str):
-            names.add(spec)
+            if spec in modules:
+                names.add(spec)
+                continue
+            of_class = {q for q, m in modules.items() if q and type(m).__name__ == spec}
+            if not of_class:
+                unknown.append(spec)
+            names |= of_class
         elif isinstance(spec, type) and issubclass(spec, nn.Module):
             types.append(spec)
         else:
             raise PartitionError(
-                f"leaf_modules entries must be nn.Module subclasses or qualified module names "
-                f"(like 'layer1.0'), got {spec!r}"
+                f"leaf_modules entries must be nn.Module subclasses, qualified module names "
+                f"(like 'layer1.0') or class names (like 'Gate'), got {spec!r}"
             )
+    if unknown:
+        raise PartitionError(
+            f"leaf {', '.join(map(repr, unknown))}: neither a submodule nor a submodule's class "
+            f"in {type(model).__name__}; give a name from model.named_modules() (`coinfer "
+            f"inspect` lists the layers) or a class name"
+        )
     return tuple(types), frozenset(names)
 
 
 def trace(model: nn.Module, leaf_modules: Iterable[LeafSpec] = ()) -> fx.GraphModule:
     """Trace ``model`` into a GraphModule whose nodes run in the model's execution order.
 
-    ``leaf_modules`` (types or qualified names) are kept as single opaque calls: use them for
-    code torch.fx cannot follow (data-dependent control flow, untraceable Python).
+    ``leaf_modules`` (types, qualified names or class names) are kept as single opaque calls:
+    use them for code torch.fx cannot follow (data-dependent control flow, untraceable Python).
     """
     if not isinstance(model, nn.Module):
         raise PartitionError(f"partition() needs an nn.Module, got {type(model).__name__}")
-    leaf_types, leaf_names = _split_leaf_specs(leaf_modules)
-    unknown = leaf_names - {name for name, _ in model.named_modules()}
-    if unknown:
-        raise PartitionError(
-            f"leaf_modules names {sorted(unknown)} are not submodules of "
-            f"{type(model).__name__}; use qualified names from model.named_modules()"
-        )
+    leaf_types, leaf_names = _split_leaf_specs(model, leaf_modules)
     tracer = _Tracer(leaf_types, leaf_names)
     try:
         graph = tracer.trace(model)
@@ -97,15 +110,16 @@ def trace(model: nn.Module, leaf_modules: Iterable[LeafSpec] = ()) -> fx.GraphMo
         cls = type(failure.module).__name__
         raise PartitionError(
             f"torch.fx cannot trace module '{failure.qualname}' ({cls}): {failure.cause}. "
-            f"Keep it whole with partition(..., leaf_modules=[{cls}]) or "
-            f"leaf_modules=['{failure.qualname}']: it then runs as one layer that no cut "
+            f"Keep it whole with --leaf {cls} (or --leaf {failure.qualname}) on the command "
+            f"line, leaf_modules=[{cls}] in Python: it then runs as one layer that no cut "
             f"falls inside."
         ) from failure.cause
     except Exception as exc:
         cls = type(model).__name__
         raise PartitionError(
             f"torch.fx cannot trace {cls}.forward itself: {exc}. Move the untraceable code "
-            f"into a submodule and pass it in leaf_modules=[...], or make the control flow "
+            f"into a submodule and keep that whole (--leaf NAME; leaf_modules=[...] in "
+            f"Python), or make the control flow "
             f"independent of tensor values."
         ) from exc
     return fx.GraphModule(tracer.root, graph, type(model).__name__)

@@ -107,6 +107,7 @@ class ModelSpec:
     inputs: tuple[InputSpec, ...] | None = None
     weights: Path | None = None
     seed: int = 0
+    leaf: tuple[str, ...] = ()  # submodules kept whole (qualified or class names): both sides
 
     @classmethod
     def of(cls, model: str | ModelSpec) -> ModelSpec:
@@ -149,6 +150,7 @@ class ModelSpec:
             },
             "input_shapes": [s.text() for s in self.inputs] if self.inputs else None,
             "weights": str(self.weights) if self.weights else None,
+            "leaf": list(self.leaf) or None,
         }
 
 
@@ -157,6 +159,7 @@ def model_spec(
     input_shapes: Sequence[str] = (),
     model_args: Sequence[str] = (),
     weights: str | Path | None = None,
+    leaf: Sequence[str] = (),
 ) -> ModelSpec:
     """A spec from command-line text (ModelSpecError naming what is wrong)."""
     inputs = tuple(InputSpec.parse(s) for s in input_shapes) or None
@@ -167,4 +170,4 @@ def model_spec(
             f"--weights {str(path)!r}: no such file (give a state_dict saved "
             f"with torch.save(model.state_dict(), FILE))"
         )
-    return ModelSpec(name, kwargs, inputs, path)
+    return ModelSpec(name, kwargs, inputs, path, leaf=tuple(leaf))

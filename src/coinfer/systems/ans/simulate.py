@@ -94,7 +94,7 @@ def environments(
     in ``world``: one per policy compared."""
     spec = ModelSpec.of(model)
     inputs = spec.example_inputs()
-    part = partition(spec.build(), inputs)
+    part = partition(spec.build(), inputs, leaf_modules=spec.leaf)
     measured: list[dict[str, float]] = []
 
     def host_profile() -> dict[str, float]:  # measured once, when a class needs this host
