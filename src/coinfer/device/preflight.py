@@ -109,7 +109,7 @@ async def preflight(
         raise PreflightError(
             f"the edge serves {names}, not {client.model!r}: start it with "
             f"coinfer serve -m {client.model} (and the same --weights, "
-            f"--model-arg, --input-shape)"
+            f"--model-arg, --input-shape, --leaf)"
         )
     mine = client.path(None).part.fingerprint.hex()
     exits = about.get("exit_fingerprints")
@@ -121,8 +121,8 @@ async def preflight(
         raise PreflightError(
             f"the edge's {client.model!r} is not this device's: fingerprint "
             f"{str(about.get('fingerprint'))[:12]} there, {mine[:12]} here (other weights, "
-            f"factory arguments or input shapes): give both sides the same --weights, "
-            f"--model-arg and --input-shape"
+            f"factory arguments, input shapes or leaf modules): give both sides the same "
+            f"--weights, --model-arg, --input-shape and --leaf"
         )
     rtt = statistics.median(rtts)
     try:

@@ -91,9 +91,10 @@ class ModelStore:
         if given != ours:
             raise ProtocolError(
                 ErrorCode.WRONG_MODEL,
-                f"the device's {model!r} is not the edge's (fingerprint {given.hex()[:12]} there, "
-                f"{ours.hex()[:12]} here): other weights, factory arguments or granularity. "
-                f"Give both sides the same --weights and --model-arg",
+                f"the device's {model!r} is not the edge's (the device's fingerprint "
+                f"{given.hex()[:12]}, the edge's {ours.hex()[:12]}): other weights, factory "
+                f"arguments, input shapes or leaf modules. Give both sides the same --weights, "
+                f"--model-arg, --input-shape and --leaf",
             )
 
     def describe(self) -> dict[str, dict[str, object]]:
