@@ -380,7 +380,7 @@ def test_the_cans_demo_runs_four_devices_against_one_federated_edge(tmp_path: Pa
     assert group["experience"] > 0 and group["dim"] == 7  # both warm starts, measured live
     assert set(doc["simulated_pairs_s"]) == {"cooperating", "alone"}
     assert isinstance(doc["held"], bool) and isinstance(doc["simulation_agrees"], bool)
-    assert (tmp_path / "cans.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cans" / "cans.png").read_bytes()[:4] == b"\x89PNG"
     assert doc["config"]["trace_scale"] == 8.0 and doc["config"]["rtt_s"] == 0.005  # WLAN
     for name in ("coop-1", "coop-2"):  # the warm-up is told before the frames
         assert f"{name}: ready (fedlinucb-dw, 12 experience records)" in result.stderr

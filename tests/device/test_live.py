@@ -259,7 +259,8 @@ def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
     assert edge_only["offloaded"] + edge_only["fallbacks"] == edge_only["frames"]
     assert rows["device-only"]["offloaded"] == rows["device-only"]["fallbacks"] == 0
     assert isinstance(doc["held"], bool) and doc["expected"]
-    assert (tmp_path / "ans.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "ans" / "ans.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "ans" / "table.json").read_text())["rows"] == doc["rows"]
 
 
 def test_sixteen_devices_at_once_with_and_without_batching(alexnet: ModelSetup) -> None:
@@ -378,4 +379,4 @@ def test_the_other_demos_run_and_say_what_to_expect(system: str, tmp_path: Path)
         assert set(rows) == {"stopping", "fixed-split", "edge-only", "device-only"}
         for row in rows.values():
             assert row["tasks"] >= 20 and row["fallbacks"] == 0 and row["mean_cost"] > 0
-    assert (tmp_path / f"{system}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / system / f"{system}.png").read_bytes()[:4] == b"\x89PNG"

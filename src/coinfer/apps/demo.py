@@ -45,8 +45,10 @@ def run_demo(config: DemoConfig, hooks: DemoHooks) -> DemoRun:
 
 def write_demo(run: DemoRun, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The plot, table.md and table.json (the run's whole configuration, its rows and its
-    verdict) under ``out_dir``; the plot's path and the JSON document."""
+    verdict) in ``out_dir``/SYSTEM (one system's run never overwrites another's); the plot's
+    path and the JSON document."""
     config = run.config
+    out_dir = out_dir / config.system
     settings = {
         "system": config.system,
         "model": run.setting("model"),

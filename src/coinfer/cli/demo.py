@@ -165,4 +165,4 @@ def demo(
     out.print(f"expected: {doc['expected']} — {held}", markup=False)
     for line in run.details():
         out.print(line, markup=False)
-    err.print(f"wrote {png}, {folder / 'table.md'} and table.json")
+    err.print(f"wrote {png}, {png.parent / 'table.md'} and table.json")
