@@ -119,8 +119,8 @@ async def preflight(
     )
     if about.get("fingerprint") != mine or not same_exits:
         raise PreflightError(
-            f"the edge's {client.model!r} is not this device's: fingerprint "
-            f"{str(about.get('fingerprint'))[:12]} there, {mine[:12]} here (other weights, "
+            f"the edge's {client.model!r} is not this device's: the edge's fingerprint "
+            f"{str(about.get('fingerprint'))[:12]}, this device's {mine[:12]} (other weights, "
             f"factory arguments, input shapes or leaf modules): give both sides the same "
             f"--weights, --model-arg, --input-shape and --leaf"
         )
