@@ -123,16 +123,15 @@ def test_with_leaf_it_plans_simulates_serves_and_runs(project: Path) -> None:
             "-p",
             "fixed-0",
             "--images",
-            "images",
-            "-n",
-            "8",
+            "images",  # no --frames: one pass over the folder's eight images
             "--out",
             str(out),
             "--strict",
             "--json",
         )
         assert run.returncode == 0, run.stderr
-        assert json.loads(run.stdout)["fallbacks"] == 0
+        summary = json.loads(run.stdout)
+        assert summary["fallbacks"] == 0 and summary["frames"] == 8
     finally:
         server.stop()
     from coinfer import zoo

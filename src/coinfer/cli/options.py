@@ -129,7 +129,13 @@ Policy = Annotated[
     ),
 ]
 Frames = Annotated[
-    int, typer.Option("--frames", "-n", min=1, help="Frames to run (tasks, stage by stage).")
+    int | None,
+    typer.Option(
+        "--frames",
+        "-n",
+        min=1,
+        help="Frames to run (tasks, stage by stage); run --images: one pass over the folder.",
+    ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seeds the frames, noise, links and channel.")]
 LatencyReq = Annotated[

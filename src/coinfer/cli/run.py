@@ -26,10 +26,10 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
-from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS
+from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS, LIVE_FRAMES
 from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.inputs import frames_for
+from coinfer.device.inputs import frames_for, image_files
 from coinfer.device.records import write_log
 from coinfer.device.results import ResultWriter
 from coinfer.device.session import preflight_edge
@@ -67,7 +67,7 @@ def run(
     weights: o.Weights = None,
     leaf: o.Leaf = None,
     policy: o.Policy = "mulinucb-link",
-    frames: o.Frames = 100,
+    frames: o.Frames = None,
     trace: o.Trace = None,
     trace_scale: o.TraceScale = 1.0,
     bandwidth: o.Bandwidth = None,
@@ -118,8 +118,8 @@ def run(
     The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
     --model-arg and --input-shape): a preflight checks that it is reachable, takes the token and
     holds the very same weights (fingerprint), and measures the RTT and upload rate the policy
-    starts from; any problem is one line and exit 2. Inputs: --video, --images or --camera for
-    an image model; else the held-out digits for branchy_alexnet (every answer checked against
+    starts from; any problem is one line and exit 2. Inputs: --video, --images (each image once,
+    unless --frames asks for more) or --camera for an image model; else the held-out digits for branchy_alexnet (every answer checked against
     its label), a synthetic video for other image models, seeded tensors of the declared shapes
     for any other model. Every reply is checked (kind, request, the model's output shapes and
     dtypes, a plausible edge time); a frame whose reply fails, or that the edge does not finish
@@ -130,6 +130,8 @@ def run(
     writable(out_file, "--out")
     writable(log, "--log")
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
+    if frames is None:  # a folder of images: each once, unless --frames asks for more
+        frames = len(image_files(images)) if images is not None else LIVE_FRAMES
     config = _run_config(spec, locals())
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
     options = ClientOptions(codec, quant, edge_timeout)
