@@ -116,14 +116,15 @@ def run(
         --experience pi4.json --learner paper
 
     The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
-    --model-arg and --input-shape): a preflight checks that it is reachable, takes the token and
-    holds the very same weights (fingerprint), and measures the RTT and upload rate the policy
-    starts from; any problem is one line and exit 2. Inputs: --video, --images (each image once,
-    unless --frames asks for more) or --camera for an image model; else the held-out digits for branchy_alexnet (every answer checked against
-    its label), a synthetic video for other image models, seeded tensors of the declared shapes
-    for any other model. Every reply is checked (kind, request, the model's output shapes and
-    dtypes, a plausible edge time); a frame whose reply fails, or that the edge does not finish
-    in time, is finished on the device: no frame is lost (--strict makes that exit 3).
+    --model-arg, --input-shape and --leaf): a preflight checks that it is reachable, takes the
+    token and holds the very same weights (fingerprint), and measures the RTT and upload rate
+    the policy starts from; any problem is one line and exit 2. Inputs: --video, --images (each
+    image once, unless --frames asks for more) or --camera for an image model; else the
+    held-out digits for branchy_alexnet (every answer checked against its label), a synthetic
+    video for other image models, seeded tensors of the declared shapes for any other model
+    (100 frames unless --frames). Every reply is checked (kind, request, the model's output
+    shapes and dtypes, a plausible edge time); a frame whose reply fails, or that the edge does
+    not finish in time, is finished on the device: no frame is lost (--strict makes that exit 3).
     """
     configure_host()
     check_format(fmt)
