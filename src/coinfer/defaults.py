@@ -12,7 +12,6 @@ EDGE_CLASS = "edge-pc"  # Edgent's desktop-PC regression (Li, Zhou, Chen 2018, T
 SIM_DEVICE_CLASS = "edge-pc/8"  # a Raspberry-Pi-4-class device, for the simulated worlds
 PLAN_DEVICE_CLASS = "rpi3"  # Edgent's published Raspberry Pi 3, for plans
 LIVE_DEVICE_CLASS = "host"  # a live device runs as this machine does, unless emulated
-LIVE_FRAMES = 100  # a live run's frames, unless --frames (or a folder of images) says
 
 DISCOUNT = 0.99  # γ of the discounted learners (mulinucb-discounted, mulinucb-link)
 NOISE = 0.1  # log-normal standard deviation of every simulated measurement

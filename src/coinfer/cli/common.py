@@ -78,6 +78,12 @@ def command(name: str | None = None) -> Callable[[F], F]:
     return register
 
 
+def given(context: typer.Context, parameter: str) -> bool:
+    """Whether the command line set ``parameter`` (its default, not asked for, is not given)."""
+    source = context.get_parameter_source(parameter)
+    return source is not None and source.name != "DEFAULT"
+
+
 def model_specs(
     names: Sequence[str],
     input_shape: Sequence[str] | None = None,

@@ -91,7 +91,7 @@ def fleet(
         types,
         world,
         tuple(names_of(policy, FLEET_POLICIES)),
-        frames or 1000,  # never None here: the option's default (None is run's "one pass")
+        frames,
         seed,
         federation,
         link_scale,

@@ -129,7 +129,7 @@ Policy = Annotated[
     ),
 ]
 Frames = Annotated[
-    int | None,
+    int,
     typer.Option(
         "--frames",
         "-n",

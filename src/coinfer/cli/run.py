@@ -17,6 +17,7 @@ from coinfer.cli.app import err
 from coinfer.cli.common import (
     command,
     config_doc,
+    given,
     model_spec,
     print_json,
     progress_bars,
@@ -26,7 +27,7 @@ from coinfer.cli.common import (
     writable,
 )
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
-from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS, LIVE_FRAMES
+from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS
 from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.inputs import frames_for, image_files
@@ -60,6 +61,7 @@ STAGE_COLUMNS = (
 
 @command()
 def run(
+    context: typer.Context,
     edge: o.Edge = "127.0.0.1:8765",
     model: o.Models = None,
     input_shape: o.InputShapes = None,
@@ -67,7 +69,7 @@ def run(
     weights: o.Weights = None,
     leaf: o.Leaf = None,
     policy: o.Policy = "mulinucb-link",
-    frames: o.Frames = None,
+    frames: o.Frames = 100,
     trace: o.Trace = None,
     trace_scale: o.TraceScale = 1.0,
     bandwidth: o.Bandwidth = None,
@@ -131,8 +133,8 @@ def run(
     writable(out_file, "--out")
     writable(log, "--log")
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
-    if frames is None:  # a folder of images: each once, unless --frames asks for more
-        frames = len(image_files(images)) if images is not None else LIVE_FRAMES
+    if images is not None and not given(context, "frames"):  # each image once, unless --frames says
+        frames = len(image_files(images))
     config = _run_config(spec, locals())
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
     options = ClientOptions(codec, quant, edge_timeout)

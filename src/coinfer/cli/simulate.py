@@ -120,7 +120,7 @@ def simulate(
         spec,
         tuple(names_of(policy, POLICIES)),
         scenario,
-        frames or 2000,  # never None here: the option's default (None is run's "one pass")
+        frames,
         seed,
         trace,
         trace_scale,
