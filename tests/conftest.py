@@ -10,6 +10,14 @@ import torch
 torch.set_num_threads(2)
 
 
+def assert_top_k(entry: dict[str, Any], logits: torch.Tensor, atol: float = 1e-5) -> None:
+    """A results line's classifier output (its top 5) against the whole model's logits."""
+    top = torch.topk(logits.reshape(-1), 5)
+    assert [i for i, _ in entry["top_k"]] == top.indices.tolist()
+    got = torch.tensor([v for _, v in entry["top_k"]], dtype=torch.float64)
+    assert torch.allclose(got, top.values.double(), atol=atol)
+
+
 def assert_same_output(got: Any, want: Any) -> None:
     """Bit-exact comparison of model outputs: tensors, tuples/lists and dicts of them."""
     if isinstance(want, torch.Tensor):

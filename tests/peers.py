@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,6 +60,17 @@ async def run_live(
     """Every frame in turn through the one loop: the records."""
     env = await run_live_env(client, policy, frames, on_frame=on_frame)
     return env.records
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`coinfer ARGS` as a user runs it, in their folder (module:factory imports from there)."""
+    return subprocess.run(
+        [sys.executable, "-m", "coinfer.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @dataclass

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ import pytest
 import torch
 
 from coinfer.device.inputs import image_tensor, read_image
-from tests.peers import Served
+from tests.conftest import assert_top_k
+from tests.peers import Served, run_cli
 
 NEWCOMER_MODEL = '''"""A small residual CNN for 8x8 digits, returning a dict."""
 import torch
@@ -58,16 +57,6 @@ def build(width=16):
 
 build.example_inputs = [(1, 1, 8, 8)]
 '''
-
-
-def _cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coinfer.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _train(module: Any, seed: int, steps: int) -> torch.nn.Module:
@@ -168,7 +157,7 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
     try:
         for policy in ("mulinucb-link", "fixed-4"):
             out = project / f"{policy}.jsonl"
-            run = _cli(
+            run = run_cli(
                 project,
                 "run",
                 *device,
@@ -197,7 +186,7 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
             clip, iter([np.kron(img, np.ones((8, 8, 1), np.uint8)) for img in _digit_frames()])
         )
         out = project / "video.jsonl"
-        run = _cli(
+        run = run_cli(
             project,
             "run",
             *device,
@@ -224,12 +213,12 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
             got = next(o for o in row["outputs"] if o["name"] == "logits")["values"]
             assert np.allclose(got, want.numpy(), atol=1e-5)
         # other weights on the device: the preflight names it, exit 2
-        wrong = _cli(project, "run", *device, "--weights", "other.pt", "-n", "3")
+        wrong = run_cli(project, "run", *device, "--weights", "other.pt", "-n", "3")
         assert wrong.returncode == 2
         assert "is not this device's" in wrong.stderr and "--weights" in wrong.stderr
         # without the preflight every frame is refused by name and finished on the device;
         # --strict makes the fallbacks an exit code
-        blind = _cli(
+        blind = run_cli(
             project,
             "run",
             *device,
@@ -268,10 +257,7 @@ def _check_answers(project: Path, out: Path, offloaded: bool) -> None:
         x = image_tensor(read_image(project / "images" / row["source"]), example)
         with torch.no_grad():
             want = net(x)
-        logits = next(o for o in row["outputs"] if o["name"] == "logits")
-        top = torch.topk(want["logits"].reshape(-1), 5)
-        assert [i for i, _ in logits["top_k"]] == top.indices.tolist()
-        assert np.allclose([v for _, v in logits["top_k"]], top.values.tolist(), atol=1e-5)
+        assert_top_k(next(o for o in row["outputs"] if o["name"] == "logits"), want["logits"])
         features = next(o for o in row["outputs"] if o["name"] == "features")
         assert features["shape"] == list(want["features"].shape)
         assert features["l2"] == pytest.approx(float(want["features"].double().norm()), rel=1e-5)
