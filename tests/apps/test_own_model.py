@@ -260,4 +260,7 @@ def _check_answers(project: Path, out: Path, offloaded: bool) -> None:
         assert_top_k(next(o for o in row["outputs"] if o["name"] == "logits"), want["logits"])
         features = next(o for o in row["outputs"] if o["name"] == "features")
         assert features["shape"] == list(want["features"].shape)
-        assert features["l2"] == pytest.approx(float(want["features"].double().norm()), rel=1e-5)
+        assert len(features["values"]) == want["features"].numel()  # 64 values: written whole
+        assert torch.allclose(
+            torch.tensor(features["values"]), want["features"].reshape(-1), rtol=1e-5, atol=1e-6
+        )

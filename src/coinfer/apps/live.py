@@ -60,6 +60,7 @@ class RunConfig:
     video: Path | None = None
     images: Path | None = None
     camera: str | None = None
+    inputs_file: Path | None = None
     preflight: bool = True
 
     def __post_init__(self) -> None:
@@ -74,14 +75,15 @@ class RunConfig:
             )
         if self.bandwidth is not None and self.trace is not None:
             raise BadValueError("give --trace or --bandwidth, not both")
-        sources = sum(x is not None for x in (self.video, self.images, self.camera))
+        given = (self.video, self.images, self.camera, self.inputs_file)
+        sources = sum(x is not None for x in given)
         if sources > 1:
-            raise BadValueError("give one of --video, --images and --camera")
+            raise BadValueError("give one of --video, --images, --camera and --inputs")
         if (entry.kind == "stage" or self.channel is not None) and sources:
             raise BadValueError(
                 "the stage-wise run (--channel, the stopping rules) runs the "
-                "model's example input task after task: --video, --images and "
-                "--camera are for frame runs"
+                "model's example input task after task: --video, --images, "
+                "--camera and --inputs are for frame runs"
             )
         self.link()  # the trace, the bandwidth: read now, not after the model loads
 

@@ -221,6 +221,14 @@ Images = Annotated[
     Path | None,
     typer.Option("--images", help="Frames from the images in this folder, in name order."),
 ]
+InputsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--inputs",
+        help="Frames from recorded inputs: a .npz or .safetensors file, one array per forward "
+        "argument (named as it, or arr_0, arr_1...), the first axis the frames.",
+    ),
+]
 Camera = Annotated[
     str | None,
     typer.Option("--camera", help="Frames from a camera, e.g. /dev/video0 (PyAV, V4L2)."),

@@ -30,6 +30,7 @@ from coinfer.cli.tables import TableFormat, check_format, from_rows, render
 from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS
 from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
+from coinfer.device.input_files import recorded_frames
 from coinfer.device.inputs import frames_for, image_files
 from coinfer.device.records import write_log
 from coinfer.device.results import ResultWriter
@@ -88,6 +89,7 @@ def run(
     video: o.Video = None,
     images: o.Images = None,
     camera: o.Camera = None,
+    inputs_file: o.InputsFile = None,
     strict: o.Strict = False,
     no_preflight: o.NoPreflight = False,
     seed: o.Seed = 0,
@@ -121,7 +123,8 @@ def run(
     --model-arg, --input-shape and --leaf): a preflight checks that it is reachable, takes the
     token and holds the very same weights (fingerprint), and measures the RTT and upload rate
     the policy starts from; any problem is one line and exit 2. Inputs: --video, --images (each
-    image once, unless --frames asks for more) or --camera for an image model; else the
+    image once, unless --frames asks for more) or --camera for an image model, --inputs FILE
+    (recorded inputs, each row once unless --frames asks more) for any model; else the
     held-out digits for branchy_alexnet (every answer checked against its label), a synthetic
     video for other image models, seeded tensors of the declared shapes for any other model
     (100 frames unless --frames). Every reply is checked (kind, request, the model's output
@@ -133,8 +136,7 @@ def run(
     writable(out_file, "--out")
     writable(log, "--log")
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
-    if images is not None and not given(context, "frames"):  # each image once, unless --frames says
-        frames = len(image_files(images))
+    frames = frames if given(context, "frames") else _one_pass(frames, images, inputs_file)
     config = _run_config(spec, locals())
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
     options = ClientOptions(codec, quant, edge_timeout)
@@ -158,6 +160,15 @@ def run(
     _print(doc, as_json, FRAME_COLUMNS + extra, fmt)
     _report(doc, out_file, as_json)
     _strict_exit(strict, doc["fallbacks"], doc["frames"])
+
+
+def _one_pass(frames: int, images: Path | None, inputs_file: Path | None) -> int:
+    """Without --frames, a folder's images or a file's recorded inputs are each run once."""
+    if images is not None:
+        return len(image_files(images))
+    if inputs_file is not None:
+        return recorded_frames(inputs_file)
+    return frames
 
 
 def _run_config(spec: ModelSpec, given: dict[str, Any]) -> RunConfig:
@@ -217,7 +228,13 @@ def _frames(
         )
         with capture:
             data = frames_for(
-                setup.model, config.frames, config.seed, config.video, config.images, camera
+                setup.model,
+                config.frames,
+                config.seed,
+                config.video,
+                config.images,
+                camera,
+                config.inputs_file,
             )
     writing = ResultWriter.for_setup(out_file, setup, data.sources) if out_file else nullcontext()
     with progress_bars() as report, writing as writer:

@@ -1,6 +1,7 @@
 """What a live device feeds its model: real images (a video file, a folder of images, a camera
 through PyAV), the held-out digits for the zoo's trained model, a synthetic scene for other
-image models, and seeded tensors of the declared shapes and dtypes for anything else.
+image models, recorded inputs from a file (``device.input_files``) and seeded tensors of the
+declared shapes and dtypes for anything else.
 
 An input is an *image* when the model takes one tensor of shape N x C x H x W with C 1 or 3:
 images are resized to H x W (bilinear), converted to C channels and scaled to [0, 1]; a model
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from coinfer import zoo
 from coinfer.assembly import ModelSetup
+from coinfer.device.input_files import file_inputs
 from coinfer.errors import BadValueError
 from coinfer.video import SyntheticScene, key_frame_weights
 
@@ -105,6 +107,17 @@ def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:
     for path in dict.fromkeys(chosen):
         cache[path] = image_tensor(read_image(path), example)
     return Frames([(cache[p],) for p in chosen], [0.2] * frames, None, [p.name for p in chosen])
+
+
+def input_file_frames(model: ModelSetup, path: Path, frames: int | None = None) -> Frames:
+    """The file's rows in order (``device.input_files``), looped to ``frames`` (default: once);
+    each frame's source is ``FILE#ROW``."""
+    rows = file_inputs(path, model.part.input_names, model.inputs)
+    count = len(rows) if frames is None else frames
+    order = [i % len(rows) for i in range(count)]
+    return Frames(
+        [rows[i] for i in order], [0.2] * count, None, [f"{path.name}#{i}" for i in order]
+    )
 
 
 def _stream_frames(
@@ -207,15 +220,18 @@ def frames_for(
     video: Path | None = None,
     images: Path | None = None,
     camera: str | None = None,
+    inputs_file: Path | None = None,
 ) -> Frames:
-    """The frames a user asked for (a video file, an image folder, a camera), else the
-    model's default inputs (``live_frames``)."""
+    """The frames a user asked for (a video file, an image folder, a camera, recorded inputs),
+    else the model's default inputs (``live_frames``)."""
     if video is not None:
         chosen, origin = video_file_frames(model, video, frames), f"video:{video}"
     elif images is not None:
         chosen, origin = image_folder_frames(model, images, frames), f"images:{images}"
     elif camera is not None:
         chosen, origin = camera_frames(model, camera, frames), f"camera:{camera}"
+    elif inputs_file is not None:
+        chosen, origin = input_file_frames(model, inputs_file, frames), f"inputs:{inputs_file}"
     else:
         return live_frames(model, frames, seed)
     chosen.origin = origin

@@ -1,7 +1,9 @@
 """A live run's results as a file a script reads: one strict-JSON line per frame with its
 timings, where it ran, where its input came from, and each output — its name in the model's
-output (``logits``, ``aux.0``), shape, dtype, and for a classifier's scores the top k
-(index, value), for anything else a few statistics (all values when there are few)."""
+output (``logits``, ``aux.0``), shape, dtype, all its values when it has at most
+``ALL_VALUES_UP_TO`` (an embedding, a small classifier's scores, a box), the top k (index, value)
+of anything that may be a classifier's scores (one row of floats), and a few statistics of a
+larger output (mean, min, max, L2 norm) in place of its values."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from coinfer.graph.partition import Partitioning
 from coinfer.output import strict
 
 TOP_K = 5
-ALL_VALUES_UP_TO = 16  # outputs this small are written whole
+ALL_VALUES_UP_TO = 256  # outputs this small are written whole (a 1,000-class row is not)
 
 
 def is_scores(t: torch.Tensor) -> bool:
