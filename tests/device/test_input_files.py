@@ -60,8 +60,8 @@ def test_what_does_not_fit_is_named(
 
 def test_other_suffixes_and_pickles_are_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "in.npy", np.ones(3))
-    with pytest.raises(BadValueError, match="give a .npz or .safetensors"):
+    with pytest.raises(BadValueError, match=r"give a \.npz or \.safetensors"):
         file_inputs(tmp_path / "in.npy", NAMES, EXAMPLES)
     np.savez(tmp_path / "obj.npz", tokens=np.array([{"a": 1}], dtype=object), scale=np.ones(1))
-    with pytest.raises(BadFileError, match="not a readable .npz file"):  # never unpickled
+    with pytest.raises(BadFileError, match=r"not a readable \.npz file"):  # never unpickled
         file_inputs(tmp_path / "obj.npz", NAMES, EXAMPLES)
