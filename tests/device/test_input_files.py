@@ -53,7 +53,7 @@ def test_npz_by_position(tmp_path: Path) -> None:
 def test_what_does_not_fit_is_named(
     tmp_path: Path, arrays: dict[str, np.ndarray], said: str
 ) -> None:
-    np.savez(tmp_path / "in.npz", **arrays)
+    np.savez(tmp_path / "in.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs: allow_pickle
     with pytest.raises(BadValueError, match=re.escape(said)):
         file_inputs(tmp_path / "in.npz", NAMES, EXAMPLES)
 
