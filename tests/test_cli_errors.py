@@ -236,3 +236,51 @@ def test_serve_scopes_options_to_one_of_several_models(
     assert img.weights == Path("img.pt") and vec.weights is None
     assert float(img.build().state_dict()["0.weight"].abs().sum()) == 0.0  # the file's weights
     assert vec.build()(vec.example_inputs()[0]).shape == (1, 6)
+
+
+TINY = """from torch import nn
+
+
+def build(width=8):
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+build.example_inputs = [(1, 8)]
+"""
+
+
+def test_weight_files_and_images_that_cannot_be_used_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misfit names the tensors and --model-arg; a damaged, foreign, pickled-model or empty
+    file says which it is in a line (no ANSI escapes, no torch paragraphs); a file that is
+    not an image is named."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "tiny.py").write_text(TINY)
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    torch.save(net.state_dict(), "w8.pt")
+    good = (tmp_path / "w8.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "notes.pt").write_text("these are my notes\n" * 20)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(net, "whole.pt")
+    inspect = ["inspect", "tiny:build", "--weights"]
+    _one_line_exit_2([*inspect, "w8.pt", "--model-arg", "width=4"], "0.weight is [8, 8] in the")
+    _one_line_exit_2([*inspect, "w8.pt", "--model-arg", "width=4"], "--model-arg?")
+    _one_line_exit_2([*inspect, "cut.pt"], "a damaged or truncated torch.save file")
+    _one_line_exit_2([*inspect, "notes.pt"], "not a torch.save file")
+    _one_line_exit_2([*inspect, "empty.pt"], "the file is empty")
+    _one_line_exit_2([*inspect, "whole.pt"], "a whole pickled model")
+    whole = runner.invoke(app, [*inspect, "whole.pt"]).output
+    assert "\x1b" not in whole and "state_dict(), FILE) or as a .safetensors file\n" in whole
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "fake.png").write_text("not a png")
+    _one_line_exit_2(
+        ["run", "-m", "branchy_alexnet", "--images", "photos", "--no-preflight"],
+        "cannot read image 'photos/fake.png': not a png image",
+    )

@@ -45,3 +45,19 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not len(values):
         return None
     return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf"))
+
+
+FLOPS_UNITS = (("FLOPs", 1.0), ("kFLOPs", 1e3), ("MFLOPs", 1e6), ("GFLOPs", 1e9))
+BYTES_UNITS = (("B", 1.0), ("KB", 2.0**10), ("MB", 2.0**20), ("GB", 2.0**30))
+
+
+def in_unit(values: Sequence[float], units: Sequence[tuple[str, float]]) -> tuple[str, list[str]]:
+    """A column of ``values`` in the largest unit its largest value is at least 1 of (a tiny
+    model's 312 FLOPs are not "0.0 MFLOPs"), one decimal (whole numbers in the base unit)."""
+    top = max((abs(v) for v in values), default=0.0)
+    name, factor = units[0]
+    for candidate in units:
+        if top >= candidate[1]:
+            name, factor = candidate
+    decimals = 0 if factor == units[0][1] else 1
+    return name, [f"{v / factor:,.{decimals}f}" for v in values]

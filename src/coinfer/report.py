@@ -71,7 +71,7 @@ def write_result(result: ExperimentResult, out_dir: Path) -> None:
 def save_figure(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # a legend beside the axes is kept whole
     plt.close(fig)
     return path
 
@@ -81,3 +81,14 @@ def new_figure(
 ) -> tuple[Figure, Any]:
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), sharex=sharex)
     return fig, axes
+
+
+def log_axis(ax: Any, axis: str = "y") -> None:
+    """A log scale whose ticks read 0.2, 0.5, 1, 2 — not 2×10⁻¹ — at every power of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    scale = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    scale.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    scale.set_minor_formatter(NullFormatter())

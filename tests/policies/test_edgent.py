@@ -7,7 +7,7 @@ import pytest
 
 from coinfer import partition, zoo
 from coinfer.latency.devices import EDGE_PC, RPI3
-from coinfer.policies import Context
+from coinfer.policies import Action, Context
 from coinfer.policies.edgent import (
     CusumDetector,
     EdgentDynamic,
@@ -88,3 +88,18 @@ def test_dynamic_edgent_follows_a_bandwidth_drop(exits: list[ExitPath]) -> None:
     assert ACCURACY[fast[-1].exit or 5] >= ACCURACY[slow[-1].exit or 5]
     assert (fast[-1].exit, fast[-1].cut) != (slow[-1].exit, slow[-1].cut)
     assert planner.plan(40e3, 0.3) == policy.current
+
+
+def test_dynamic_edgent_on_a_link_faster_than_its_training_trace(exits: list[ExitPath]) -> None:
+    """Every state of a slow trace plans a local exit; a link far faster than anything in it
+    is planned when met (as static Edgent plans it), and a drop below returns to the map."""
+    planner = EdgentPlanner(exits, RPI3, EDGE_PC)
+    training = list(np.geomspace(30e3, 200e3, 200))
+    policy = EdgentDynamic(planner, training, latency_req_s=0.3)
+    assert all(c.cut == planner.plan(200e3, 0.3).cut for c in policy.config_map.values())
+    fast = [policy.select(Context(frame=i, extra={"bandwidth_bps": 5e6})) for i in range(5)]
+    assert fast[0] == Action(planner.plan(5e6, 0.3).cut, planner.plan(5e6, 0.3).exit)
+    assert planner.plan(5e6, 0.3) != planner.plan(200e3, 0.3)  # the map alone would not have it
+    slow = [policy.select(Context(frame=i, extra={"bandwidth_bps": 40e3})) for i in range(20)]
+    assert policy.changes >= 1 and policy.current == policy.config_map[policy.state]
+    assert (slow[-1].cut, slow[-1].exit) != (fast[-1].cut, fast[-1].exit)

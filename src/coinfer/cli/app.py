@@ -16,8 +16,10 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # help texts are plain: 'coinfer[vision]' stays as written
 )
-out = Console()
-err = Console(stderr=True)
+# lines are never wrapped by the console: a terminal wraps them itself, and a file or a pipe
+# gets each message as one line (not cut at 80 columns mid-parenthesis)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:

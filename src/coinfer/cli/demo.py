@@ -161,8 +161,8 @@ def demo(
         print_json(doc)
         return
     render(from_rows(f"coinfer demo --system {system}", doc["rows"]), fmt)
-    held = "yes, it did" if doc["held"] else "NOT this time"
-    out.print(f"expected: {doc['expected']} — {held}", markup=False)
     for line in run.details():
+        out.print(line, markup=False)
+    for line in run.verdict().lines():
         out.print(line, markup=False)
     err.print(f"wrote {png}, {png.parent / 'table.md'} and table.json")

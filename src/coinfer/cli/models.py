@@ -17,7 +17,7 @@ from coinfer.cli.options import (
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
 from coinfer.graph import GRANULARITIES, Partitioning, partition
-from coinfer.output import SCHEMA
+from coinfer.output import BYTES_UNITS, FLOPS_UNITS, SCHEMA, in_unit
 
 
 @command()
@@ -83,8 +83,9 @@ def inspect(
 ) -> None:
     """Print every cut of MODEL: what crosses it and how the work splits.
 
-    MFLOPs count 2 FLOPs per multiply-accumulate. Cut 0 sends the raw input (all on the edge);
-    the last cut runs everything on the device.
+    FLOPs count 2 per multiply-accumulate; each column's unit fits its numbers (FLOPs to
+    GFLOPs, B to GB). Cut 0 sends the raw input (all on the edge); the last cut runs everything
+    on the device.
     """
     check_choice("--granularity", granularity, GRANULARITIES)
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
@@ -109,31 +110,37 @@ def inspect(
         print_json(doc)
         return
     check_format(fmt)
-    total = 2 * (part.cuts[-1].device_macs) / 1e6
+    total_unit, (total,) = in_unit([2 * part.cuts[-1].device_macs], FLOPS_UNITS)
+    bytes_unit, boundary = in_unit([r["boundary_bytes"] for r in rows], BYTES_UNITS)
+    flops_unit, flops = in_unit(
+        [2 * r[k] for r in rows for k in ("device_macs", "edge_macs")], FLOPS_UNITS
+    )
+    params_unit, params = in_unit([r["device_param_bytes"] for r in rows], BYTES_UNITS)
     table = TableData(
-        f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, {total:,.1f} MFLOPs",
+        f"{model}: {len(part.cuts)} cuts ({granularity}), {len(part.ops)} ops, "
+        f"{total} {total_unit}",
         [
             "cut",
             "device runs to",
             "boundary tensors",
-            "boundary KB",
-            "device MFLOPs",
-            "edge MFLOPs",
-            "device params MB",
+            f"boundary {bytes_unit}",
+            f"device {flops_unit}",
+            f"edge {flops_unit}",
+            f"device params {params_unit}",
         ],
         caption="device runs every layer up to and including 'device runs to'; "
         "the boundary is what it sends",
         left={"device runs to"},
     )
-    for r in rows:
+    for i, r in enumerate(rows):
         table.add(
             r["index"],
             r["name"],
             len(r["boundary"]),
-            f"{r['boundary_bytes'] / 1024:,.1f}",
-            f"{2 * r['device_macs'] / 1e6:,.1f}",
-            f"{2 * r['edge_macs'] / 1e6:,.1f}",
-            f"{r['device_param_bytes'] / 2**20:,.2f}",
+            boundary[i],
+            flops[2 * i],
+            flops[2 * i + 1],
+            params[i],
         )
     render(table, fmt)
 

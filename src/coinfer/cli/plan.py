@@ -134,7 +134,8 @@ def _table(doc: dict, config: PlanConfig, fmt: str | None) -> None:
     ]
     table = TableData(
         f"{config.model.name} on {config.device} + {config.edge} at "
-        f"{config.bandwidth_bps / 1e6:g} Mbit/s: {config.policy} ({config.objective})",
+        f"{config.bandwidth_bps / 1e6:g} Mbit/s, RTT {1e3 * config.rtt_s:g} ms: {config.policy} "
+        f"({config.objective})",
         columns,
         caption=f"chosen: {what}cut {doc['cut']} ({doc['cut_name']}) of 0..{doc['num_cuts'] - 1}, "
         f"predicted {1e3 * doc['predicted_s']:,.1f} ms{verdict} (marked *)",

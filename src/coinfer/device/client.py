@@ -334,13 +334,14 @@ class DeviceClient:
                 True,
                 describe_failure(exc),
                 device_s,
-                waited,
+                0.0,
                 0.0,
                 0.0,
                 time.monotonic() - t0,
                 0,
                 started,
                 exit,
+                waited,
             )
 
 

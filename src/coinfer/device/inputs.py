@@ -93,9 +93,15 @@ def read_image(path: Path) -> np.ndarray:
     from skimage import io
 
     try:
-        return np.asarray(io.imread(path))
-    except Exception as exc:  # the imaging plugins raise their own types
-        raise BadValueError(f"cannot read image {str(path)!r}: {exc}") from None
+        image = np.asarray(io.imread(path))
+    except Exception:  # the imaging plugins raise their own types, in their own words
+        image = None
+    if image is None or image.ndim < 2 or image.size == 0:
+        raise BadValueError(
+            f"cannot read image {str(path)!r}: not a {path.suffix.lstrip('.') or 'known'} image "
+            f"the imaging library decodes (remove it from the folder, or convert it)"
+        )
+    return image
 
 
 def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:

@@ -31,13 +31,16 @@ class FrameRecord:
     bytes_sent: int
     started_s: float
     exit: int | None = None
+    # a fallback: how long the device waited on the edge before finishing the frame itself
+    # (its uplink_s, edge_s, downlink_s and bytes_sent are 0: nothing was delivered)
+    waited_s: float = 0.0
 
 
 def feedback_of(record: FrameRecord) -> Feedback:
     """What the policy learns: a fallback frame cost its wait on the edge before the device
     finished it, so an edge that is down or slow looks as expensive as it was."""
     if record.fallback:
-        return Feedback(record.device_s, record.uplink_s, 0.0, 0.0, 0)
+        return Feedback(record.device_s, record.waited_s, 0.0, 0.0, 0)
     return Feedback(
         record.device_s, record.uplink_s, record.edge_s, record.downlink_s, record.bytes_sent
     )

@@ -3,8 +3,12 @@
 Static: from the most accurate exit down (the deepest, when depth buys accuracy), take each
 exit's fastest cut; the first whose predicted latency meets the requirement wins. If none does,
 the fastest option is returned and flagged as a miss. Dynamic: bandwidth states are quantile
-bins of a training trace; an offline map gives each state its static configuration; online, a
-CUSUM change-point detector on the monitored throughput decides when the state has changed.
+bins of a training trace; an offline map gives each state its static configuration; online, the
+first throughput monitored says which state the link is in, and a CUSUM change-point detector on
+the monitored throughput decides when the state has changed. A rate above everything the trace
+held (the top bin is open-ended, but was planned for rates the trace saw) is planned when met,
+for the lowest of the recent readings: the map alone would hold a faster link to the plan for a
+slower one.
 """
 
 from __future__ import annotations
@@ -164,10 +168,18 @@ class EdgentDynamic:
         }
         self.detector = detector or CusumDetector()
         self.recent: deque[float] = deque(maxlen=window)
-        self.state = self._state_of(float(np.median(samples)))
+        self.ceiling_bps = float(samples.max())
+        self.above = num_states  # the state of a rate the training trace never reached
+        self.state = self._state_of(float(np.median(samples)))  # until the first reading
+        self.monitored = False
         self.changes = 0
 
     def _state_of(self, bps: float) -> int:
+        if bps > self.ceiling_bps:
+            self.config_map[self.above] = self.planner.plan(
+                min(self.recent, default=bps), self.latency_req_s
+            )
+            return self.above
         state = int(np.digitize(bps, self.edges))
         while state not in self.config_map and state > 0:
             state -= 1
@@ -175,6 +187,11 @@ class EdgentDynamic:
 
     def _observe(self, bps: float) -> None:
         self.recent.append(bps)
+        if not self.monitored:  # the link's state now, not the training trace's median
+            self.monitored = True
+            self.state = self._state_of(bps)
+            self.detector.reset(bps)
+            return
         if self.detector.update(bps):
             level = float(np.exp(np.mean(np.log(self.recent))))
             new = self._state_of(level)

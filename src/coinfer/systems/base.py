@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from coinfer.defaults import LATENCY_REQ_S, RTT_S
 from coinfer.errors import BadValueError
 from coinfer.report import ExperimentResult
+from coinfer.systems.verdicts import Verdict
 
 if TYPE_CHECKING:
     from coinfer.assembly import DeviceSetup
@@ -122,14 +123,6 @@ class DemoConfig:
     max_frames: int = 1000
 
 
-@dataclass
-class Verdict:
-    """What the user should have seen, and whether they did."""
-
-    expected: str
-    held: bool
-
-
 class DemoHooks(Protocol):
     """What a running demo tells whoever shows it (the CLI's live table, stage lines)."""
 
@@ -151,6 +144,7 @@ class DemoRun:
     records: dict[str, list[FrameRecord]] = field(default_factory=dict)
     correct: dict[str, list[bool | None]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. a host too loaded to tell
+    policies: dict[str, Any] = field(default_factory=dict)  # each device's policy, as it ended
 
     def setting(self, key: str) -> Any:
         """The config's ``key``, else the system's default for it."""

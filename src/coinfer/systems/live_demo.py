@@ -29,10 +29,11 @@ from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link
 from coinfer.policies import registry
 from coinfer.policies.registry import Knowledge
-from coinfer.report import new_figure, save_figure
+from coinfer.report import log_axis, new_figure, save_figure
 from coinfer.systems.base import DemoHooks, DemoRun
 
 LOADED_RATIO = 1.5  # the model this much slower than when profiled: the host is busy
+BAND_OFFSET = 0.25  # how far apart two baselines that always choose the same are drawn
 
 
 def demo_setup(model: str, device: str) -> DeviceSetup:
@@ -114,6 +115,7 @@ def side_by_side(
         policy = registry.create(name, knowledge)
         client = DeviceClient.for_setup(setup, endpoint(server), link)
         run.records[name] = []
+        run.policies[name] = policy
 
         def record(frame: FrameRecord) -> None:
             run.records[name].append(frame)
@@ -156,23 +158,66 @@ def frame_plot(
     chosen_label: str,
     mark: Callable[[Any, Any], None],
 ) -> Path:
-    """Latency per frame above and what each device chose below (``chosen``: the cut, or
-    Edgent's exit), both over time since the start; ``mark`` draws the system's event."""
+    """Latency per frame above (log scale: a 2x change looks the same at 0.2 s and at 3 s) and
+    what each device chose below (``chosen``: the cut, or Edgent's exit), both over time since
+    the start; ``mark`` draws the system's event. The system's own policy (the first) is drawn
+    last, on top; a baseline that never changes its choice is one band, not dots over it."""
     fig, (top, bottom) = new_figure(width=8.0, height=3.0, rows=2, sharex=True)
-    for name, records in run.records.items():
+    names = list(run.records)
+    bands: list[int] = []
+    for rank, name in reversed(list(enumerate(names))):
+        records = run.records[name]
+        if not records:
+            continue
+        colour, layer = f"C{rank}", 3 if rank == 0 else 2
         sparse = len(records) < 60
         times = [r.started_s for r in records]
         top.plot(
             times,
             [r.total_s for r in records],
-            lw=0.8,
+            lw=1.2 if rank == 0 else 0.8,
             marker="." if sparse else None,
             ls=":" if sparse else "-",
+            color=colour,
             label=name,
+            zorder=layer,
         )
-        bottom.plot(times, [chosen(r) for r in records], ".", ms=3, label=name)
+        values = [chosen(r) for r in records]
+        if len(set(values)) == 1:
+            shared = bands.count(values[0])  # bands at one value are drawn a little apart
+            bands.append(values[0])
+            offloads = sum(r.offloaded for r in records)
+            where = {0: "on the device", len(records): "offloaded"}.get(offloads, "mixed")
+            bottom.plot(
+                [times[0], times[-1]],
+                [values[0] + BAND_OFFSET * shared] * 2,
+                lw=5,
+                alpha=0.45,
+                color=colour,
+                label=f"{name}: always {values[0]} ({where})",
+                solid_capstyle="butt",
+            )
+            continue
+        for offloaded in (True, False):
+            picked = [
+                (t, v)
+                for t, v, r in zip(times, values, records, strict=True)
+                if r.offloaded == offloaded
+            ]
+            if picked:
+                xs, ys = zip(*picked, strict=True)
+                bottom.plot(
+                    xs,
+                    ys,
+                    "o",
+                    ms=3.5,
+                    color=colour,
+                    zorder=layer,
+                    markerfacecolor=colour if offloaded else "none",
+                    label=f"{name} ({'offloaded' if offloaded else 'on the device'})",
+                )
     mark(top, bottom)
-    top.set_ylim(bottom=0)
+    log_axis(top)
     top.set_ylabel("frame latency (s)")
     bottom.set_ylabel(chosen_label)
     bottom.set_xlabel("time since start (s)")
@@ -180,5 +225,7 @@ def frame_plot(
         f"{run.setting('model')}, device {run.setting('device')}, link "
         f"{run.config.trace} x{run.setting('trace_scale'):g}"
     )
-    top.legend(fontsize=8, loc="upper left")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save_figure(fig, path)

@@ -17,7 +17,7 @@ from coinfer.defaults import DISCOUNT, EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.errors import BadValueError
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.profiler import profile_ops
-from coinfer.report import new_figure, save_figure
+from coinfer.report import log_axis, new_figure, save_figure
 from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import RunStats
@@ -206,7 +206,7 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
         for ax in (ax_delay, ax_regret, ax_cut):
             ax.axvline(change, color="grey", ls="--", lw=0.8)
     ax_delay.set_ylabel(f"delay (s), mean of {window}")
-    ax_delay.set_yscale("log")
+    log_axis(ax_delay)
     ax_regret.set_ylabel("cumulative regret (s)")
     ax_cut.set_ylabel("chosen cut (offset per policy)")
     ax_cut.set_xlabel("frame")

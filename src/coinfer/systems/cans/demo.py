@@ -13,11 +13,12 @@ import numpy as np
 
 from coinfer.device.records import summary
 from coinfer.output import cell_text
-from coinfer.report import new_figure, save_figure
-from coinfer.systems.base import DemoConfig, DemoHooks, DemoRun, DemoSpec, Verdict
+from coinfer.report import log_axis, new_figure, save_figure
+from coinfer.systems.base import DemoConfig, DemoHooks, DemoRun, DemoSpec
 from coinfer.systems.cans.devices import DEVICES, WLAN, CansResult, run_cans
 from coinfer.systems.cans.fleet import simulate_pairs
 from coinfer.systems.cans.worlds import NETWORKS
+from coinfer.systems.verdicts import Verdict, compare
 
 EXPECT = "the cooperating pair's mean latency below the non-cooperating pair's"
 PAIRS = (("cooperating", "coop"), ("alone", "alone"))
@@ -73,10 +74,35 @@ class CansRun(DemoRun):
             return None
         return (live["cooperating"] < live["alone"]) == (sim["cooperating"] < sim["alone"])
 
+    def latencies(self, prefix: str) -> list[list[float]]:
+        """Each device's frame latencies in the pair whose names start with ``prefix``."""
+        return [[r.total_s for r in rs] for n, rs in self.records.items() if n.startswith(prefix)]
+
     def verdict(self) -> Verdict:
-        pairs = self.pairs()
-        coop, alone = pairs["cooperating"], pairs["alone"]
-        return Verdict(EXPECT, coop is not None and alone is not None and coop < alone)
+        coop, alone = self.latencies("coop"), self.latencies("alone")
+        complete = all(len(pair) == 2 and all(pair) for pair in (coop, alone))
+        claim = compare(
+            "the cooperating pair's mean latency",
+            coop if complete else [],
+            "below",
+            "the non-cooperating pair's",
+            alone if complete else [],
+        )
+        return Verdict(EXPECT, [claim], self.why())
+
+    def why(self) -> str:
+        """Each device's frames, mean and fallbacks: which device decided the pairs' means."""
+        parts = []
+        for name, records in self.records.items():
+            if not records:
+                parts.append(f"{name} ran no frame ({self.cans.errors.get(name) or 'no error'})")
+                continue
+            done = summary(records)
+            parts.append(
+                f"{name} {done['frames']} frames at {done['mean_latency_s']:.3g} s "
+                f"({done['offloaded']} offloaded, {done['fallbacks']} fallbacks)"
+            )
+        return "; ".join(parts)
 
     def details(self) -> list[str]:
         live, sim = self.pairs(), self.simulated
@@ -96,34 +122,46 @@ class CansRun(DemoRun):
         }
 
     def plot(self, path: Path) -> Path:
-        """Each device's latency over its frames (moving mean), pairs in two colours."""
+        """Every device's frames over time (a dot each: a device that ran few frames is still
+        seen) with its moving mean, pairs in two colours, each pair's mean as a dashed line."""
         fig, ax = new_figure(width=8.0, height=3.6)
         colours = {"coop": "tab:blue", "alone": "tab:orange"}
         for name, records in self.records.items():
             if not records:
                 continue
+            colour = colours[name.split("-")[0]]
+            style = "-" if name.endswith("1") else "--"
+            times = np.array([r.started_s for r in records])
             values = np.array([r.total_s for r in records])
-            window = max(1, min(10, len(values)))
-            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(times, values, "o", ms=2.5, alpha=0.45, color=colour)
+            window = max(1, min(10, len(values) // 3))
+            sums = np.cumsum(np.concatenate([[0.0], values]))
+            first = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+            trailing = (sums[1:] - sums[first]) / (np.arange(1, len(values) + 1) - first)
             ax.plot(
-                np.arange(window, len(values) + 1),
-                smooth,
-                lw=1.2,
-                ls="-" if name.endswith("1") else "--",
-                color=colours[name.split("-")[0]],
-                label=name,
+                times,
+                trailing,  # the mean of each frame and up to window - 1 before it
+                lw=1.4,
+                ls=style,
+                color=colour,
+                label=f"{name} ({len(values)} frames)",
             )
         pairs = self.pairs()
-        ax.set_xlabel("frame (moving mean of up to 10)")
-        ax.set_ylabel("frame latency (s)")
-        ax.set_ylim(bottom=0)
+        for (pair, prefix), mean in zip(PAIRS, (pairs["cooperating"], pairs["alone"]), strict=True):
+            if mean is not None:
+                ax.axhline(
+                    mean, color=colours[prefix], lw=0.8, ls=":", label=f"{pair}: {mean:.3g} s"
+                )
+        log_axis(ax)
+        ax.set_xlabel("time since the device started (s)")
+        ax.set_ylabel("frame latency (s): dots; lines, mean of the last 10")
         ax.set_title(
             f"{self.setting('model')} on {self.setting('device')} devices, WLAN links: "
-            f"cooperating {pairs['cooperating'] or 0:.3f} s, alone "
-            f"{pairs['alone'] or 0:.3f} s (mean)",
+            f"the pairs' means dotted",
             fontsize=9,
         )
-        ax.legend(fontsize=8, ncol=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         return save_figure(fig, path)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from coinfer.defaults import EDGE_CLASS
 from coinfer.policies.fedlinucb import Federation
-from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.report import ExperimentResult, log_axis, new_figure, save_figure
 from coinfer.sim.fleet_policies import FLEET_POLICIES
 from coinfer.systems.base import ExperimentContext, JobRunner, serial_jobs
 from coinfer.systems.cans.fleet import run_case
@@ -180,7 +180,7 @@ def _plots(
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=name, color=colours[name])
     if len(sizes) >= 3:  # a log axis for a sweep of fleet sizes, a linear one for two points
-        ax.set_xscale("log")
+        log_axis(ax, "x")
     ax.set_xlabel("devices M (3G fleets)")
     ax.set_ylabel("messages per device")
     ax.legend(fontsize=7)

@@ -26,7 +26,7 @@ from coinfer.policies import registry
 from coinfer.policies.edgent import EdgentPlanner, ExitPath, exit_paths
 from coinfer.policies.loop import run_loop
 from coinfer.policies.registry import Knowledge
-from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.report import ExperimentResult, log_axis, new_figure, save_figure
 from coinfer.sim.env import SimEnv
 from coinfer.systems.base import ExperimentContext
 from coinfer.systems.edgent.simulate import edgent_row
@@ -236,7 +236,7 @@ def _plot_static(rows: list[dict[str, object]], out_dir: Path) -> Path:
             color="tab:blue",
             label="exit chosen (left)",
         )
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("exit chosen (1..5)", color="tab:blue")
         ax.set_yticks(range(1, 6))

@@ -13,7 +13,7 @@ from coinfer import partition, zoo
 from coinfer.latency.devices import EDGE_PC, RPI3
 from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
 from coinfer.policies.neurosurgeon import Neurosurgeon
-from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.report import ExperimentResult, log_axis, new_figure, save_figure
 from coinfer.systems.base import ExperimentContext
 
 # Average uplink throughput of the three networks (Kang et al., ASPLOS 2017, Table 3).
@@ -70,11 +70,11 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         ax_cut.plot(sweep / 1e6, cuts, marker=".", label=name)
         ax_lat.plot(sweep / 1e6, lats, marker=".", label=name)
     for ax, ylabel in ((ax_cut, "chosen cut / P (1 = device only)"), (ax_lat, "latency (s)")):
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_xlabel("uplink bandwidth (Mbit/s)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    ax_lat.set_yscale("log")
+    log_axis(ax_lat)
     ax_cut.legend(fontsize=7)
     ax_cut.set_title("Neurosurgeon: where to cut (rpi3 + edge-pc)")
     ax_lat.set_title("predicted end-to-end latency")

@@ -47,7 +47,7 @@ from coinfer.policies.stopping.rules import (
     optimal_rule,
     osla_rule,
 )
-from coinfer.report import ExperimentResult, new_figure, save_figure
+from coinfer.report import ExperimentResult, log_axis, new_figure, save_figure
 from coinfer.sim import stages as mc
 from coinfer.systems.base import ExperimentContext
 
@@ -207,7 +207,7 @@ def placement_plot(out_dir: Path) -> tuple[Path, list[str]]:
                 f"placement {model}, {tasks:,} tasks per model update: L̄* = {best} of "
                 f"{costs.layers}, {per_task[best]:.4g} per task"
             )
-        ax.set_yscale("log")
+        log_axis(ax)
         ax.set_xlabel("layers stored on the device (L̄)")
         ax.set_title(model, fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -266,7 +266,7 @@ def gap_plot(rows: list[dict[str, Any]], out_dir: Path) -> Path:
     ax.plot(range(len(settings)), prophet, marker="v", ls="none", label="prophet (bound)")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(range(len(settings)), settings, rotation=80, fontsize=6)
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_ylabel("expected cost / optimal rule's")
     ax.set_title("each setting on its own (no line joins them)", fontsize=9)
     ax.legend(fontsize=7)

@@ -24,6 +24,7 @@ from coinfer.device.stage_env import (
 )
 from coinfer.latency.channels import fading_channel
 from coinfer.latency.link import Link
+from coinfer.output import percentile
 from coinfer.policies import registry
 from coinfer.policies.loop import Step, run_loop
 from coinfer.policies.stopping.costs import COMPUTE_W, RADIO, Fading, StoppingCosts, gain_for_snr
@@ -118,6 +119,7 @@ def _costs(
     on_draws = float(np.mean([float(costs.stop_cost(r.stop, r.gain)) for r in env.records]))
     optimal = optimal_rule(costs, fading).cost
     stops = [r.stop for r in env.records]
+    latencies = [r.device_s + r.uplink_s + r.edge_s + r.downlink_s for r in env.records]
     return {
         "mean_cost": _finite(mean),
         "ci95": _finite(half),
@@ -128,11 +130,16 @@ def _costs(
         "measured_vs_analytic_as_run": _finite(mean / as_run - 1.0) if as_run else None,
         "model_cost_on_draws": _finite(on_draws),
         "measured_vs_model_on_draws": _finite(mean / on_draws - 1.0) if on_draws else None,
+        # what a frame run's summary says too, so both runs' JSON read alike (a task a frame)
+        "frames": len(env.records),
+        "offloaded": sum(
+            r.stop < len(calibration.device_s) and not r.fallback for r in env.records
+        ),
         "fallbacks": sum(r.fallback for r in env.records),
         "stops": {str(s): stops.count(s) for s in sorted(set(stops))},
-        "mean_latency_s": _finite(
-            float(np.mean([r.device_s + r.uplink_s + r.edge_s + r.downlink_s for r in env.records]))
-        ),
+        "mean_latency_s": _finite(float(np.mean(latencies))),
+        **{f"p{q}_latency_s": percentile(latencies, q) for q in (50, 95, 99)},
+        "errors": [],
         "calibration": {
             "device_s": list(calibration.device_s),
             "edge_s": list(calibration.edge_s),
