@@ -6,6 +6,11 @@ is one line and exit 2."""
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +126,24 @@ def test_a_file_that_does_not_fit_is_one_line(project: Path, name: str, said: st
     )
     assert run.returncode == 2, run.stderr
     assert said in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_ctrl_c_says_how_far_it_got_and_keeps_every_line(project: Path) -> None:
+    server = Served(["-m", "tokennet:build", *SHAPES], cwd=str(project)).start().wait_ready()
+    out = project / "interrupted.jsonl"
+    command = [sys.executable, "-m", "coinfer.cli", "run", "-m", "tokennet:build", *SHAPES]
+    command += ["--edge", f"{server.address[0]}:{server.address[1]}", "-p", "fixed-0"]
+    command += ["--inputs", "tokens.npz", "-n", "1000000", "--out", str(out)]
+    try:
+        run = subprocess.Popen(command, cwd=project, stderr=subprocess.PIPE, text=True)
+        while run.poll() is None and (not out.exists() or len(out.read_bytes().splitlines()) < 5):
+            time.sleep(0.1)  # until some frames are written, however slow the host
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        server.stop()
+    assert run.returncode == 130, stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # every line whole
+    said = re.search(r"interrupted after (\d+) of 1000000 frames; .* holds them", stderr)
+    assert said is not None and int(said.group(1)) == len(rows) >= 5, stderr
+    assert "Traceback" not in stderr

@@ -262,3 +262,22 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
             progress.update(tasks[what], completed=done)
 
         yield report
+
+
+INTERRUPTED_EXIT = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
+
+
+@contextmanager
+def interruption_said(total: int, done: list[int], results: Path | None) -> Iterator[None]:
+    """Ctrl-C: how far the run got (``done[0]`` frames; the results file's whole lines, counted,
+    where there is one) in a line, and exit 130 — never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = ""
+        if results is not None and results.exists():
+            with results.open("rb") as fh:
+                done[0] = sum(1 for line in fh if line.endswith(b"\n"))
+            kept = f"; {results} holds them, one line each"
+        err.print(f"interrupted after {done[0]} of {total} frames{kept}", markup=False)
+        raise typer.Exit(INTERRUPTED_EXIT) from None

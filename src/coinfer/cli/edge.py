@@ -12,7 +12,7 @@ import typer
 from coinfer.cli.app import out
 from coinfer.cli.common import command, print_json
 from coinfer.cli.options import EdgeArgument, Json, Tls, TlsCa, Token, TokenFile
-from coinfer.cli.tables import TableData, TableFormat, check_format, render
+from coinfer.cli.tables import TableFormat, check_format, render_edge_stats
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.preflight import PreflightError, reason
 from coinfer.device.preflight import ping as send_pings
@@ -90,15 +90,4 @@ def stats(
     if as_json:
         print_json({"schema": SCHEMA, "edge": edge, "stats": summary})
         return
-    models = summary.get("models") or {}
-    table = TableData(
-        f"{edge}: serving", ["model", "fingerprint", "exits"], left={"model", "fingerprint"}
-    )
-    for name, about in models.items():
-        table.add(name, about.get("fingerprint"), ", ".join(map(str, about.get("exits", []))))
-    render(table, fmt)
-    rest = TableData(f"{edge}: statistics", ["what", "value"], left={"what", "value"})
-    for key, value in summary.items():
-        if key != "models":
-            rest.add(key, value)
-    render(rest, fmt)
+    render_edge_stats(edge, summary, fmt)

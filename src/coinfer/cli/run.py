@@ -18,6 +18,7 @@ from coinfer.cli.common import (
     command,
     config_doc,
     given,
+    interruption_said,
     model_spec,
     print_json,
     progress_bars,
@@ -32,7 +33,7 @@ from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.input_files import recorded_frames
 from coinfer.device.inputs import frames_for, image_files
-from coinfer.device.records import write_log
+from coinfer.device.records import FrameRecord, write_log
 from coinfer.device.results import ResultWriter
 from coinfer.device.session import preflight_edge
 from coinfer.latency.host import configure_host
@@ -237,14 +238,21 @@ def _frames(
                 config.inputs_file,
             )
     writing = ResultWriter.for_setup(out_file, setup, data.sources) if out_file else nullcontext()
-    with progress_bars() as report, writing as writer:
+    finished = [0]
+
+    def on_frame(record: FrameRecord) -> None:
+        finished[0] = record.frame + 1
+        report("frames", record.frame + 1, config.frames)
+
+    said = interruption_said(config.frames, finished, out_file)
+    with said, progress_bars() as report, writing as writer:
         done = run_live(
             config,
             setup,
             edge,
             data,
             options,
-            on_frame=lambda r: report("frames", r.frame + 1, config.frames),
+            on_frame=on_frame,
             on_output=writer.write if writer is not None else None,
         )
     if log is not None:

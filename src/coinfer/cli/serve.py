@@ -6,14 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from coinfer.cli.app import err, out
-from coinfer.cli.common import command, model_specs, stage, user_errors
+from coinfer.cli.app import err
+from coinfer.cli.common import command, model_specs, print_json, stage, user_errors
 from coinfer.cli.options import (
     InputShapes,
+    Json,
     Leaf,
     ModelArgs,
     Models,
@@ -22,6 +23,7 @@ from coinfer.cli.options import (
     TokenFile,
     Weights,
 )
+from coinfer.cli.tables import render_edge_stats
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import serve_until_signalled
 from coinfer.edge.security import check_exposure
@@ -29,6 +31,7 @@ from coinfer.edge.server import EdgeServer
 from coinfer.edge.store import ModelStore
 from coinfer.errors import BadValueError
 from coinfer.latency.host import configure_host
+from coinfer.output import SCHEMA
 from coinfer.wire.auth import resolve_token
 
 Host = Annotated[
@@ -120,6 +123,7 @@ def serve(
     insecure: Insecure = False,
     federation: Federation = False,
     max_groups: MaxGroups = 64,
+    as_json: Json = False,
 ) -> None:
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
 
@@ -132,9 +136,10 @@ def serve(
       COINFER_TOKEN=s3cret coinfer serve -m alexnet --host 0.0.0.0 --tls-cert e.pem --tls-key e.key
       coinfer serve -m alexnet --federation --token s3cret
 
-    With a token, every request but PING must carry it, and CONTROL is taken only from peers
-    that have it; without one, CONTROL is off unless --allow-control. Limits and what they
-    defend: docs/security.md.
+    On stopping it prints its statistics (as coinfer stats does; --json: one JSON document on
+    stdout). With a token, every request but PING must carry it, and CONTROL is taken only
+    from peers that have it; without one, CONTROL is off unless --allow-control. Limits and
+    what they defend: docs/security.md.
     """
     configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
     handler = logging.StreamHandler(sys.stderr)
@@ -166,12 +171,15 @@ def serve(
         store = ModelStore(specs)
         server = EdgeServer(store, options)
 
+    bound: list[Any] = []  # the address it listens on (port 0: the one the OS picked)
+
     def announce(address: tuple[str, int]) -> None:
         for notice in server.notices:
             err.print(f"warning: {notice}", markup=False)
         scheme = "TLS" if server.tls else "TCP"
         guard = "token required" if server.token_required else "no token"
         groups = f", federation: up to {max_groups} groups" if federation else ""
+        bound.extend(address[:2])
         err.print(
             f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}"
             f"{groups}; Ctrl-C stops)",
@@ -188,4 +196,13 @@ def serve(
         asyncio.run(serve_until_signalled(server, host, port, announce))
     except OSError as exc:
         raise BadValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    out.print_json(data=server.stats.summary())
+    _report(f"{bound[0]}:{bound[1]}" if bound else f"{host}:{port}", server, as_json)
+
+
+def _report(edge: str, server: EdgeServer, as_json: bool) -> None:
+    """The server's statistics as it stops, labelled (the same table as coinfer stats)."""
+    summary = server.stats.summary()
+    if as_json:
+        print_json({"schema": SCHEMA, "edge": edge, "stopped": True, "stats": summary})
+        return
+    render_edge_stats(f"{edge} at exit", summary)

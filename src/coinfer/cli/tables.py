@@ -136,3 +136,38 @@ def markdown(t: TableData) -> str:
     if t.caption:
         lines += ["", t.caption]
     return "\n".join(lines) + "\n\n"
+
+
+def flat_rows(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A nested statistics document as (dotted key, cell) rows: ``edge_s.p50  0.0003666``,
+    floats to 4 significant digits, an empty map as ``-``."""
+    rows: list[tuple[str, str]] = []
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows.extend(flat_rows(value, f"{name}."))
+        elif isinstance(value, Mapping):
+            rows.append((name, "-"))
+        elif isinstance(value, (list, tuple)):
+            rows.append((name, ", ".join(cell_text(v) for v in value) or "-"))
+        else:
+            rows.append((name, cell_text(value)))
+    return rows
+
+
+def render_edge_stats(title: str, summary: Mapping[str, Any], fmt: str | None = None) -> None:
+    """An edge's STATS (``coinfer stats``, and ``coinfer serve`` as it stops): what it serves,
+    then every figure on a line of its own."""
+    models = summary.get("models") or {}
+    if models:
+        table = TableData(
+            f"{title}: serving", ["model", "fingerprint", "exits"], left={"model", "fingerprint"}
+        )
+        for name, about in models.items():
+            exits = ", ".join(map(str, about.get("exits", []))) or "-"
+            table.add(name, about.get("fingerprint"), exits)
+        render(table, fmt)
+    rest = TableData(f"{title}: statistics", ["what", "value"], left={"what"})
+    for key, value in flat_rows({k: v for k, v in summary.items() if k != "models"}):
+        rest.add(key, value)
+    render(rest, fmt)
