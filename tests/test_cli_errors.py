@@ -284,3 +284,24 @@ def test_weight_files_and_images_that_cannot_be_used_are_named(
         ["run", "-m", "branchy_alexnet", "--images", "photos", "--no-preflight"],
         "cannot read image 'photos/fake.png': not a png image",
     )
+
+
+def test_a_run_that_fails_first_leaves_no_results_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preflight fails (nothing listens on port 1): no folder made, no empty file left."""
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(
+        ["run", "-m", "mlp", "--edge", "127.0.0.1:1", "--out", "new/r.jsonl"], "nothing listens"
+    )
+    assert not (tmp_path / "new").exists()
+
+
+def test_policies_say_why_not_elsewhere() -> None:
+    result = runner.invoke(app, ["policies", "--format", "plain"])
+    assert result.exit_code == 0, result.output
+    assert "why not elsewhere" in result.stdout
+    assert "not live: oracle: the Oracle cannot run live" in result.stdout
+    assert " runs in sim, live, not fleet" not in result.stdout
+    csv = runner.invoke(app, ["policies", "--format", "csv"]).stdout
+    assert "why not" not in csv  # a CSV stays a table

@@ -70,7 +70,9 @@ def test_bad_arguments() -> None:
         partition(model, torch.randn(1, 4), granularity="block")
     with pytest.raises(PartitionError, match="takes 1 input"):
         partition(model, (torch.randn(1, 4), torch.randn(1, 4)))
-    with pytest.raises(PartitionError, match=r"failed at op '_0'.*shapes the model expects"):
+    with pytest.raises(
+        PartitionError, match=r"failed at op '_0'.*shapes and dtypes the model expects"
+    ):
         partition(model, torch.randn(1, 5))
     with pytest.raises(PartitionError, match="tuple of tensors"):
         partition(model, [1, 2, 3])  # type: ignore[list-item]

@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -142,22 +143,27 @@ def model_spec(
 
 
 def writable(path: Path | None, option: str, folder: bool = False) -> None:
-    """Fail now (exit 2), not after minutes of work, when ``path`` cannot be written: a folder
-    that cannot be made, or a file whose folder cannot."""
+    """Fail now (exit 2), not after minutes of work, when ``path`` cannot be written: its
+    nearest existing folder must be writable (the missing ones are made only when something is
+    written, so a run that fails first leaves nothing behind)."""
     if path is None:
         return
-    target = path if folder else path.parent
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fail(
-            f"{option} {str(path)!r}: cannot create {str(target)!r} "
-            f"({exc.strerror or exc}); give a folder you can write"
-        ) from None
-    if not os.access(target, os.W_OK):
-        raise fail(f"{option} {str(path)!r}: {str(target)!r} is not writable")
     if not folder and path.is_dir():
         raise fail(f"{option} {str(path)!r} is a folder: give a file name")
+    target = (path if folder else path.parent).absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise fail(
+            f"{option} {str(path)!r}: {str(existing)!r} is a file, not a folder; give a path "
+            f"in a folder you can write"
+        )
+    try:  # a probe made and removed at once: the permission bits do not tell for root
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".coinfer-probe-"))
+    except OSError as exc:
+        raise fail(
+            f"{option} {str(path)!r}: cannot write in {str(existing)!r} "
+            f"({exc.strerror or exc}); give a folder you can write"
+        ) from None
 
 
 def seconds(text: str | None, what: str, *, positive: bool = False) -> float | None:

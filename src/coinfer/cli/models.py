@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from coinfer import zoo
+from coinfer.cli.app import out
 from coinfer.cli.common import check_choice, command, model_spec, print_json, stage, user_errors
 from coinfer.cli.options import (
     Granularity,
@@ -168,3 +169,13 @@ def policies(
         marks = ["yes" if w in row["worlds"] else "-" for w in registry.WORLDS]
         table.add(row["name"], row["decides"], *marks, row["summary"])
     render(table, fmt)
+    why: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming its policies
+    for row in rows:
+        for world, reason in row["not_in"].items():
+            why.setdefault((world, reason), []).append(row["name"])
+    if why and check_format(fmt) in ("table", "plain"):  # csv and md stay tables alone
+        out.print("why not elsewhere (each '-' above):", markup=False)
+    else:
+        why = {}
+    for (world, reason), names in why.items():
+        out.print(f"  not {world}: {', '.join(names)}: {reason}", markup=False)

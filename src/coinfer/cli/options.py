@@ -161,7 +161,7 @@ Learner = Annotated[
     str,
     typer.Option(
         "--learner",
-        help="Federated policies: paper (DESIGN's μLinUCB, the 7 ANS features) or link (+ the "
+        help="Federated policies: paper (μLinUCB on the 7 ANS features) or link (+ the "
         "link feature).",
     ),
 ]

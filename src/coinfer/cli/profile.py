@@ -67,6 +67,7 @@ def profile(
             report_progress("profiling layers and models", done[0], total)
 
         record = fit_host(per_kind, models=check, on_step=step)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(dumps(record) + "\n")
     report = {
         "schema": SCHEMA,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -203,13 +204,18 @@ def _table(done: Simulated, fmt: str | None) -> None:
     for r in done.rows:
         cells = [
             r["policy"],
-            f"{r['mean_delay_s']:.3f}",
-            f"{r['key_mean_delay_s']:.3f}",
-            f"{r['regret_s']:.1f}",
+            _number(r["mean_delay_s"]),
+            _number(r["key_mean_delay_s"]),  # none when no frame was a key frame
+            _number(r["regret_s"]),
             f"{r['oracle_match']:.1%}",
             f"{r['vs_oracle']:.3f}",
         ]
         if sim.world.changes:
-            cells.append(f"{r['after_change_s']:.3f}")
+            cells.append(_number(r["after_change_s"]))
         table.add(*cells)
     render(table, fmt)
+
+
+def _number(value: float | None) -> str:
+    """4 significant digits (a tiny model's 0.0009 s is not 0.001); '-' for none (NaN)."""
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"

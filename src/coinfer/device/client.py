@@ -376,4 +376,12 @@ def describe_failure(exc: BaseException) -> str:
         return "edge timeout"
     if isinstance(exc, ProtocolError):
         return str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens at the edge's address (is coinfer serve up?)"
+    if isinstance(exc, ConnectionResetError):
+        return "the edge reset the connection"
+    if isinstance(exc, ConnectionError):
+        return "the edge closed the connection"
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or exc}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -81,12 +81,12 @@ class ResultWriter:
         return cls(path, by_exit, sources)
 
     def __enter__(self) -> ResultWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w")
-        return self
+        return self  # the file is made with the first frame: a run that fails first leaves none
 
     def write(self, record: FrameRecord, outputs: Sequence[torch.Tensor]) -> None:
-        assert self._fh is not None, "use ResultWriter in a with block"
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w")
         row: dict[str, Any] = dict(asdict(record))
         if self.sources:
             row["source"] = self.sources[record.frame % len(self.sources)]

@@ -105,10 +105,19 @@ def propagate(gm: fx.GraphModule, example_inputs: Sequence[Tensor]) -> dict[fx.N
         where = recorder.current
         op = f"op '{where.name}' ({where.op} {where.target})" if where is not None else "the model"
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        shapes = [tuple(t.shape) for t in example_inputs]
+        declared = ", ".join(
+            f"{','.join(map(str, t.shape))}:{str(t.dtype).removeprefix('torch.')}"
+            for t in example_inputs
+        )
+        wants_indices = "indices" in first_line and "scalar type" in first_line
+        fix = (
+            "an embedding takes int64 (or int32) indices: declare --input-shape ...:int64"
+            if wants_indices
+            else "check that --input-shape gives the shapes and dtypes the model expects"
+        )
         raise PartitionError(
-            f"running the model on example inputs of shape {shapes} failed at {op}: "
-            f"{first_line}. Check that the example inputs have the shapes the model expects."
+            f"running the model on example inputs {declared} failed at {op}: {first_line}. "
+            f"{fix[0].upper()}{fix[1:]}."
         ) from exc
     return recorder.records
 

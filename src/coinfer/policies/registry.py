@@ -120,8 +120,15 @@ class PolicyEntry:
 
     def reason(self, world: str) -> str:
         """Why this policy cannot run in ``world``."""
+        commands = {"sim": "coinfer simulate", "live": "coinfer run", "fleet": "coinfer fleet"}
+        elsewhere = " or ".join(commands[w] for w in self.worlds if w in commands)
+        if world == "fleet" and world not in self.why_not:
+            return (
+                f"it has no form for the fleet simulator, whose devices share one edge's queue "
+                f"(only the policies marked fleet have one): run it with {elsewhere}"
+            )
         return self.why_not.get(world) or (
-            f"{self.name} runs in {', '.join(self.worlds)}, not {world}"
+            f"{self.name} is not built for {commands.get(world, world)}: run it with {elsewhere}"
         )
 
 

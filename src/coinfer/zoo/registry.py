@@ -202,6 +202,25 @@ def create_deployed(
     return create(name, seed=seed, weights=weights, **kwargs)
 
 
+def first_layer_hint(factory: Any, kwargs: dict[str, Any]) -> str:
+    """A shape to suggest, read off the model's first layer (its channels or features; the
+    image size it cannot know)."""
+    try:
+        net = factory(**kwargs)
+        first = next(m for m in net.modules() if not list(m.children()))
+    except Exception:  # the factory's own failure is reported where it is built
+        return "1,C,H,W (say 1,3,32,32 for 32x32 RGB images)"
+    if isinstance(first, nn.Conv2d):
+        return f"1,{first.in_channels},H,W (its first layer takes {first.in_channels} channels)"
+    if isinstance(first, nn.Conv1d):
+        return f"1,{first.in_channels},L (its first layer takes {first.in_channels} channels)"
+    if isinstance(first, nn.Linear):
+        return f"1,{first.in_features} (its first layer takes {first.in_features} features)"
+    if isinstance(first, nn.Embedding):
+        return "1,N:int64 (its first layer embeds N token indices)"
+    return "1,C,H,W (say 1,3,32,32 for 32x32 RGB images)"
+
+
 def example_inputs(
     name: str, *, seed: int = 0, shapes: Shapes | None = None, **kwargs: Any
 ) -> tuple[torch.Tensor, ...]:
@@ -226,9 +245,9 @@ def example_inputs(
             shapes = tuple(tuple(s) for s in declared)
         elif shapes_fn is None:
             raise BadModelError(
-                f"the input shape of {name!r} is unknown: give --input-shape 1,3,224,224 (once "
-                f"per forward argument) or shapes=((1, 3, 224, 224),) in Python, or declare it "
-                f"on the factory: factory.example_inputs = [(1, 3, 224, 224)]"
+                f"the input shape of {name!r} is unknown: give --input-shape "
+                f"{first_layer_hint(factory, kwargs)} (once per forward argument), or declare "
+                f"it on the factory: factory.example_inputs = [(1, C, H, W)]"
             )
         else:
             shapes = shapes_fn(**kwargs)
