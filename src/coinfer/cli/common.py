@@ -158,7 +158,7 @@ def writable(path: Path | None, option: str, folder: bool = False) -> None:
             f"in a folder you can write"
         )
     try:  # a probe made and removed at once: the permission bits do not tell for root
-        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".coinfer-probe-"))
+        Path(tempfile.mkdtemp(dir=existing, prefix=".coinfer-probe-")).rmdir()
     except OSError as exc:
         raise fail(
             f"{option} {str(path)!r}: cannot write in {str(existing)!r} "
