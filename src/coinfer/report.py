@@ -92,3 +92,9 @@ def log_axis(ax: Any, axis: str = "y") -> None:
     scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     scale.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     scale.set_minor_formatter(NullFormatter())
+
+
+def legend_beside(ax: Any, **options: Any) -> None:
+    """The legend to the right of the axes, where it covers no data (saved whole: the figure
+    is cut to what it draws)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **options)

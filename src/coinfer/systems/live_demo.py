@@ -29,7 +29,7 @@ from coinfer.latency.host import configure_host, settle_heap
 from coinfer.latency.link import Link
 from coinfer.policies import registry
 from coinfer.policies.registry import Knowledge
-from coinfer.report import log_axis, new_figure, save_figure
+from coinfer.report import legend_beside, log_axis, new_figure, save_figure
 from coinfer.systems.base import DemoHooks, DemoRun
 
 LOADED_RATIO = 1.5  # the model this much slower than when profiled: the host is busy
@@ -227,5 +227,5 @@ def frame_plot(
     )
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        legend_beside(ax, fontsize=8)
     return save_figure(fig, path)

@@ -17,7 +17,7 @@ from coinfer.defaults import DISCOUNT, EDGE_CLASS, SIM_DEVICE_CLASS
 from coinfer.errors import BadValueError
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.profiler import profile_ops
-from coinfer.report import log_axis, new_figure, save_figure
+from coinfer.report import legend_beside, log_axis, new_figure, save_figure
 from coinfer.sim.compare import POLICIES, compare
 from coinfer.sim.env import SimEnv
 from coinfer.sim.scoring import RunStats
@@ -167,6 +167,7 @@ COLOURS = {
     "mulinucb-discounted": "tab:orange",
     "mulinucb-link": "tab:blue",
 }
+BASELINE_COLOURS = ("tab:brown", "tab:olive", "tab:cyan", "goldenrod")
 
 
 def plot_simulation(sim: Simulation, path: Path) -> Path:
@@ -177,6 +178,9 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
         colour = COLOURS.get(name)
         if colour is None and len(sim.runs) > len(COLOURS):
             continue  # the static baselines would crowd the plot; the table has them
+        if colour is None:  # a baseline asked for: a colour no learner has
+            others = [n for n in sim.runs if n not in COLOURS]
+            colour = BASELINE_COLOURS[others.index(name) % len(BASELINE_COLOURS)]
         smooth = _moving_average(run.delays, window)
         ax_delay.plot(
             np.arange(len(smooth)) + len(run.delays) - len(smooth),
@@ -210,8 +214,8 @@ def plot_simulation(sim: Simulation, path: Path) -> Path:
     ax_regret.set_ylabel("cumulative regret (s)")
     ax_cut.set_ylabel("chosen cut (offset per policy)")
     ax_cut.set_xlabel("frame")
-    ax_delay.legend(fontsize=7, ncol=3)
-    ax_cut.legend(fontsize=7, markerscale=6, ncol=3)
+    legend_beside(ax_delay, fontsize=7)
+    legend_beside(ax_cut, fontsize=7, markerscale=6)
     ax_delay.set_title(f"{sim.model}, {sim.world.name}: {sim.world.description}", fontsize=9)
     for ax in (ax_delay, ax_regret, ax_cut):
         ax.grid(True, alpha=0.3)

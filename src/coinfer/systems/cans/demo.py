@@ -13,7 +13,7 @@ import numpy as np
 
 from coinfer.device.records import summary
 from coinfer.output import cell_text
-from coinfer.report import log_axis, new_figure, save_figure
+from coinfer.report import legend_beside, log_axis, new_figure, save_figure
 from coinfer.systems.base import DemoConfig, DemoHooks, DemoRun, DemoSpec
 from coinfer.systems.cans.devices import DEVICES, WLAN, CansResult, run_cans
 from coinfer.systems.cans.fleet import simulate_pairs
@@ -161,7 +161,7 @@ class CansRun(DemoRun):
             fontsize=9,
         )
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        legend_beside(ax, fontsize=8)
         return save_figure(fig, path)
 
 
