@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import re
 import socket
@@ -60,6 +61,16 @@ async def run_live(
     """Every frame in turn through the one loop: the records."""
     env = await run_live_env(client, policy, frames, on_frame=on_frame)
     return env.records
+
+
+def strict_run(cwd: Path, out: Path, *args: str) -> dict[str, Any]:
+    """`coinfer run ARGS --out OUT --strict --json` as a user runs it: it must finish with no
+    frame fallen back; its summary."""
+    run = run_cli(cwd, "run", *args, "--out", str(out), "--strict", "--json")
+    assert run.returncode == 0, run.stderr
+    summary: dict[str, Any] = json.loads(run.stdout)
+    assert summary["fallbacks"] == 0, summary
+    return summary
 
 
 def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -53,7 +53,7 @@ def test_errors_are_clear_and_exit_2() -> None:
     unknown = runner.invoke(app, ["inspect", "vgg17"])
     assert unknown.exit_code == 2 and "unknown model 'vgg17'" in unknown.output
     shape = runner.invoke(app, ["inspect", "mlp", "--input-shape", "1,512"])
-    assert shape.exit_code == 2 and "shapes the model expects" in shape.output
+    assert shape.exit_code == 2 and "shapes and dtypes the model expects" in shape.output
     bad = runner.invoke(app, ["inspect", "mlp", "--input-shape", "one,two"])
     assert bad.exit_code == 2 and "1,3,224,224" in bad.output
     gran = runner.invoke(app, ["inspect", "mlp", "--granularity", "block"])

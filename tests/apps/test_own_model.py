@@ -16,7 +16,7 @@ import torch
 
 from coinfer.device.inputs import image_tensor, read_image
 from tests.conftest import assert_top_k
-from tests.peers import Served, run_cli
+from tests.peers import Served, run_cli, strict_run
 
 NEWCOMER_MODEL = '''"""A small residual CNN for 8x8 digits, returning a dict."""
 import torch
@@ -157,9 +157,9 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
     try:
         for policy in ("mulinucb-link", "fixed-4"):
             out = project / f"{policy}.jsonl"
-            run = run_cli(
+            summary = strict_run(
                 project,
-                "run",
+                out,
                 *device,
                 "--weights",
                 "digitnet.pt",
@@ -169,14 +169,8 @@ def test_serve_and_run_give_the_whole_models_answers(project: Path) -> None:
                 "images",
                 "-n",
                 "16",
-                "--out",
-                str(out),
-                "--strict",
-                "--json",
             )
-            assert run.returncode == 0, run.stderr
-            summary = json.loads(run.stdout)
-            assert summary["fallbacks"] == 0 and summary["frames"] == 16
+            assert summary["frames"] == 16
             _check_answers(project, out, offloaded=policy == "fixed-4")
         # a video file: every frame decoded, resized to 8x8, made grey, answered as a whole
         from coinfer.video.files import video_frames, write_video

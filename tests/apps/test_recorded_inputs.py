@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.peers import Served, run_cli
+from tests.peers import Served, run_cli, strict_run
 
 TOKEN_MODEL = '''"""Two token inputs (words, their kinds) embedded, mixed, pooled to 8."""
 import torch
@@ -63,27 +63,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_on(project: Path, address: tuple[str, int], cut: int) -> list[dict[str, Any]]:
     """``coinfer run --inputs tokens.npz`` always cut at ``cut``: its JSONL rows."""
     out = project / f"cut{cut}.jsonl"
-    run = run_cli(
+    edge = f"{address[0]}:{address[1]}"
+    summary = strict_run(
         project,
-        "run",
+        out,
         "-m",
         "tokennet:build",
         *SHAPES,
         "--edge",
-        f"{address[0]}:{address[1]}",
+        edge,
         "-p",
         f"fixed-{cut}",
         "--inputs",
         "tokens.npz",  # no --frames: each row once
-        "--out",
-        str(out),
-        "--strict",
-        "--json",
     )
-    assert run.returncode == 0, run.stderr
-    summary = json.loads(run.stdout)
-    assert summary["frames"] == ROWS and summary["fallbacks"] == 0
-    assert summary["offloaded"] == ROWS
+    assert summary["frames"] == summary["offloaded"] == ROWS
     assert summary["config"]["inputs"] == "inputs:tokens.npz"
     return [json.loads(line) for line in out.read_text().splitlines()]
 

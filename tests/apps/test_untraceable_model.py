@@ -14,7 +14,7 @@ import torch
 
 from coinfer.device.inputs import image_tensor, read_image
 from tests.conftest import assert_top_k
-from tests.peers import Served, run_cli
+from tests.peers import Served, run_cli, strict_run
 
 GATED_MODEL = '''"""A small CNN whose gate branches on its input's values."""
 import torch
@@ -100,27 +100,22 @@ def test_with_leaf_it_plans_simulates_serves_and_runs(project: Path) -> None:
     server = Served(["-m", "gated:build", "--leaf", "Gate"], cwd=str(project)).start().wait_ready()
     try:
         out = project / "live.jsonl"
-        run = run_cli(
+        edge = f"{server.address[0]}:{server.address[1]}"
+        summary = strict_run(
             project,
-            "run",
+            out,
             "-m",
             "gated:build",
             "--leaf",
             "Gate",
             "--edge",
-            f"{server.address[0]}:{server.address[1]}",
+            edge,
             "-p",
             "fixed-0",
             "--images",
             "images",  # no --frames: one pass over the folder's eight images
-            "--out",
-            str(out),
-            "--strict",
-            "--json",
         )
-        assert run.returncode == 0, run.stderr
-        summary = json.loads(run.stdout)
-        assert summary["fallbacks"] == 0 and summary["frames"] == 8
+        assert summary["frames"] == 8
     finally:
         server.stop()
     from coinfer import zoo

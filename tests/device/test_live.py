@@ -334,7 +334,17 @@ def test_serve_cli_stops_gracefully_on_sigint(alexnet: ModelSetup) -> None:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coinfer.cli", "serve", "--port", str(port), "-m", "alexnet"],
+        [
+            sys.executable,
+            "-m",
+            "coinfer.cli",
+            "serve",
+            "--port",
+            str(port),
+            "-m",
+            "alexnet",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -354,7 +364,9 @@ def test_serve_cli_stops_gracefully_on_sigint(alexnet: ModelSetup) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0
-    stats = json.loads(stdout)
+    doc = json.loads(stdout)  # --json: the statistics at exit as one document
+    assert doc["stopped"] and doc["edge"] == f"127.0.0.1:{port}"
+    stats = doc["stats"]
     assert stats["requests"] == 2 and stats["connections"] >= 1
 
 
