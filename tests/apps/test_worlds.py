@@ -5,8 +5,11 @@ stage over a fading uplink against a real edge."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,6 +203,36 @@ def test_edgent_runs_to_an_exit_over_the_wire_and_counts_right_answers(
     for record, out, x in zip(records, env.client.outputs, frames.inputs, strict=False):
         want = net.forward_to(x[0], record.exit)  # type: ignore[operator]
         assert np.allclose(out[0].numpy(), want.detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("when", ["mid-frame", "after the frame"])
+def test_ctrl_c_leaves_the_connection_closable(edge: ProcessServer, when: str) -> None:
+    """SIGINT mid-frame (the frame is cancelled) or just after one ends, before the loop has
+    heard (the race CI once hit): ``KeyboardInterrupt`` reaches the caller, and closing
+    afterwards says goodbye to the edge instead of "Event loop stopped before Future
+    completed"."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    setup = device_setup(load_model("mlp"), "edge-pc*4", "edge-pc")
+    frames = live_frames(setup.model, 2)
+    env = LiveEnv(DeviceClient.for_setup(setup, Endpoint(edge.address)), frames.inputs)
+
+    async def interrupted() -> None:
+        if when == "mid-frame":
+            os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C, mid-coroutine
+            await env.astep(Action(0))
+            await asyncio.sleep(60)  # never reached: the interrupt cancels the frame first
+        else:
+            await env.astep(Action(0))
+            asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+
+    try:
+        env.step(Action(0))  # connected
+        with pytest.raises(KeyboardInterrupt):
+            env.run(interrupted())
+        env.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(env.records) >= 1 and not any(r.fallback for r in env.records)
 
 
 def test_stopping_live_task_costs_are_what_was_measured(edge: ProcessServer) -> None:

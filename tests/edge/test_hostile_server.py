@@ -149,8 +149,10 @@ def test_announcing_a_payload_allocates_nothing(guarded: Served, alexnet: ModelS
         for sock in socks:  # a prefix announcing 256 MiB, then nothing
             sock.sendall(PREFIX.pack(b"CF", 1, int(Kind.INFER), 100, 256 * MIB))
         # without the token, the header is refused before a payload byte is taken
+        # built before connecting: a first fingerprint_of takes longer than the idle deadline
+        tokenless = infer("alexnet", CUT, _boundary(), payload_len=256 * MIB)
         stranger = connect(guarded.address)
-        stranger.sendall(infer("alexnet", CUT, _boundary(), payload_len=256 * MIB))
+        stranger.sendall(tokenless)
         refused = read_reply(stranger)
         assert refused is not None and refused[1]["code"] == ErrorCode.UNAUTHORIZED
         closed = [closed_by_peer(sock) for sock in [*socks, stranger]]  # read timeout: 2 s

@@ -67,7 +67,7 @@ class LiveEnv:
         self._measured: float | None = None  # a throughput the policy has not seen yet
         self._measured_at = -math.inf
         self._probe: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Runner | None = None
         client.shaper = ShapedLink(client.link, time.monotonic() if started is None else started)
 
     @property
@@ -135,10 +135,13 @@ class LiveEnv:
         return self.run(self.astep(action))
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """``work`` on the environment's own event loop (where its connection lives)."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(work)
+        """``work`` on the environment's own event loop (where its connection lives).
+
+        An ``asyncio.Runner``, not a bare loop: Ctrl-C then cancels the frame at its next await
+        (not at whatever line it was on) and raises ``KeyboardInterrupt`` here."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(work)
 
     async def aclose(self) -> None:
         if self._probe is not None:
@@ -149,10 +152,20 @@ class LiveEnv:
         await self.client.close()
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.run_until_complete(self.aclose())
-            self._loop.close()
-            self._loop = None
+        if self._runner is None:
+            return
+        loop = self._runner.get_loop()
+        try:
+            closing = loop.create_task(self.aclose())
+            closing.add_done_callback(lambda _: loop.stop())
+            while not closing.done():
+                # a Ctrl-C after a frame's end but before the loop heard of it leaves that
+                # frame's stop callback queued: it ends a pass early, so go round again
+                loop.run_forever()
+            closing.result()
+        finally:
+            self._runner.close()
+            self._runner = None
 
     def __enter__(self) -> LiveEnv:
         return self
