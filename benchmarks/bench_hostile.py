@@ -45,7 +45,7 @@ from coinfer.policies.static import FixedCut
 from coinfer.wire.protocol import PREFIX, Kind, pack
 from coinfer.wire.tensors import encode_tensors
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0f-20-bytes"
 MIB = 1024 * 1024
 GOOD_DEVICES = 8
 ATTACKERS = 8

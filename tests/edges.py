@@ -12,7 +12,7 @@ import pytest
 
 from tests.peers import Served
 
-TOKEN = "s3crét-π"  # not ASCII: compared as UTF-8 bytes
+TOKEN = "s3crét-π-of-the-tests"  # not ASCII: compared as UTF-8 bytes (16 or more of them)
 BUDGET_MB = 64
 MAX_GROUPS = 8  # the guarded server's federation keeps this many groups
 

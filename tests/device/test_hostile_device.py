@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,3 +245,37 @@ def test_a_stopped_edge_cannot_hold_the_device(
     finally:
         os.kill(server.pid, signal.SIGCONT)
     assert server.alive()
+
+
+@pytest.mark.parametrize("asked", ["PING", "STATS"])
+def test_the_preflight_takes_no_payload_an_edge_announces(asked: str) -> None:
+    """An edge answering the preflight's PING or STATS with a 256 MiB payload (the device once
+    read it all: RSS +512 MiB) is refused at the announcement, before a byte is allocated."""
+    from coinfer.device.endpoint import Endpoint
+    from coinfer.device.requests import edge_stats, round_trips
+    from coinfer.wire.protocol import ErrorCode, ProtocolError
+    from tests.peers import read_reply
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = read_reply(conn)
+            assert request is not None
+            kind = Kind.PONG if asked == "PING" else Kind.RESULT
+            header = {"id": request[1]["id"], "stats": {}}
+            conn.sendall(pack(kind, header, payload_len=256 * MIB))
+            conn.sendall(bytes(MIB))  # the start of it, for a device that would read on
+
+    server = threading.Thread(target=answer, daemon=True)
+    server.start()
+    endpoint = Endpoint(listener.getsockname())
+    ask = round_trips(endpoint, 1, 30.0) if asked == "PING" else edge_stats(endpoint, 30.0)
+    try:
+        with pytest.raises(ProtocolError) as refused:
+            asyncio.run(ask)
+    finally:
+        listener.close()
+    assert refused.value.code is ErrorCode.TOO_LARGE
+    assert "payload of 268435456 bytes > limit 0" in str(refused.value)

@@ -28,6 +28,8 @@ from coinfer.wire.protocol import PREFIX, ErrorCode, Kind, Limits, pack
 from coinfer.wire.tensors import encode_tensors
 from tests.peers import device_client, run_live
 
+SECRET = "s3cret-of-16-bytes"  # an edge refuses tokens shorter than 16 bytes
+
 
 @pytest.fixture(scope="module")
 def alexnet() -> ModelSetup:
@@ -220,16 +222,16 @@ def _free_port() -> int:
 
 
 def test_auth_token_and_control(alexnet: ModelSetup, store: ModelStore) -> None:
-    with BackgroundServer(store, ServerOptions(token="s3cret")) as server:
+    with BackgroundServer(store, ServerOptions(token=SECRET)) as server:
         without = _client(alexnet, server.address)
         records = asyncio.run(run_live(without, FixedCut(8), [alexnet.inputs]))
         assert records[0].fallback and "UNAUTHORIZED" in (records[0].error or "")
-        with_token = _client(alexnet, server.address, token="s3cret")
+        with_token = _client(alexnet, server.address, token=SECRET)
         assert asyncio.run(run_live(with_token, FixedCut(8), [alexnet.inputs]))[0].offloaded
 
         async def control() -> float:
             reader, writer = await asyncio.open_connection(*server.address)
-            writer.write(pack(Kind.CONTROL, {"id": 1, "slowdown": 3.0, "token": "s3cret"}))
+            writer.write(pack(Kind.CONTROL, {"id": 1, "slowdown": 3.0, "token": SECRET}))
             msg = await read_message(reader, Limits())
             writer.close()
             assert msg is not None

@@ -344,6 +344,7 @@ def test_serve_refuses_what_would_expose_it() -> None:
     cases = [
         (["serve", "--token", ""], "token is empty"),
         (["serve", "--host", "0.0.0.0"], "--insecure"),
+        (["serve", "--token", "k9"], "the auth token has 2 bytes: an edge's needs at least 16"),
         (["serve", "--token-file", "/nonexistent/token"], "cannot read the token file"),
         (["serve", "--tls-cert", "/nonexistent/cert.pem"], "cannot load the TLS certificate"),
         (["serve", "--tls-key", "/nonexistent/key.pem"], "needs --tls-cert"),

@@ -17,6 +17,7 @@ from coinfer.device.client import check_result
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.server import EdgeServer
 from coinfer.edge.store import ModelStore
+from coinfer.errors import BadValueError
 from coinfer.wire.parser import SCRATCH_BYTES, Head, Parser
 from coinfer.wire.protocol import PREFIX, Kind, Limits, Message, ProtocolError, pack
 from coinfer.wire.tensors import decode, decode_tensors, encode_tensors
@@ -35,7 +36,7 @@ def alexnet() -> ModelSetup:
 def server(alexnet: ModelSetup) -> EdgeServer:
     """An edge server's admission (not started: only its decisions are fuzzed)."""
     store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
-    return EdgeServer(store, ServerOptions(token="t", max_buffer_bytes=BUDGET, limits=LIMITS))
+    return EdgeServer(store, ServerOptions(token="t" * 16, max_buffer_bytes=BUDGET, limits=LIMITS))
 
 
 def _parser(server: EdgeServer) -> Parser:
@@ -116,7 +117,7 @@ def test_framing_survives_any_bytes(server: EdgeServer, data: bytes, chunks: lis
             "cut": st.integers(-1, 30) | msgpack_values,
             "exit": st.none() | msgpack_values,
             "fp": st.binary(min_size=16, max_size=16) | msgpack_values,
-            "token": st.sampled_from(["t", "T", ""]) | msgpack_values,
+            "token": st.sampled_from(["t" * 16, "T" * 16, ""]) | msgpack_values,
             "tensors": st.lists(entry_fields, max_size=3) | msgpack_values,
             "slowdown": st.floats() | msgpack_values,
         },
@@ -229,7 +230,7 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
         "cut": cut,
         "fp": alexnet.part.fingerprint,
         "tensors": metas,
-        "token": "t",
+        "token": "t" * 16,
     }
     parser = _parser(server)
     (item,) = _feed(parser, pack(Kind.INFER, header, data), chunks, server)
@@ -251,3 +252,12 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
     if honest:
         for g, w in zip(got, sent, strict=True):
             assert torch.allclose(g.float(), w.float(), atol=1 / 255 if quant == "int8" else 1e-3)
+
+
+def test_a_short_token_is_refused_unless_insecure_and_then_warned_of(alexnet: ModelSetup) -> None:
+    with pytest.raises(BadValueError, match="2 bytes: an edge's needs at least 16"):
+        ServerOptions(token="k9")
+    store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
+    weak = EdgeServer(store, ServerOptions(token="k9", insecure=True))
+    assert any("can be guessed" in notice for notice in weak.notices), weak.notices
+    assert not EdgeServer(store, ServerOptions(token="é" * 8)).notices  # 16 bytes of UTF-8

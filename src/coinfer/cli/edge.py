@@ -79,7 +79,7 @@ def stats(
 
     \\b
       coinfer stats 127.0.0.1:8765 --json
-      COINFER_TOKEN=s3cret coinfer stats edge.lan:8765 --tls-ca ca.pem
+      coinfer stats edge.lan:8765 --token-file token --tls-ca ca.pem
     """
     check_format(fmt)
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca, "EDGE")

@@ -116,7 +116,7 @@ def run(
         --trace norway_bus_1 --trace-scale 0.5
       coinfer run -m alexnet -p stopping --channel rayleigh --snr-db 10 --time-weight 1
         --device edge-pc/8
-      COINFER_TOKEN=s3cret coinfer run --edge edge.lan:8765 -m alexnet --tls-ca ca.pem --json
+      coinfer run --edge edge.lan:8765 -m alexnet --token-file token --tls-ca ca.pem --json
       coinfer run --edge edge.lan:8765 -m alexnet -p fedlinucb-dw --group pi4-alexnet
         --experience pi4.json --learner paper
 

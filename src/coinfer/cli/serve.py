@@ -133,8 +133,8 @@ def serve(
       coinfer serve -m vgg16 --port 8765
       coinfer serve -m mynet:build --weights mynet.pt --input-shape 1,3,32,32
       coinfer serve -m a.py:build -m b.py:build --weights a.py:build@a.pt -i b.py:build@1,16:int64
-      COINFER_TOKEN=s3cret coinfer serve -m alexnet --host 0.0.0.0 --tls-cert e.pem --tls-key e.key
-      coinfer serve -m alexnet --federation --token s3cret
+      coinfer serve -m alexnet --host 0.0.0.0 --token-file token --tls-cert e.pem --tls-key e.key
+      coinfer serve -m alexnet --federation --token-file token
 
     On stopping it prints its statistics (as coinfer stats does; --json: one JSON document on
     stdout). With a token, every request but PING must carry it, and CONTROL is taken only

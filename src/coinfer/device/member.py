@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.streams import request_once
+from coinfer.device.streams import REPLY_WITHOUT_PAYLOAD, request_once
 from coinfer.policies.fedlinucb import GroupView
 from coinfer.wire.messages import encode, raise_for_error
-from coinfer.wire.protocol import ErrorCode, Kind, Limits, ProtocolError
+from coinfer.wire.protocol import ErrorCode, Kind, ProtocolError
 from coinfer.wire.sync import Sums, Sync, SyncReply, check_dim, check_group_name
 
 SYNC_TIMEOUT_S = 5.0
@@ -130,9 +130,7 @@ class RemoteGroup:
 
     async def _exchange(self, message: bytes) -> SyncReply:
         assert self.endpoint is not None
-        msg = await request_once(
-            self.endpoint, message, Limits(max_payload_bytes=0), self.timeout_s
-        )
+        msg = await request_once(self.endpoint, message, REPLY_WITHOUT_PAYLOAD, self.timeout_s)
         self.wire.messages += 2
         self.wire.bytes += len(message) + msg.size
         raise_for_error(msg.kind, msg.header)

@@ -8,7 +8,12 @@ import asyncio
 import time
 
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.streams import open_stream, read_message, request_once
+from coinfer.device.streams import (
+    REPLY_WITHOUT_PAYLOAD,
+    open_stream,
+    read_message,
+    request_once,
+)
 from coinfer.wire.messages import (
     Control,
     ControlReply,
@@ -19,13 +24,13 @@ from coinfer.wire.messages import (
     encode,
     raise_for_error,
 )
-from coinfer.wire.protocol import ErrorCode, Kind, Limits, Message, ProtocolError
+from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
 
 
 async def ask_edge(endpoint: Endpoint, request: WireMessage, timeout_s: float = 10.0) -> Message:
     """One request without a payload on a connection of its own; the reply (ProtocolError for
     an ERROR, TimeoutError past ``timeout_s``)."""
-    reply = await request_once(endpoint, encode(request), Limits(), timeout_s)
+    reply = await request_once(endpoint, encode(request), REPLY_WITHOUT_PAYLOAD, timeout_s)
     raise_for_error(reply.kind, reply.header)
     return reply
 
@@ -52,7 +57,7 @@ async def round_trips(endpoint: Endpoint, count: int, timeout_s: float) -> list[
                 start = time.perf_counter()
                 writer.write(encode(Ping(i)))
                 await writer.drain()
-                reply = await read_message(reader, Limits())
+                reply = await read_message(reader, REPLY_WITHOUT_PAYLOAD)
                 if reply is None:
                     raise ConnectionError("the edge closed the connection")
                 raise_for_error(reply.kind, reply.header)

@@ -9,6 +9,10 @@ from coinfer.device.endpoint import Endpoint
 from coinfer.wire.parser import Admission, Event, Head, Parser
 from coinfer.wire.protocol import STREAM_LIMIT, ErrorCode, Limits, Message, ProtocolError
 
+# what a device expects back from a request that is not an INFER (PONG, STATS, CONTROL, SYNC):
+# a header and no payload, so an edge announcing one is refused before a byte is allocated
+REPLY_WITHOUT_PAYLOAD = Limits(max_payload_bytes=0)
+
 
 async def open_stream(
     endpoint: Endpoint, limit: int = STREAM_LIMIT

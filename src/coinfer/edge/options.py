@@ -10,7 +10,7 @@ from pathlib import Path
 
 from coinfer.edge.budget import DEFAULT_BUDGET_BYTES
 from coinfer.edge.groups import DEFAULT_MAX_GROUPS
-from coinfer.edge.security import server_tls
+from coinfer.edge.security import server_tls, short_token
 from coinfer.errors import BadValueError
 from coinfer.wire.auth import check_token
 from coinfer.wire.messages import check_slowdown
@@ -23,7 +23,8 @@ DEFAULT_MAX_CONNECTIONS = 512
 class ServerOptions:
     """``allow_control``: None (the default) takes CONTROL only from peers with the token, and
     refuses it on a server without one; True takes it from anyone the token admits; False
-    never. ``insecure`` allows serving a non-loopback address without a token."""
+    never. ``insecure`` allows serving a non-loopback address without a token, or with one shorter
+    than 16 bytes."""
 
     slowdown: float = 1.0
     token: str | None = None
@@ -48,6 +49,7 @@ class ServerOptions:
             raise BadValueError(f"--slowdown: {exc}") from None
         if self.token is not None:
             check_token(self.token)
+            short_token(self.token, self.insecure)
         for name, value in (
             ("read timeout", self.read_timeout_s),
             ("idle timeout", self.idle_timeout_s),

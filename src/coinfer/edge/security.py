@@ -18,6 +18,26 @@ from pathlib import Path
 from coinfer.errors import BadFileError, BadValueError
 from coinfer.wire.auth import TOKEN_ENV, check_token
 
+MIN_TOKEN_BYTES = 16  # 2-character tokens fall to a brute force over loopback in ~3 s
+TOKEN_RECIPE = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+
+
+def short_token(token: str | None, insecure: bool) -> str | None:
+    """Refuse an edge's token shorter than ``MIN_TOKEN_BYTES`` (ValueError), unless
+    ``insecure``; returns the warning to print when serving with one anyway."""
+    if token is None:
+        return None
+    size = len(token.encode("utf-8"))
+    if size >= MIN_TOKEN_BYTES:
+        return None
+    what = f"the auth token has {size} bytes: an edge's needs at least {MIN_TOKEN_BYTES}"
+    if not insecure:
+        raise BadValueError(
+            f"{what} (short ones are guessed in seconds); make one with {TOKEN_RECIPE}, "
+            "or give --insecure to serve with this one anyway"
+        )
+    return f"{what}; serving with it anyway (--insecure): it can be guessed"
+
 
 class TokenCheck:
     """Constant-time comparison of a peer's token with the server's."""

@@ -24,7 +24,7 @@ from coinfer.edge.connection import Deadlines, FramedConnection
 from coinfer.edge.gate import Gate, InferJob
 from coinfer.edge.groups import GroupStore
 from coinfer.edge.options import ServerOptions
-from coinfer.edge.security import TokenCheck, check_exposure, server_tls
+from coinfer.edge.security import TokenCheck, check_exposure, server_tls, short_token
 from coinfer.edge.stats import ServerStats
 from coinfer.edge.store import ModelStore
 from coinfer.errors import BadValueError
@@ -63,6 +63,8 @@ class EdgeServer:
         )
         self.budget = MemoryBudget(options.max_buffer_bytes)
         self.notices: list[str] = []  # one-line warnings for whoever started the server
+        if (weak := short_token(options.token, options.insecure)) is not None:
+            self.notices.append(weak)
         self.max_connections = self._connection_cap(options.max_connections)
         self.tls = server_tls(options.tls_cert, options.tls_key) if options.tls_cert else None
         self.stats = ServerStats()
