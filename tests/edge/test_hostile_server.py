@@ -163,6 +163,25 @@ def test_announcing_a_payload_allocates_nothing(guarded: Served, alexnet: ModelS
     assert all(under_attack(guarded, alexnet, attack))
 
 
+def test_failed_logins_hold_no_slot(guarded: Served, alexnet: ModelSetup) -> None:
+    """As many wrong-token peers as there are slots, each answered UNAUTHORIZED and left open
+    (the server then waits 1 s for them to close): a good device is served meanwhile, not told
+    BUSY — a closing connection holds no slot."""
+    wrong = infer("alexnet", CUT, _boundary(), b"", "not-the-token-but-long")
+    good = GoodDevice(alexnet, guarded.address, TOKEN, cuts=(CUT,))
+    socks = [connect(guarded.address) for _ in range(64)]  # --max-connections 64
+    try:
+        for sock in socks:
+            sock.sendall(wrong)
+        replies = [read_reply(sock) for sock in socks]
+        served = good.run(3)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert all(r is not None and r[1]["code"] == ErrorCode.UNAUTHORIZED for r in replies)
+    assert served.correct == served.offloaded == 3, served.errors
+
+
 def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: ModelSetup) -> None:
     boundary = list(alexnet.part.split(22)[0](*alexnet.inputs))
     metas, payload = encode_tensors(boundary)

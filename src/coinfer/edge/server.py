@@ -175,8 +175,13 @@ class EdgeServer:
         )
 
     def _on_made(self, conn: FramedConnection) -> None:
-        if len(self._open) >= self.max_connections:
-            idle = [c for c in self._open if c.idle]
+        live = [c for c in self._open if not c.closing]  # the closing hold no slot...
+        if len(self._open) - len(live) >= self.max_connections:
+            for ending in set(self._open) - set(live):  # ...but no more descriptors than slots
+                ending.abort()
+            self.stats.events["closing_aborted"] += len(self._open) - len(live)
+        if len(live) >= self.max_connections:
+            idle = [c for c in live if c.idle]
             if not idle:  # everyone is mid-request: this one waits its turn elsewhere
                 self.stats.events["refused"] += 1
                 busy = ProtocolError(
