@@ -182,6 +182,23 @@ def test_failed_logins_hold_no_slot(guarded: Served, alexnet: ModelSetup) -> Non
     assert served.correct == served.offloaded == 3, served.errors
 
 
+def test_strangers_mid_message_hold_no_slot(guarded: Served, alexnet: ModelSetup) -> None:
+    """Every slot taken by a peer that has sent the first bytes of a PING and stalls (as a
+    chain of trickled PINGs or a reconnecting staller does, never idle, never past the read
+    deadline): a good device is served, each stranger making room in turn."""
+    ping = pack(Kind.PING, {"id": 1})
+    good = GoodDevice(alexnet, guarded.address, TOKEN, cuts=(CUT,))
+    socks = [connect(guarded.address) for _ in range(64)]  # --max-connections 64
+    try:
+        for sock in socks:
+            sock.sendall(ping[:3])
+        served = good.run(3)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert served.correct == served.offloaded == 3, served.errors
+
+
 def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: ModelSetup) -> None:
     boundary = list(alexnet.part.split(22)[0](*alexnet.inputs))
     metas, payload = encode_tensors(boundary)

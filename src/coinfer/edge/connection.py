@@ -59,7 +59,7 @@ class FramedConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.items: asyncio.Queue[Item] = asyncio.Queue()
         self.busy = False  # a message is being answered
-        self.proven = False  # the peer has had a request past the token answered
+        self.proven = False  # a request of the peer's (not a PING) passed the token check
         self.last_active = time.monotonic()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -110,14 +110,15 @@ class FramedConnection(asyncio.BufferedProtocol):
                 self._start_deadline()
         item = self.parser.feed(nbytes)
         if isinstance(item, Head):
-            item = self.parser.decide(self.admit(item))
+            decision = self.admit(item)
+            if decision.error is None and item.kind is not Kind.PING:
+                self.proven = True  # past the token: a device's, not a stranger's
+            item = self.parser.decide(decision)
         if item is None:
             return
         self._cancel_read()
         if not (isinstance(item, ProtocolError) and item.fatal):
             self.busy = True  # one message at a time: the next waits for done()
-            if isinstance(item, Message) and item.kind is not Kind.PING:
-                self.proven = True
         self.items.put_nowait(item)
 
     def _start_deadline(self) -> None:

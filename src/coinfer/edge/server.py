@@ -181,8 +181,10 @@ class EdgeServer:
                 ending.abort()
             self.stats.events["closing_aborted"] += len(self._open) - len(live)
         if len(live) >= self.max_connections:
-            idle = [c for c in live if c.idle]
-            if not idle:  # everyone is mid-request: this one waits its turn elsewhere
+            # a stranger (never past the token, PINGs aside) keeps no slot, even mid-message:
+            # trickled PINGs or stalled first bytes cannot hoard the server
+            movable = [c for c in live if c.idle or not (c.proven or c.busy)]
+            if not movable:  # every device is mid-request: this one waits its turn elsewhere
                 self.stats.events["refused"] += 1
                 busy = ProtocolError(
                     ErrorCode.BUSY,
@@ -190,9 +192,9 @@ class EdgeServer:
                 )
                 conn.refuse(error_message(None, busy))
                 return
-            # room is made by the idle connection that never had a request admitted (a hoarder),
-            # else by the longest idle: a device between frames is the last to go
-            victim = min(idle, key=lambda c: (c.proven, c.last_active))
+            # room is made by a stranger (an idle one first, then the longest quiet), else by the
+            # longest idle device: a device between frames is the last to go
+            victim = min(movable, key=lambda c: (c.proven, not c.idle, c.last_active))
             self._open.pop(victim, None)
             self.stats.events["evicted"] += 1
             victim.close()
