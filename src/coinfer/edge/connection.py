@@ -67,7 +67,6 @@ class FramedConnection(asyncio.BufferedProtocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drained = 0
         self._paused = False
-        self.ending = False  # its last words are written: it holds no slot while it closes
 
     @property
     def idle(self) -> bool:
@@ -76,12 +75,7 @@ class FramedConnection(asyncio.BufferedProtocol):
 
     @property
     def closing(self) -> bool:
-        return (
-            self.ending
-            or self.transport is None
-            or self.transport.is_closing()
-            or self.parser.stopped
-        )
+        return self.transport is None or self.transport.is_closing() or self.parser.stopped
 
     # -- reading
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -236,7 +230,6 @@ class FramedConnection(asyncio.BufferedProtocol):
         aborted (closing at once with unread bytes would reset it and could drop the error)."""
         if self.transport is None or self.transport.is_closing():
             return
-        self.ending = True
         try:
             if self.half_close and self.transport.can_write_eof():
                 self.transport.write_eof()

@@ -175,11 +175,12 @@ class EdgeServer:
         )
 
     def _on_made(self, conn: FramedConnection) -> None:
-        live = [c for c in self._open if not c.closing]  # the closing hold no slot...
-        if len(self._open) - len(live) >= self.max_connections:
-            for ending in set(self._open) - set(live):  # ...but no more descriptors than slots
-                ending.abort()
-            self.stats.events["closing_aborted"] += len(self._open) - len(live)
+        ending = [c for c in self._open if c.closing]  # their last words written, they hold
+        if len(ending) >= self.max_connections:  # no slot, but no more descriptors than slots
+            for closing in ending:
+                closing.abort()
+            self.stats.events["closing_aborted"] += len(ending)
+        live = [c for c in self._open if not c.closing]
         if len(live) >= self.max_connections:
             # a stranger (never past the token, PINGs aside) keeps no slot, even mid-message:
             # trickled PINGs or stalled first bytes cannot hoard the server
