@@ -55,6 +55,8 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
                 "1",
                 "--idle-timeout",
                 "2",
+                "--max-per-source",
+                "32",
                 "--max-connections",
                 "64",
                 "--federation",

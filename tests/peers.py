@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import os
 import re
@@ -166,10 +167,25 @@ def stats(server: Served, token: str | None = None, tls: Any = None) -> dict[str
 
 
 # -- raw peers
-def connect(address: tuple[str, int], rcvbuf: int | None = None) -> socket.socket:
+ATTACKER = "127.0.0.2"  # another loopback address: what the server counts per source differs
+_sources = itertools.count(os.getpid() % 200 * 65536 + 3)
+
+
+def fresh_source() -> str:
+    """A loopback address no other socket of this process used: the server counts slots and
+    failed logins per address, and a test's stray wrong tokens must not slow the next test's."""
+    n = next(_sources) % (200 * 65536)
+    return f"127.{1 + n // 65536}.{n // 256 % 256}.{n % 256 or 1}"
+
+
+def connect(
+    address: tuple[str, int], rcvbuf: int | None = None, source: str | None = None
+) -> socket.socket:
+    """A raw socket to the edge (from ``source``: 127.0.0.0/8 is all this machine's)."""
     sock = socket.socket()
     if rcvbuf is not None:  # before connecting, so the window is small from the start
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((source or fresh_source(), 0))
     sock.settimeout(10)
     sock.connect(address)
     return sock

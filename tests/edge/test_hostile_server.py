@@ -23,10 +23,12 @@ from coinfer.assembly import ModelSetup, load_model
 from coinfer.device.client import DeviceClient
 from coinfer.device.endpoint import device_tls
 from coinfer.policies.static import FixedCut
+from coinfer.wire.messages import StatsRequest, encode
 from coinfer.wire.protocol import PREFIX, ErrorCode, Kind, pack
 from coinfer.wire.tensors import encode_tensors
 from tests.edges import BUDGET_MB, TOKEN, Edges
 from tests.peers import (
+    ATTACKER,
     MIB,
     GoodDevice,
     Served,
@@ -34,6 +36,7 @@ from tests.peers import (
     closed_by_peer,
     connect,
     device_client,
+    fresh_source,
     infer,
     read_reply,
     run_live,
@@ -443,3 +446,41 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _stats_from(guarded: Served, source: str, token: str) -> dict[str, Any]:
+    sock = connect(guarded.address, source=source)
+    try:
+        sock.sendall(encode(StatsRequest(1, token)))
+        reply = read_reply(sock)
+    finally:
+        sock.close()
+    assert reply is not None
+    return reply[1]
+
+
+def test_wrong_tokens_slow_their_own_address_down_and_no_other(guarded: Served) -> None:
+    """After a few wrong tokens an address is refused unchecked, with back-off (a right guess
+    would pass unnoticed otherwise); another address logs in meanwhile."""
+    guesser, device = fresh_source(), fresh_source()
+    answers = [_stats_from(guarded, guesser, f"guess-number-{i:04d}-xx") for i in range(8)]
+    assert all(a["code"] == ErrorCode.UNAUTHORIZED for a in answers)
+    assert "too many wrong tokens" in answers[-1]["message"]
+    held_back = _stats_from(guarded, guesser, TOKEN)  # the right token, unchecked: refused
+    assert held_back["code"] == ErrorCode.UNAUTHORIZED and "try again" in held_back["message"]
+    assert "budget" in _stats_from(guarded, device, TOKEN)["stats"]
+
+
+def test_one_address_holds_no_more_than_its_share(guarded: Served) -> None:
+    """Strangers from one address beyond --max-per-source push out their own kind, not the
+    devices of other addresses (the guarded edge allows 32 of its 64 slots per address)."""
+    socks = [connect(guarded.address, source=ATTACKER) for _ in range(64)]
+    try:
+        for sock in socks:
+            sock.sendall(b"\x00")  # a message begun, never finished
+        events = stats(guarded, TOKEN)["events"]
+        assert events.get("evicted", 0) >= 32
+        assert "budget" in _stats_from(guarded, fresh_source(), TOKEN)["stats"]
+    finally:
+        for sock in socks:
+            sock.close()

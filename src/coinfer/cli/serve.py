@@ -61,6 +61,24 @@ WriteTimeout = Annotated[
 MaxConnections = Annotated[
     int, typer.Option("--max-connections", min=1, help="Connections served at once.")
 ]
+MaxPerSource = Annotated[
+    int,
+    typer.Option(
+        "--max-per-source", min=1, help="Connections from one address (a fleet behind a NAT)."
+    ),
+]
+LoginTimeout = Annotated[
+    float,
+    typer.Option(
+        "--login-timeout", min=0.01, help="Seconds from connecting to a request with the token."
+    ),
+]
+MinReceiveRate = Annotated[
+    float,
+    typer.Option(
+        "--min-receive-rate", min=0.0, help="Bytes/s a message must keep up after 1 s (0: off)."
+    ),
+]
 MaxBufferMb = Annotated[
     float,
     typer.Option(
@@ -115,6 +133,9 @@ def serve(
     idle_timeout: IdleTimeout = 60.0,
     write_timeout: WriteTimeout = 10.0,
     max_connections: MaxConnections = 512,
+    max_per_source: MaxPerSource = 256,
+    login_timeout: LoginTimeout = 30.0,
+    min_receive_rate: MinReceiveRate = 1024.0,
     max_buffer_mb: MaxBufferMb = 1024.0,
     allow_control: AllowControl = False,
     no_control: NoControl = False,
@@ -165,6 +186,9 @@ def serve(
         insecure=insecure,
         federation=federation,
         max_groups=max_groups,
+        login_timeout_s=login_timeout,
+        min_receive_rate=min_receive_rate,
+        max_per_source=max_per_source,
     )
     check_exposure(host, secret is not None, insecure)
     with user_errors(", ".join(models)), stage(f"loading {', '.join(models)}"):

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coinfer.edge.logins import LoginThrottle
 from coinfer.wire.parser import Admission, Head, Parser
 from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
 
@@ -33,6 +34,12 @@ class Deadlines:
     read_timeout_s: float | None = 10.0  # from a message's first byte to its last
     idle_timeout_s: float | None = 60.0  # no message in progress and none being answered
     write_timeout_s: float = 10.0  # a reply not taken by the peer in this time drops it
+    login_timeout_s: float | None = 30.0  # from connecting to a request past the token check
+    min_rate_bytes_s: float = 1024.0  # a message in progress arrives at least this fast...
+    rate_grace_s: float = 1.0  # ...once this long has passed since its first byte
+
+
+RATE_CHECK_S = 1.0  # how often a message in progress is checked for progress
 
 
 class FramedConnection(asyncio.BufferedProtocol):
@@ -48,6 +55,7 @@ class FramedConnection(asyncio.BufferedProtocol):
         on_lost: Callable[[FramedConnection], None],
         events: collections.Counter[str],
         half_close: bool = True,
+        logins: LoginThrottle | None = None,
     ) -> None:
         self.parser = parser
         self.admit = admit
@@ -56,7 +64,9 @@ class FramedConnection(asyncio.BufferedProtocol):
         self.on_lost = on_lost
         self.events = events
         self.half_close = half_close  # TLS cannot keep a half-closed connection
+        self.logins = logins
         self.transport: asyncio.Transport | None = None
+        self.source = ""  # the peer's address (slots and failed logins are counted by it)
         self.items: asyncio.Queue[Item] = asyncio.Queue()
         self.busy = False  # a message is being answered
         self.proven = False  # a request of the peer's (not a PING) passed the token check
@@ -67,6 +77,9 @@ class FramedConnection(asyncio.BufferedProtocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drained = 0
         self._paused = False
+        self._login_timer: asyncio.TimerHandle | None = None
+        self._received = 0  # bytes read on this connection
+        self._message_start = (0.0, 0)  # when the message in progress started, bytes read then
 
     @property
     def idle(self) -> bool:
@@ -81,11 +94,16 @@ class FramedConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.source = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
         # pause writing whenever anything is left unsent: a reply counts against the budget
         # until the kernel has it all, and a peer that never reads is noticed (high=1: TLS
         # transports pause at size >= high, plain ones at size > high)
         transport.set_write_buffer_limits(high=1, low=0)
         self._arm_idle()
+        if self.deadlines.login_timeout_s is not None:
+            loop = asyncio.get_running_loop()
+            self._login_timer = loop.call_later(self.deadlines.login_timeout_s, self._no_login)
         self.on_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -97,6 +115,7 @@ class FramedConnection(asyncio.BufferedProtocol):
             if self._drained > DRAIN_BYTES and self.transport is not None:
                 self.transport.pause_reading()
             return
+        self._received += nbytes
         if nbytes and not self.parser.started:
             if self.busy:  # the peer sends ahead: nothing more is read until it is answered
                 self._pause()  # (its deadline starts then)
@@ -104,9 +123,10 @@ class FramedConnection(asyncio.BufferedProtocol):
                 self._start_deadline()
         item = self.parser.feed(nbytes)
         if isinstance(item, Head):
-            decision = self.admit(item)
+            decision = self._login(item)
             if decision.error is None and item.kind is not Kind.PING:
                 self.proven = True  # past the token: a device's, not a stranger's
+                self._cancel_login()
             item = self.parser.decide(decision)
         if item is None:
             return
@@ -115,10 +135,92 @@ class FramedConnection(asyncio.BufferedProtocol):
             self.busy = True  # one message at a time: the next waits for done()
         self.items.put_nowait(item)
 
+    def _login(self, head: Head) -> Admission:
+        """The server's decision, unless this stranger's address is blocked for failed logins
+        (then refused unchecked); a wrong token counts against the address."""
+        if self.proven or self.logins is None or head.kind is Kind.PING:
+            return self.admit(head)
+        wait = self.logins.blocked(self.source)
+        if wait > 0:
+            self.events["logins_throttled"] += 1
+            return Admission(
+                error=ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    f"too many wrong tokens from {self.source}: try again in {wait:.1f} s",
+                    True,
+                )
+            )
+        decision = self.admit(head)
+        error = decision.error
+        if error is not None and error.code is ErrorCode.UNAUTHORIZED:
+            self.logins.failed(self.source)
+        return decision
+
     def _start_deadline(self) -> None:
+        """The message in progress is checked every RATE_CHECK_S (a timer that a message
+        arriving whole in time never sees fire): whole within the read timeout, and after the
+        grace at least ``min_rate_bytes_s`` on average, as web servers bound slow bodies."""
+        self._message_start = (time.monotonic(), self._received)
+        self._arm_check(RATE_CHECK_S)
+
+    def _arm_check(self, delay: float) -> None:
         timeout = self.deadlines.read_timeout_s
         if timeout is not None:
-            self._read_timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+            delay = min(delay, timeout - (time.monotonic() - self._message_start[0]))
+        loop = asyncio.get_running_loop()
+        self._read_timer = loop.call_later(max(0.0, delay), self._check_progress)
+
+    def _check_progress(self) -> None:
+        self._read_timer = None
+        if self.parser.stopped:
+            return
+        started, received_then = self._message_start
+        elapsed = time.monotonic() - started
+        timeout = self.deadlines.read_timeout_s
+        if timeout is not None and elapsed >= timeout * 0.999:
+            self._timed_out()
+            return
+        owed = self.deadlines.min_rate_bytes_s * (elapsed - self.deadlines.rate_grace_s)
+        got = self._received - received_then
+        if not self._paused and got < owed:  # (paused: the peer sent ahead and waits for us)
+            self.events["slow_messages"] += 1
+            rate = got / elapsed if elapsed > 0 else 0.0
+            limit = self.deadlines.min_rate_bytes_s
+            self.items.put_nowait(
+                self.parser.stop(
+                    ProtocolError(
+                        ErrorCode.TIMEOUT,
+                        f"a message arriving at {rate:.0f} bytes/s, slower than the "
+                        f"{limit:g} bytes/s a connection must keep up",
+                    )
+                )
+            )
+            return
+        self._arm_check(RATE_CHECK_S)
+
+    def _no_login(self) -> None:
+        """No request past the token within the login timeout: a stranger keeps no slot."""
+        self._login_timer = None
+        if self.proven or self.closing:
+            return
+        self.events["login_timeouts"] += 1
+        if self.parser.started or self.busy:  # say why, then end
+            self.items.put_nowait(
+                self.parser.stop(
+                    ProtocolError(
+                        ErrorCode.TIMEOUT,
+                        f"no request with the token within "
+                        f"{self.deadlines.login_timeout_s:g} s of connecting",
+                    )
+                )
+            )
+        else:
+            self.close()
+
+    def _cancel_login(self) -> None:
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
 
     def _pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -149,6 +251,7 @@ class FramedConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read()
         self._cancel_idle()
+        self._cancel_login()
         self.parser.release()
         self.items.put_nowait(None)
         self._can_write.set()

@@ -17,6 +17,7 @@ from coinfer.wire.messages import check_slowdown
 from coinfer.wire.protocol import Limits
 
 DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_MAX_PER_SOURCE = 256  # half the slots: one address cannot take them all, a NAT'd fleet fits
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class ServerOptions:
     limits: Limits = field(default_factory=Limits)
     federation: bool = False  # keep federated learners' group statistics (SYNC)
     max_groups: int = DEFAULT_MAX_GROUPS
+    login_timeout_s: float = 30.0  # from connecting to a request past the token check
+    min_receive_rate: float = 1024.0  # bytes/s a message in progress keeps up after 1 s
+    max_per_source: int = DEFAULT_MAX_PER_SOURCE  # connections from one address
 
     def __post_init__(self) -> None:
         try:
@@ -54,6 +58,7 @@ class ServerOptions:
             ("read timeout", self.read_timeout_s),
             ("idle timeout", self.idle_timeout_s),
             ("write timeout", self.write_timeout_s),
+            ("login timeout", self.login_timeout_s),
         ):
             if not (math.isfinite(value) and value > 0):
                 raise BadValueError(f"the {name} must be a positive number of seconds, got {value}")
@@ -65,6 +70,12 @@ class ServerOptions:
             )
         if self.max_connections < 1:
             raise BadValueError(f"--max-connections must be at least 1, got {self.max_connections}")
+        if not (math.isfinite(self.min_receive_rate) and self.min_receive_rate >= 0):
+            raise BadValueError(
+                f"--min-receive-rate must be >= 0 bytes/s, got {self.min_receive_rate}"
+            )
+        if self.max_per_source < 1:
+            raise BadValueError(f"--max-per-source must be at least 1, got {self.max_per_source}")
         if self.tls_key is not None and self.tls_cert is None:
             raise BadValueError("--tls-key needs --tls-cert (the certificate it belongs to)")
         if self.tls_cert is not None:

@@ -23,6 +23,7 @@ from coinfer.edge.compute import Compute
 from coinfer.edge.connection import Deadlines, FramedConnection
 from coinfer.edge.gate import Gate, InferJob
 from coinfer.edge.groups import GroupStore
+from coinfer.edge.logins import LoginThrottle
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.security import TokenCheck, check_exposure, server_tls, short_token
 from coinfer.edge.stats import ServerStats
@@ -59,8 +60,13 @@ class EdgeServer:
         self.slowdown = options.slowdown
         self.tokens = TokenCheck(options.token)
         self.deadlines = Deadlines(
-            options.read_timeout_s, options.idle_timeout_s, options.write_timeout_s
+            options.read_timeout_s,
+            options.idle_timeout_s,
+            options.write_timeout_s,
+            options.login_timeout_s,
+            options.min_receive_rate,
         )
+        self.logins = LoginThrottle()
         self.budget = MemoryBudget(options.max_buffer_bytes)
         self.notices: list[str] = []  # one-line warnings for whoever started the server
         if (weak := short_token(options.token, options.insecure)) is not None:
@@ -172,6 +178,7 @@ class EdgeServer:
             self._on_lost,
             self.stats.events,
             half_close=self.tls is None,
+            logins=self.logins,
         )
 
     def _on_made(self, conn: FramedConnection) -> None:
@@ -181,27 +188,39 @@ class EdgeServer:
                 closing.abort()
             self.stats.events["closing_aborted"] += len(ending)
         live = [c for c in self._open if not c.closing]
-        if len(live) >= self.max_connections:
-            # a stranger (never past the token, PINGs aside) keeps no slot, even mid-message:
-            # trickled PINGs or stalled first bytes cannot hoard the server
-            movable = [c for c in live if c.idle or not (c.proven or c.busy)]
-            if not movable:  # every device is mid-request: this one waits its turn elsewhere
-                self.stats.events["refused"] += 1
-                busy = ProtocolError(
-                    ErrorCode.BUSY,
-                    f"the server has {self.max_connections} connections, all busy: try again later",
-                )
-                conn.refuse(error_message(None, busy))
+        neighbours = [c for c in live if c.source == conn.source]
+        if len(neighbours) >= self.options.max_per_source:  # room from its own address only
+            if not self._make_room(conn, neighbours, f"{conn.source} has", "per_source_refused"):
                 return
-            # room is made by a stranger (an idle one first, then the longest quiet), else by the
-            # longest idle device: a device between frames is the last to go
-            victim = min(movable, key=lambda c: (c.proven, not c.idle, c.last_active))
-            self._open.pop(victim, None)
-            self.stats.events["evicted"] += 1
-            victim.close()
+        elif len(live) >= self.max_connections and not self._make_room(
+            conn, live, "the server has", "refused"
+        ):
+            return
         self.stats.connections += 1
         task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._open[conn] = task
+
+    def _make_room(
+        self, conn: FramedConnection, holders: list[FramedConnection], who: str, refused: str
+    ) -> bool:
+        """Close one of ``holders`` for ``conn``, or refuse ``conn`` (False). A stranger (never
+        past the token, PINGs aside) keeps no slot, even mid-message: trickled PINGs or stalled
+        first bytes cannot hoard the server. Room is made by a stranger (an idle one first,
+        then the longest quiet), else by the longest idle device: a device between frames is
+        the last to go."""
+        movable = [c for c in holders if c.idle or not (c.proven or c.busy)]
+        if not movable:  # every device is mid-request: this one waits its turn elsewhere
+            self.stats.events[refused] += 1
+            busy = ProtocolError(
+                ErrorCode.BUSY, f"{who} {len(holders)} connections, all busy: try again later"
+            )
+            conn.refuse(error_message(None, busy))
+            return False
+        victim = min(movable, key=lambda c: (c.proven, not c.idle, c.last_active))
+        self._open.pop(victim, None)
+        self.stats.events["evicted"] += 1
+        victim.close()
+        return True
 
     def _on_lost(self, conn: FramedConnection) -> None:
         self._open.pop(conn, None)
