@@ -137,7 +137,8 @@ class FramedConnection(asyncio.BufferedProtocol):
 
     def _login(self, head: Head) -> Admission:
         """The server's decision, unless this stranger's address is blocked for failed logins
-        (then refused unchecked); a wrong token counts against the address."""
+        (then refused unchecked); a wrong token (not a missing one) counts against the
+        address."""
         if self.proven or self.logins is None or head.kind is Kind.PING:
             return self.admit(head)
         wait = self.logins.blocked(self.source)
@@ -152,7 +153,8 @@ class FramedConnection(asyncio.BufferedProtocol):
             )
         decision = self.admit(head)
         error = decision.error
-        if error is not None and error.code is ErrorCode.UNAUTHORIZED:
+        guessed = head.header.get("token") is not None  # no token at all guesses nothing
+        if guessed and error is not None and error.code is ErrorCode.UNAUTHORIZED:
             self.logins.failed(self.source)
         return decision
 
