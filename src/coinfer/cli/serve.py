@@ -198,29 +198,41 @@ def serve(
     bound: list[Any] = []  # the address it listens on (port 0: the one the OS picked)
 
     def announce(address: tuple[str, int]) -> None:
-        for notice in server.notices:
-            err.print(f"warning: {notice}", markup=False)
-        scheme = "TLS" if server.tls else "TCP"
-        guard = "token required" if server.token_required else "no token"
-        groups = f", federation: up to {max_groups} groups" if federation else ""
         bound.extend(address[:2])
-        err.print(
-            f"serving {', '.join(models)} on {address[0]}:{address[1]} ({scheme}, {guard}"
-            f"{groups}; Ctrl-C stops)",
-            markup=False,
-        )
-        for name, about in store.describe().items():
-            source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
-            err.print(
-                f"  {name}: fingerprint {about['fingerprint']} (weights: {source or 'built in'})",
-                markup=False,
-            )
+        _announce(address, server, store, specs, max_groups if federation else None)
 
     try:
         asyncio.run(serve_until_signalled(server, host, port, announce))
     except OSError as exc:
         raise BadValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     _report(f"{bound[0]}:{bound[1]}" if bound else f"{host}:{port}", server, as_json)
+
+
+def _announce(
+    address: tuple[str, int],
+    server: EdgeServer,
+    store: ModelStore,
+    specs: list[Any],
+    groups: int | None,
+) -> None:
+    """Where it listens, how it is guarded and what it serves, once it is bound."""
+    for notice in server.notices:
+        err.print(f"warning: {notice}", markup=False)
+    scheme = "TLS" if server.tls else "TCP"
+    guard = "token required" if server.token_required else "no token"
+    federation = f", federation: up to {groups} groups" if groups is not None else ""
+    names = ", ".join(spec.name for spec in specs)  # as given on the command line
+    where = f"{address[0]}:{address[1]}"
+    err.print(
+        f"serving {names} on {where} ({scheme}, {guard}{federation}; Ctrl-C stops)",
+        markup=False,
+    )
+    for name, about in store.describe().items():
+        source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
+        err.print(
+            f"  {name}: fingerprint {about['fingerprint']} (weights: {source or 'built in'})",
+            markup=False,
+        )
 
 
 def _report(edge: str, server: EdgeServer, as_json: bool) -> None:
