@@ -15,6 +15,7 @@ from tests.peers import Served
 TOKEN = "s3crét-π-of-the-tests"  # not ASCII: compared as UTF-8 bytes (16 or more of them)
 BUDGET_MB = 64
 MAX_GROUPS = 8  # the guarded server's federation keeps this many groups
+TLS_SLOTS = 16  # the TLS server's --max-connections
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Edges:
     guarded: Served  # token from the environment, a 64 MiB budget, short deadlines, federation
     open: Served  # no token: CONTROL is off; also stopped and resumed by a device test
     few_fds: Served  # started under ulimit -n 256
-    tls: Served  # TLS with a certificate made for the test
+    tls: Served  # TLS with a certificate made for the test, TLS_SLOTS slots, 3 s to handshake
     ca: Path  # the CA that signed it
 
 
@@ -68,7 +69,19 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
         Served(["-m", "alexnet"]).start(),
         Served(["-m", "alexnet"], limits=_few_descriptors, env=token).start(),
         Served(
-            ["-m", "alexnet", "--tls-cert", str(cert_path), "--tls-key", str(key_path)], env=token
+            [
+                "-m",
+                "alexnet",
+                "--tls-cert",
+                str(cert_path),
+                "--tls-key",
+                str(key_path),
+                "--max-connections",
+                str(TLS_SLOTS),
+                "--read-timeout",
+                "3",
+            ],
+            env=token,
         ).start(),
         ca_path,
     )

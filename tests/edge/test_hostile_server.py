@@ -26,7 +26,7 @@ from coinfer.policies.static import FixedCut
 from coinfer.wire.messages import StatsRequest, encode
 from coinfer.wire.protocol import PREFIX, ErrorCode, Kind, pack
 from coinfer.wire.tensors import encode_tensors
-from tests.edges import BUDGET_MB, TOKEN, Edges
+from tests.edges import BUDGET_MB, TLS_SLOTS, TOKEN, Edges
 from tests.peers import (
     ATTACKER,
     MIB,
@@ -373,6 +373,28 @@ def test_tls_with_a_certificate_made_here(
     assert outcome.exit_code == 0, outcome.output
     assert json.loads(outcome.stdout)["offloaded"] == 2
     assert stats(edges.tls, TOKEN, device_tls(edges.ca))["requests"] >= 4
+
+
+def test_tls_handshakes_take_slots_and_end_at_their_deadline(edges: Edges) -> None:
+    """Finding 8: sockets that never begin their handshake held a descriptor each, outside
+    --max-connections, for the whole handshake timeout."""
+
+    def descriptors() -> int:
+        return len(list(Path(f"/proc/{edges.tls.pid}/fd").iterdir()))
+
+    trusted = device_tls(edges.ca)
+    stats(edges.tls, TOKEN, trusted)  # whatever the server opens on its first requests
+    before = descriptors()
+    source = fresh_source()
+    silent = [connect(edges.tls.address, source=source) for _ in range(3 * TLS_SLOTS)]
+    seen = stats(edges.tls, TOKEN, trusted)  # accepted after them all: served by evicting one
+    assert seen["open_connections"] <= TLS_SLOTS, seen
+    assert seen["events"].get("evicted", 0) >= 2 * TLS_SLOTS, seen["events"]
+    assert descriptors() <= before + TLS_SLOTS + 2
+    assert all(closed_by_peer(sock) for sock in silent)  # the last: at the 3 s handshake deadline
+    for sock in silent:
+        sock.close()
+    assert stats(edges.tls, TOKEN, trusted)["events"]["handshakes_failed"] >= 3 * TLS_SLOTS
 
 
 def test_serve_refuses_what_would_expose_it() -> None:

@@ -8,12 +8,17 @@ within ``read_timeout_s`` of its first byte, a connection with no message in pro
 after ``idle_timeout_s``, and a reply the peer does not take within ``write_timeout_s`` drops
 the connection and frees what it held. What to do with a message is decided from its header
 alone, by the server's ``admit``, before a byte of its payload is read.
+
+With TLS the handshake happens here too (``start_tls`` on the accepted connection, not in the
+listener), so that a connection takes its slot when it is accepted: a peer that never finishes
+its handshake is a stranger like any other, evicted first, and gone at the read timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +59,8 @@ class FramedConnection(asyncio.BufferedProtocol):
         on_made: Callable[[FramedConnection], None],
         on_lost: Callable[[FramedConnection], None],
         events: collections.Counter[str],
-        half_close: bool = True,
         logins: LoginThrottle | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.parser = parser
         self.admit = admit
@@ -63,8 +68,12 @@ class FramedConnection(asyncio.BufferedProtocol):
         self.on_made = on_made
         self.on_lost = on_lost
         self.events = events
-        self.half_close = half_close  # TLS cannot keep a half-closed connection
+        self.half_close = tls is None  # TLS cannot keep a half-closed connection
         self.logins = logins
+        self.tls = tls
+        self.handshaking = False  # TLS: accepted, its handshake not yet done
+        self._handshake: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
+        self._lost = False
         self.transport: asyncio.Transport | None = None
         self.source = ""  # the peer's address (slots and failed logins are counted by it)
         self.items: asyncio.Queue[Item] = asyncio.Queue()
@@ -96,15 +105,51 @@ class FramedConnection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.source = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-        # pause writing whenever anything is left unsent: a reply counts against the budget
-        # until the kernel has it all, and a peer that never reads is noticed (high=1: TLS
-        # transports pause at size >= high, plain ones at size > high)
-        transport.set_write_buffer_limits(high=1, low=0)
+        if self.tls is None:
+            self._limit_writes(transport)
+        else:  # nothing is read in the clear: the handshake takes the connection over
+            transport.pause_reading()
+            self.handshaking = True
         self._arm_idle()
+        loop = asyncio.get_running_loop()
         if self.deadlines.login_timeout_s is not None:
-            loop = asyncio.get_running_loop()
             self._login_timer = loop.call_later(self.deadlines.login_timeout_s, self._no_login)
         self.on_made(self)
+        if self.handshaking and not self.closing:
+            self._handshake = loop.create_task(self._start_tls(transport, self.tls))
+
+    @staticmethod
+    def _limit_writes(transport: asyncio.Transport) -> None:
+        """Pause writing whenever anything is left unsent: a reply counts against the budget
+        until the kernel has it all, and a peer that never reads is noticed (high=1: TLS
+        transports pause at size >= high, plain ones at size > high)."""
+        transport.set_write_buffer_limits(high=1, low=0)
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext | None) -> None:
+        """The handshake, within the read timeout of being accepted. Its first records may be
+        read before this resumes; they use no transport (no message can be in progress yet)."""
+        assert context is not None
+        loop = asyncio.get_running_loop()
+        try:
+            if self.closing:  # evicted before its handshake began
+                raise ConnectionAbortedError
+            secured = await loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.deadlines.read_timeout_s,
+            )
+        except (OSError, ValueError):  # a failed or timed-out handshake (start_tls closed it)
+            secured = None
+        self.handshaking = False
+        if secured is None or self._lost:  # failed, or closed while handshaking (evicted)
+            self.events["handshakes_failed"] += 1
+            raw.abort()
+            self.connection_lost(None)  # start_tls tells the protocol nothing of a failure
+            return
+        self.transport = secured
+        self._limit_writes(secured)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.parser.buffer()
@@ -251,6 +296,9 @@ class FramedConnection(asyncio.BufferedProtocol):
         return self.half_close  # keep the transport to answer; the handler then closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
         self._cancel_read()
         self._cancel_idle()
         self._cancel_login()
@@ -346,8 +394,12 @@ class FramedConnection(asyncio.BufferedProtocol):
         asyncio.get_running_loop().call_later(grace_s, self.abort)
 
     def refuse(self, data: bytes) -> None:
-        """Say ``data`` (an ERROR) and end, reading nothing more from this peer."""
+        """Say ``data`` (an ERROR) and end, reading nothing more from this peer (during a TLS
+        handshake there is no way to say it: just end)."""
         self.parser.stop(ProtocolError(ErrorCode.BUSY, "refused"))
+        if self.handshaking:
+            self.close()
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
         self.finish()

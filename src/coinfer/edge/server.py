@@ -122,8 +122,6 @@ class EdgeServer:
             self._new_connection,
             host,
             port,
-            ssl=self.tls,
-            ssl_handshake_timeout=self.deadlines.read_timeout_s if self.tls else None,
             backlog=min(1024, self.max_connections),
         )
         sock = self._server.sockets[0].getsockname()
@@ -177,8 +175,8 @@ class EdgeServer:
             self._on_made,
             self._on_lost,
             self.stats.events,
-            half_close=self.tls is None,
             logins=self.logins,
+            tls=self.tls,
         )
 
     def _on_made(self, conn: FramedConnection) -> None:
