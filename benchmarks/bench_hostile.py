@@ -6,12 +6,20 @@ answer against the whole model) for ``--seconds``, first alone, then while 8 att
 process) mix every attack of docs/security.md: decompression and dequantisation bombs,
 prefixes announcing 256 MiB, requests without the token, a pipeliner that never reads its
 replies, CONTROL floods with impossible values, idle-connection hoarders, tricklers, unknown
-kinds followed by junk, and garbage. Half the attackers hold the token (a compromised device),
-half do not. Printed: the good devices' p50/p99 latency in both runs, correct answers, wrong
-answers they accepted (must be 0), fallbacks, and the server's peak RSS growth against its
-budget, sampled from /proc, and its RSS after the attack.
+kinds followed by junk, garbage, and (round two) chained slow PINGs, reconnecting stallers,
+wrong-token floods and poisoning SYNCs. Half the attackers hold the token (a compromised
+device), half do not; each attacker connects from its own loopback address (127.0.0.10 on),
+the good devices from 127.0.0.1. Printed: the good devices' p50/p99 latency in both runs,
+correct answers, wrong answers they accepted (must be 0), fallbacks, and the server's peak RSS
+growth against its budget, sampled from /proc, and its RSS after the attack.
+
+``--only federation`` measures the federation instead: two honest ``coinfer run -p
+fedlinucb-d`` devices in turn in a clean group, then in a group a hostile member joined first
+(40 real INFERs, then one SYNC claiming each took 60 s at every cut): each device's mean
+latency against the clean group's, and the verdict against the 1.5x bound.
 
     python benchmarks/bench_hostile.py [--seconds 60] [--budget-mb 128] [--json]
+    python benchmarks/bench_hostile.py --only federation [--frames 20]
 """
 
 from __future__ import annotations
@@ -19,16 +27,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import functools
 import itertools
 import json
 import multiprocessing
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -41,8 +54,10 @@ from coinfer.device.requests import edge_stats
 from coinfer.edge.budget import process_memory, reset_peak_memory
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import ProcessServer, zoo_store
+from coinfer.policies.bandits import scaled_features
 from coinfer.policies.static import FixedCut
-from coinfer.wire.protocol import PREFIX, Kind, pack
+from coinfer.wire.protocol import PREFIX, Kind, pack, unpack_header
+from coinfer.wire.sync import EXPERIENCE, MAX_UNITS, ONLINE, Sums
 from coinfer.wire.tensors import encode_tensors
 
 TOKEN = "bench-token-0f-20-bytes"
@@ -135,6 +150,7 @@ class Attacks:
         import zstandard
 
         self.address = address
+        self.source = "127.0.0.10"  # each attacker thread its own: see attackers()
         zeros = bytes(64 * MIB)
         self.zstd_bomb = zstandard.ZstdCompressor().compress(zeros)
         self.lz4_bomb = lz4.frame.compress(bytes(8 * MIB))
@@ -147,6 +163,7 @@ class Attacks:
 
     def _sock(self, rcvbuf: int | None = None) -> socket.socket:
         sock = socket.socket()
+        sock.bind((self.source, 0))
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(5)
@@ -236,6 +253,50 @@ class Attacks:
         with self._sock() as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n" * 100)
 
+    def slow_pings(self, token: str | None) -> None:
+        """Finding 1: PINGs a byte at a time, the next begun as soon as one is answered."""
+        ping = pack(Kind.PING, {"id": 4})
+        socks = [self._sock() for _ in range(40)]
+        for _ in range(2):
+            for byte in range(len(ping)):
+                for sock in socks:
+                    sock.sendall(ping[byte : byte + 1])
+                time.sleep(0.15)
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.recv(256)
+        for sock in socks:
+            sock.close()
+
+    def stallers(self, token: str | None) -> None:
+        """Finding 2: one byte, then nothing, reconnecting as soon as the server lets go."""
+        for _ in range(3):
+            socks = [self._sock() for _ in range(40)]
+            for sock in socks:
+                sock.sendall(b"C")
+            time.sleep(1.0)
+            for sock in socks:
+                sock.close()
+
+    def wrong_tokens(self, token: str | None) -> None:
+        """Finding 3: logins with wrong tokens as fast as the server answers them."""
+        stats = pack(Kind.STATS, {"id": 5, "token": "wrong-token-of-20-bytes"})
+        for _ in range(30):
+            with contextlib.suppress(OSError), self._sock() as sock:
+                sock.sendall(stats)
+                sock.recv(4096)
+
+    def poison(self, token: str | None) -> None:
+        """Findings 5 and 6: SYNCs with impossible, unbacked and wrong-dimension statistics."""
+        lie = Sums(1e12 * np.eye(8), np.full(8, 50e12), 10**7)
+        backed = Sums(1e6 * np.ones((8, 8)), np.full(8, 6e8), 10**6)
+        for i, (dim, sums) in enumerate(((8, lie), (8, backed), (7, Sums.zero(7)))):
+            header = {"id": 6, "group": f"bench-{i}", "dim": dim, "member": 5, "seq": 1}
+            header |= sums.wire(ONLINE) | Sums.zero(dim).wire(EXPERIENCE)
+            if token is not None:
+                header["token"] = token
+            self._send_all([pack(Kind.SYNC, header)])
+
     ALL = (
         "bombs",
         "announce",
@@ -246,6 +307,10 @@ class Attacks:
         "trickle",
         "unknown",
         "garbage",
+        "slow_pings",
+        "stallers",
+        "wrong_tokens",
+        "poison",
     )
 
 
@@ -258,11 +323,13 @@ def attackers(address: tuple[str, int], seconds: float, out: Any) -> None:
 
     def attacker(i: int) -> None:
         token = TOKEN if i < ATTACKERS // 2 else None  # half hold the token
+        mine = copy.copy(attacks)
+        mine.source = f"127.0.0.{10 + i}"
         for name in itertools.cycle(Attacks.ALL[i % len(Attacks.ALL) :] + Attacks.ALL):
             if time.monotonic() >= deadline:
                 return
             with contextlib.suppress(OSError):  # refused, reset, timed out: the server defends
-                getattr(attacks, name)(token)
+                getattr(mine, name)(token)
             with lock:
                 counts[name] += 1
 
@@ -331,12 +398,106 @@ def _stats(server: ProcessServer) -> dict[str, Any]:
     return {}
 
 
+# -- the federation: a hostile member against honest federated devices
+def _ask(address: tuple[str, int], wire: bytes, source: str) -> tuple[Kind, dict[str, Any]]:
+    with socket.create_connection(address, timeout=30, source_address=(source, 0)) as sock:
+        sock.sendall(wire)
+        reader = sock.makefile("rb")
+        _, _, kind, header_len, payload_len = PREFIX.unpack(reader.read(PREFIX.size))
+        header = unpack_header(reader.read(header_len))
+        reader.read(payload_len)
+    return Kind(kind), header
+
+
+def poison_group(address: tuple[str, int], group: str, frames: int = 40) -> int:
+    """Finding 5 within the bounds: ``frames`` real INFERs from 127.0.0.2, then one SYNC
+    claiming each took 60 s (the range's bound) at every offloading cut; the records taken."""
+    part = load_model("alexnet").part
+    rows = scaled_features(part.cuts)[:-1]
+    rows = np.hstack([rows, np.zeros((len(rows), 1))])  # the link feature: dim 8
+    metas, raw = encode_tensors([torch.zeros(1, 256, 6, 6)])
+    for _ in range(frames):
+        _ask(address, _infer(metas, bytes(raw)), "127.0.0.2")
+    claimed = rows[np.arange(frames) % len(rows)]
+    lies = Sums(claimed.T @ claimed, claimed.T @ np.full(frames, MAX_UNITS), frames)
+    header = {"id": 1, "group": group, "dim": 8, "member": 5, "seq": 1}
+    header |= lies.wire(ONLINE) | Sums.zero(8).wire(EXPERIENCE)
+    kind, reply = _ask(address, pack(Kind.SYNC, header), "127.0.0.2")
+    return int(reply.get("count", 0)) if kind is Kind.RESULT else 0
+
+
+def federated_run(address: tuple[str, int], group: str, frames: int) -> dict[str, Any]:
+    """One honest ``coinfer run -p fedlinucb-d`` device of ``group``, its --json."""
+    coinfer = str(Path(sys.executable).with_name("coinfer"))  # the venv's, beside its python
+    command = [coinfer, "run", "--edge", f"{address[0]}:{address[1]}"]
+    command += ["-m", "alexnet", "-n", str(frames), "--device", "edge-pc/8", "--json"]
+    command += ["--bandwidth", "20mbit", "--rtt", "5ms", "-p", "fedlinucb-d", "--group", group]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def federation(frames: int, as_json: bool) -> None:
+    with ProcessServer(zoo_store, ("alexnet",), ServerOptions(federation=True)) as server:
+        taken = poison_group(server.address, "poisoned")
+        rows = []
+        for group in ("clean", "poisoned"):
+            for device in (1, 2):
+                print(f"{group} group, device {device}: {frames} frames", file=sys.stderr)
+                out = federated_run(server.address, group, frames)
+                last = str(len(load_model("alexnet").part.cuts) - 1)
+                rows.append(
+                    {
+                        "group": group,
+                        "device": device,
+                        "mean_s": out["mean_latency_s"],
+                        "on_device": out["cuts"].get(last, 0),
+                        "cuts": out["cuts"],
+                    }
+                )
+    clean = [r["mean_s"] for r in rows if r["group"] == "clean"]
+    base = statistics.mean(clean)
+    for row in rows:
+        row["vs_clean"] = row["mean_s"] / base
+    worst = max(r["vs_clean"] for r in rows if r["group"] == "poisoned")
+    noise = max(clean) / min(clean) - 1  # the clean devices' spread: run-to-run noise
+    result = {"frames": frames, "lies_taken": taken, "rows": rows, "worst_vs_clean": worst}
+    result["verdict"] = (
+        f"worst poisoned device {worst:.2f}x the clean group's mean latency "
+        f"({'within' if worst <= 1.5 else 'beyond'} the 1.5x bound, margin "
+        f"{1.5 - worst:+.2f}x; clean devices differ by {noise:.0%}, "
+        f"{'less' if noise < abs(1.5 - worst) else 'more'} than the margin)"
+    )
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"fedlinucb-d, {frames} frames a device; {taken} lies taken")
+    for col in ("group", "device", "mean_s", "vs_clean", "on_device", "cuts"):
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row["group"],
+            str(row["device"]),
+            f"{row['mean_s']:.3f}",
+            f"{row['vs_clean']:.2f}x",
+            str(row["on_device"]),
+            json.dumps(row["cuts"]),
+        )
+    console = Console(width=200)
+    console.print(table)
+    console.print(result["verdict"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--budget-mb", type=int, default=128)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", choices=("federation",), help="measure only the federation")
+    parser.add_argument("--frames", type=int, default=20, help="--only federation: per device")
     args = parser.parse_args()
+    if args.only == "federation":
+        federation(args.frames, args.json)
+        return
     options = {
         "token": TOKEN,
         "max_buffer_bytes": args.budget_mb * MIB,
@@ -344,6 +505,8 @@ def main() -> None:
         "write_timeout_s": 2.0,
         "idle_timeout_s": 5.0,
         "max_connections": 256,
+        "max_per_source": 64,
+        "federation": True,
     }
     with ProcessServer(zoo_store, ("alexnet",), ServerOptions(**options)) as server:
         rows = [phase(server, args.seconds, False), phase(server, args.seconds, True)]

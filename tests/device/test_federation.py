@@ -12,36 +12,51 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.cli.app import app
 from coinfer.device.endpoint import Endpoint
-from coinfer.device.member import RemoteGroup
+from coinfer.device.member import RemoteGroup, trusted
+from coinfer.edge.groups import RECORD_SLACK
+from coinfer.policies.bandits import scaled_features
 from coinfer.policies.fedlinucb import DeterminantSync, FederatedStats, Traffic
 from coinfer.wire.protocol import ErrorCode, Kind, pack
-from coinfer.wire.sync import EXPERIENCE, MAX_DIM, Sums, triangle
+from coinfer.wire.sync import EXPERIENCE, MAX_DIM, MAX_UNITS, ONLINE, Sums, triangle
+from coinfer.wire.tensors import encode_tensors
 from tests.edge.test_hostile_server import under_attack
 from tests.edges import MAX_GROUPS, TOKEN, Edges
-from tests.peers import Served, connect, read_reply, stats
+from tests.peers import ATTACKER, Served, connect, fresh_source, infer, read_reply, stats
 
 runner = CliRunner()
 
 
-def _delta(dim: int = 3, scale: float = 1.0) -> tuple[bytes, bytes]:
-    x = np.arange(1, dim + 1, dtype=float) * scale
+DIM = 7  # the ANS features
+
+
+def _delta(dim: int = DIM, scale: float = 1.0) -> tuple[bytes, bytes]:
+    x = np.arange(1, dim + 1, dtype=float) / dim * scale  # one record: features in [0, 1]
     return triangle(np.outer(x, x)), (2.0 * x).astype("<f8").tobytes()
 
 
 def _sync(
-    group: str = "t", dim: int = 3, count: int = 1, token: str | None = TOKEN, **fields: Any
+    group: str = "t",
+    dim: int = DIM,
+    count: int = 1,
+    token: str | None = TOKEN,
+    member: int = 1,
+    seq: int = 1,
+    **fields: Any,
 ) -> bytes:
-    dg, db = _delta(dim)
+    dg, db = _delta(dim if type(dim) is int and 0 < dim <= MAX_DIM else 1)
     none = Sums.zero(dim if type(dim) is int and 0 < dim <= MAX_DIM else 1)
     header: dict[str, Any] = {
         "id": 9,
         "group": group,
         "dim": dim,
+        "member": member,
+        "seq": seq,
         "dg": dg,
         "db": db,
         "count": count,
@@ -53,8 +68,17 @@ def _sync(
     return pack(Kind.SYNC, header)
 
 
-def _ask(address: tuple[str, int], wire: bytes) -> tuple[Kind, dict[str, Any]]:
-    with connect(address) as sock:
+def _with(index: int, value: float) -> bytes:
+    """A b of in-range values but one."""
+    b = np.full(DIM, 0.5)
+    b[index] = value
+    return b.astype("<f8").tobytes()
+
+
+def _ask(
+    address: tuple[str, int], wire: bytes, source: str | None = None
+) -> tuple[Kind, dict[str, Any]]:
+    with connect(address, source=source) as sock:
         sock.sendall(wire)
         reply = read_reply(sock)
     assert reply is not None, "the server closed the connection without a word"
@@ -71,16 +95,43 @@ def alexnet() -> ModelSetup:
     return load_model("alexnet")
 
 
-def test_syncs_add_up_in_their_group(guarded: Served) -> None:
-    kind, first = _ask(guarded.address, _sync("adds-up", count=2))
-    assert kind is Kind.RESULT and first["count"] == 2 and first["dim"] == 3
-    kind, second = _ask(guarded.address, _sync("adds-up", count=3))
+def test_members_are_kept_apart_and_a_resent_sync_counts_once(guarded: Served) -> None:
+    kind, first = _ask(guarded.address, _sync("adds-up", count=2, member=1))
+    assert kind is Kind.RESULT and first["count"] == 2 and first["dim"] == DIM
+    kind, again = _ask(guarded.address, _sync("adds-up", count=2, member=1))  # its reply lost
+    assert again["count"] == 2 and again["syncs"] == 1  # counted once
+    kind, second = _ask(guarded.address, _sync("adds-up", count=3, member=2))
     g = np.frombuffer(second["dg"], dtype="<f8")
     one, _ = _delta()
-    assert np.allclose(g, 2 * np.frombuffer(one, dtype="<f8"))  # two deltas, summed
+    assert np.allclose(g, 2 * np.frombuffer(one, dtype="<f8"))  # its own, and member 1's
     assert second["count"] == 5 and second["syncs"] == 2
     groups = stats(guarded, TOKEN)["groups"]
-    assert groups["adds-up"] == {"dim": 3, "count": 5, "experience": 0, "syncs": 2}
+    assert groups["adds-up"] == {"dim": DIM, "members": 2, "count": 5, "experience": 0, "syncs": 2}
+    kind, fewer = _ask(guarded.address, _sync("adds-up", count=1, member=1, seq=2))
+    assert fewer["code"] == ErrorCode.BAD_HEADER and "go down" in fewer["message"]
+
+
+def test_a_member_claims_no_more_records_than_it_offloaded(guarded: Served) -> None:
+    """Finding 5's SYNC: 10⁷ records, G = 10¹²·I, b = 50·10¹². Its sums are beyond any real
+    records; the same count of in-range records is taken at the weight of the INFERs answered
+    to its address (none) plus the slack."""
+    lie: dict[str, Any] = {
+        "dg": triangle(1e12 * np.eye(DIM)),
+        "db": np.full(DIM, 50e12).astype("<f8").tobytes(),
+        "count": 10**7,
+    }
+    kind, reply = _ask(guarded.address, _sync("poisoned", **lie))
+    assert reply["code"] == ErrorCode.BAD_HEADER and "beyond what" in reply["message"]
+    x = np.full(DIM, 1.0)
+    many: dict[str, Any] = {
+        "dg": triangle(10**7 * np.outer(x, x)),
+        "db": (10**7 * 600.0 * x).astype("<f8").tobytes(),  # every record at the 60 s bound
+        "count": 10**7,
+    }
+    kind, reply = _ask(guarded.address, _sync("poisoned", member=7, **many))
+    assert kind is Kind.RESULT and reply["count"] == RECORD_SLACK, reply
+    held = stats(guarded, TOKEN)["groups"]["poisoned"]
+    assert held["count"] == RECORD_SLACK and held["members"] == 1
 
 
 @pytest.mark.parametrize(
@@ -88,20 +139,23 @@ def test_syncs_add_up_in_their_group(guarded: Served) -> None:
     [
         ({"dg": _delta()[0][:-8]}, "dg has"),
         ({"db": b"\x00" * 25}, "db has"),
+        ({"member": 0}, "member must be"),
+        ({"member": True}, "member must be"),
+        ({"member": 2**63}, "member must be"),
+        ({"seq": None}, "seq must be"),
         ({"dg": "not bytes"}, "dg must be bytes"),
-        ({"db": np.array([1.0, float("nan"), 1.0]).astype("<f8").tobytes()}, "not finite"),
-        ({"db": np.array([1.0, float("inf"), 1.0]).astype("<f8").tobytes()}, "not finite"),
-        ({"db": np.array([1.0, -1.0, 1.0]).astype("<f8").tobytes()}, "cannot be negative"),
-        ({"db": np.array([1.0, 1e300, 1.0]).astype("<f8").tobytes()}, "beyond"),
-        # non-negative entries, yet no sum of x xᵀ: [[1, 2], [2, 1]] has the eigenvalue -1
+        ({"db": _with(1, float("nan"))}, "not finite"),
+        ({"db": _with(1, float("inf"))}, "not finite"),
+        ({"db": _with(1, -1.0)}, "cannot be negative"),
+        ({"db": _with(1, 1e300)}, "beyond"),
+        # non-negative entries, yet no sum of x xᵀ: a block [[1, 2], [2, 1]] has the eigenvalue -1
         (
-            {
-                "dim": 2,
-                "dg": triangle(np.array([[1.0, 2.0], [2.0, 1.0]])),
-                "db": np.ones(2).astype("<f8").tobytes(),
-            },
+            {"dg": triangle(np.eye(DIM) + 2 * np.eye(DIM, k=1) + 2 * np.eye(DIM, k=-1))},
             "positive semi-definite",
         ),
+        ({"dg": triangle(np.eye(DIM) * 2.0)}, "beyond what 1 records"),  # a feature above 1
+        ({"db": np.full(DIM, 1e4).astype("<f8").tobytes()}, "delays up to 600"),
+        ({"dim": 3}, "dim must be"),
         ({"dim": 0}, "dim must be"),
         ({"dim": MAX_DIM + 1}, "dim must be"),
         ({"dim": True}, "dim must be"),
@@ -110,7 +164,7 @@ def test_syncs_add_up_in_their_group(guarded: Served) -> None:
         ({"count": 0}, "no records must be all zero"),
         ({"eg": b"\x00" * 8}, "eg has 8 bytes"),
         (
-            {"eb": np.array([1.0, -2.0, 1.0]).astype("<f8").tobytes(), "ecount": 1},
+            {"eb": _with(1, -2.0), "ecount": 1},
             "cannot be negative",
         ),
         ({"ecount": None}, "count must be"),
@@ -129,28 +183,53 @@ def test_impossible_statistics_are_refused_by_name(
     assert "refused" not in stats(guarded, TOKEN)["groups"]  # nothing was kept
 
 
-def test_sync_needs_the_token_and_a_group_keeps_its_dimension(guarded: Served) -> None:
+def test_sync_needs_the_token_and_a_wrong_dimension_denies_nobody(guarded: Served) -> None:
     kind, reply = _ask(guarded.address, _sync("no-token", token=None))
     assert kind is Kind.ERROR and reply["code"] == ErrorCode.UNAUTHORIZED
     kind, reply = _ask(guarded.address, _sync("no-token", token="wrong"))
     assert reply["code"] == ErrorCode.UNAUTHORIZED
     assert "no-token" not in stats(guarded, TOKEN)["groups"]
-    assert _ask(guarded.address, _sync("fixed-dim", dim=3))[0] is Kind.RESULT
-    kind, reply = _ask(guarded.address, _sync("fixed-dim", dim=4))
-    assert reply["code"] == ErrorCode.BAD_HEADER and "has 3 features, not 4" in reply["message"]
+    assert _ask(guarded.address, _sync("claimed", dim=8))[0] is Kind.RESULT  # claimed first
+    kind, reply = _ask(guarded.address, _sync("claimed", dim=DIM, member=2))
+    assert kind is Kind.RESULT and reply["dim"] == DIM and reply["count"] == 1  # its own group
+    groups = stats(guarded, TOKEN)["groups"]
+    assert groups["claimed"]["dim"] == 8 and groups["claimed/7"]["dim"] == DIM
 
 
-def test_groups_are_bounded_while_devices_are_served(guarded: Served, alexnet: ModelSetup) -> None:
-    def fill() -> list[int]:
+def _offloaded_from(guarded: Served, alexnet: ModelSetup, source: str) -> None:
+    """One INFER answered to ``source``: a member there may then claim one record more."""
+    zeros = torch.zeros(1, 256, 6, 6)
+    metas, raw = encode_tensors([zeros])
+    with connect(guarded.address, source=source) as sock:
+        sock.sendall(infer("alexnet", 15, metas, bytes(raw), TOKEN))
+        reply = read_reply(sock)
+    assert reply is not None and reply[0] is Kind.RESULT, reply
+
+
+def test_junk_groups_make_room_and_real_ones_stay(guarded: Served, alexnet: ModelSetup) -> None:
+    source = fresh_source()
+    for _ in range(RECORD_SLACK + 1):
+        _offloaded_from(guarded, alexnet, source)
+    kind, reply = _ask(guarded.address, _sync("real", count=RECORD_SLACK + 1), source)
+    assert kind is Kind.RESULT and reply["count"] == RECORD_SLACK + 1  # every record backed
+
+    def flood() -> list[int]:
         codes = []
         for i in range(MAX_GROUPS + 3):
-            kind, reply = _ask(guarded.address, _sync(f"fill-{i}"))
+            kind, reply = _ask(guarded.address, _sync(f"junk-{i}"))
             codes.append(0 if kind is Kind.RESULT else reply["code"])
         return codes
 
-    codes = under_attack(guarded, alexnet, fill)
-    assert ErrorCode.BUSY in codes  # beyond the limit: refused, the server keeps serving
-    assert len(stats(guarded, TOKEN)["groups"]) == MAX_GROUPS
+    assert set(under_attack(guarded, alexnet, flood)) == {0}  # each junk name made room
+    groups = stats(guarded, TOKEN)["groups"]
+    assert len(groups) == MAX_GROUPS and "real" in groups and "junk-0" not in groups
+    codes = []
+    for i in range(MAX_GROUPS + 1):  # groups of two members each: not junk
+        codes += [_ask(guarded.address, _sync(f"pair-{i}", member=m))[0] for m in (1, 2)]
+    _, refused = _ask(guarded.address, _sync("one-more"))
+    assert refused["code"] == ErrorCode.BUSY  # every group real: refused, not evicted
+    groups = stats(guarded, TOKEN)["groups"]
+    assert len(groups) == MAX_GROUPS and "real" in groups
 
 
 def test_a_server_without_federation_says_how_to_get_it(edges: Edges) -> None:
@@ -219,10 +298,10 @@ def test_a_device_keeps_its_statistics_against_a_hostile_edge(answer: Any) -> No
     edge = _EvilEdge(answer)
     try:
         group = RemoteGroup(
-            "pair", 3, 1.0, Endpoint(edge.address), timeout_s=1.0, retry_after_s=0.0
+            "pair", DIM, 1.0, Endpoint(edge.address), timeout_s=1.0, retry_after_s=0.0
         )
         stats_ = FederatedStats(group, DeterminantSync(0.01), Traffic())
-        x = np.array([0.5, 0.2, 1.0])
+        x = np.array([0.5, 0.2, 1.0, 0.3, 0.1, 0.4, 0.6])
         stats_.update(x, 2.0)  # grows det at once: a sync is due, queued for the edge
         assert group.out_count == 1
         before = stats_.a.copy()
@@ -231,7 +310,7 @@ def test_a_device_keeps_its_statistics_against_a_hostile_edge(answer: Any) -> No
         assert len(group.wire.last_error) <= 300
         assert group.out_count == 1  # kept for the next try
         assert np.array_equal(stats_.a, before)  # what it learned, and nothing from the edge
-        assert np.allclose(stats_.a, np.eye(3) + np.outer(x, x))
+        assert np.allclose(stats_.a, np.eye(DIM) + np.outer(x, x))
     finally:
         edge.close()
 
@@ -239,16 +318,42 @@ def test_a_device_keeps_its_statistics_against_a_hostile_edge(answer: Any) -> No
 def test_an_honest_edge_is_heard_and_the_delta_cleared() -> None:
     edge = _EvilEdge(_honest)
     try:
-        group = RemoteGroup("pair", 3, 1.0, Endpoint(edge.address), timeout_s=2.0)
+        group = RemoteGroup("pair", DIM, 1.0, Endpoint(edge.address), timeout_s=2.0)
         stats_ = FederatedStats(group, DeterminantSync(0.01), Traffic())
-        x = np.array([0.5, 0.2, 1.0])
+        x = np.array([0.5, 0.2, 1.0, 0.3, 0.1, 0.4, 0.6])
         stats_.update(x, 2.0)
         assert asyncio.run(group.flush()) is True
         assert group.out_count == 0 and group.pushed == 1 and group.wire.messages == 2
-        assert np.allclose(stats_.a, np.eye(3) + np.outer(x, x))  # the group holds its frame
+        assert np.allclose(stats_.a, np.eye(DIM) + np.outer(x, x))  # the group holds its frame
         assert stats_.traffic.uploads == stats_.traffic.downloads == 1
     finally:
         edge.close()
+
+
+def test_a_device_weighs_a_lying_group_against_its_own_frames() -> None:
+    """Two honest members against one hostile edge or member that reports every offload at the
+    60 s bound: the device's estimate stays near what its own frames say."""
+    x = np.array([1.0, 0.9, 0.2, 0.1, 0.8, 0.7, 0.6])
+    own = Sums(np.outer(x, x) * 4, x * 3.0 * 4, 4)  # four frames of 0.3 s (3 units)
+    honest = Sums(np.outer(x, x) * 40, x * 3.1 * 40, 40)
+    lies = Sums(np.outer(x, x) * 40, x * 600.0 * 40, 40)
+    eye = np.eye(DIM)
+
+    def predicted(heard: Sums) -> float:
+        used = trusted(own, heard, 1.0)
+        return float(x @ np.linalg.solve(eye + used.g, used.b))
+
+    def plus(*parts: Sums) -> Sums:
+        total = Sums.zero(DIM)
+        for part in parts:
+            total.add(part)
+        return total
+
+    assert abs(predicted(plus(own, honest)) - 3.1) < 0.2  # an honest group: heard in full
+    assert predicted(plus(own, lies)) < 4.5  # a lying one: barely
+    assert predicted(plus(own, honest, lies)) < 4.5
+    alone = trusted(Sums.zero(DIM), lies, 1.0)  # nothing of its own yet: a bounded share
+    assert alone.count <= 4 * 8
 
 
 def _experience(path: Path) -> Path:
@@ -325,6 +430,76 @@ def test_federated_devices_share_their_group_live(tmp_path: Path) -> None:
         assert wrong.exit_code == 2 and "--group" in wrong.output
         not_federated = runner.invoke(app, [*common, "-p", "mulinucb-link"])
         assert not_federated.exit_code == 2 and "federated policies" in not_federated.output
+    finally:
+        server.stop()
+    assert "Traceback" not in server.stderr()
+
+
+def _poison(address: tuple[str, int], group: str, dim: int, frames: int) -> None:
+    """Finding 5 within the bounds: ``frames`` real INFERs from the attacker's address, then
+    one SYNC claiming each of them took 60 s (the range's bound) at every offloading cut."""
+    part = load_model("alexnet").part
+    rows = scaled_features(part.cuts)[:-1]
+    rows = np.hstack([rows, np.zeros((len(rows), dim - rows.shape[1]))])
+    for _ in range(frames):
+        with connect(address, source=ATTACKER) as sock:
+            metas, raw = encode_tensors([torch.zeros(1, 256, 6, 6)])
+            sock.sendall(infer("alexnet", 15, metas, bytes(raw)))
+            assert (read_reply(sock) or (None,))[0] is Kind.RESULT
+    claimed = rows[np.arange(frames) % len(rows)]
+    lies = Sums(claimed.T @ claimed, claimed.T @ np.full(frames, MAX_UNITS), frames)
+    header = {"id": 1, "group": group, "dim": dim, "member": 5, "seq": 1}
+    header |= lies.wire(ONLINE) | Sums.zero(dim).wire(EXPERIENCE)
+    kind, reply = _ask(address, pack(Kind.SYNC, header), ATTACKER)
+    assert kind is Kind.RESULT and reply["count"] == frames  # every lie backed by a frame
+
+
+def test_a_hostile_member_leaves_its_group_near_clean(tmp_path: Path) -> None:
+    """Two honest `coinfer run -p fedlinucb-d` devices in turn, in a clean group and in one a
+    hostile member joined first. Before, they ran every frame on the device (10.3x slower);
+    now a device that has seen its own frames gives the lies next to no weight. Decisions are
+    asserted, not times: frames run on the device cost 10x an offloaded one here, so 4 of 20
+    is the 1.5x bound (the latencies: benchmarks/bench_hostile.py --only federation)."""
+    server = Served(["-m", "alexnet", "--federation"]).start().wait_ready()
+    frames = 20
+    try:
+        host, port = server.address
+        _poison(server.address, "poisoned", 8, 40)
+
+        def run(group: str) -> dict[str, Any]:
+            result = runner.invoke(
+                app,
+                [
+                    "run",
+                    "--edge",
+                    f"{host}:{port}",
+                    "-m",
+                    "alexnet",
+                    "-n",
+                    str(frames),
+                    "--device",
+                    "edge-pc/8",
+                    "--bandwidth",
+                    "20mbit",
+                    "--rtt",
+                    "5ms",
+                    "--json",
+                    "-p",
+                    "fedlinucb-d",
+                    "--group",
+                    group,
+                ],
+            )
+            assert result.exit_code == 0, result.output
+            return dict(json.loads(result.stdout))
+
+        last = str(len(load_model("alexnet").part.cuts) - 1)
+        for group in ("clean", "poisoned"):
+            for _ in range(2):
+                outcome = run(group)
+                assert outcome["fallbacks"] == 0 and outcome["federation"]["failed_syncs"] == 0
+                on_device = outcome["cuts"].get(last, 0)
+                assert on_device <= (0 if group == "clean" else 4), outcome["cuts"]
     finally:
         server.stop()
     assert "Traceback" not in server.stderr()

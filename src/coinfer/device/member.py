@@ -1,9 +1,12 @@
 """A federation member's link to its group on the edge (CANS live): ``RemoteGroup`` queues what
-the device's learner learned, sends it in one SYNC before a frame, checks the reply as strictly
-as the edge checks a request (``wire.sync``) and hands the group's statistics to the learner."""
+the device's learner learned, sends its totals in one SYNC before a frame, checks the reply as
+strictly as the edge checks a request (``wire.sync``) and hands the group's statistics to the
+learner, weighed against the device's own (``trusted``): the edge, or another member, may lie."""
 
 from __future__ import annotations
 
+import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,11 @@ from coinfer.wire.sync import Sums, Sync, SyncReply, check_dim, check_group_name
 
 SYNC_TIMEOUT_S = 5.0
 RETRY_AFTER_S = 5.0  # a failed SYNC is tried again no sooner than this
+OWN_PLUS = 8  # the others' records count for at most TRUST × (own records + OWN_PLUS)...
+TRUST = 4.0
+CHECK_FROM = 1  # ...and once the device has this many records, by how well they fit its own
+AGREEMENT = 0.5  # a gap in prediction up to this share of its own (or MIN_GAP units) is noise
+MIN_GAP = 2.0
 
 
 @dataclass
@@ -57,6 +65,9 @@ class RemoteGroup:
         self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
         self.online, self.experience = Sums.zero(dim), Sums.zero(dim)  # the group's, as heard
         self.out_online, self.out_experience = Sums.zero(dim), Sums.zero(dim)  # queued
+        self.own_online, self.own_experience = Sums.zero(dim), Sums.zero(dim)  # taken
+        self.member = 1 + secrets.randbelow(2**63 - 1)  # this learner, to the group
+        self.seq = 0
         self.pushed = 0  # records this device has had the group take
         self.joined = False
         self.wire = WireTraffic()
@@ -76,13 +87,15 @@ class RemoteGroup:
         return self.online.count + self.experience.count
 
     def snapshot(self) -> GroupView:
+        online = trusted(self.own_online, self.online, self.lam)
+        experience = trusted(self.own_experience, self.experience, self.lam)
         return GroupView(
-            self.lam * np.eye(self._dim) + self.online.g,
-            self.online.b.copy(),
-            self.online.count,
-            self.experience.g.copy(),
-            self.experience.b.copy(),
-            self.experience.count,
+            self.lam * np.eye(self._dim) + online.g,
+            online.b,
+            online.count,
+            experience.g,
+            experience.b,
+            experience.count,
         )
 
     def push(self, dg: np.ndarray, db: np.ndarray, count: int, experience: bool = False) -> bool:
@@ -110,19 +123,31 @@ class RemoteGroup:
         group's statistics came back."""
         if not self.due or self.endpoint is None:
             return False
+        online, experience = (
+            _plus(self.own_online, self.out_online),
+            _plus(self.own_experience, self.out_experience),
+        )
+        self.seq += 1
         sync = Sync(
-            self.name, self._dim, self.out_online, self.out_experience, token=self.endpoint.token
+            self.name,
+            self._dim,
+            online,
+            experience,
+            self.member,
+            self.seq,
+            token=self.endpoint.token,
         )
         try:
-            online, experience = self._check(await self._exchange(encode(sync)))
+            heard_online, heard_experience = self._check(await self._exchange(encode(sync)))
         except Exception as exc:  # a failed SYNC: the delta stays queued
             self.wire.failures += 1
             self.wire.last_error = f"{type(exc).__name__}: {exc}"[:300]
             self._retry_at = time.monotonic() + self.retry_after_s
             return False
         self.pushed += self.out_count
+        self.own_online, self.own_experience = sync.online, sync.experience
         self.out_online, self.out_experience = Sums.zero(self._dim), Sums.zero(self._dim)
-        self.online, self.experience = online, experience
+        self.online, self.experience = heard_online, heard_experience
         self.joined = True
         if self.on_statistics is not None:
             self.on_statistics(self.snapshot())
@@ -148,3 +173,35 @@ class RemoteGroup:
                 f"the group holds {mine[1]} records, fewer than this device's {mine[0]}"
             )
         return online, experience
+
+
+def _plus(a: Sums, b: Sums) -> Sums:
+    return Sums(a.g + b.g, a.b + b.b, a.count + b.count)
+
+
+def trusted(own: Sums, heard: Sums, lam: float) -> Sums:
+    """The group's sums as this device uses them: its own in full, the others' (the rest of
+    what the edge sent) at most TRUST × (own records + OWN_PLUS) records' worth, and, once it
+    has CHECK_FROM records, down by the square of how far their estimate's predictions on its
+    own records lie beyond AGREEMENT of its own estimate's (one lying member, or edge, then
+    costs the device little more than its own exploration)."""
+    others_count = heard.count - own.count
+    if others_count <= 0:
+        return Sums(own.g.copy(), own.b.copy(), own.count)
+    others_g = np.clip(heard.g - own.g, 0.0, None)  # (what rounding left below 0)
+    others_b = np.clip(heard.b - own.b, 0.0, None)
+    weight = min(1.0, TRUST * (own.count + OWN_PLUS) / others_count)
+    if own.count >= CHECK_FROM:
+        eye = lam * np.eye(len(own.b))
+        mine = np.linalg.solve(eye + own.g, own.b)
+        theirs = np.linalg.solve(eye + others_g, others_b)
+        design = own.g / own.count
+        gap = math.sqrt(max(0.0, float((theirs - mine) @ design @ (theirs - mine))))
+        allowed = max(MIN_GAP, AGREEMENT * math.sqrt(max(0.0, float(mine @ design @ mine))))
+        if gap > allowed:
+            weight *= (allowed / gap) ** 2
+    return Sums(
+        own.g + weight * others_g,
+        own.b + weight * others_b,
+        own.count + math.ceil(weight * others_count - 1e-9),
+    )

@@ -1,65 +1,221 @@
-"""The edge's side of the federation (``coinfer serve --federation``): every group's statistics,
-bounded in number and size — at most ``max_groups`` groups of at most ``wire.sync.MAX_DIM``
-features (a few KiB each); a SYNC for a group beyond them is refused BUSY. The messages and
-their checks: ``wire.sync``."""
+"""The edge's side of the federation (``coinfer serve --federation``): every group's members and
+their statistics, bounded, and combined so that no one member can poison or deny its group.
+
+The CANS paper trusts its devices; an edge cannot. So:
+
+- a group is named *and* sized (``name``, ``dim``): claiming a name with another dimension
+  makes another group and denies nobody;
+- each member's totals are kept apart and replaced by its next SYNC (never added), so a re-sent
+  SYNC counts once and a refused one changes nothing;
+- a member's online records may grow by no more than the INFERs this server answered to its
+  address since (``answered``), plus a little slack, and its experience no more than
+  MAX_EXPERIENCE: beyond, its totals are taken at that many records' weight;
+- the reply to a member is its own sums plus the others', each weighed down to the median
+  member's record count and, when three or more members have records, by how far its ridge
+  estimate lies from theirs (``_weights``);
+- idle groups and members expire; when ``max_groups`` are in use, a junk group (one member and
+  no online records) makes room first.
+
+What a token holder can still do is in docs/security.md. The messages and their checks:
+``wire.sync``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from coinfer.wire.protocol import ErrorCode, ProtocolError
 from coinfer.wire.sync import Sums, Sync, SyncReply
 
 DEFAULT_MAX_GROUPS = 64
+MAX_MEMBERS = 64  # per group
+RECORD_SLACK = 8  # online records a member may claim beyond the INFERs its address was answered
+MAX_EXPERIENCE = 10_000  # offline records per member, for life
+IDLE_S = 3600.0  # a group or member not heard from this long is forgotten
+MAX_SOURCES = 4096  # addresses whose answered INFERs are counted
+LAM = 1.0  # the ridge prior of the estimates compared (the devices' own is not on the wire)
+OUTLIER_SPREAD = 3.0  # an estimate this many median distances from the median's is down-weighed
+MIN_SPREAD = 1.0  # delay units: disagreement below this is noise, whatever the median distance
 
 
 @dataclass
-class _GroupSums:
-    dim: int
+class _Member:
     online: Sums
     experience: Sums
+    seq: int = 0
+    heard: float = 0.0
+    backed: int = 0  # online records matched by INFERs answered (the rest came of the slack)
+
+
+@dataclass
+class _Group:
+    dim: int
+    members: dict[int, _Member] = field(default_factory=dict)
     syncs: int = 0
+    heard: float = 0.0
+
+    @property
+    def junk(self) -> bool:
+        """One member and no record an INFER backs: a name claimed, nothing shared."""
+        return len(self.members) <= 1 and not any(m.backed for m in self.members.values())
 
 
 class GroupStore:
-    """The edge's statistics of every group, bounded in number and size."""
+    """The edge's groups, bounded in number, members and records."""
 
-    def __init__(self, max_groups: int = DEFAULT_MAX_GROUPS) -> None:
+    def __init__(
+        self, max_groups: int = DEFAULT_MAX_GROUPS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if max_groups < 1:
             raise ValueError(f"--max-groups must be at least 1, got {max_groups}")
         self.max_groups = max_groups
-        self.groups: dict[str, _GroupSums] = {}
+        self.clock = clock
+        self.groups: dict[tuple[str, int], _Group] = {}
+        self.credits: collections.OrderedDict[str, int] = collections.OrderedDict()
 
-    def sync(self, delta: Sync) -> SyncReply:
-        """Add a delta to its group (made on first use) and answer with the group's sums."""
-        found = self.groups.get(delta.group)
-        if found is None:
-            if len(self.groups) >= self.max_groups:
-                raise ProtocolError(
-                    ErrorCode.BUSY,
-                    f"the server keeps {self.max_groups} groups, all in use: join one of them",
-                )
-            found = _GroupSums(delta.dim, Sums.zero(delta.dim), Sums.zero(delta.dim))
-            self.groups[delta.group] = found
-        elif found.dim != delta.dim:
-            raise ProtocolError(
-                ErrorCode.BAD_HEADER,
-                f"SYNC: group {delta.group!r} has {found.dim} features, not {delta.dim}",
-            )
-        found.online.add(delta.online)
-        found.experience.add(delta.experience)
-        found.syncs += 1
+    def answered(self, source: str) -> None:
+        """An INFER from ``source`` was answered: a member there may learn one more record."""
+        self.credits[source] = self.credits.pop(source, 0) + 1
+        while len(self.credits) > MAX_SOURCES:
+            self.credits.popitem(last=False)
+
+    def sync(self, sync: Sync, source: str) -> SyncReply:
+        """Take a member's new totals (at most what it can have learned) and answer with its
+        group's sums as this member should see them. A refused SYNC changes nothing."""
+        now = self.clock()
+        key = (sync.group, sync.dim)
+        group = self.groups.get(key)
+        member = group.members.get(sync.member) if group is not None else None
+        if member is None or sync.seq > member.seq:  # else taken already (re-sent, or late)
+            base = member or _Member(Sums.zero(sync.dim), Sums.zero(sync.dim))
+            online, experience, spent = self._bounded(base, sync, source)
+            if group is None:
+                group = self._new_group(key, sync.dim, now)
+            if member is None:
+                member = self._join(group, sync, now)
+            if spent:
+                self.credits[source] -= spent
+            member.backed += spent
+            member.online, member.experience, member.seq = online, experience, sync.seq
+            group.syncs += 1
+        assert group is not None and member is not None
+        member.heard = group.heard = now
         return SyncReply(
-            delta.group, found.dim, found.online, found.experience, found.syncs, delta.id
+            sync.group,
+            sync.dim,
+            _combined(group, member, lambda m: m.online),
+            _combined(group, member, lambda m: m.experience),
+            group.syncs,
+            sync.id,
         )
 
+    def _bounded(self, member: _Member, sync: Sync, source: str) -> tuple[Sums, Sums, int]:
+        """The member's new totals at the weight the server can vouch for: online records
+        grown by no more than the INFERs answered to its address (and the slack), experience
+        no more than MAX_EXPERIENCE; and the INFER credits that spends."""
+        online, experience = sync.online, sync.experience
+        if online.count < member.online.count or experience.count < member.experience.count:
+            raise ProtocolError(ErrorCode.BAD_HEADER, "SYNC: a member's record counts go down")
+        earned = self.credits.get(source, 0)
+        slack = max(0, RECORD_SLACK - (member.online.count - member.backed))
+        allowed = member.online.count + earned + slack
+        if online.count > allowed:  # claimed beyond the frames it offloaded here
+            online = _scaled(online, allowed)
+        if experience.count > MAX_EXPERIENCE:
+            experience = _scaled(experience, MAX_EXPERIENCE)
+        return online, experience, min(earned, online.count - member.online.count)
+
+    def _new_group(self, key: tuple[str, int], dim: int, now: float) -> _Group:
+        if len(self.groups) >= self.max_groups:
+            self._make_room(now)
+        if len(self.groups) >= self.max_groups:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"the server keeps {self.max_groups} groups, all in use: join one of them",
+            )
+        made = self.groups[key] = _Group(dim, heard=now)
+        return made
+
+    def _make_room(self, now: float) -> None:
+        """Forget the idle groups; if none is, the oldest junk group."""
+        for key in [k for k, g in self.groups.items() if now - g.heard > IDLE_S]:
+            del self.groups[key]
+        if len(self.groups) >= self.max_groups:
+            junk = [k for k, g in self.groups.items() if g.junk]
+            if junk:
+                del self.groups[min(junk, key=lambda k: self.groups[k].heard)]
+
+    def _join(self, group: _Group, sync: Sync, now: float) -> _Member:
+        if len(group.members) >= MAX_MEMBERS:
+            for key in [k for k, m in group.members.items() if now - m.heard > IDLE_S]:
+                del group.members[key]
+        if len(group.members) >= MAX_MEMBERS:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"group {sync.group!r} has {MAX_MEMBERS} members, all active: try again later",
+            )
+        member = group.members[sync.member] = _Member(Sums.zero(sync.dim), Sums.zero(sync.dim))
+        return member
+
     def describe(self) -> dict[str, dict[str, int]]:
-        return {
-            name: {
-                "dim": g.dim,
-                "count": g.online.count,
-                "experience": g.experience.count,
+        """Each group by name (``name/dim`` for a name already shown with another dim)."""
+        shown: dict[str, dict[str, int]] = {}
+        for (name, dim), g in self.groups.items():
+            shown[name if name not in shown else f"{name}/{dim}"] = {
+                "dim": dim,
+                "members": len(g.members),
+                "count": sum(m.online.count for m in g.members.values()),
+                "experience": sum(m.experience.count for m in g.members.values()),
                 "syncs": g.syncs,
             }
-            for name, g in self.groups.items()
-        }
+        return shown
+
+
+def _scaled(sums: Sums, count: int) -> Sums:
+    """``sums`` weighed down to ``count`` records."""
+    weight = count / sums.count
+    return Sums(sums.g * weight, sums.b * weight, count)
+
+
+def _combined(group: _Group, me: _Member, pick: Callable[[_Member], Sums]) -> Sums:
+    """``me``'s own sums in full, plus every other member's at its weight."""
+    own = pick(me)
+    others = [pick(m) for m in group.members.values() if m is not me and pick(m).count > 0]
+    g, b, count = own.g.copy(), own.b.copy(), float(own.count)
+    for sums, weight in zip(others, _weights(own, others), strict=True):
+        if weight > 0:
+            g += weight * sums.g
+            b += weight * sums.b
+            count += weight * sums.count
+    return Sums(g, b, math.ceil(count - 1e-9))
+
+
+def _weights(own: Sums, others: list[Sums]) -> list[float]:
+    """Each other member's weight: at most the median member's record count (one member
+    cannot outweigh the rest by claiming more), and, with three or more members holding
+    records, down by the square of how many spreads its estimate lies beyond the rest's."""
+    everyone = ([own] if own.count else []) + others
+    if not others:
+        return []
+    cap = statistics.median_low(s.count for s in everyone)
+    weights = [min(1.0, cap / s.count) for s in others]
+    if len(everyone) < 3:
+        return weights
+    dim = len(own.b)
+    thetas = np.array([np.linalg.solve(LAM * np.eye(dim) + s.g, s.b) for s in everyone])
+    centre = np.median(thetas, axis=0)
+    design = sum(s.g for s in everyone) / sum(s.count for s in everyone)  # mean x xᵀ
+    gaps = [math.sqrt(max(0.0, float(d @ design @ d))) for d in thetas - centre]
+    spread = max(MIN_SPREAD, OUTLIER_SPREAD * statistics.median(gaps))
+    offset = len(everyone) - len(others)
+    for i, gap in enumerate(gaps[offset:]):
+        if gap > spread:
+            weights[i] *= (spread / gap) ** 2
+    return weights

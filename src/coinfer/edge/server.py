@@ -240,7 +240,7 @@ class EdgeServer:
                     continue
                 reserved = item.reserved
                 try:
-                    await conn.write(await self._answer(item))
+                    await conn.write(await self._answer(item, conn.source))
                 finally:
                     item = None  # its payload and tensors go now, before memory is given back
                     self.budget.release(reserved)
@@ -250,11 +250,12 @@ class EdgeServer:
             pass
         conn.close()
 
-    async def _answer(self, request: Message) -> bytes:
-        """The reply to one request: its result, or an ERROR naming what was wrong."""
+    async def _answer(self, request: Message, source: str = "") -> bytes:
+        """The reply to one request (from address ``source``): its result, or an ERROR naming
+        what was wrong."""
         self._busy += 1
         try:
-            return await self._dispatch(request)
+            return await self._dispatch(request, source)
         except ProtocolError as exc:
             self.stats.errors[exc.code.name] += 1
             return error_message(request.request_id, exc)
@@ -280,10 +281,13 @@ class EdgeServer:
             summary["groups"] = self.groups.describe()
         return summary
 
-    async def _dispatch(self, request: Message) -> bytes:
+    async def _dispatch(self, request: Message, source: str) -> bytes:
         rid = request.request_id
         if request.kind is Kind.INFER:
-            return await self._infer(request.job, request.payload)
+            reply = await self._infer(request.job, request.payload)
+            if self.groups is not None:  # what a member there may learn from
+                self.groups.answered(source)
+            return reply
         if request.kind is Kind.PING:
             return encode(Pong(rid))
         if request.kind is Kind.STATS:
@@ -294,7 +298,7 @@ class EdgeServer:
                     ErrorCode.UNSUPPORTED,
                     "this server keeps no federated statistics: start it with --federation",
                 )
-            return encode(self.groups.sync(Sync.parse(request.header)))
+            return encode(self.groups.sync(Sync.parse(request.header), source))
         if not self.control_allowed:  # CONTROL: the gate takes no other kind
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED,

@@ -1,26 +1,30 @@
 """SYNC on the wire (CANS through the edge): a federated learner's statistics, to and from its
-group (the group lives on the edge: ``edge.groups``; the device's side: ``device.group``).
+group (the group lives on the edge: ``edge.groups``; the device's side: ``device.member``).
 
 A device of a federated policy (``fedlinucb-dw`` ...) keeps its group's statistics on the edge
-server it offloads to (``coinfer serve --federation``). A SYNC carries what the device learned
-since its last one, and the reply the group's sums, which hold every member's uploads:
+server it offloads to (``coinfer serve --federation``). A SYNC carries everything the member has
+learned so far (its totals, not a delta: a re-sent SYNC counts once), and the reply the group's
+sums as the server combines them for this member (its own and the others', robustly):
 
     SYNC (device → edge), header only:
       group   str, 1-64 characters of [A-Za-z0-9._:/-]     (who shares: a device type)
-      dim     int, 1..MAX_DIM                               (features per record)
-      dg      bin, float64 little-endian, ΔG's upper triangle row by row: dim·(dim+1)/2 values
-      db      bin, float64 little-endian, Δb: dim values
-      count   int, 0..MAX_COUNT                             (online records in the delta)
+      dim     int, 7 or 8                                   (the ANS features, + the link's)
+      member  int, 1..2⁶³-1                                 (this learner, chosen at random)
+      seq     int, 1..2⁶³-1                                 (grows with every SYNC it sends)
+      dg      bin, float64 little-endian, G's upper triangle row by row: dim·(dim+1)/2 values
+      db      bin, float64 little-endian, b: dim values
+      count   int, 0..MAX_COUNT                             (online records in the totals)
       eg, eb, ecount                                        (offline experience, the same way)
       token   str                                           (when the server has one)
-    reply RESULT: group, dim, dg, db, count, eg, eb, ecount (the same fields, now the group's
-    sums), syncs (SYNCs that made them). Both counts 0 in a SYNC: a download.
+    reply RESULT: group, dim, dg, db, count, eg, eb, ecount (the group's sums for this
+    member), syncs (SYNCs the group took). Both counts 0 in a first SYNC: a download.
 
-Every field is checked on both sides (docs/security.md): sizes exact, values finite, ΔG and the
-group's sums positive semi-definite with non-negative entries and Δb non-negative (every
-learner's features and delays are non-negative, so anything else is an impossible
-measurement), a delta of no records all zero. The prior λI is not on the wire: every device
-adds its own.
+Every field is checked on both sides (docs/security.md): sizes exact, values finite, G positive
+semi-definite with non-negative entries and b non-negative (every learner's features and delays
+are non-negative, so anything else is an impossible measurement), no records all zero, and
+the sums within what ``count`` real records can make: features scaled to [0, 1] (the link
+feature, an upload time, and the delay at most ``MAX_UNITS`` delay units). The prior λI is not
+on the wire: every device adds its own.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ import numpy as np
 from coinfer.wire.messages import token_of
 from coinfer.wire.protocol import ErrorCode, Kind, ProtocolError, request_id_of
 
-MAX_DIM = 32  # features per record: the 7 ANS features and the link feature need 8
-MAX_COUNT = 10_000_000  # records in one delta
+DIMS = (7, 8)  # features per record: the 7 ANS features, and the link feature after them
+MAX_DIM = max(DIMS)
+MAX_COUNT = 10_000_000  # records in a member's totals
+MAX_UNITS = 600.0  # the largest delay or upload time a record holds (60 s in 0.1 s units)
 MAX_ABS = 1e15  # any statistic beyond this is no measurement (delays in units, features ≤ 1)
+MAX_ID = 2**63 - 1
 GROUP_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
 PSD_TOLERANCE = 1e-9  # of the matrix's largest diagonal entry
 
@@ -62,8 +69,16 @@ def _vector(raw: Any, size: int, name: str) -> np.ndarray:
 
 
 def check_dim(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIM:
-        raise ValueError(f"dim must be an integer in 1..{MAX_DIM}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value not in DIMS:
+        raise ValueError(
+            f"dim must be 7 (the ANS features) or 8 (with the link feature), got {value!r}"
+        )
+    return value
+
+
+def check_id(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise ValueError(f"{name} must be an integer in 1..2^63-1, got {value!r}")
     return value
 
 
@@ -133,8 +148,28 @@ def read_sums(header: Mapping[str, Any], dim: int, fields: tuple[str, str, str])
         raise ValueError(f"{count_name}: {exc}") from None
     g, b = read_statistics(dim, header.get(g_name), header.get(b_name), (g_name, b_name))
     if count == 0 and (g.any() or b.any()):
-        raise ValueError(f"{g_name}/{b_name}: a delta of no records must be all zero")
+        raise ValueError(f"{g_name}/{b_name}: sums of no records must be all zero")
+    check_range(g, b, count, (g_name, b_name))
     return Sums(g, b, count)
+
+
+def check_range(g: np.ndarray, b: np.ndarray, count: int, names: tuple[str, str]) -> None:
+    """Sums that ``count`` real records cannot make, refused: a record's features are in
+    [0, 1] (the link feature and the delay at most MAX_UNITS), so Σ x_i² ≤ n·max_i² and, by
+    Cauchy–Schwarz, Σ y x_i ≤ max_y·√(n·Σ x_i²)."""
+    dim = len(b)
+    top = np.ones(dim)
+    if dim == MAX_DIM:  # the link feature: an upload time in delay units
+        top[-1] = MAX_UNITS
+    slack = 1.0 + 1e-9
+    diagonal = np.diag(g)
+    if np.any(diagonal > count * top**2 * slack + 1e-9):
+        raise ValueError(f"{names[0]}: beyond what {count} records of features in range can sum to")
+    if np.any(b > MAX_UNITS * np.sqrt(count * diagonal) * slack + 1e-9):
+        raise ValueError(
+            f"{names[1]}: beyond what {count} records of delays up to {MAX_UNITS:g} units "
+            "can sum to"
+        )
 
 
 def _sums(header: Mapping[str, Any], dim: int) -> tuple[Sums, Sums]:
@@ -143,13 +178,16 @@ def _sums(header: Mapping[str, Any], dim: int) -> tuple[Sums, Sums]:
 
 @dataclass(frozen=True)
 class Sync:
-    """Device → edge: what a federated learner learned since its last SYNC (both counts 0: a
-    download), every field checked (BAD_HEADER naming the first impossible one)."""
+    """Device → edge: everything a federated learner (``member``) has learned so far, its
+    ``seq``-th SYNC (both counts 0: a download), every field checked (BAD_HEADER naming the
+    first impossible one)."""
 
     group: str
     dim: int
     online: Sums
     experience: Sums
+    member: int
+    seq: int
     id: int | None = 0
     token: str | None = None
     kind: ClassVar[Kind] = Kind.SYNC
@@ -159,6 +197,8 @@ class Sync:
             "id": self.id,
             "group": self.group,
             "dim": self.dim,
+            "member": self.member,
+            "seq": self.seq,
             **self.online.wire(ONLINE),
             **self.experience.wire(EXPERIENCE),
         }
@@ -171,16 +211,19 @@ class Sync:
         try:
             group = check_group_name(header.get("group"))
             dim = check_dim(header.get("dim"))
+            member = check_id(header.get("member"), "member")
+            seq = check_id(header.get("seq"), "seq")
             online, experience = _sums(header, dim)
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_HEADER, f"SYNC: {exc}") from None
-        return cls(group, dim, online, experience, request_id_of(header), token_of(header))
+        rid, token = request_id_of(header), token_of(header)
+        return cls(group, dim, online, experience, member, seq, rid, token)
 
 
 @dataclass(frozen=True)
 class SyncReply:
-    """Edge → device: the group's sums, which hold every member's uploads, and how many SYNCs
-    made them."""
+    """Edge → device: the group's sums for this member (its own, and the others' as the
+    server weighs them), and how many SYNCs the group took."""
 
     group: str
     dim: int
