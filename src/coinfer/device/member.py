@@ -193,13 +193,17 @@ def trusted(own: Sums, heard: Sums, lam: float) -> Sums:
     weight = min(1.0, TRUST * (own.count + OWN_PLUS) / others_count)
     if own.count >= CHECK_FROM:
         eye = lam * np.eye(len(own.b))
-        mine = np.linalg.solve(eye + own.g, own.b)
-        theirs = np.linalg.solve(eye + others_g, others_b)
+        try:
+            mine = np.linalg.solve(eye + own.g, own.b)
+            theirs = np.linalg.solve(eye + others_g, others_b)
+        except np.linalg.LinAlgError:  # nothing a real group sends: heard as nothing
+            return Sums(own.g.copy(), own.b.copy(), own.count)
         design = own.g / own.count
-        gap = math.sqrt(max(0.0, float((theirs - mine) @ design @ (theirs - mine))))
+        squared = float((theirs - mine) @ design @ (theirs - mine))
+        gap = math.sqrt(max(0.0, squared)) if math.isfinite(squared) else math.inf
         allowed = max(MIN_GAP, AGREEMENT * math.sqrt(max(0.0, float(mine @ design @ mine))))
         if gap > allowed:
-            weight *= (allowed / gap) ** 2
+            weight *= (allowed / gap) ** 2  # (an infinite gap: 0)
     return Sums(
         own.g + weight * others_g,
         own.b + weight * others_b,

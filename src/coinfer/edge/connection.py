@@ -140,13 +140,13 @@ class FramedConnection(asyncio.BufferedProtocol):
                 server_side=True,
                 ssl_handshake_timeout=self.deadlines.read_timeout_s,
             )
-        except (OSError, ValueError):  # a failed or timed-out handshake (start_tls closed it)
+        except Exception:  # failed or timed out (start_tls closed it): this peer only
             secured = None
         self.handshaking = False
         if secured is None or self._lost:  # failed, or closed while handshaking (evicted)
             self.events["handshakes_failed"] += 1
             raw.abort()
-            self.connection_lost(None)  # start_tls tells the protocol nothing of a failure
+            self.connection_lost(None)  # (once: SSLProtocol may or may not have told us)
             return
         self.transport = secured
         self._limit_writes(secured)

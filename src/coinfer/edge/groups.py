@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coinfer.wire.protocol import ErrorCode, ProtocolError
-from coinfer.wire.sync import Sums, Sync, SyncReply
+from coinfer.wire.sync import MAX_COUNT, Sums, Sync, SyncReply
 
 DEFAULT_MAX_GROUPS = 64
 MAX_MEMBERS = 64  # per group
@@ -47,11 +47,15 @@ MIN_SPREAD = 1.0  # delay units: disagreement below this is noise, whatever the 
 
 @dataclass
 class _Member:
-    online: Sums
+    online: Sums  # its totals at the weight the server vouches for: what the others hear
     experience: Sums
+    claimed: tuple[Sums, Sums] | None = None  # its totals as it sent them: what it hears back
     seq: int = 0
     heard: float = 0.0
     backed: int = 0  # online records matched by INFERs answered (the rest came of the slack)
+
+    def own(self) -> tuple[Sums, Sums]:
+        return self.claimed or (self.online, self.experience)
 
 
 @dataclass
@@ -63,8 +67,8 @@ class _Group:
 
     @property
     def junk(self) -> bool:
-        """One member and no record an INFER backs: a name claimed, nothing shared."""
-        return len(self.members) <= 1 and not any(m.backed for m in self.members.values())
+        """No record an INFER backs: names claimed, nothing shared."""
+        return not any(m.backed for m in self.members.values())
 
 
 class GroupStore:
@@ -104,14 +108,16 @@ class GroupStore:
                 self.credits[source] -= spent
             member.backed += spent
             member.online, member.experience, member.seq = online, experience, sync.seq
+            member.claimed = (sync.online, sync.experience)
             group.syncs += 1
         assert group is not None and member is not None
         member.heard = group.heard = now
+        mine_online, mine_experience = member.own()
         return SyncReply(
             sync.group,
             sync.dim,
-            _combined(group, member, lambda m: m.online),
-            _combined(group, member, lambda m: m.experience),
+            _combined(group, member, mine_online, lambda m: m.online),
+            _combined(group, member, mine_experience, lambda m: m.experience),
             group.syncs,
             sync.id,
         )
@@ -121,7 +127,8 @@ class GroupStore:
         grown by no more than the INFERs answered to its address (and the slack), experience
         no more than MAX_EXPERIENCE; and the INFER credits that spends."""
         online, experience = sync.online, sync.experience
-        if online.count < member.online.count or experience.count < member.experience.count:
+        before_online, before_experience = member.own()
+        if online.count < before_online.count or experience.count < before_experience.count:
             raise ProtocolError(ErrorCode.BAD_HEADER, "SYNC: a member's record counts go down")
         earned = self.credits.get(source, 0)
         slack = max(0, RECORD_SLACK - (member.online.count - member.backed))
@@ -156,6 +163,9 @@ class GroupStore:
         if len(group.members) >= MAX_MEMBERS:
             for key in [k for k, m in group.members.items() if now - m.heard > IDLE_S]:
                 del group.members[key]
+        unbacked = [k for k, m in group.members.items() if not m.backed]
+        if len(group.members) >= MAX_MEMBERS and unbacked:  # shared nothing: the first to go
+            del group.members[min(unbacked, key=lambda k: group.members[k].heard)]
         if len(group.members) >= MAX_MEMBERS:
             raise ProtocolError(
                 ErrorCode.BUSY,
@@ -184,17 +194,20 @@ def _scaled(sums: Sums, count: int) -> Sums:
     return Sums(sums.g * weight, sums.b * weight, count)
 
 
-def _combined(group: _Group, me: _Member, pick: Callable[[_Member], Sums]) -> Sums:
-    """``me``'s own sums in full, plus every other member's at its weight."""
-    own = pick(me)
+def _combined(group: _Group, me: _Member, own: Sums, pick: Callable[[_Member], Sums]) -> Sums:
+    """``me``'s own sums (``own``, as it sent them) in full, plus every other member's at its
+    weight, all of them at most MAX_COUNT records (what a device takes)."""
     others = [pick(m) for m in group.members.values() if m is not me and pick(m).count > 0]
-    g, b, count = own.g.copy(), own.b.copy(), float(own.count)
-    for sums, weight in zip(others, _weights(own, others), strict=True):
+    g, b, count = np.zeros_like(own.g), np.zeros_like(own.b), 0.0
+    for sums, weight in zip(others, _weights(pick(me), others), strict=True):
         if weight > 0:
             g += weight * sums.g
             b += weight * sums.b
             count += weight * sums.count
-    return Sums(g, b, math.ceil(count - 1e-9))
+    room = MAX_COUNT - own.count
+    if count > room:  # the others', weighed down together (the sums stay in range)
+        g, b, count = g * (room / count), b * (room / count), float(room)
+    return Sums(own.g + g, own.b + b, own.count + min(room, math.ceil(count - 1e-9)))
 
 
 def _weights(own: Sums, others: list[Sums]) -> list[float]:
@@ -209,7 +222,10 @@ def _weights(own: Sums, others: list[Sums]) -> list[float]:
     if len(everyone) < 3:
         return weights
     dim = len(own.b)
-    thetas = np.array([np.linalg.solve(LAM * np.eye(dim) + s.g, s.b) for s in everyone])
+    try:  # (every G is positive semi-definite, so λI + G is not singular: this is a guard)
+        thetas = np.array([np.linalg.solve(LAM * np.eye(dim) + s.g, s.b) for s in everyone])
+    except np.linalg.LinAlgError:
+        return weights
     centre = np.median(thetas, axis=0)
     design = sum(s.g for s in everyone) / sum(s.count for s in everyone)  # mean x xᵀ
     gaps = [math.sqrt(max(0.0, float(d @ design @ d))) for d in thetas - centre]

@@ -107,8 +107,11 @@ def read_statistics(
     g = g + np.triu(g, 1).T
     if np.any(g < 0) or np.any(b < 0):
         raise ValueError("statistics of non-negative features and delays cannot be negative")
-    scale = max(1.0, float(np.max(np.diag(g))))
-    if float(np.linalg.eigvalsh(g)[0]) < -PSD_TOLERANCE * scale:
+    diagonal = np.diag(g)
+    if np.any(g**2 > np.outer(diagonal, diagonal) * (1 + PSD_TOLERANCE)):  # Cauchy–Schwarz
+        raise ValueError(f"{names[0]} is not a sum of x xᵀ (an entry beyond its diagonal's)")
+    norm = np.sqrt(np.where(diagonal > 0, diagonal, 1.0))  # each feature on the same scale
+    if float(np.linalg.eigvalsh(g / np.outer(norm, norm))[0]) < -PSD_TOLERANCE:
         raise ValueError(f"{names[0]} is not a sum of x xᵀ (not positive semi-definite)")
     return g, b
 
