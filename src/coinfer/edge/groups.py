@@ -10,11 +10,12 @@ The CANS paper trusts its devices; an edge cannot. So:
 - a member's online records may grow by no more than the INFERs this server answered to its
   address since (``answered``), plus a little slack, and its experience no more than
   MAX_EXPERIENCE: beyond, its totals are taken at that many records' weight;
-- the reply to a member is its own sums plus the others', each weighed down to the median
-  member's record count and, when three or more members have records, by how far its ridge
-  estimate lies from theirs (``_weights``);
-- idle groups and members expire; when ``max_groups`` are in use, a junk group (one member and
-  no online records) makes room first.
+- the reply to a member is its own sums (as it sent them) plus the others' (as the server
+  vouches for them), each weighed down to the lower-median member's record count and, when
+  three or more members have records, by how far its ridge estimate lies from theirs
+  (``_weights``);
+- idle groups and members expire; when ``max_groups`` groups (or MAX_MEMBERS members) are in
+  use, one with no record an INFER backs makes room first.
 
 What a token holder can still do is in docs/security.md. The messages and their checks:
 ``wire.sync``.
@@ -211,7 +212,7 @@ def _combined(group: _Group, me: _Member, own: Sums, pick: Callable[[_Member], S
 
 
 def _weights(own: Sums, others: list[Sums]) -> list[float]:
-    """Each other member's weight: at most the median member's record count (one member
+    """Each other member's weight: at most the lower-median member's record count (one member
     cannot outweigh the rest by claiming more), and, with three or more members holding
     records, down by the square of how many spreads its estimate lies beyond the rest's."""
     everyone = ([own] if own.count else []) + others
