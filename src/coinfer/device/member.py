@@ -123,10 +123,8 @@ class RemoteGroup:
         group's statistics came back."""
         if not self.due or self.endpoint is None:
             return False
-        online, experience = (
-            _plus(self.own_online, self.out_online),
-            _plus(self.own_experience, self.out_experience),
-        )
+        online = self.own_online.plus(self.out_online)
+        experience = self.own_experience.plus(self.out_experience)
         self.seq += 1
         sync = Sync(
             self.name,
@@ -175,10 +173,6 @@ class RemoteGroup:
         return online, experience
 
 
-def _plus(a: Sums, b: Sums) -> Sums:
-    return Sums(a.g + b.g, a.b + b.b, a.count + b.count)
-
-
 def trusted(own: Sums, heard: Sums, lam: float) -> Sums:
     """The group's sums as this device uses them: its own in full, the others' (the rest of
     what the edge sent) at most TRUST × (own records + OWN_PLUS) records' worth, and, once it
@@ -188,14 +182,13 @@ def trusted(own: Sums, heard: Sums, lam: float) -> Sums:
     others_count = heard.count - own.count
     if others_count <= 0:
         return Sums(own.g.copy(), own.b.copy(), own.count)
-    others_g = np.clip(heard.g - own.g, 0.0, None)  # (what rounding left below 0)
-    others_b = np.clip(heard.b - own.b, 0.0, None)
+    others = Sums(  # (clipped: what rounding left below 0)
+        np.clip(heard.g - own.g, 0.0, None), np.clip(heard.b - own.b, 0.0, None), others_count
+    )
     weight = min(1.0, TRUST * (own.count + OWN_PLUS) / others_count)
     if own.count >= CHECK_FROM:
-        eye = lam * np.eye(len(own.b))
         try:
-            mine = np.linalg.solve(eye + own.g, own.b)
-            theirs = np.linalg.solve(eye + others_g, others_b)
+            mine, theirs = own.ridge(lam), others.ridge(lam)
         except np.linalg.LinAlgError:  # nothing a real group sends: heard as nothing
             return Sums(own.g.copy(), own.b.copy(), own.count)
         design = own.g / own.count
@@ -205,7 +198,7 @@ def trusted(own: Sums, heard: Sums, lam: float) -> Sums:
         if gap > allowed:
             weight *= (allowed / gap) ** 2  # (an infinite gap: 0)
     return Sums(
-        own.g + weight * others_g,
-        own.b + weight * others_b,
+        own.g + weight * others.g,
+        own.b + weight * others.b,
         own.count + math.ceil(weight * others_count - 1e-9),
     )

@@ -115,7 +115,7 @@ class FramedConnection(asyncio.BufferedProtocol):
         if self.deadlines.login_timeout_s is not None:
             self._login_timer = loop.call_later(self.deadlines.login_timeout_s, self._no_login)
         self.on_made(self)
-        if self.handshaking and not self.closing:
+        if self.tls is not None and not self.closing:
             self._handshake = loop.create_task(self._start_tls(transport, self.tls))
 
     @staticmethod
@@ -125,10 +125,9 @@ class FramedConnection(asyncio.BufferedProtocol):
         transports pause at size >= high, plain ones at size > high)."""
         transport.set_write_buffer_limits(high=1, low=0)
 
-    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext | None) -> None:
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         """The handshake, within the read timeout of being accepted. Its first records may be
         read before this resumes; they use no transport (no message can be in progress yet)."""
-        assert context is not None
         loop = asyncio.get_running_loop()
         try:
             if self.closing:  # evicted before its handshake began

@@ -135,9 +135,9 @@ class GroupStore:
         slack = max(0, RECORD_SLACK - (member.online.count - member.backed))
         allowed = member.online.count + earned + slack
         if online.count > allowed:  # claimed beyond the frames it offloaded here
-            online = _scaled(online, allowed)
+            online = online.scaled(allowed)
         if experience.count > MAX_EXPERIENCE:
-            experience = _scaled(experience, MAX_EXPERIENCE)
+            experience = experience.scaled(MAX_EXPERIENCE)
         return online, experience, min(earned, online.count - member.online.count)
 
     def _new_group(self, key: tuple[str, int], dim: int, now: float) -> _Group:
@@ -189,12 +189,6 @@ class GroupStore:
         return shown
 
 
-def _scaled(sums: Sums, count: int) -> Sums:
-    """``sums`` weighed down to ``count`` records."""
-    weight = count / sums.count
-    return Sums(sums.g * weight, sums.b * weight, count)
-
-
 def _combined(group: _Group, me: _Member, own: Sums, pick: Callable[[_Member], Sums]) -> Sums:
     """``me``'s own sums (``own``, as it sent them) in full, plus every other member's at its
     weight, all of them at most MAX_COUNT records (what a device takes)."""
@@ -222,9 +216,8 @@ def _weights(own: Sums, others: list[Sums]) -> list[float]:
     weights = [min(1.0, cap / s.count) for s in others]
     if len(everyone) < 3:
         return weights
-    dim = len(own.b)
     try:  # (every G is positive semi-definite, so λI + G is not singular: this is a guard)
-        thetas = np.array([np.linalg.solve(LAM * np.eye(dim) + s.g, s.b) for s in everyone])
+        thetas = np.array([s.ridge(LAM) for s in everyone])
     except np.linalg.LinAlgError:
         return weights
     centre = np.median(thetas, axis=0)

@@ -46,7 +46,7 @@ MAX_UNITS = 600.0  # the largest delay or upload time a record holds (60 s in 0.
 MAX_ABS = 1e15  # any statistic beyond this is no measurement (delays in units, features ≤ 1)
 MAX_ID = 2**63 - 1
 GROUP_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
-PSD_TOLERANCE = 1e-9  # of the matrix's largest diagonal entry
+PSD_TOLERANCE = 1e-9  # relative: of each entry's diagonal scale
 
 
 def triangle(matrix: np.ndarray) -> bytes:
@@ -68,8 +68,12 @@ def _vector(raw: Any, size: int, name: str) -> np.ndarray:
     return values
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_dim(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value not in DIMS:
+    if not _integer(value) or value not in DIMS:
         raise ValueError(
             f"dim must be 7 (the ANS features) or 8 (with the link feature), got {value!r}"
         )
@@ -77,13 +81,13 @@ def check_dim(value: Any) -> int:
 
 
 def check_id(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+    if not _integer(value) or not 1 <= value <= MAX_ID:
         raise ValueError(f"{name} must be an integer in 1..2^63-1, got {value!r}")
     return value
 
 
 def check_count(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+    if not _integer(value) or not 0 <= value <= MAX_COUNT:
         raise ValueError(f"count must be an integer in 0..{MAX_COUNT}, got {value!r}")
     return value
 
@@ -132,6 +136,20 @@ class Sums:
         self.g += other.g
         self.b += other.b
         self.count = min(MAX_COUNT * 1000, self.count + other.count)
+
+    def plus(self, other: Sums) -> Sums:
+        """Both sums, as new ones (``add`` adds in place)."""
+        return Sums(self.g + other.g, self.b + other.b, self.count + other.count)
+
+    def scaled(self, count: int) -> Sums:
+        """These sums weighed as ``count`` records."""
+        weight = count / self.count if self.count else 0.0
+        return Sums(self.g * weight, self.b * weight, count)
+
+    def ridge(self, lam: float) -> np.ndarray:
+        """θ = (λI + G)⁻¹ b, the delay model these records make (LinAlgError only for a G
+        that is no sum of x xᵀ, which the checks refuse)."""
+        return np.asarray(np.linalg.solve(lam * np.eye(len(self.b)) + self.g, self.b))
 
     def wire(self, fields: tuple[str, str, str]) -> dict[str, Any]:
         g, b, count = fields
