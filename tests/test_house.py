@@ -33,6 +33,7 @@ FLOORS = {
     "assembly": 4,
     "wire": 5,
     "sim": 5,
+    "bundle": 5,
     "edge": 6,
     "device": 6,
     "systems": 7,

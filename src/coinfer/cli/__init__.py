@@ -5,6 +5,7 @@ from coinfer.cli import (  # noqa: F401
     demo,
     edge,
     experiment,
+    export,
     fleet,
     models,
     plan,

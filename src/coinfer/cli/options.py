@@ -197,8 +197,8 @@ Out = Annotated[
     Path | None,
     typer.Option(
         "--out",
-        help="Where the results go: a folder (simulate, demo, experiment) or a file (run: one "
-        "JSON line per frame; profile: the fit).",
+        help="Where the results go: a folder (simulate, demo, experiment; export: the bundle) "
+        "or a file (run: one JSON line per frame; profile: the fit).",
     ),
 ]
 
