@@ -7,6 +7,7 @@ here; the classes they default to are ``coinfer.defaults``'."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -94,10 +95,15 @@ class DeviceSetup:
 
 
 def device_setup(
-    model: ModelSetup, device: str = SIM_DEVICE_CLASS, edge: str = EDGE_CLASS
+    model: ModelSetup,
+    device: str = SIM_DEVICE_CLASS,
+    edge: str = EDGE_CLASS,
+    device_profile: Callable[[], dict[str, float]] | None = None,
 ) -> DeviceSetup:
     """Resolve the device and edge classes (``host`` and ``host/N`` profile this machine once,
-    over every path of the model) and the device's front time at every cut."""
+    over every path of the model) and the device's front time at every cut. A device that
+    runs its fronts elsewhere than torch here (a bundle in ONNX Runtime) gives its own
+    ``device_profile`` of per-op seconds for ``host``; the edge's stays torch's."""
     measured: dict[str, float] = {}
 
     def host_profile() -> dict[str, float]:
@@ -107,7 +113,7 @@ def device_setup(
                 measured.update(profile_ops(p.part, model.inputs))
         return measured
 
-    dev = resolve_device(device, host_profile)
+    dev = resolve_device(device, device_profile or host_profile)
     edg = resolve_device(edge, host_profile)
     front = list(CutCostModel(model.part, dev, edg).device_s)
     exit_front = {p.exit: list(CutCostModel(p.part, dev, edg).device_s) for p in model.exits}
@@ -119,9 +125,10 @@ def assemble(
     device: str = SIM_DEVICE_CLASS,
     edge: str = EDGE_CLASS,
     granularity: str = "layer",
+    device_profile: Callable[[], dict[str, float]] | None = None,
 ) -> DeviceSetup:
     """``model`` on ``device`` with ``edge``, from names: ``device_setup(load_model(...))``."""
-    return device_setup(load_model(model, granularity), device, edge)
+    return device_setup(load_model(model, granularity), device, edge, device_profile)
 
 
 @lru_cache(maxsize=16)

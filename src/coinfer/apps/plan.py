@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from coinfer.assembly import DeviceSetup, assemble
+import torch
+
+from coinfer.assembly import DeviceSetup, assemble, device_setup, load_model
 from coinfer.defaults import EDGE_CLASS, PLAN_DEVICE_CLASS
 from coinfer.errors import BadValueError
 from coinfer.graph import GRANULARITIES, Partitioning
@@ -43,6 +46,7 @@ class PlanConfig:
     orientation: str = "device-first"
     cold_start: bool = False
     granularity: str = "layer"
+    bundle: Path | None = None  # the device runs this bundle's fronts in ONNX Runtime
 
     def __post_init__(self) -> None:
         _one_of("--policy", self.policy, PLANNERS)
@@ -51,6 +55,11 @@ class PlanConfig:
         _one_of("--granularity", self.granularity, GRANULARITIES)
         _one_of("--orientation", self.orientation, ORIENTATIONS)
         check_positive(self.edge_load, "--edge-load")
+        if self.bundle is not None and not self.device.startswith("host"):
+            raise BadValueError(
+                f"--bundle times the fronts in ONNX Runtime on this host: it goes with --device "
+                f"host (or host/N, host*N), not {self.device!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,7 @@ class Plan:
 def plan(config: PlanConfig) -> Plan:
     """Plan ``config``'s model: Neurosurgeon's argmin over the cuts (latency or the device's
     energy), or Edgent's most accurate exit whose best cut meets the requirement."""
-    setup = assemble(config.model, config.device, config.edge, config.granularity)
+    setup = _setup(config)
     radio = RADIOS[config.radio]
     energy = EnergyModel(COMPUTE_POWER_W.get(config.device.split("/")[0], 2.0), radio)
     if config.policy == "edgent":
@@ -121,6 +130,19 @@ def plan(config: PlanConfig) -> Plan:
     )
     found = planner.plan()
     return Plan(config, setup.model.part, found.cut, found.cost, list(found.costs))
+
+
+def _setup(config: PlanConfig) -> DeviceSetup:
+    """The model on its classes; with a bundle, the device's ``host`` is its fronts timed in
+    ONNX Runtime here (the edge's stays torch's)."""
+    if config.bundle is None:
+        return assemble(config.model, config.device, config.edge, config.granularity)
+    from coinfer.bundle.runtime import OnnxFronts, bundle_profile, check_same_model
+
+    model = load_model(config.model, config.granularity)
+    fronts = OnnxFronts(config.bundle, threads=torch.get_num_threads())
+    check_same_model(fronts, model.part.fingerprint, config.model.name)
+    return device_setup(model, config.device, config.edge, lambda: bundle_profile(fronts))
 
 
 def _edgent(setup: DeviceSetup, c: PlanConfig) -> tuple[EdgentChoice, Partitioning, list[CutCost]]:

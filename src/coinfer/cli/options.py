@@ -191,6 +191,15 @@ TlsCa = Annotated[
 ]
 Tls = Annotated[bool, typer.Option("--tls", help="Connect with TLS, trusting the system's CAs.")]
 
+Bundle = Annotated[
+    Path | None,
+    typer.Option(
+        "--bundle",
+        help="A folder coinfer export wrote: the device runs its fronts in ONNX Runtime (plan "
+        "--device host then times them here, the edge staying torch).",
+    ),
+]
+
 # -- what is written
 Json = Annotated[bool, typer.Option("--json", help="Print strict JSON for scripts.")]
 Out = Annotated[

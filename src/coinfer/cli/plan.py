@@ -12,6 +12,7 @@ from coinfer.apps.plan import plan as make_plan
 from coinfer.cli.common import command, config_doc, model_spec, print_json, stage, user_errors
 from coinfer.cli.options import (
     Bandwidth,
+    Bundle,
     Device,
     EdgeClass,
     Granularity,
@@ -71,6 +72,7 @@ def plan(
     model_arg: ModelArgs = None,
     weights: Weights = None,
     leaf: Leaf = None,
+    bundle: Bundle = None,
     as_json: Json = False,
     fmt: TableFormat = None,
 ) -> None:
@@ -86,6 +88,7 @@ def plan(
       coinfer plan vgg16 --device rpi3 --edge-class edge-pc -b 1mbps
       coinfer plan branchy_alexnet -p edgent --latency-req 200ms -b 500kbps
       coinfer plan resnet18 --device host/10 --edge-class host --objective energy --json
+      coinfer plan alexnet --device host --bundle bundles/alexnet -b 10mbps   # ONNX Runtime fronts
     """
     check_format(fmt)
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
@@ -103,6 +106,7 @@ def plan(
         orientation,
         cold_start,
         granularity,
+        bundle,
     )
     with user_errors(model), stage(f"partitioning {model}"):
         found = make_plan(config)
