@@ -77,7 +77,7 @@ def _bundle(name: str, root: Path | None, scratch: Path) -> Path:
         return root / name
     out = scratch / name
     print(f"exporting {name}'s fronts into {out} ...", file=sys.stderr, flush=True)
-    export_bundle(ExportConfig(ModelSpec(name), out))
+    export_bundle(ExportConfig(ModelSpec(name), out, parts="fronts"))
     return out
 
 
@@ -86,7 +86,7 @@ def measure(name: str, bundle: Path, repeats: int, threads: int) -> dict[str, An
     fronts = OnnxFronts(bundle, threads=threads)
     check_same_model(fronts, setup.part.fingerprint, name)
     inputs = [t.numpy() for t in setup.inputs]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cut in setup.part.cuts[1:]:
         if not fronts.runnable(cut.index):
             rows.append({"cut": cut.index, "name": cut.name, "onnx_ms": None, "torch_ms": None})
@@ -111,7 +111,7 @@ def measure(name: str, bundle: Path, repeats: int, threads: int) -> dict[str, An
                 "ratio": ort_s / torch_s,
             }
         )
-    ratios = [r["ratio"] for r in rows if r.get("ratio") is not None]
+    ratios = [float(r["ratio"]) for r in rows if r.get("ratio") is not None]
     return {
         "model": name,
         "cuts": rows,

@@ -30,7 +30,11 @@ MLP_ARGS = ["--model-arg", "depth=4", "--model-arg", "width=64"]
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "mlp"
-    export_bundle(ExportConfig(MLP, out, (2,)))  # cut 2, and the last (the fallback)
+    manifest = export_bundle(ExportConfig(MLP, out, (2,), parts="fronts"))
+    cuts = manifest.path(None).cuts  # cut 2, and the last (the fallback); no backs
+    assert [c.front.state for c in cuts] == ["empty", "skipped", "exported", "skipped", "exported"]
+    assert [c.back.state for c in cuts] == ["skipped"] * 4 + ["empty"]
+    assert cuts[2].back.reason == "--parts without backs"
     return out
 
 

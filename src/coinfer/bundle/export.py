@@ -48,6 +48,7 @@ from coinfer.graph.types import Op, TensorMeta
 from coinfer.policies.edgent import exit_partitions
 from coinfer.zoo.spec import ModelSpec
 
+PART_CHOICES = ("both", "fronts", "backs")
 Progress = Callable[[str, int, int], None]  # what, parts done, parts in all
 REASON_CHARS = 400
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -61,6 +62,22 @@ class ExportConfig:
     out: Path
     cuts: tuple[int, ...] | None = None
     granularity: str = "layer"
+    parts: str = "both"  # fronts (a device's bundle), backs (an edge's) or both
+
+    def __post_init__(self) -> None:
+        if self.parts not in PART_CHOICES:
+            raise BadValueError(
+                f"--parts {self.parts!r}: one of {', '.join(PART_CHOICES)} (fronts for a "
+                f"device, backs for a server, both)"
+            )
+
+    @property
+    def fronts(self) -> bool:
+        return self.parts in ("fronts", "both")
+
+    @property
+    def backs(self) -> bool:
+        return self.parts in ("backs", "both")
 
 
 class _Flat(nn.Module):
@@ -247,7 +264,7 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
     wanted = _wanted(config, [p for _, p in paths])
     _prepare(config.out)
     exporter = _Exporter(config.out)
-    total = sum(2 * len(w) for w in wanted)
+    total = sum((config.fronts + config.backs) * len(w) for w in wanted)
     done = 0
     started = time.perf_counter()
     records = []
@@ -256,8 +273,9 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
             prefix = "" if exit is None else f"exit{exit}_"
             rows = []
             for cut in part.cuts:
-                halves = _halves(exporter, part, cut.index, cut.index in cuts, setup.inputs, prefix)
-                done += 2 if cut.index in cuts else 0
+                asked = cut.index in cuts
+                halves = _halves(exporter, config, part, cut.index, asked, setup.inputs, prefix)
+                done += (config.fronts + config.backs) if asked else 0
                 if progress is not None and cut.index in cuts:
                     progress(f"exporting {setup.name}", done, total)
                 rows.append(_row(part, cut.index, *halves))
@@ -289,6 +307,7 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
 
 def _halves(
     exporter: _Exporter,
+    config: ExportConfig,
     part: Partitioning,
     k: int,
     asked: bool,
@@ -296,21 +315,25 @@ def _halves(
     prefix: str,
 ) -> tuple[PartRecord, PartRecord]:
     cut = part.cut(k)
-    empty, skipped = PartRecord("empty"), PartRecord("skipped", reason="not in --cuts")
-    front_rec = empty if k == 0 else skipped
-    back_rec = empty if k == part.last else skipped
+    empty = PartRecord("empty")
+    front_rec = empty if k == 0 else _skipped(asked, "fronts")
+    back_rec = empty if k == part.last else _skipped(asked, "backs")
     if not asked:
         return front_rec, back_rec
     front, back = part.split(k)
     with torch.no_grad():
         boundary = list(front(*inputs))
     ins, sent = [INPUT + n for n in part.input_names], [BOUNDARY + n for n in cut.boundary]
-    if k > 0:
+    if k > 0 and config.fronts:
         front_rec = exporter.part(front, inputs, (ins, sent), f"{prefix}front_{k}.onnx")
-    if k < part.last:
+    if k < part.last and config.backs:
         outs = [OUTPUT + n for n in _output_names(part)]
         back_rec = exporter.part(_Flat(back), boundary, (sent, outs), f"{prefix}back_{k}.onnx")
     return front_rec, back_rec
+
+
+def _skipped(asked: bool, side: str) -> PartRecord:
+    return PartRecord("skipped", reason="not in --cuts" if not asked else f"--parts without {side}")
 
 
 def _output_names(part: Partitioning) -> list[str]:

@@ -41,6 +41,14 @@ Cuts = Annotated[
     ),
 ]
 
+Parts = Annotated[
+    str,
+    typer.Option(
+        "--parts",
+        help="both, fronts (what a device needs: no backs) or backs (what a server needs).",
+    ),
+]
+
 
 def parse_cuts(text: str) -> tuple[int, ...] | None:
     """``all`` (None) or ``3,5,8``."""
@@ -60,6 +68,7 @@ def export(
     model: ModelArgument,
     out_dir: Out = None,
     cuts: Cuts = "all",
+    parts: Parts = "both",
     granularity: Granularity = "layer",
     input_shape: InputShapes = None,
     model_arg: ModelArgs = None,
@@ -80,6 +89,7 @@ def export(
     \\b
       coinfer export alexnet --out bundles/alexnet
       coinfer export branchy_alexnet --cuts 0,4,9 --out bundles/branchy
+      coinfer export resnet18 --parts fronts --out bundles/resnet18-device
       coinfer export digitnet:build --weights digitnet.pt --out bundles/digitnet --json
     """
     check_format(fmt)
@@ -92,7 +102,7 @@ def export(
         raise BadValueError(
             f"coinfer export needs ONNX ({exc.name} is missing): pip install 'coinfer[export]'"
         ) from None
-    config = ExportConfig(spec, Path(out_dir), parse_cuts(cuts), granularity)
+    config = ExportConfig(spec, Path(out_dir), parse_cuts(cuts), granularity, parts)
     with user_errors(model), progress_bars() as report:
         manifest = export_bundle(config, report)
     doc = {
