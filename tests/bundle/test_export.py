@@ -165,6 +165,8 @@ def test_exits_are_exported_with_the_fingerprints_the_edge_checks(tmp_path: Path
         (lambda d: d["paths"][0].update(outputs_from_last=[7]), "outputs_from_last"),
         (lambda d: d.update(schema=99), "schema"),
         (lambda d: d["paths"][0]["cuts"][2].update(index=5), "cuts[2].index"),
+        (lambda d: d["paths"][0]["ops"].pop(), "num_device_ops"),
+        (lambda d: d["paths"][0]["ops"][0].update(macs="many"), "ops[0].macs"),
     ],
 )
 def test_a_manifest_that_lies_is_refused_naming_the_field(

@@ -284,6 +284,15 @@ class _Reader:
                 f"{where}.outputs_from_last", f"is not {len(outputs)} indices below {last}"
             )
         ops = self.get(doc, "ops", list, where)
+        for i, op in enumerate(ops):
+            self.get(op, "name", str, f"{where}.ops[{i}]")
+            self.count(op, "macs", f"{where}.ops[{i}]")
+        counts = [c.num_device_ops for c in cuts]
+        if counts[0] != 0 or counts[-1] != len(ops) or counts != sorted(counts):
+            raise self.fail(
+                f"{where}.cuts",
+                f"do not run 0 to {len(ops)} ops in order (num_device_ops {counts})",
+            )
         return BundlePath(
             exit,
             fp,
@@ -291,7 +300,7 @@ class _Reader:
             outputs,
             tuple(order),
             cuts,
-            tuple(op for op in ops if isinstance(op, dict)),
+            tuple(ops),
         )
 
 
