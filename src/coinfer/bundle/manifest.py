@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfer.errors import BadFileError
+from coinfer.output import dumps, strict
 
 BUNDLE_KIND = "coinfer-bundle"
 BUNDLE_SCHEMA = 1
@@ -78,7 +79,8 @@ class PartRecord:
 
 @dataclass(frozen=True)
 class BundleCut:
-    """A row of the cut table (``graph.types.Cut``'s fields) and its two parts."""
+    """A row of the cut table and its two parts: ``graph.types.Cut``'s fields, kept apart
+    from it because that module (its ``TensorMeta``) needs torch."""
 
     index: int
     name: str
@@ -140,31 +142,12 @@ class Manifest:
         return sorted(p.exit for p in self.paths if p.exit is not None)
 
     def document(self) -> dict[str, Any]:
-        doc = asdict(self)
-        return {"kind": BUNDLE_KIND, "schema": BUNDLE_SCHEMA, **_lists(doc)}
+        return strict({"kind": BUNDLE_KIND, "schema": BUNDLE_SCHEMA, **asdict(self)})
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST
-        path.write_text(json.dumps(_strict(self.document()), indent=1, allow_nan=False))
+        path.write_text(dumps(self.document(), indent=1))
         return path
-
-
-def _lists(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    return value
-
-
-def _strict(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
 
 
 class _Reader:
