@@ -51,6 +51,7 @@ from coinfer.device.client import ClientOptions, DeviceClient
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.live_env import run_live_env
 from coinfer.device.requests import edge_stats
+from coinfer.dtypes import to_arrays
 from coinfer.edge.budget import process_memory, reset_peak_memory
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import ProcessServer, zoo_store
@@ -156,9 +157,11 @@ class Attacks:
         self.lz4_bomb = lz4.frame.compress(bytes(8 * MIB))
         self.int8 = zstandard.ZstdCompressor().compress(bytes(10**7))
         live = load_model("alexnet")
-        metas, payload = encode_tensors(list(live.part.split(22)[0](*live.inputs)))
+        with torch.no_grad():
+            boundary = to_arrays(live.part.split(22)[0](*live.inputs))
+        metas, payload = encode_tensors(boundary)
         self.small = _infer(metas, bytes(payload), cut=22)
-        raw_metas, raw = encode_tensors(list(live.inputs))
+        raw_metas, raw = encode_tensors(to_arrays(list(live.inputs)))
         self.raw = (raw_metas, bytes(raw))
 
     def _sock(self, rcvbuf: int | None = None) -> socket.socket:
@@ -415,7 +418,7 @@ def poison_group(address: tuple[str, int], group: str, frames: int = 40) -> int:
     part = load_model("alexnet").part
     rows = scaled_features(part.cuts)[:-1]
     rows = np.hstack([rows, np.zeros((len(rows), 1))])  # the link feature: dim 8
-    metas, raw = encode_tensors([torch.zeros(1, 256, 6, 6)])
+    metas, raw = encode_tensors(to_arrays([torch.zeros(1, 256, 6, 6)]))
     for _ in range(frames):
         _ask(address, _infer(metas, bytes(raw)), "127.0.0.2")
     claimed = rows[np.arange(frames) % len(rows)]

@@ -351,6 +351,7 @@ class EvilEdge:
                 threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        from coinfer.dtypes import from_numpy
         from coinfer.graph.outputs import output_tensors
         from coinfer.wire.tensors import decode_tensors
 
@@ -367,7 +368,9 @@ class EvilEdge:
                 self._halves[cut] = self.model.part.split(cut)[1]
             with torch.no_grad():
                 outputs = output_tensors(
-                    self._halves[cut](*decode_tensors(header["tensors"], bytearray(payload)))
+                    self._halves[cut](
+                        *map(from_numpy, decode_tensors(header["tensors"], bytearray(payload)))
+                    )
                 )
             answer = self.behaviour(header, outputs)
             if answer is None:

@@ -23,6 +23,7 @@ FLOORS = {
     "units": 0,
     "output": 0,
     "dtypes": 0,
+    "arrays": 0,
     "data": 0,
     "report": 0,
     "graph": 1,
@@ -41,7 +42,7 @@ FLOORS = {
     "cli": 9,
 }
 SIBLINGS = [{"edge", "device"}, {"sim", "wire"}, {"sim", "edge"}, {"sim", "device"}]
-SAME_FLOOR_OK = {"errors", "defaults", "units", "output", "dtypes", "data", "report"} | {
+SAME_FLOOR_OK = {"errors", "defaults", "units", "output", "dtypes", "arrays", "data", "report"} | {
     "graph",
     "zoo",
     "video",

@@ -19,6 +19,7 @@ from coinfer.assembly import ModelSetup, load_model
 from coinfer.cli.app import app
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.member import RemoteGroup, trusted
+from coinfer.dtypes import to_arrays
 from coinfer.edge.groups import RECORD_SLACK
 from coinfer.policies.bandits import scaled_features
 from coinfer.policies.fedlinucb import DeterminantSync, FederatedStats, Traffic
@@ -199,7 +200,7 @@ def test_sync_needs_the_token_and_a_wrong_dimension_denies_nobody(guarded: Serve
 def _offloaded_from(guarded: Served, alexnet: ModelSetup, source: str) -> None:
     """One INFER answered to ``source``: a member there may then claim one record more."""
     zeros = torch.zeros(1, 256, 6, 6)
-    metas, raw = encode_tensors([zeros])
+    metas, raw = encode_tensors(to_arrays([zeros]))
     with connect(guarded.address, source=source) as sock:
         sock.sendall(infer("alexnet", 15, metas, bytes(raw), TOKEN))
         reply = read_reply(sock)
@@ -444,7 +445,7 @@ def _poison(address: tuple[str, int], group: str, dim: int, frames: int) -> None
     rows = np.hstack([rows, np.zeros((len(rows), dim - rows.shape[1]))])
     for _ in range(frames):
         with connect(address, source=ATTACKER) as sock:
-            metas, raw = encode_tensors([torch.zeros(1, 256, 6, 6)])
+            metas, raw = encode_tensors(to_arrays([torch.zeros(1, 256, 6, 6)]))
             sock.sendall(infer("alexnet", 15, metas, bytes(raw)))
             assert (read_reply(sock) or (None,))[0] is Kind.RESULT
     claimed = rows[np.arange(frames) % len(rows)]

@@ -26,6 +26,7 @@ from coinfer import partition
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.device.client import DeviceClient
 from coinfer.device.records import FrameRecord, write_log
+from coinfer.dtypes import to_arrays
 from coinfer.edge.budget import process_memory, reset_peak_memory
 from coinfer.latency.devices import resolve_device
 from coinfer.latency.predict import CutCostModel
@@ -53,7 +54,7 @@ def want(alexnet: ModelSetup) -> torch.Tensor:
 
 def result(header: dict[str, Any], outputs: list[torch.Tensor], **fields: Any) -> bytes:
     """An honest RESULT, with ``fields`` overriding its header."""
-    metas, payload = encode_tensors(outputs)
+    metas, payload = encode_tensors(to_arrays(outputs))
     reply = {"id": header["id"], "edge_s": 0.0001, "tensors": metas, **fields}
     return pack(Kind.RESULT, reply, payload)
 
@@ -100,7 +101,7 @@ BAD_REPLIES = {
 
 
 def _meta(outputs: list[torch.Tensor]) -> dict[str, Any]:
-    return encode_tensors(outputs)[0][0]
+    return encode_tensors(to_arrays(outputs))[0][0]
 
 
 def _bomb(header: dict[str, Any], codec: str) -> bytes:

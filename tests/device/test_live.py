@@ -18,6 +18,7 @@ from coinfer.assembly import ModelSetup, load_model
 from coinfer.device.client import DeviceClient
 from coinfer.device.records import summary
 from coinfer.device.streams import read_message
+from coinfer.dtypes import to_arrays
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.process import BackgroundServer
 from coinfer.edge.store import ModelStore
@@ -98,7 +99,7 @@ def test_bad_requests_get_named_errors_and_others_are_served(
     alexnet: ModelSetup, store: ModelStore
 ) -> None:
     boundary = alexnet.part.split(8)[0](*alexnet.inputs)
-    good_metas, good_payload = encode_tensors(boundary)
+    good_metas, good_payload = encode_tensors(to_arrays(boundary))
     ping = pack(Kind.PING, {"id": 99})
     fp = alexnet.part.fingerprint
 
@@ -107,8 +108,8 @@ def test_bad_requests_get_named_errors_and_others_are_served(
         return pack(Kind.INFER, {**base, **header}, good_payload)
 
     shape = list(boundary[0].shape)
-    wrong_shape, payload = encode_tensors([torch.zeros(*shape[:-1], shape[-1] - 1)])
-    wrong_dtype, payload16 = encode_tensors([b.half() for b in boundary])
+    wrong_shape, payload = encode_tensors(to_arrays([torch.zeros(*shape[:-1], shape[-1] - 1)]))
+    wrong_dtype, payload16 = encode_tensors(to_arrays([b.half() for b in boundary]))
     cases = [
         (infer(model="resnet999"), ErrorCode.UNKNOWN_MODEL, "not served here"),
         (infer(cut=40), ErrorCode.BAD_CUT, "must be in 0..22"),

@@ -22,6 +22,7 @@ import zstandard
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.device.client import DeviceClient
 from coinfer.device.endpoint import device_tls
+from coinfer.dtypes import to_arrays
 from coinfer.policies.static import FixedCut
 from coinfer.wire.messages import StatsRequest, encode
 from coinfer.wire.protocol import PREFIX, ErrorCode, Kind, pack
@@ -204,7 +205,7 @@ def test_strangers_mid_message_hold_no_slot(guarded: Served, alexnet: ModelSetup
 
 def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: ModelSetup) -> None:
     boundary = list(alexnet.part.split(22)[0](*alexnet.inputs))
-    metas, payload = encode_tensors(boundary)
+    metas, payload = encode_tensors(to_arrays(boundary))
     request = infer("alexnet", 22, metas, bytes(payload), TOKEN)
     control = pack(Kind.CONTROL, {"id": 2, "slowdown": 1.0, "token": TOKEN})
     before = stats(guarded, TOKEN)["events"].get("write_timeouts", 0)
@@ -418,7 +419,7 @@ def test_serve_refuses_what_would_expose_it() -> None:
 
 
 def test_memory_is_given_back_after_a_burst(guarded: Served, alexnet: ModelSetup) -> None:
-    metas, raw = encode_tensors(list(alexnet.inputs))  # cut 0: 602 KB each
+    metas, raw = encode_tensors(to_arrays(list(alexnet.inputs)))  # cut 0: 602 KB each
     wire = infer("alexnet", 0, metas, bytes(raw), TOKEN)
     base = guarded.rss()
     guarded.reset_peak()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.device.client import check_result
+from coinfer.dtypes import from_numpy, to_arrays
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.server import EdgeServer
 from coinfer.edge.store import ModelStore
@@ -135,7 +136,7 @@ def test_admission_refuses_or_takes_any_header(
         if isinstance(item, Message):
             if item.kind is Kind.INFER:  # admitted: the tensors decode, or are refused by name
                 try:
-                    tensors = decode(item.job.wires, item.payload)
+                    tensors = [from_numpy(a) for a in decode(item.job.wires, item.payload)]
                 except ProtocolError:
                     pass
                 else:
@@ -155,7 +156,7 @@ def test_admission_refuses_or_takes_any_header(
 @given(metas=st.lists(entry_fields, max_size=4) | msgpack_values, payload=st.binary(max_size=2048))
 def test_tensor_checks_name_every_problem(metas: Any, payload: bytes) -> None:
     try:
-        tensors = decode_tensors(metas, bytearray(payload), LIMITS)
+        tensors = [from_numpy(a) for a in decode_tensors(metas, bytearray(payload), LIMITS)]
     except ProtocolError:
         return
     assert sum(t.numel() * t.element_size() for t in tensors) <= LIMITS.max_payload_bytes
@@ -182,7 +183,7 @@ def test_the_device_accepts_only_the_right_result(
 ) -> None:
     expected = alexnet.part.outputs
     if honest:  # the right outputs, with whatever else the header says
-        metas, data = encode_tensors([torch.zeros(1, 1000)])
+        metas, data = encode_tensors(to_arrays([torch.zeros(1, 1000)]))
         header, payload = {**header, "tensors": metas}, bytes(data)
     try:
         outputs, edge_s = check_result(Message(kind, header, payload), 7, expected, LIMITS, 1.0)
@@ -219,7 +220,7 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
         torch.rand(m.shape, generator=torch.Generator().manual_seed(cut)).to(m.dtype)
         for m in alexnet.part.boundary_metas(cut)
     ]
-    metas, payload = encode_tensors(sent, codec, quant)
+    metas, payload = encode_tensors(to_arrays(sent), codec, quant)
     data = bytes(payload)
     if field is not None:
         metas[0][field] = value
@@ -244,7 +245,7 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
         return
     assert isinstance(item, Message) and item.reserved <= BUDGET
     try:
-        got = decode(item.job.wires, item.payload)
+        got = [from_numpy(a) for a in decode(item.job.wires, item.payload)]
     except ProtocolError:
         assert not honest
         return

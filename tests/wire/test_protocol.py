@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from coinfer.device.streams import read_message
+from coinfer.dtypes import DTYPES, from_numpy, to_arrays, to_numpy
 from coinfer.wire.protocol import (
     PREFIX,
     ErrorCode,
@@ -21,16 +22,18 @@ from coinfer.wire.protocol import (
     unpack_header,
     unpack_prefix,
 )
-from coinfer.wire.tensors import DTYPES, decode_tensors, encode_tensors
+from coinfer.wire.tensors import decode_tensors, encode_tensors
 
 
 def _round_trip(tensors: list[torch.Tensor], codec: str = "none", quant: str = "none"):
-    metas, payload = encode_tensors(tensors, codec, quant)
+    """Through the wire as the edge and the torch device use it: numpy arrays on its memory."""
+    metas, payload = encode_tensors([to_numpy(t) for t in tensors], codec, quant)
     wire = pack(Kind.INFER, {"id": 7, "tensors": metas}, payload)
     kind, header_len, payload_len = unpack_prefix(wire[: PREFIX.size], Limits())
     header = unpack_header(wire[PREFIX.size : PREFIX.size + header_len])
     assert kind is Kind.INFER and header["id"] == 7 and payload_len == len(payload)
-    return decode_tensors(header["tensors"], wire[PREFIX.size + header_len :]), len(wire)
+    arrays = decode_tensors(header["tensors"], bytearray(wire[PREFIX.size + header_len :]))
+    return [from_numpy(a) for a in arrays], len(wire)
 
 
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
@@ -90,7 +93,7 @@ def test_bad_headers_and_tensors_are_refused() -> None:
     assert info.value.code is ErrorCode.BAD_HEADER
     with pytest.raises(ProtocolError, match="must be a msgpack map"):
         unpack_header(msgpack.packb([1, 2]))
-    metas, payload = encode_tensors([torch.ones(2, 3)])
+    metas, payload = encode_tensors(to_arrays([torch.ones(2, 3)]))
     bad = [
         ([{**metas[0], "dtype": "object"}], payload, "dtype 'object'"),
         ([{**metas[0], "shape": [2, 4]}], payload, "needs 32 bytes"),
@@ -108,7 +111,7 @@ def test_bad_headers_and_tensors_are_refused() -> None:
     with pytest.raises(ProtocolError, match="takes 4000000000 bytes > limit"):
         decode_tensors(huge, b"", Limits(max_payload_bytes=10**6))  # refused before allocating
     with pytest.raises(ValueError, match="cannot travel"):
-        encode_tensors([torch.zeros(2, dtype=torch.complex64)])
+        encode_tensors(to_arrays([torch.zeros(2, dtype=torch.complex64)]))
 
 
 def _reader(data: bytes) -> asyncio.StreamReader:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coinfer.arrays import NUMPY_DTYPES
 from coinfer.errors import BadFileError
 from coinfer.output import dumps, strict
 
@@ -29,18 +30,7 @@ TOLERANCE = 1e-4  # fp32: an exported part within this relative error of torch i
 PART_STATES = ("exported", "empty", "failed", "skipped")
 MAX_DIMS = 8
 MAX_ELEMENTS = 1 << 31
-WIRE_DTYPES = (
-    "float32",
-    "float16",
-    "bfloat16",
-    "float64",
-    "int64",
-    "int32",
-    "int16",
-    "int8",
-    "uint8",
-    "bool",
-)
+WIRE_DTYPES = tuple(NUMPY_DTYPES)
 
 
 # a part's ONNX inputs and outputs are named by role: the exporter names its own values after
@@ -59,6 +49,10 @@ class TensorSpec:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def dtype_name(self) -> str:
+        return self.dtype
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from coinfer.device.endpoint import Endpoint
 from coinfer.device.records import FrameRecord
 from coinfer.device.shaping import ShapedLink
 from coinfer.device.streams import open_stream, read_message
+from coinfer.dtypes import from_numpy, to_arrays
 from coinfer.errors import BadValueError
 from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partition import Partitioning
@@ -235,7 +236,8 @@ class DeviceClient:
         self._next_id += 1
         request_id = self._next_id
         path = self.path(exit)
-        metas, payload = encode_tensors(boundary, self.options.codec, self.options.quant)
+        arrays = to_arrays(boundary)
+        metas, payload = encode_tensors(arrays, self.options.codec, self.options.quant)
         token = self.endpoint.token if self.endpoint else None
         request = Infer(request_id, self.model, cut, exit, path.part.fingerprint, metas, token)
         head = encode(request, payload_len=len(payload))
@@ -367,7 +369,7 @@ def check_result(
             f"{waited_s:.4f} s after the upload",
         )
     outputs = decode_tensors(result.tensors, msg.payload, limits, expected, "the device's model")
-    return outputs, result.edge_s
+    return [from_numpy(a) for a in outputs], result.edge_s
 
 
 def describe_failure(exc: BaseException) -> str:

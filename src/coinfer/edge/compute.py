@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from coinfer.dtypes import from_numpy
 from coinfer.edge.stats import ServerStats
 from coinfer.edge.store import ModelStore
 from coinfer.graph.outputs import output_tensors
@@ -47,8 +48,10 @@ class Compute:
     ) -> list[torch.Tensor]:
         if any(w.needs_work for w in wires):  # decompress/dequantise off the event loop
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._decoder, decode, wires, payload)
-        return decode(wires, payload)  # views of the receive buffer
+            arrays = await loop.run_in_executor(self._decoder, decode, wires, payload)
+        else:
+            arrays = decode(wires, payload)  # views of the receive buffer
+        return [from_numpy(a) for a in arrays]
 
     def background(self, work: Any) -> None:
         """Housekeeping off the event loop (giving memory back)."""

@@ -18,6 +18,7 @@ import resource
 import time
 from typing import Any
 
+from coinfer.dtypes import to_arrays
 from coinfer.edge.budget import MemoryBudget
 from coinfer.edge.compute import Compute
 from coinfer.edge.connection import Deadlines, FramedConnection
@@ -319,7 +320,7 @@ class EdgeServer:
         edge_s = compute_s * self.slowdown
         if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
             await asyncio.sleep(edge_s - compute_s)
-        metas, body = encode_tensors(outputs)
+        metas, body = encode_tensors(to_arrays(outputs))
         self.stats.edge_s.append(edge_s)
         self.stats.handle_s.append(time.perf_counter() - start)
         return encode(InferResult(infer.id, edge_s, metas), body)

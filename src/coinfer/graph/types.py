@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from coinfer.dtypes import DTYPE_NAMES
+
 # The ANS context vector (Zhang, Chen, Xu, WWW 2021): edge-side work plus the data sent.
 ANS_FEATURES: tuple[str, ...] = (
     "edge_conv_macs",
@@ -35,6 +37,11 @@ class TensorMeta:
     @property
     def nbytes(self) -> int:
         return self.numel * self.dtype.itemsize
+
+    @property
+    def dtype_name(self) -> str:
+        """The wire's name of the dtype (``float32``)."""
+        return DTYPE_NAMES.get(self.dtype) or str(self.dtype).removeprefix("torch.")
 
     @classmethod
     def of(cls, t: torch.Tensor) -> TensorMeta:

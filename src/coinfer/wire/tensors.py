@@ -8,6 +8,9 @@ than the expected size: a compressed tensor is decompressed by a streaming decod
 of exactly its expected size (a frame that declares another size, or has more to give, is
 refused), and an int8 tensor is dequantised into a buffer of its expected size. A peer can make
 the receiver hold at most what it would have sent honestly.
+
+Tensors are numpy arrays here (``coinfer.arrays`` names their dtypes), so that a device without
+PyTorch speaks the same wire; torch's side wraps them without a copy (``coinfer.dtypes``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ import ctypes
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-import torch
+import numpy as np
 
-from coinfer.dtypes import DTYPE_NAMES, DTYPES
-from coinfer.graph.types import TensorMeta
+from coinfer.arrays import FLOATING, NUMPY_DTYPES, dtype_name, itemsize
 from coinfer.wire.protocol import ErrorCode, Limits, ProtocolError
 
 CODECS = ("none", "lz4", "zstd")
@@ -38,14 +40,25 @@ def compressed_bound(raw_bytes: int) -> int:
     return raw_bytes + raw_bytes // 128 + 1024
 
 
-_QUANT_DTYPES = {"fp16": torch.float16, "int8": torch.uint8}
+_QUANT_DTYPES = {"fp16": "float16", "int8": "uint8"}
+
+
+class Expected(Protocol):
+    """What a receiver takes for one tensor (a partition's ``TensorMeta``, a bundle's
+    ``TensorSpec``)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype_name(self) -> str: ...
 
 
 class WireTensor(NamedTuple):
     """One checked header entry: where its bytes lie in the payload and what they become."""
 
-    dtype: torch.dtype  # what the receiver gets
-    wire_dtype: torch.dtype  # what travels (the quantised type, or ``dtype``)
+    dtype: str  # what the receiver gets
+    wire_dtype: str  # what travels (the quantised type, or ``dtype``)
     shape: tuple[int, ...]
     codec: str
     quant: str
@@ -57,11 +70,11 @@ class WireTensor(NamedTuple):
 
     @property
     def raw_bytes(self) -> int:
-        return self.numel * self.wire_dtype.itemsize
+        return self.numel * itemsize(self.wire_dtype)
 
     @property
     def out_bytes(self) -> int:
-        return self.numel * self.dtype.itemsize
+        return self.numel * itemsize(self.dtype)
 
     @property
     def needs_work(self) -> bool:
@@ -81,8 +94,8 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _describe(shape: Sequence[int], dtype: torch.dtype) -> str:
-    return f"{list(shape)} {str(dtype).removeprefix('torch.')}"
+def _describe(shape: Sequence[int], dtype: str) -> str:
+    return f"{list(shape)} {dtype}"
 
 
 def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
@@ -93,9 +106,10 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
     except KeyError as exc:
         raise _bad(ErrorCode.BAD_HEADER, f"tensor {i}: missing field {exc}") from None
     codec, quant = meta.get("codec", "none"), meta.get("quant", "none")
-    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+    if not isinstance(dtype_name, str) or dtype_name not in NUMPY_DTYPES:
         raise _bad(
-            ErrorCode.BAD_TENSOR, f"tensor {i}: dtype {dtype_name!r} not one of {', '.join(DTYPES)}"
+            ErrorCode.BAD_TENSOR,
+            f"tensor {i}: dtype {dtype_name!r} not one of {', '.join(NUMPY_DTYPES)}",
         )
     if not isinstance(codec, str) or codec not in CODECS:
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: codec {codec!r} not one of {CODECS}")
@@ -107,8 +121,8 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
         or not all(_is_int(s) and 0 <= s <= MAX_DIM for s in shape)
     ):
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: bad shape {shape!r}")
-    dtype = DTYPES[dtype_name]
-    if quant != "none" and not dtype.is_floating_point:
+    dtype = dtype_name
+    if quant != "none" and dtype not in FLOATING:
         raise _bad(ErrorCode.BAD_TENSOR, f"tensor {i}: {quant} applies to floating tensors only")
     scale = zero = 0.0
     if quant == "int8":
@@ -122,12 +136,12 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
         scale, zero = float(given[0]), float(given[1])
     wire_dtype = _QUANT_DTYPES.get(quant, dtype)
     numel = math.prod(shape)
-    raw = numel * wire_dtype.itemsize
-    if max(raw, numel * dtype.itemsize) > limits.max_payload_bytes:
+    raw = numel * itemsize(wire_dtype)
+    if max(raw, numel * itemsize(dtype)) > limits.max_payload_bytes:
         raise ProtocolError(
             ErrorCode.TOO_LARGE,
             f"tensor {i}: shape {list(shape)} of {dtype} takes "
-            f"{numel * dtype.itemsize} bytes > limit "
+            f"{numel * itemsize(dtype)} bytes > limit "
             f"{limits.max_payload_bytes}",
         )
     declared_raw = meta.get("raw_bytes", raw)
@@ -154,46 +168,46 @@ def _entry(i: int, meta: Any, limits: Limits, offset: int) -> WireTensor:
     )
 
 
+Key = tuple[tuple[tuple[int, ...], str], ...]  # each expected tensor's shape and dtype
+
+
 @functools.lru_cache(maxsize=1024)
-def _plain(
-    expected: tuple[TensorMeta, ...],
-) -> tuple[list[dict[str, Any]], list[WireTensor], int] | None:
+def _plain(expected: Key) -> tuple[list[dict[str, Any]], list[WireTensor], int] | None:
     """The entries an honest peer sends for ``expected`` uncompressed and unquantised (what
     ``encode_tensors`` writes), their checked form and their total size: most messages are
     exactly these. None where a dtype cannot travel."""
-    if not all(m.dtype in DTYPE_NAMES for m in expected):
+    if not all(name in NUMPY_DTYPES for _, name in expected):
         return None
     entries, wires, offset = [], [], 0
-    for m in expected:
+    for shape, name in expected:
+        numel = math.prod(shape)
+        nbytes = numel * itemsize(name)
         entries.append(
             {
-                "dtype": DTYPE_NAMES[m.dtype],
-                "shape": list(m.shape),
+                "dtype": name,
+                "shape": list(shape),
                 "codec": "none",
                 "quant": "none",
-                "raw_bytes": m.nbytes,
-                "bytes": m.nbytes,
+                "raw_bytes": nbytes,
+                "bytes": nbytes,
             }
         )
-        wires.append(
-            WireTensor(
-                m.dtype, m.dtype, m.shape, "none", "none", 0.0, 0.0, offset, m.nbytes, m.numel
-            )
-        )
-        offset += m.nbytes
+        wires.append(WireTensor(name, name, shape, "none", "none", 0.0, 0.0, offset, nbytes, numel))
+        offset += nbytes
     return entries, wires, offset
 
 
 def check_tensors(
     metas: Any,
     limits: Limits,
-    expected: Sequence[TensorMeta] | None = None,
+    expected: Sequence[Expected] | None = None,
     what: str = "the receiver",
 ) -> list[WireTensor]:
     """The header's tensor entries, every field checked, and (when ``expected`` is given)
     each equal in dtype and shape to what the receiver (``what``) takes; nothing is
     allocated."""
-    plain = _plain(tuple(expected)) if expected is not None else None
+    want = None if expected is None else tuple((tuple(m.shape), m.dtype_name) for m in expected)
+    plain = _plain(want) if want is not None else None
     if plain is not None and metas == plain[0] and plain[2] <= limits.max_payload_bytes:
         return list(plain[1])  # exactly what an honest peer sends: checked once, kept
     if not isinstance(metas, list) or len(metas) > limits.max_tensors:
@@ -212,9 +226,8 @@ def check_tensors(
                 f"the tensors decode to more than {limits.max_payload_bytes} bytes",
             )
         wires.append(wire)
-    if expected is not None:
-        got = [(w.shape, w.dtype) for w in wires]
-        want = [(m.shape, m.dtype) for m in expected]
+    if want is not None:
+        got = tuple((w.shape, w.dtype) for w in wires)
         if got != want:
             have = ", ".join(_describe(s, d) for s, d in got) or "none"
             raise _bad(
@@ -277,23 +290,21 @@ def _decompress(data: memoryview, wire: WireTensor) -> bytearray:
         raise _bad(ErrorCode.BAD_TENSOR, f"cannot decompress ({wire.codec}): {exc}") from None
 
 
-def _view(
-    data: bytes | bytearray | memoryview, dtype: torch.dtype, shape: tuple[int, ...]
-) -> torch.Tensor:
-    """A tensor on ``data``: a view where it is writable and aligned, else a copy."""
+def _view(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An array on ``data``: a view where it is writable and aligned, else a copy."""
     if not math.prod(shape):
-        return torch.empty(shape, dtype=dtype)
+        return np.empty(shape, dtype=NUMPY_DTYPES[dtype])
     view = memoryview(data)
     aligned = not view.readonly and ctypes.addressof(ctypes.c_char.from_buffer(view)) % 8 == 0
     if not aligned:
         view = memoryview(bytearray(view))
-    return torch.frombuffer(view, dtype=dtype).reshape(shape)
+    return np.frombuffer(view, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
 
 
 def decode(
     wires: Sequence[WireTensor], payload: bytes | bytearray | memoryview
-) -> list[torch.Tensor]:
-    """The tensors of checked entries. Uncompressed, unquantised tensors of a writable payload
+) -> list[np.ndarray]:
+    """The arrays of checked entries. Uncompressed, unquantised tensors of a writable payload
     (the server's receive buffer) are views of it, not copies."""
     buffer = memoryview(payload)
     if payload_bytes(wires) != len(buffer):
@@ -308,11 +319,12 @@ def decode(
             data = _decompress(buffer[w.offset : w.offset + w.nbytes], w)
         t = _view(data, w.wire_dtype, w.shape)
         if w.quant == "fp16":
-            t = t.to(w.dtype)
+            t = t.astype(NUMPY_DTYPES[w.dtype])
         elif w.quant == "int8":
-            work = torch.empty(w.shape, dtype=torch.float32)
-            work.copy_(t).mul_(w.scale).add_(w.zero)
-            t = work if w.dtype == torch.float32 else work.to(w.dtype)
+            work = t.astype(np.float32)
+            work *= np.float32(w.scale)
+            work += np.float32(w.zero)
+            t = work if w.dtype == "float32" else work.astype(NUMPY_DTYPES[w.dtype])
         out.append(t)
     return out
 
@@ -321,46 +333,47 @@ def decode_tensors(
     metas: Any,
     payload: bytes | bytearray | memoryview,
     limits: Limits | None = None,
-    expected: Sequence[TensorMeta] | None = None,
+    expected: Sequence[Expected] | None = None,
     what: str = "the receiver",
-) -> list[torch.Tensor]:
+) -> list[np.ndarray]:
     """Check the entries (against ``expected`` when given), then decode them."""
     return decode(check_tensors(metas, limits or Limits(), expected, what), payload)
 
 
 def encode_tensors(
-    tensors: Sequence[torch.Tensor], codec: str = "none", quant: str = "none"
+    arrays: Sequence[np.ndarray], codec: str = "none", quant: str = "none"
 ) -> tuple[list[dict[str, Any]], bytes | memoryview]:
-    """Header entries and the payload for ``tensors``; ``quant`` applies to floating tensors."""
+    """Header entries and the payload for ``arrays``; ``quant`` applies to floating ones."""
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}: choose from {', '.join(CODECS)}")
     if quant not in QUANTS:
         raise ValueError(f"unknown quantisation {quant!r}: choose from {', '.join(QUANTS)}")
     metas, chunks = [], []
-    for t in tensors:
-        t = t.detach().contiguous().cpu()
-        if t.dtype not in DTYPE_NAMES:
-            raise ValueError(f"dtype {t.dtype} cannot travel: use one of {', '.join(DTYPES)}")
+    for given in arrays:
+        a = np.asarray(given, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+        name = dtype_name(a.dtype)
+        if name is None:
+            raise ValueError(f"dtype {a.dtype} cannot travel: use one of {', '.join(NUMPY_DTYPES)}")
         meta: dict[str, Any] = {
-            "dtype": DTYPE_NAMES[t.dtype],
-            "shape": list(t.shape),
+            "dtype": name,
+            "shape": list(a.shape),
             "codec": codec,
             "quant": "none",
         }
-        wire = t
-        if quant != "none" and t.is_floating_point():
+        wire = a
+        if quant != "none" and name in FLOATING:
             meta["quant"] = quant
             if quant == "fp16":
-                wire = t.to(torch.float16)
+                wire = a.astype(np.float16)
             else:
-                lo, hi = (float(t.min()), float(t.max())) if t.numel() else (0.0, 0.0)
+                lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
                 if not (math.isfinite(lo) and math.isfinite(hi)):
                     raise ValueError("int8 quantisation needs finite values")
                 scale = (hi - lo) / 255.0 or 1.0
                 meta["scale"], meta["zero"] = scale, lo
-                wire = torch.clamp(torch.round((t - lo) / scale), 0, 255).to(torch.uint8)
-        # a view of the tensor's own memory: nothing is copied until the socket takes it
-        raw = wire.reshape(-1).view(torch.uint8).numpy().data if wire.numel() else b""
+                wire = np.clip(np.round((a - lo) / scale), 0, 255).astype(np.uint8)
+        # a view of the array's own memory: nothing is copied until the socket takes it
+        raw = wire.reshape(-1).view(np.uint8).data if wire.size else b""
         meta["raw_bytes"] = len(raw)
         data = _compress(raw, codec)
         meta["bytes"] = len(data)
