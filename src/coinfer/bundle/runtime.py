@@ -18,6 +18,7 @@ import numpy as np
 from coinfer.bundle.manifest import (
     BOUNDARY,
     INPUT,
+    OUTPUT,
     BundleCut,
     BundlePath,
     Manifest,
@@ -103,6 +104,24 @@ class OnnxFronts:
         session = self._session(self._file(row, exit))
         feeds = {INPUT + spec.name: x for spec, x in zip(self.manifest.inputs, inputs, strict=True)}
         return list(session.run([BOUNDARY + b.name for b in row.boundary], feeds))
+
+    def has_back(self, cut: int, exit: int | None = None) -> bool:
+        return self.cut(cut, exit).back.runnable
+
+    def back(
+        self, cut: int, boundary: Sequence[np.ndarray], exit: int | None = None
+    ) -> list[np.ndarray]:
+        """The outputs from cut ``cut``'s boundary (the bundle's back half, here)."""
+        row = self.cut(cut, exit)
+        if not row.back.runnable or row.back.file is None:
+            raise BadValueError(
+                f"cut {row.index} of the {self.manifest.name} bundle has no back half "
+                f"({row.back.state}); export it with --parts both"
+            )
+        session = self._session(row.back.file)
+        feeds = {BOUNDARY + b.name: x for b, x in zip(row.boundary, boundary, strict=True)}
+        names = [OUTPUT + t.name for t in self.path(exit).outputs]
+        return list(session.run(names, feeds))
 
     def outputs(self, boundary: Sequence[np.ndarray], exit: int | None = None) -> list[np.ndarray]:
         """The model's outputs from the last cut's boundary, in the order they travel."""

@@ -17,18 +17,17 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.fx as fx
+import numpy as np
 
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.records import FrameRecord
+from coinfer.device.runners import Runner
 from coinfer.device.shaping import ShapedLink
 from coinfer.device.streams import open_stream, read_message
-from coinfer.dtypes import from_numpy, to_arrays
+from coinfer.device.torch_runner import TorchRunner
 from coinfer.errors import BadValueError
-from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partition import Partitioning
 from coinfer.graph.types import TensorMeta
 from coinfer.latency.link import Link
@@ -46,7 +45,7 @@ CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connect
 EDGE_TIME_SLACK_S = 0.005
 EDGE_TIME_SLACK = 0.01
 
-Offload = tuple[list[torch.Tensor], float, float, float, int]  # outputs, up, edge, down, sent
+Offload = tuple[list[Any], float, float, float, int]  # outputs, up, edge, down, sent
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,13 @@ class ClientOptions:
 @dataclass(frozen=True)
 class _Path:
     """What the device runs for one exit (None: the whole model): its partitioning, the
-    emulated time of every cut's front, and what the edge's reply must hold."""
+    emulated time of every cut's front, what the edge's reply must hold, and what computes
+    the device's share (torch, or a bundle in ONNX Runtime)."""
 
     part: Partitioning
     front_s: list[float]
     reply_limits: Limits
+    runner: Runner
 
 
 class DeviceClient:
@@ -108,6 +109,7 @@ class DeviceClient:
         link: Link | None = None,
         options: ClientOptions | None = None,
         exits: Mapping[int, tuple[Partitioning, Sequence[float]]] | None = None,
+        runners: Mapping[int | None, Runner] | None = None,
     ) -> None:
         self.model = model
         self.part = part
@@ -128,17 +130,15 @@ class DeviceClient:
                 limits.max_tensors,
                 limits.max_dims,
             )
-            self._paths[e] = _Path(path, list(front), reply)
+            runner = (runners or {}).get(e) or TorchRunner(path)
+            self._paths[e] = _Path(path, list(front), reply, runner)
             path.fingerprint  # noqa: B018 (hashed now, not inside an offload's deadline)
-        self._halves: dict[tuple[int | None, int], tuple[fx.GraphModule, fx.GraphModule]] = {}
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._next_id = 0
         self.shaper = ShapedLink(link, time.monotonic())
         # each frame's outputs, flat as they travelled (the last ``keep_outputs`` of them: a long
         # deployment keeps what it writes out, not every answer in memory)
-        self.outputs: collections.deque[list[torch.Tensor]] = collections.deque(
-            maxlen=options.keep_outputs
-        )
+        self.outputs: collections.deque[list[Any]] = collections.deque(maxlen=options.keep_outputs)
         self.reconnects = 0  # requests sent again because the edge had closed an idle connection
 
     @classmethod
@@ -170,11 +170,6 @@ class DeviceClient:
             have = f"exits {self.exits} or None" if self.exits else "None (one exit)"
             raise ValueError(f"exit {exit!r}: this model has {have}")
         return self._paths[exit]
-
-    def halves(self, cut: int, exit: int | None = None) -> tuple[fx.GraphModule, fx.GraphModule]:
-        if (exit, cut) not in self._halves:
-            self._halves[(exit, cut)] = self.path(exit).part.split(cut)
-        return self._halves[(exit, cut)]
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._conn is not None and (self._conn[0].at_eof() or self._conn[1].is_closing()):
@@ -228,15 +223,13 @@ class DeviceClient:
             down = self.link.download_seconds(reply, now)
         return self.options.connect_timeout_s + 2 * (up + down) + self.options.edge_timeout_s
 
-    async def offload(
-        self, cut: int, boundary: Sequence[torch.Tensor], exit: int | None = None
-    ) -> Offload:
+    async def offload(self, cut: int, boundary: Sequence[Any], exit: int | None = None) -> Offload:
         """The back half of ``cut`` on the edge: outputs, upload, edge, download seconds and the
         bytes sent (ProtocolError, ConnectionError, TimeoutError when it fails)."""
         self._next_id += 1
         request_id = self._next_id
         path = self.path(exit)
-        arrays = to_arrays(boundary)
+        arrays = path.runner.to_wire(boundary)
         metas, payload = encode_tensors(arrays, self.options.codec, self.options.quant)
         token = self.endpoint.token if self.endpoint else None
         request = Infer(request_id, self.model, cut, exit, path.part.fingerprint, metas, token)
@@ -262,14 +255,15 @@ class DeviceClient:
                 self.reconnects += 1
         arrived = time.monotonic()
         assert msg is not None
-        outputs, edge_s = check_result(
+        arrays, edge_s = check_result(
             msg, request_id, path.part.outputs, path.reply_limits, arrived - sent_at
         )
+        outputs = path.runner.from_wire(arrays)
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
         sent = len(head) + len(payload)
         return outputs, uplink_s, edge_s, downlink_s, sent
 
-    async def frame(self, index: int, x: Sequence[torch.Tensor], action: Action) -> FrameRecord:
+    async def frame(self, index: int, x: Sequence[Any], action: Action) -> FrameRecord:
         """One frame at ``action``'s cut (of its exit's path): the front here, the back on the
         edge, or here too when the edge fails it."""
         cut, exit = action.cut, action.exit
@@ -277,13 +271,11 @@ class DeviceClient:
         if not 0 <= cut <= path.part.last:
             raise ValueError(f"cut {cut}: 0..{path.part.last} exist")
         t0 = time.monotonic()
-        front, back = self.halves(cut, exit)
-        with torch.no_grad():
-            boundary = list(front(*x))
+        boundary = path.runner.front(cut, x)
         device_s = await self._emulate_device(t0, path.front_s[cut])
         started = t0 - self.shaper.started
         if cut == path.part.last:
-            self.outputs.append(path.part.outputs_at_last_cut(boundary))
+            self.outputs.append(path.runner.at_last_cut(boundary))
             return FrameRecord(
                 index,
                 cut,
@@ -301,7 +293,7 @@ class DeviceClient:
             )
         t_off = time.monotonic()
         try:
-            nbytes = sum(t.numel() * t.element_size() for t in boundary)
+            nbytes = sum(t.nbytes for t in boundary)
             async with asyncio.timeout(self.offload_deadline_s(nbytes, exit)):
                 outputs, up, edge_s, down, sent = await self.offload(cut, boundary, exit)
             self.outputs.append(outputs)
@@ -324,8 +316,7 @@ class DeviceClient:
             self.abort()  # whatever is in flight is abandoned; reconnect next frame
             waited = time.monotonic() - t_off
             t_back = time.monotonic()
-            with torch.no_grad():
-                outputs = output_tensors(back(*boundary))
+            outputs = path.runner.finish(cut, x, boundary)
             self.outputs.append(outputs)
             await self._emulate_device(t_back, path.front_s[-1] - path.front_s[cut])
             device_s += time.monotonic() - t_back
@@ -353,7 +344,7 @@ def check_result(
     expected: Sequence[TensorMeta],
     limits: Limits,
     waited_s: float,
-) -> tuple[list[torch.Tensor], float]:
+) -> tuple[list[np.ndarray], float]:
     """The outputs and edge time of a reply, if it is the RESULT of ``request_id`` with
     exactly the ``expected`` outputs and an edge time the device could have waited for;
     ProtocolError naming what is wrong otherwise."""
@@ -369,7 +360,7 @@ def check_result(
             f"{waited_s:.4f} s after the upload",
         )
     outputs = decode_tensors(result.tensors, msg.payload, limits, expected, "the device's model")
-    return [from_numpy(a) for a in outputs], result.edge_s
+    return outputs, result.edge_s
 
 
 def describe_failure(exc: BaseException) -> str:

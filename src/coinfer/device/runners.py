@@ -1,0 +1,62 @@
+"""What a device computes with, for one path of its model: torch's halves of a partition
+(``torch_runner``) or a bundle's fronts in ONNX Runtime (here, importing no torch). The client
+asks each the same five things — a cut's front, the rest of a frame when the edge fails it,
+the outputs at the last cut, and the tensors to and from the wire — so the offload, its checks
+and its fallback are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from coinfer.bundle.runtime import OnnxFronts
+
+
+class Runner(Protocol):
+    """One path's compute on this device, on whatever arrays its runtime holds."""
+
+    def front(self, cut: int, inputs: Sequence[Any]) -> list[Any]:
+        """What cut ``cut`` sends: its boundary tensors."""
+        ...
+
+    def finish(self, cut: int, inputs: Sequence[Any], boundary: Sequence[Any]) -> list[Any]:
+        """The outputs, computed here when the edge did not answer for ``cut``."""
+        ...
+
+    def at_last_cut(self, boundary: Sequence[Any]) -> list[Any]:
+        """The outputs in the order they travel, from the last cut's boundary."""
+        ...
+
+    def to_wire(self, tensors: Sequence[Any]) -> list[np.ndarray]: ...
+
+    def from_wire(self, arrays: list[np.ndarray]) -> list[Any]: ...
+
+
+class OnnxRunner:
+    """A bundle's path in ONNX Runtime, on numpy arrays. When the edge fails a frame, its
+    back half runs here if the bundle has it, else the whole model from the frame's input."""
+
+    def __init__(self, fronts: OnnxFronts, exit: int | None = None) -> None:
+        self.fronts = fronts
+        self.exit = exit
+
+    def front(self, cut: int, inputs: Sequence[Any]) -> list[Any]:
+        return self.fronts.front(cut, inputs, self.exit)
+
+    def finish(self, cut: int, inputs: Sequence[Any], boundary: Sequence[Any]) -> list[Any]:
+        if self.fronts.has_back(cut, self.exit):
+            return self.fronts.back(cut, boundary, self.exit)
+        return self.fronts.whole(inputs, self.exit)
+
+    def at_last_cut(self, boundary: Sequence[Any]) -> list[Any]:
+        return self.fronts.outputs(boundary, self.exit)
+
+    def to_wire(self, tensors: Sequence[Any]) -> list[np.ndarray]:
+        return list(tensors)
+
+    def from_wire(self, arrays: list[np.ndarray]) -> list[Any]:
+        return arrays
