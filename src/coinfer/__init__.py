@@ -1,13 +1,14 @@
 """coinfer: device-edge collaborative DNN inference.
 
-The partitioning API loads on first use (PEP 562), not on ``import coinfer``: a device that
-runs a bundle's fronts in ONNX Runtime imports coinfer's runtime without PyTorch installed.
+The partitioning API loads on first use (``coinfer.lazy``), not on ``import coinfer``: a
+device that runs a bundle's fronts in ONNX Runtime imports coinfer's runtime without PyTorch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coinfer.lazy import lazy_names
 
 if TYPE_CHECKING:
     from coinfer.graph import (
@@ -32,10 +33,4 @@ __all__ = [
     "__version__",
     "partition",
 ]
-_FROM_GRAPH = frozenset(__all__) - {"__version__"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_GRAPH:
-        return getattr(importlib.import_module("coinfer.graph"), name)
-    raise AttributeError(f"module 'coinfer' has no attribute {name!r}")
+__getattr__ = lazy_names("coinfer", dict.fromkeys(set(__all__) - {"__version__"}, "coinfer.graph"))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
-from coinfer.graph.partition import Partitioning, partition
+from coinfer.graph.partitioning import Partitioning, partition
 from coinfer.latency.devices import DeviceModel, resolve_device
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel

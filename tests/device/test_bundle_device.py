@@ -113,3 +113,90 @@ def test_with_the_edge_gone_the_frame_is_finished_in_onnx_runtime(
     record, outputs = asyncio.run(frame())
     assert record.fallback and not record.offloaded and "refused" in (record.error or "")
     assert _same(outputs, want)
+
+
+# the device below runs with every import of torch failing: what it needs of coinfer loads
+# without torch (the bundle, its cut table, the client, the preflight, a registry policy, the
+# one loop); the edge is this process's
+TORCHLESS_DEVICE = """
+import json, sys
+sys.modules["torch"] = None  # any `import torch` from here on raises ImportError
+from coinfer.bundle.runtime import OnnxFronts, example_inputs
+from coinfer.bundle.view import partitions
+from coinfer.device.client import ClientOptions, DeviceClient
+from coinfer.device.endpoint import Endpoint
+from coinfer.device.live_env import LiveEnv
+from coinfer.device.preflight import preflight
+from coinfer.device.runners import OnnxRunner
+from coinfer.latency.devices import resolve_device
+from coinfer.latency.link import Link
+from coinfer.latency.predict import CutCostModel
+from coinfer.policies import registry
+from coinfer.policies.loop import run_loop
+from coinfer.policies.registry import Knowledge
+
+bundle, host, port, policy_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+fronts = OnnxFronts(bundle, threads=1)
+whole = partitions(fronts.manifest)[None]
+# a device far slower than the link: offloading pays, whatever the loopback's measured RTT
+device, edge = resolve_device("rpi3/1000"), resolve_device("edge-pc")
+front_s = CutCostModel(whole, device, edge).device_s
+client = DeviceClient(
+    fronts.manifest.name, whole, front_s, Endpoint((host, port)),
+    options=ClientOptions(emulate=False), runners={None: OnnxRunner(fronts)},
+)
+x = example_inputs(fronts.manifest.inputs)
+env = LiveEnv(client, [x] * 24)
+found = env.run(preflight(client, x))
+link = Link.constant(found.uplink_bps, found.rtt_s)
+knowledge = Knowledge.starting(whole, front_s, device, edge, link, "live")
+run_loop(env, registry.create(policy_name, knowledge), 24)
+env.close()
+whole_model = fronts.whole(x)
+print(json.dumps({
+    "frames": len(env.records),
+    "offloaded": sum(r.offloaded for r in env.records),
+    "fallbacks": sum(r.fallback for r in env.records),
+    "cuts": sorted({r.cut for r in env.records}),
+    "same": all(
+        float(abs(a - b).max()) <= 1e-4 * float(abs(b).max())
+        for a, b in zip(client.outputs[-1], whole_model)
+    ),
+    "torch": sorted(
+        m for m, mod in sys.modules.items()
+        if (m == "torch" or m.startswith("torch.")) and mod is not None
+    ),
+}))
+"""
+
+
+@pytest.mark.parametrize("policy", ["mulinucb-link", "neurosurgeon"])
+def test_a_device_without_torch_learns_its_cut_live_against_the_edge(
+    bundles: dict[str, Path], policy: str
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    with BackgroundServer(ModelStore([SPEC])) as server:
+        host, port = server.address
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                TORCHLESS_DEVICE,
+                str(bundles["fronts"]),
+                host,
+                str(port),
+                policy,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["torch"] == []
+    assert result["frames"] == 24 and result["fallbacks"] == 0
+    assert result["offloaded"] > 0  # the edge answered the ONNX boundaries
+    assert result["same"]  # the last frame's answer is the whole model's

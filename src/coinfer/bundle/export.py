@@ -43,7 +43,7 @@ from coinfer.bundle.onnx_files import WEIGHTS_FILE, SharedWeights
 from coinfer.dtypes import DTYPE_NAMES
 from coinfer.errors import BadFileError, BadValueError
 from coinfer.graph.outputs import output_tensors
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.graph.types import Op, TensorMeta
 from coinfer.policies.edgent import exit_partitions
 from coinfer.zoo.spec import ModelSpec

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,10 +26,8 @@ from coinfer.device.records import FrameRecord
 from coinfer.device.runners import Runner
 from coinfer.device.shaping import ShapedLink
 from coinfer.device.streams import open_stream, read_message
-from coinfer.device.torch_runner import TorchRunner
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
-from coinfer.graph.types import TensorMeta
+from coinfer.graph.types import CutTable, TensorMeta
 from coinfer.latency.link import Link
 from coinfer.policies.types import Action
 from coinfer.wire.messages import Infer, InferResult, encode, raise_for_error
@@ -38,6 +36,7 @@ from coinfer.wire.tensors import CODECS, QUANTS, compressed_bound, decode_tensor
 
 if TYPE_CHECKING:
     from coinfer.assembly import DeviceSetup
+    from coinfer.graph.partitioning import Partitioning
 
 CONNECT_TIMEOUT_S = 2.0  # what an offload's deadline allots to the TCP (and TLS) connection
 CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connection is aborted
@@ -82,10 +81,18 @@ class _Path:
     emulated time of every cut's front, what the edge's reply must hold, and what computes
     the device's share (torch, or a bundle in ONNX Runtime)."""
 
-    part: Partitioning
+    part: CutTable
     front_s: list[float]
     reply_limits: Limits
     runner: Runner
+
+
+def _torch_runner(part: CutTable) -> Runner:
+    """The default: torch's halves (imported here, so a bundle's device never loads torch);
+    a client given no runner holds a torch ``Partitioning``."""
+    from coinfer.device.torch_runner import TorchRunner
+
+    return TorchRunner(cast("Partitioning", part))
 
 
 class DeviceClient:
@@ -103,12 +110,12 @@ class DeviceClient:
     def __init__(
         self,
         model: str,
-        part: Partitioning,
+        part: CutTable,
         front_s: Sequence[float],
         endpoint: Endpoint | None,
         link: Link | None = None,
         options: ClientOptions | None = None,
-        exits: Mapping[int, tuple[Partitioning, Sequence[float]]] | None = None,
+        exits: Mapping[int, tuple[CutTable, Sequence[float]]] | None = None,
         runners: Mapping[int | None, Runner] | None = None,
     ) -> None:
         self.model = model
@@ -130,7 +137,7 @@ class DeviceClient:
                 limits.max_tensors,
                 limits.max_dims,
             )
-            runner = (runners or {}).get(e) or TorchRunner(path)
+            runner = (runners or {}).get(e) or _torch_runner(path)
             self._paths[e] = _Path(path, list(front), reply, runner)
             path.fingerprint  # noqa: B018 (hashed now, not inside an offload's deadline)
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None

@@ -19,8 +19,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import torch
-
 from coinfer.device.client import DeviceClient
 from coinfer.device.member import RemoteGroup
 from coinfer.device.records import FrameRecord, feedback_of
@@ -44,7 +42,7 @@ class LiveEnv:
     def __init__(
         self,
         client: DeviceClient,
-        inputs: Sequence[Sequence[torch.Tensor]],
+        inputs: Sequence[Sequence[Any]],
         key_weights: Sequence[float] | None = None,
         labels: Sequence[int] | None = None,
         monitor: bool = False,
@@ -117,7 +115,7 @@ class LiveEnv:
             self._probe = asyncio.ensure_future(self._measure(x))
         return fb
 
-    async def _measure(self, x: Sequence[torch.Tensor]) -> None:
+    async def _measure(self, x: Sequence[Any]) -> None:
         """A probe: this frame's input to the edge along the cheapest path; its throughput."""
         exit = min(self.client.exits) if self.client.exits else None
         try:
@@ -177,7 +175,7 @@ class LiveEnv:
 async def run_live_env(
     client: DeviceClient,
     policy: Policy,
-    frames: Sequence[Sequence[torch.Tensor]],
+    frames: Sequence[Sequence[Any]],
     key_weights: Sequence[float] | None = None,
     on_frame: Callable[[FrameRecord], None] | None = None,
     started: float | None = None,

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from coinfer.device.client import DeviceClient
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.requests import edge_stats, round_trips
@@ -84,9 +82,7 @@ def reason(exc: BaseException, endpoint: Endpoint) -> str:
     return f"{where}: {type(exc).__name__}: {exc}"
 
 
-async def preflight(
-    client: DeviceClient, example: Sequence[torch.Tensor], pings: int = 3
-) -> Preflight:
+async def preflight(client: DeviceClient, example: Sequence[Any], pings: int = 3) -> Preflight:
     """PINGs (reachable, RTT), STATS (token, model served, fingerprint of every path the
     device runs), then one upload of ``example`` at cut 0 (the upload rate; the edge's
     fingerprint check end to end)."""

@@ -18,7 +18,7 @@ import torch
 
 from coinfer.assembly import DeviceSetup
 from coinfer.device.client import FrameRecord
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.output import strict
 
 TOP_K = 5

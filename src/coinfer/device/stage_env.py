@@ -23,13 +23,14 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
 
 from coinfer.device.client import DeviceClient
 from coinfer.device.shaping import ShapedLink
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.graph.types import Cut
 from coinfer.latency.channels import ChannelDraws
 from coinfer.latency.link import BlockBandwidth, ConstantBandwidth, Link
@@ -103,7 +104,7 @@ class LiveStageEnv:
         seed: int = 0,
     ) -> None:
         self.client = client
-        self.part: Partitioning = client.part
+        self.part = cast(Partitioning, client.part)  # stage by stage: torch's segments
         self.x = list(x)
         self.fading = fading
         self.radio = radio

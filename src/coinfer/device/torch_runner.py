@@ -11,7 +11,7 @@ import torch.fx as fx
 
 from coinfer.dtypes import from_numpy, to_arrays
 from coinfer.graph.outputs import output_tensors
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 
 
 class TorchRunner:

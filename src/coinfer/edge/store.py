@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning, partition
+from coinfer.graph.partitioning import Partitioning, partition
 from coinfer.graph.types import TensorMeta
 from coinfer.policies.edgent import exit_partitions
 from coinfer.wire.protocol import ErrorCode, ProtocolError

@@ -7,15 +7,17 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
-    from coinfer.graph.partition import Partitioning
+    import torch
+
+    from coinfer.graph.partitioning import Partitioning
 
 FINGERPRINT_BYTES = 16
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes | memoryview:
+    import torch  # here, not above: the wire reads FINGERPRINT_BYTES without torch
+
     flat = t.detach().contiguous().reshape(-1)
     if not flat.numel():
         return b""

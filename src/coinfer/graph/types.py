@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-
-from coinfer.dtypes import DTYPE_NAMES
+if TYPE_CHECKING:
+    import torch
 
 # The ANS context vector (Zhang, Chen, Xu, WWW 2021): edge-side work plus the data sent.
 ANS_FEATURES: tuple[str, ...] = (
@@ -40,8 +39,8 @@ class TensorMeta:
 
     @property
     def dtype_name(self) -> str:
-        """The wire's name of the dtype (``float32``)."""
-        return DTYPE_NAMES.get(self.dtype) or str(self.dtype).removeprefix("torch.")
+        """The wire's name of the dtype (``float32``): torch's and numpy's dtypes print it."""
+        return str(self.dtype).removeprefix("torch.")
 
     @classmethod
     def of(cls, t: torch.Tensor) -> TensorMeta:
@@ -96,3 +95,26 @@ class Cut:
     def feature_vector(self, names: tuple[str, ...] = ANS_FEATURES) -> list[float]:
         """The features in a fixed order (the ANS 7-vector by default), unscaled."""
         return [float(self.features[n]) for n in names]
+
+
+class CutTable(Protocol):
+    """What a path's readers (latency models, policies, the device client) use of a
+    partitioning: a torch ``Partitioning``, or a bundle's path read without torch."""
+
+    @property
+    def cuts(self) -> list[Cut]: ...
+
+    @property
+    def ops(self) -> tuple[Op, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]: ...
+
+    @property
+    def fingerprint(self) -> bytes: ...
+
+    @property
+    def last(self) -> int: ...
+
+    @property
+    def num_cuts(self) -> int: ...

@@ -8,8 +8,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from coinfer.graph.partition import Partitioning
-from coinfer.graph.types import Op
+from coinfer.graph.types import CutTable, Op
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.energy import EnergyModel
 from coinfer.latency.link import Link
@@ -73,7 +72,7 @@ class CutCostModel:
 
     def __init__(
         self,
-        part: Partitioning,
+        part: CutTable,
         device: DeviceModel,
         edge: DeviceModel,
         include_loading: bool = False,
@@ -175,7 +174,7 @@ def cut_totals(
 
 
 def predict_cut_costs(
-    part: Partitioning,
+    part: CutTable,
     device: DeviceModel,
     edge: DeviceModel,
     link: Link,
@@ -194,7 +193,7 @@ def predict_cut_costs(
 
 
 def predict_edge_first_costs(
-    part: Partitioning,
+    part: CutTable,
     device: DeviceModel,
     edge: DeviceModel,
     link: Link,

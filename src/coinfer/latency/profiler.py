@@ -11,7 +11,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor
 
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 
 
 class _TimingInterpreter(fx.Interpreter):

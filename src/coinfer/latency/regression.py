@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from coinfer import zoo
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import partition
+from coinfer.graph.partitioning import partition
 from coinfer.latency.devices import LayerModel, RegressionDevice, compute_seconds
 from coinfer.latency.layers import layer_features, regression_kind
 from coinfer.latency.profiler import median_seconds, profile_ops

@@ -17,17 +17,21 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from torch import Tensor, nn
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning, partition
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import CutCost, predict_cut_costs, predict_edge_first_costs
 from coinfer.policies.types import Action, Context, Feedback
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from coinfer.graph.partitioning import Partitioning
+
 
 ORIENTATIONS = ("device-first", "edge-first")
 
@@ -229,6 +233,8 @@ def exit_partitions(
 ) -> dict[int, Partitioning]:
     """Each exit's partitioned path of a multi-exit model (one with ``num_exits`` and
     ``exit_model(e)``, as BranchyNet's); empty for a model with one exit."""
+    from coinfer.graph.partitioning import partition  # torch: only where a model is partitioned
+
     num_exits = getattr(model, "num_exits", None)
     exit_model = getattr(model, "exit_model", None)
     if not isinstance(num_exits, int) or not callable(exit_model):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.policies.types import Action, Environment, plausible
 
 FORMAT = "coinfer-experience/1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.energy import EnergyModel
 from coinfer.latency.link import ConstantBandwidth, Link
@@ -32,7 +32,7 @@ class Neurosurgeon:
 
     def __init__(
         self,
-        part: Partitioning,
+        part: CutTable,
         device: DeviceModel,
         edge: DeviceModel,
         bandwidth_bps: float,

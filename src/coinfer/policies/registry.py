@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from coinfer.defaults import DELAY_UNIT_FRACTION, DISCOUNT, MIN_DELAY_UNIT_S
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import Link
 from coinfer.policies.types import Policy
@@ -44,7 +44,7 @@ def delay_unit(front_s: Sequence[float]) -> float:
 class Knowledge:
     """What a device knows when it starts (and, in a simulator, the truth)."""
 
-    part: Partitioning
+    part: CutTable
     front_s: Sequence[float]  # its own compute time of every cut's front
     device: DeviceModel
     edge: DeviceModel
@@ -67,7 +67,7 @@ class Knowledge:
     @classmethod
     def starting(
         cls,
-        part: Partitioning,
+        part: CutTable,
         front_s: Sequence[float],
         device: DeviceModel,
         edge: DeviceModel,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.graph.types import Cut
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import Link

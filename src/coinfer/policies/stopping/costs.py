@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.types import CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.predict import CutCostModel
 from coinfer.latency.wireless import Radio
@@ -99,7 +99,7 @@ def chain_costs(
 
 
 def model_costs(
-    part: Partitioning,
+    part: CutTable,
     device: DeviceModel,
     edge: DeviceModel,
     compute_w: float,
@@ -114,7 +114,7 @@ def model_costs(
 
 
 def chain_times(
-    part: Partitioning, device: DeviceModel, edge: DeviceModel
+    part: CutTable, device: DeviceModel, edge: DeviceModel
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Each layer's device time τ_i and edge time s_i (i = 1..N) between a model's layer cuts,
     and the bits D_l each cut l = 0..N−1 sends, from the latency models."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partition import Partitioning
+from coinfer.graph.partitioning import Partitioning
 from coinfer.policies.stopping.costs import Fading, StoppingCosts
 from coinfer.policies.stopping.rules import Stages, optimal_rule, quad
 
