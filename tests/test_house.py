@@ -24,6 +24,7 @@ FLOORS = {
     "output": 0,
     "dtypes": 0,
     "arrays": 0,
+    "lazy": 0,
     "data": 0,
     "report": 0,
     "graph": 1,
@@ -42,7 +43,17 @@ FLOORS = {
     "cli": 9,
 }
 SIBLINGS = [{"edge", "device"}, {"sim", "wire"}, {"sim", "edge"}, {"sim", "device"}]
-SAME_FLOOR_OK = {"errors", "defaults", "units", "output", "dtypes", "arrays", "data", "report"} | {
+SAME_FLOOR_OK = {
+    "errors",
+    "defaults",
+    "units",
+    "output",
+    "dtypes",
+    "arrays",
+    "lazy",
+    "data",
+    "report",
+} | {
     "graph",
     "zoo",
     "video",
