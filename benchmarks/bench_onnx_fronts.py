@@ -26,7 +26,7 @@ import torch
 
 from coinfer.assembly import load_model
 from coinfer.bundle.export import ExportConfig, export_bundle
-from coinfer.bundle.runtime import OnnxFronts, check_same_model
+from coinfer.bundle.runtime import OnnxBundle, check_same_model
 from coinfer.latency import configure_host
 from coinfer.zoo.spec import ModelSpec
 
@@ -83,7 +83,7 @@ def _bundle(name: str, root: Path | None, scratch: Path) -> Path:
 
 def measure(name: str, bundle: Path, repeats: int, threads: int) -> dict[str, Any]:
     setup = load_model(name)
-    fronts = OnnxFronts(bundle, threads=threads)
+    fronts = OnnxBundle(bundle, threads=threads)
     check_same_model(fronts, setup.part.fingerprint, name)
     inputs = [t.numpy() for t in setup.inputs]
     rows: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ import torch
 from coinfer.assembly import load_model
 from coinfer.bundle.export import ExportConfig, export_bundle
 from coinfer.bundle.manifest import TOLERANCE, read_manifest
-from coinfer.bundle.runtime import OnnxFronts, check_same_model, front_op_seconds
+from coinfer.bundle.runtime import OnnxBundle, check_same_model, front_op_seconds
 from coinfer.errors import BadValueError
 from coinfer.graph.outputs import output_tensors
 from coinfer.zoo.spec import ModelSpec
@@ -45,7 +45,7 @@ def _close(got: np.ndarray, want: torch.Tensor) -> bool:
 
 def test_fronts_and_the_fallback_compute_what_torch_does(bundle: Path) -> None:
     setup = load_model(MLP)
-    fronts = OnnxFronts(bundle, threads=1)
+    fronts = OnnxBundle(bundle, threads=1)
     check_same_model(fronts, setup.part.fingerprint, "mlp")
     x = torch.randn(1, 64, generator=torch.Generator().manual_seed(3))
     for k in (0, 2, setup.part.last):
@@ -69,8 +69,8 @@ def test_a_bundle_runs_with_no_torch_module_imported(bundle: Path) -> None:
         f"""
         import sys
         import numpy as np
-        from coinfer.bundle.runtime import OnnxFronts, example_inputs, time_fronts
-        fronts = OnnxFronts({str(bundle)!r})
+        from coinfer.bundle.runtime import OnnxBundle, example_inputs, time_fronts
+        fronts = OnnxBundle({str(bundle)!r})
         x = example_inputs(fronts.manifest.inputs)
         out = fronts.whole(x)
         assert out[0].shape == (1, 64), out[0].shape

@@ -15,7 +15,7 @@ import torch
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.bundle.export import ExportConfig, export_bundle
 from coinfer.bundle.manifest import TOLERANCE
-from coinfer.bundle.runtime import OnnxFronts
+from coinfer.bundle.runtime import OnnxBundle
 from coinfer.device.client import ClientOptions, DeviceClient
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.runners import OnnxRunner
@@ -42,7 +42,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _client(setup: ModelSetup, bundle: Path, address: tuple[str, int] | None) -> DeviceClient:
-    runner = OnnxRunner(OnnxFronts(bundle, threads=1))
+    runner = OnnxRunner(OnnxBundle(bundle, threads=1))
     return DeviceClient(
         setup.name,
         setup.part,
@@ -121,7 +121,7 @@ def test_with_the_edge_gone_the_frame_is_finished_in_onnx_runtime(
 TORCHLESS_DEVICE = """
 import json, sys
 sys.modules["torch"] = None  # any `import torch` from here on raises ImportError
-from coinfer.bundle.runtime import OnnxFronts, example_inputs
+from coinfer.bundle.runtime import OnnxBundle, example_inputs
 from coinfer.bundle.view import partitions
 from coinfer.device.client import ClientOptions, DeviceClient
 from coinfer.device.endpoint import Endpoint
@@ -136,7 +136,7 @@ from coinfer.policies.loop import run_loop
 from coinfer.policies.registry import Knowledge
 
 bundle, host, port, policy_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-fronts = OnnxFronts(bundle, threads=1)
+fronts = OnnxBundle(bundle, threads=1)
 whole = partitions(fronts.manifest)[None]
 # a device far slower than the link: offloading pays, whatever the loopback's measured RTT
 device, edge = resolve_device("rpi3/1000"), resolve_device("edge-pc")

@@ -137,10 +137,10 @@ def _setup(config: PlanConfig) -> DeviceSetup:
     ONNX Runtime here (the edge's stays torch's)."""
     if config.bundle is None:
         return assemble(config.model, config.device, config.edge, config.granularity)
-    from coinfer.bundle.runtime import OnnxFronts, bundle_profile, check_same_model
+    from coinfer.bundle.runtime import OnnxBundle, bundle_profile, check_same_model
 
     model = load_model(config.model, config.granularity)
-    fronts = OnnxFronts(config.bundle, threads=torch.get_num_threads())
+    fronts = OnnxBundle(config.bundle, threads=torch.get_num_threads())
     check_same_model(fronts, model.part.fingerprint, config.model.name)
     return device_setup(model, config.device, config.edge, lambda: bundle_profile(fronts))
 

@@ -1,2 +1,3 @@
 """A model exported for runtimes other than PyTorch: each cut's front and back as ONNX with a
-manifest (``manifest``: read without torch; ``export``: written with it)."""
+manifest. ``export`` writes it (with torch); ``manifest`` reads it, ``runtime`` runs its parts
+in ONNX Runtime and ``view`` makes its cut table — all three without torch."""

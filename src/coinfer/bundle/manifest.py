@@ -73,8 +73,9 @@ class PartRecord:
 
 @dataclass(frozen=True)
 class BundleCut:
-    """A row of the cut table and its two parts: ``graph.types.Cut``'s fields, kept apart
-    from it because that module (its ``TensorMeta``) needs torch."""
+    """A row of the cut table as the manifest holds it: ``graph.types.Cut``'s numbers, its
+    boundary as named tensor specs, and its two parts (``bundle.view`` turns it into a
+    ``Cut`` for the readers of a cut table)."""
 
     index: int
     name: str

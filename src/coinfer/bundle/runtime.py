@@ -1,5 +1,6 @@
-"""Run a bundle's fronts in ONNX Runtime, from its manifest, without PyTorch: what a device
-that has only numpy and onnxruntime computes, and how long each cut's front takes there.
+"""Run a bundle's parts in ONNX Runtime, from its manifest, without PyTorch: what a device
+that has only numpy and onnxruntime computes (each cut's front, a back half or the whole model
+when the edge fails a frame), and how long each cut's front takes there.
 
 Sessions open on first use and stay open (a device runs few cuts often); ``prepare`` opens one
 ahead of time, so that the first frame at a cut does not count loading it as compute.
@@ -38,8 +39,8 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-class OnnxFronts:
-    """The fronts of one bundle, each an ONNX Runtime session opened on first use."""
+class OnnxBundle:
+    """The parts of one bundle, each an ONNX Runtime session opened on first use."""
 
     def __init__(self, folder: str | Path, threads: int | None = None) -> None:
         self.folder = Path(folder)
@@ -148,7 +149,7 @@ def example_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> list[np.ndarra
 
 
 def time_fronts(
-    fronts: OnnxFronts, exit: int | None = None, repeats: int = 10, warmup: int = 2
+    fronts: OnnxBundle, exit: int | None = None, repeats: int = 10, warmup: int = 2
 ) -> list[float | None]:
     """The median seconds of each cut's front in ONNX Runtime here (0 for cut 0; None where the
     bundle has no front for the cut)."""
@@ -200,7 +201,7 @@ def front_op_seconds(path: BundlePath, times: Sequence[float | None]) -> dict[st
     return seconds
 
 
-def bundle_profile(fronts: OnnxFronts, repeats: int = 10) -> dict[str, float]:
+def bundle_profile(fronts: OnnxBundle, repeats: int = 10) -> dict[str, float]:
     """Per-op seconds of every path's fronts in ONNX Runtime here (exits after the whole
     model, as the torch profile merges them): the device class ``host`` of a bundle."""
     seconds: dict[str, float] = {}
@@ -209,7 +210,7 @@ def bundle_profile(fronts: OnnxFronts, repeats: int = 10) -> dict[str, float]:
     return seconds
 
 
-def check_same_model(fronts: OnnxFronts, fingerprint: bytes, what: str) -> None:
+def check_same_model(fronts: OnnxBundle, fingerprint: bytes, what: str) -> None:
     """The bundle must hold the model ``what`` names (the same fingerprint), else its times
     and its answers are another model's."""
     ours = fronts.path(None).fingerprint

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from coinfer.bundle.runtime import OnnxFronts
+    from coinfer.bundle.runtime import OnnxBundle
 
 
 class Runner(Protocol):
@@ -40,7 +40,7 @@ class OnnxRunner:
     """A bundle's path in ONNX Runtime, on numpy arrays. When the edge fails a frame, its
     back half runs here if the bundle has it, else the whole model from the frame's input."""
 
-    def __init__(self, fronts: OnnxFronts, exit: int | None = None) -> None:
+    def __init__(self, fronts: OnnxBundle, exit: int | None = None) -> None:
         self.fronts = fronts
         self.exit = exit
 

@@ -24,7 +24,9 @@ ANS_FEATURES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """Shape, dtype and size of one value seen during shape propagation."""
+    """Shape, dtype and size of one value seen during shape propagation (or read from a
+    bundle's manifest, whose dtypes are numpy's: both print the wire's names and know their
+    item size)."""
 
     shape: tuple[int, ...]
     dtype: torch.dtype
