@@ -40,7 +40,6 @@ from coinfer.bundle.manifest import (
     TensorSpec,
 )
 from coinfer.bundle.onnx_files import WEIGHTS_FILE, SharedWeights
-from coinfer.dtypes import DTYPE_NAMES
 from coinfer.errors import BadFileError, BadValueError
 from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partitioning import Partitioning
@@ -110,7 +109,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _spec(name: str, meta: TensorMeta) -> TensorSpec:
-    return TensorSpec(name, tuple(meta.shape), DTYPE_NAMES[meta.dtype])
+    return TensorSpec(name, tuple(meta.shape), meta.dtype_name)
 
 
 def _plain(value: Any) -> Any:
@@ -129,7 +128,7 @@ def _op_record(op: Op) -> dict[str, Any]:
         if op.output is None
         else {
             "shape": list(op.output.shape),
-            "dtype": DTYPE_NAMES.get(op.output.dtype, str(op.output.dtype)),
+            "dtype": op.output.dtype_name,
         }
     )
     return {
@@ -185,13 +184,12 @@ class _Exporter:
         self,
         module: nn.Module,
         args: Sequence[torch.Tensor],
+        want: Sequence[torch.Tensor],
         names: tuple[Sequence[str], Sequence[str]],
         file: str,
     ) -> PartRecord:
-        """Export ``module`` on ``args`` to ``file``, run it in ONNX Runtime, compare."""
-        module.eval()
-        with torch.no_grad():
-            want = list(module(*args))
+        """Export ``module`` (in eval mode) on ``args`` to ``file``, run it in ONNX Runtime,
+        compare with ``want`` (what torch computed on ``args``)."""
         try:
             with _quiet():
                 program = torch.onnx.export(
@@ -264,7 +262,8 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
     wanted = _wanted(config, [p for _, p in paths])
     _prepare(config.out)
     exporter = _Exporter(config.out)
-    total = sum((config.fronts + config.backs) * len(w) for w in wanted)
+    per_cut = config.fronts + config.backs  # parts exported at each asked cut
+    total = sum(per_cut * len(w) for w in wanted)
     done = 0
     started = time.perf_counter()
     records = []
@@ -275,8 +274,8 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
             for cut in part.cuts:
                 asked = cut.index in cuts
                 halves = _halves(exporter, config, part, cut.index, asked, setup.inputs, prefix)
-                done += (config.fronts + config.backs) if asked else 0
-                if progress is not None and cut.index in cuts:
+                done += per_cut if asked else 0
+                if progress is not None and asked:
                     progress(f"exporting {setup.name}", done, total)
                 rows.append(_row(part, cut.index, *halves))
             records.append(_path(part, exit, accuracy.get(exit), rows))
@@ -321,14 +320,16 @@ def _halves(
     if not asked:
         return front_rec, back_rec
     front, back = part.split(k)
+    flat = _Flat(back).eval()
     with torch.no_grad():
-        boundary = list(front(*inputs))
+        boundary = list(front.eval()(*inputs))
+        outputs = list(flat(*boundary)) if k < part.last and config.backs else []
     ins, sent = [INPUT + n for n in part.input_names], [BOUNDARY + n for n in cut.boundary]
     if k > 0 and config.fronts:
-        front_rec = exporter.part(front, inputs, (ins, sent), f"{prefix}front_{k}.onnx")
+        front_rec = exporter.part(front, inputs, boundary, (ins, sent), f"{prefix}front_{k}.onnx")
     if k < part.last and config.backs:
         outs = [OUTPUT + n for n in _output_names(part)]
-        back_rec = exporter.part(_Flat(back), boundary, (sent, outs), f"{prefix}back_{k}.onnx")
+        back_rec = exporter.part(flat, boundary, outputs, (sent, outs), f"{prefix}back_{k}.onnx")
     return front_rec, back_rec
 
 

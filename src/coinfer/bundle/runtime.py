@@ -84,15 +84,17 @@ class OnnxBundle:
         if row.index > 0:
             self._session(self._file(row, exit))
 
-    def _file(self, row: BundleCut, exit: int | None) -> str:
-        if not row.front.runnable or row.front.file is None:
+    def _file(self, row: BundleCut, exit: int | None, side: str = "front") -> str:
+        """The ONNX file of cut ``row``'s front or back (BadValueError where there is none)."""
+        part = row.front if side == "front" else row.back
+        if not part.runnable or part.file is None:
             where = "" if exit is None else f" (exit {exit})"
+            remedy = "choose another cut or export it" if side == "front" else "export --parts both"
             raise BadValueError(
-                f"cut {row.index}{where} of the {self.manifest.name} bundle has no front to run "
-                f"({row.front.state}: {row.front.reason or 'see coinfer export'}); choose "
-                f"another cut or export it"
+                f"cut {row.index}{where} of the {self.manifest.name} bundle has no {side} to run "
+                f"({part.state}: {part.reason or 'see coinfer export'}); {remedy}"
             )
-        return row.front.file
+        return part.file
 
     def front(
         self, cut: int, inputs: Sequence[np.ndarray], exit: int | None = None
@@ -114,12 +116,7 @@ class OnnxBundle:
     ) -> list[np.ndarray]:
         """The outputs from cut ``cut``'s boundary (the bundle's back half, here)."""
         row = self.cut(cut, exit)
-        if not row.back.runnable or row.back.file is None:
-            raise BadValueError(
-                f"cut {row.index} of the {self.manifest.name} bundle has no back half "
-                f"({row.back.state}); export it with --parts both"
-            )
-        session = self._session(row.back.file)
+        session = self._session(self._file(row, exit, "back"))
         feeds = {BOUNDARY + b.name: x for b, x in zip(row.boundary, boundary, strict=True)}
         names = [OUTPUT + t.name for t in self.path(exit).outputs]
         return list(session.run(names, feeds))
