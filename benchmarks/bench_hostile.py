@@ -73,7 +73,7 @@ def good_devices(address: tuple[str, int], seconds: float, out: Any) -> None:
     torch.set_num_threads(1)
     live = load_model("alexnet")
     with torch.no_grad():
-        want = live.part.graph_module(*live.inputs)
+        want = live.torch_path().graph_module(*live.inputs)
 
     async def device(i: int) -> dict[str, Any]:
         client = DeviceClient(
@@ -158,7 +158,7 @@ class Attacks:
         self.int8 = zstandard.ZstdCompressor().compress(bytes(10**7))
         live = load_model("alexnet")
         with torch.no_grad():
-            boundary = to_arrays(live.part.split(22)[0](*live.inputs))
+            boundary = to_arrays(live.torch_path().split(22)[0](*live.inputs))
         metas, payload = encode_tensors(boundary)
         self.small = _infer(metas, bytes(payload), cut=22)
         raw_metas, raw = encode_tensors(to_arrays(list(live.inputs)))

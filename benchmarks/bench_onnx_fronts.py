@@ -91,7 +91,7 @@ def measure(name: str, bundle: Path, repeats: int, threads: int) -> dict[str, An
         if not fronts.runnable(cut.index):
             rows.append({"cut": cut.index, "name": cut.name, "onnx_ms": None, "torch_ms": None})
             continue
-        front, _ = setup.part.split(cut.index)
+        front, _ = setup.torch_path().split(cut.index)
         front.eval()
 
         def run_torch(front: torch.nn.Module = front) -> None:

@@ -161,7 +161,7 @@ def throughput(frames: int) -> list[dict[str, Any]]:
     the server answers (its own front compute is not what is measured here)."""
     live = load_model("alexnet")
     cut = 15  # pool5: 37 KB up, the FC layers on the edge
-    boundary = list(live.part.split(cut)[0](*live.inputs))
+    boundary = list(live.torch_path().split(cut)[0](*live.inputs))
     rows = []
     for window_ms in (0.0, 2.0):
         for devices in (1, 4, 16):

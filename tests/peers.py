@@ -277,7 +277,7 @@ class GoodDevice:
 
     def run(self, frames: int = 3, edge_timeout_s: float = 10.0) -> GoodDevice:
         with torch.no_grad():
-            want = self.model.part.graph_module(*self.model.inputs)
+            want = self.model.torch_path().graph_module(*self.model.inputs)
         front = [0.0] * len(self.model.part.cuts)
         for cut in self.cuts:
             client = DeviceClient(
@@ -365,7 +365,7 @@ class EvilEdge:
             _, header, payload = message
             cut = header["cut"]
             if cut not in self._halves:
-                self._halves[cut] = self.model.part.split(cut)[1]
+                self._halves[cut] = self.model.torch_path().split(cut)[1]
             with torch.no_grad():
                 outputs = output_tensors(
                     self._halves[cut](

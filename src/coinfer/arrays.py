@@ -4,6 +4,8 @@ ml_dtypes, which numpy lacks). ``coinfer.dtypes`` maps the same names onto torch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ml_dtypes
 import numpy as np
 
@@ -30,3 +32,17 @@ def dtype_name(dtype: np.dtype) -> str | None:
 
 def itemsize(name: str) -> int:
     return NUMPY_DTYPES[name].itemsize
+
+
+def seeded_arrays(
+    wanted: Sequence[tuple[tuple[int, ...], str]], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Arrays of the given shapes and dtype names: normal floats, integers and booleans in
+    0..1 (valid indices for any embedding), as torch examples are drawn."""
+    made = []
+    for shape, name in wanted:
+        if name in FLOATING:
+            made.append(rng.standard_normal(shape).astype(NUMPY_DTYPES[name]))
+        else:
+            made.append(rng.integers(0, 2, shape).astype(NUMPY_DTYPES[name]))
+    return made

@@ -10,21 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from coinfer.defaults import EDGE_CLASS, SIM_DEVICE_CLASS
-from coinfer.graph.partitioning import Partitioning, partition
+from coinfer.errors import BadValueError
 from coinfer.latency.devices import DeviceModel, resolve_device
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCostModel
-from coinfer.latency.profiler import profile_ops
-from coinfer.policies.edgent import ExitPath, exit_paths
+from coinfer.policies.edgent import ExitPath
 from coinfer.policies.registry import Knowledge
-from coinfer.zoo.registry import shipped_exit_accuracy
-from coinfer.zoo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from coinfer.graph.partitioning import Partitioning
+    from coinfer.graph.types import CutTable, Runner
+    from coinfer.zoo.spec import ModelSpec
 
 
 @dataclass
@@ -33,16 +34,33 @@ class ModelSetup:
     model with known per-exit accuracy — each exit's path."""
 
     name: str
-    net: nn.Module
-    part: Partitioning
-    inputs: tuple[torch.Tensor, ...]
+    net: nn.Module | None  # None: the device runs a bundle (``runners``), not torch
+    part: CutTable
+    inputs: tuple[Any, ...]
     exits: list[ExitPath] = field(default_factory=list)
     spec: ModelSpec | None = None
+    runners: dict[int | None, Runner] = field(default_factory=dict)  # empty: torch's own
 
-    def path(self, exit: int | None) -> Partitioning:
+    def path(self, exit: int | None) -> CutTable:
         if exit is None:
             return self.part
         return next(p.part for p in self.exits if p.exit == exit)
+
+    @property
+    def torch_net(self) -> nn.Module:
+        """The torch model, for what only torch can do (tracing, exporting, timing it)."""
+        if self.net is None:
+            raise BadValueError(f"{self.name} runs from a bundle: this needs the torch model")
+        return self.net
+
+    def torch_path(self, exit: int | None = None) -> Partitioning:
+        """A path as torch partitioned it (its graph, its splits)."""
+        from coinfer.graph.partitioning import Partitioning
+
+        part = self.path(exit)
+        if not isinstance(part, Partitioning):
+            raise BadValueError(f"{self.name} runs from a bundle: this needs the torch model")
+        return part
 
 
 def load_model(model: str | ModelSpec, granularity: str = "layer") -> ModelSetup:
@@ -50,6 +68,11 @@ def load_model(model: str | ModelSpec, granularity: str = "layer") -> ModelSetup
     arguments, input shapes, a weights file) built as ``ModelSpec.build`` does, partitioned; a
     multi-exit model whose trained weights ship with their exits' accuracy (the zoo says which)
     has its exits partitioned along their paths."""
+    from coinfer.graph.partitioning import partition
+    from coinfer.policies.edgent import exit_paths
+    from coinfer.zoo.registry import shipped_exit_accuracy
+    from coinfer.zoo.spec import ModelSpec
+
     spec = ModelSpec.of(model)
     inputs = spec.example_inputs()
     net = spec.build()
@@ -85,7 +108,7 @@ class DeviceSetup:
             **fields,
         )
 
-    def exit_halves(self) -> dict[int, tuple[Partitioning, list[float]]]:
+    def exit_halves(self) -> dict[int, tuple[CutTable, list[float]]]:
         """Each exit's path and front times, as the device client takes them."""
         return {p.exit: (p.part, self.exit_front_s[p.exit]) for p in self.model.exits}
 
@@ -99,22 +122,26 @@ def device_setup(
     device: str = SIM_DEVICE_CLASS,
     edge: str = EDGE_CLASS,
     device_profile: Callable[[], dict[str, float]] | None = None,
+    edge_profile: Callable[[], dict[str, float]] | None = None,
 ) -> DeviceSetup:
     """Resolve the device and edge classes (``host`` and ``host/N`` profile this machine once,
     over every path of the model) and the device's front time at every cut. A device that
     runs its fronts elsewhere than torch here (a bundle in ONNX Runtime) gives its own
-    ``device_profile`` of per-op seconds for ``host``; the edge's stays torch's."""
+    ``device_profile`` of per-op seconds for ``host`` (and ``edge_profile``, where torch is not
+    there to time the edge's halves either)."""
     measured: dict[str, float] = {}
 
     def host_profile() -> dict[str, float]:
+        from coinfer.latency.profiler import profile_ops
+
         if not measured:
-            measured.update(profile_ops(model.part, model.inputs))
+            measured.update(profile_ops(model.torch_path(), model.inputs))
             for p in model.exits:  # exits share their trunk layers, and those share names
-                measured.update(profile_ops(p.part, model.inputs))
+                measured.update(profile_ops(model.torch_path(p.exit), model.inputs))
         return measured
 
     dev = resolve_device(device, device_profile or host_profile)
-    edg = resolve_device(edge, host_profile)
+    edg = resolve_device(edge, edge_profile or host_profile)
     front = list(CutCostModel(model.part, dev, edg).device_s)
     exit_front = {p.exit: list(CutCostModel(p.part, dev, edg).device_s) for p in model.exits}
     return DeviceSetup(model, device, edge, dev, edg, front, exit_front)

@@ -73,3 +73,19 @@ def raised_in_user_code(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+# what the `full` extra brings: a device installed as coinfer[device] lacks them
+FULL_ONLY = frozenset({"torch", "sklearn", "skimage", "matplotlib", "av"})
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """What to install, when ``exc`` is a package of the `full` extra this install lacks."""
+    missing = (exc.name or "").split(".")[0]
+    if missing not in FULL_ONLY:
+        return None
+    return (
+        f"this command needs {missing}, which this installation lacks: pip install "
+        f"'coinfer[full]' (a device that runs a bundle needs only coinfer[device], for "
+        f"coinfer run --bundle DIR)"
+    )

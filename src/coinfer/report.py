@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-
-from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from coinfer.output import SCHEMA, cell_text, dumps
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _pyplot() -> Any:
+    """pyplot on the file-only backend (no display on servers and CI), imported when a plot is
+    drawn: a device that only runs frames has no matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
 
 
 @dataclass
@@ -72,14 +79,14 @@ def save_figure(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")  # a legend beside the axes is kept whole
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
 def new_figure(
     cols: int = 1, width: float = 6.4, height: float = 4.0, rows: int = 1, sharex: bool = False
 ) -> tuple[Figure, Any]:
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), sharex=sharex)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(width * cols, height * rows), sharex=sharex)
     return fig, axes
 
 

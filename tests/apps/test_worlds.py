@@ -199,7 +199,7 @@ def test_edgent_runs_to_an_exit_over_the_wire_and_counts_right_answers(
     assert [r.offloaded for r in records] == [True, True, False, True]
     assert not any(r.fallback for r in records)
     # what came back is what the exit computes here
-    net = setup.model.net
+    net = setup.model.torch_net
     for record, out, x in zip(records, env.client.outputs, frames.inputs, strict=False):
         want = net.forward_to(x[0], record.exit)  # type: ignore[operator]
         assert np.allclose(out[0].numpy(), want.detach().numpy(), atol=1e-5)

@@ -17,6 +17,7 @@ from coinfer.assembly import load_model
 from coinfer.bundle.export import ExportConfig, export_bundle
 from coinfer.bundle.manifest import MANIFEST, TOLERANCE, read_manifest
 from coinfer.bundle.onnx_files import WEIGHTS_FILE
+from coinfer.bundle.runtime import OnnxBundle
 from coinfer.edge.store import ModelStore
 from coinfer.errors import BadFileError
 from coinfer.graph.outputs import output_tensors
@@ -76,7 +77,7 @@ def test_every_cut_of_a_users_model_exports_and_runs_as_torch_does(newcomer) -> 
     for cut in path.cuts:
         assert cut.front.state == ("empty" if cut.index == 0 else "exported")
         assert cut.back.state == ("empty" if cut.index == path.last else "exported")
-        front, back = setup.part.split(cut.index)
+        front, back = setup.torch_path().split(cut.index)
         with torch.no_grad():
             boundary = list(front(x))
             outputs = output_tensors(back(*boundary))
@@ -100,7 +101,7 @@ def test_every_cut_of_a_users_model_exports_and_runs_as_torch_does(newcomer) -> 
     assert last.front.file is not None
     got = ort.InferenceSession(str(bundle / last.front.file)).run(None, {"input:x": x.numpy()})
     with torch.no_grad():
-        want = output_tensors(setup.net(x))
+        want = output_tensors(setup.torch_net(x))
     ordered = [got[i] for i in path.outputs_from_last]
     assert all(_relative(g, w) <= TOLERANCE for g, w in zip(ordered, want, strict=True))
 
@@ -108,7 +109,7 @@ def test_every_cut_of_a_users_model_exports_and_runs_as_torch_does(newcomer) -> 
 def test_weights_are_written_once_however_many_parts_hold_them(tmp_path: Path) -> None:
     spec = ModelSpec("mlp", (("depth", 4), ("width", 128)))
     manifest = export_bundle(ExportConfig(spec, tmp_path / "mlp"))
-    sizes = [p.numel() * 4 for p in load_model(spec).net.parameters()]
+    sizes = [p.numel() * 4 for p in load_model(spec).torch_net.parameters()]
     params = sum(n for n in sizes if n >= 1024)  # biases of 128 floats stay inline
     weights = (tmp_path / "mlp" / WEIGHTS_FILE).stat().st_size
     parts = sum(1 for p in manifest.paths for c in p.cuts for h in (c.front, c.back) if h.file)
@@ -155,6 +156,18 @@ def test_exits_are_exported_with_the_fingerprints_the_edge_checks(tmp_path: Path
         assert path.cuts[2].back.runnable
         assert all(c.front.state == "skipped" for c in path.cuts[3:-1])
     assert read_manifest(tmp_path / "b") == manifest
+    # every exit's parts take the model's inputs by the model's names, and answer as torch does
+    setup = load_model("branchy_alexnet")
+    bundle = OnnxBundle(tmp_path / "b", threads=1)
+    x = setup.inputs[0]
+    for exit_path in setup.exits:
+        with torch.no_grad():
+            (want,) = output_tensors(setup.torch_path(exit_path.exit).graph_module(x))
+        boundary = bundle.front(2, [x.numpy()], exit_path.exit)
+        (got,) = bundle.back(2, boundary, exit_path.exit)
+        assert np.allclose(got, want.numpy(), rtol=0, atol=1e-4 * float(want.abs().max()))
+        (whole,) = bundle.whole([x.numpy()], exit_path.exit)
+        assert np.allclose(whole, want.numpy(), rtol=0, atol=1e-4 * float(want.abs().max()))
 
 
 @pytest.mark.parametrize(

@@ -49,13 +49,13 @@ def test_fronts_and_the_fallback_compute_what_torch_does(bundle: Path) -> None:
     check_same_model(fronts, setup.part.fingerprint, "mlp")
     x = torch.randn(1, 64, generator=torch.Generator().manual_seed(3))
     for k in (0, 2, setup.part.last):
-        front, _ = setup.part.split(k)
+        front, _ = setup.torch_path().split(k)
         with torch.no_grad():
             want = list(front(x))
         got = fronts.front(k, [x.numpy()])
         assert len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
     with torch.no_grad():
-        outputs = output_tensors(setup.net(x))
+        outputs = output_tensors(setup.torch_net(x))
     assert all(_close(g, w) for g, w in zip(fronts.whole([x.numpy()]), outputs, strict=True))
     assert not fronts.runnable(1) and fronts.runnable(0) and fronts.runnable(2)
     with pytest.raises(BadValueError, match=r"cut 1 of the mlp bundle has no front"):

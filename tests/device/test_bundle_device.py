@@ -6,12 +6,16 @@ bundle's back half, or by the whole model where the bundle has no backs)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from coinfer.arrays import seeded_arrays
 from coinfer.assembly import ModelSetup, load_model
 from coinfer.bundle.export import ExportConfig, export_bundle
 from coinfer.bundle.manifest import TOLERANCE
@@ -67,7 +71,7 @@ def test_every_cut_offloads_an_onnx_boundary_and_gets_the_models_answer(
 ) -> None:
     x = torch.randn(1, 64, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        want = output_tensors(setup.net(x))
+        want = output_tensors(setup.torch_net(x))
     with BackgroundServer(ModelStore([SPEC])) as server:
         client = _client(setup, bundles["both"], server.address)
 
@@ -94,7 +98,7 @@ def test_with_the_edge_gone_the_frame_is_finished_in_onnx_runtime(
 ) -> None:
     x = torch.randn(1, 64, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        want = output_tensors(setup.net(x))
+        want = output_tensors(setup.torch_net(x))
     with BackgroundServer(ModelStore([SPEC])) as server:
         address = server.address
     # nothing listens there now
@@ -115,88 +119,108 @@ def test_with_the_edge_gone_the_frame_is_finished_in_onnx_runtime(
     assert _same(outputs, want)
 
 
-# the device below runs with every import of torch failing: what it needs of coinfer loads
-# without torch (the bundle, its cut table, the client, the preflight, a registry policy, the
-# one loop); the edge is this process's
-TORCHLESS_DEVICE = """
+# `coinfer run` as a device installed as coinfer[device] runs it: every import of torch, or of
+# what only the `full` extra brings, fails (a finder refuses them; nothing is put in their
+# place, so libraries that probe for torch see it absent, as on such a device)
+WITHOUT_FULL = """
 import json, sys
-sys.modules["torch"] = None  # any `import torch` from here on raises ImportError
-from coinfer.bundle.runtime import OnnxBundle, example_inputs
-from coinfer.bundle.view import partitions
-from coinfer.device.client import ClientOptions, DeviceClient
-from coinfer.device.endpoint import Endpoint
-from coinfer.device.live_env import LiveEnv
-from coinfer.device.preflight import preflight
-from coinfer.device.runners import OnnxRunner
-from coinfer.latency.devices import resolve_device
-from coinfer.latency.link import Link
-from coinfer.latency.predict import CutCostModel
-from coinfer.policies import registry
-from coinfer.policies.loop import run_loop
-from coinfer.policies.registry import Knowledge
 
-bundle, host, port, policy_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-fronts = OnnxBundle(bundle, threads=1)
-whole = partitions(fronts.manifest)[None]
-# a device far slower than the link: offloading pays, whatever the loopback's measured RTT
-device, edge = resolve_device("rpi3/1000"), resolve_device("edge-pc")
-front_s = CutCostModel(whole, device, edge).device_s
-client = DeviceClient(
-    fronts.manifest.name, whole, front_s, Endpoint((host, port)),
-    options=ClientOptions(emulate=False), runners={None: OnnxRunner(fronts)},
-)
-x = example_inputs(fronts.manifest.inputs)
-env = LiveEnv(client, [x] * 24)
-found = env.run(preflight(client, x))
-link = Link.constant(found.uplink_bps, found.rtt_s)
-knowledge = Knowledge.starting(whole, front_s, device, edge, link, "live")
-run_loop(env, registry.create(policy_name, knowledge), 24)
-env.close()
-whole_model = fronts.whole(x)
-print(json.dumps({
-    "frames": len(env.records),
-    "offloaded": sum(r.offloaded for r in env.records),
-    "fallbacks": sum(r.fallback for r in env.records),
-    "cuts": sorted({r.cut for r in env.records}),
-    "same": all(
-        float(abs(a - b).max()) <= 1e-4 * float(abs(b).max())
-        for a, b in zip(client.outputs[-1], whole_model)
-    ),
-    "torch": sorted(
-        m for m, mod in sys.modules.items()
-        if (m == "torch" or m.startswith("torch.")) and mod is not None
-    ),
-}))
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "sklearn", "skimage", "matplotlib", "av"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from coinfer.cli import main
+
+sys.argv = ["coinfer", "run", *sys.argv[1:]]
+try:
+    main()
+finally:
+    loaded = [m for m in sys.modules if m.split(".")[0] in ("torch", "sklearn", "skimage")]
+    print(json.dumps(sorted(loaded)), file=sys.stderr)
 """
+
+
+def run_without_torch(*args: str) -> tuple[dict, list[str], str]:
+    """``coinfer run ARGS --json`` on a device without torch: its summary, the modules of the
+    `full` extra it loaded (none), and its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_FULL, *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), loaded, done.stderr
 
 
 @pytest.mark.parametrize("policy", ["mulinucb-link", "neurosurgeon"])
 def test_a_device_without_torch_learns_its_cut_live_against_the_edge(
-    bundles: dict[str, Path], policy: str
+    bundles: dict[str, Path], policy: str, tmp_path: Path
 ) -> None:
-    import json
-    import subprocess
-    import sys
-
+    out = tmp_path / "results.jsonl"
     with BackgroundServer(ModelStore([SPEC])) as server:
         host, port = server.address
+        # a device far slower than the link: offloading pays, whatever the loopback's RTT
+        doc, loaded, _ = run_without_torch(
+            "--bundle", str(bundles["fronts"]), "--edge", f"{host}:{port}", "-p", policy,
+            "-n", "24", "--device", "rpi3/1000", "--out", str(out),
+        )  # fmt: skip
+    assert loaded == []
+    assert doc["frames"] == 24 and doc["fallbacks"] == 0
+    assert doc["offloaded"] > 0  # the edge answered the ONNX boundaries
+    assert doc["config"]["model"]["bundle"] == str(bundles["fronts"])
+    # every frame's answer is the model's (the seeded inputs, as numpy drew them)
+    fronts = OnnxBundle(bundles["fronts"], threads=1)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 24
+    (first,) = rows[0]["outputs"]
+    rng = np.random.default_rng(0)
+    x = seeded_arrays([((1, 64), "float32")], rng)  # frame 0's input
+    (want,) = fronts.whole(x)
+    assert np.allclose(first["values"], want.reshape(-1), atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_a_device_without_torch_runs_edgent_to_its_exits_live(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    bundle = tmp_path_factory.mktemp("branchy") / "b"
+    export_bundle(ExportConfig(ModelSpec("branchy_alexnet"), bundle, parts="fronts"))
+    with BackgroundServer(ModelStore(["branchy_alexnet"])) as server:
+        host, port = server.address
+        doc, loaded, _ = run_without_torch(
+            "--bundle", str(bundle), "--edge", f"{host}:{port}", "-p", "edgent-dynamic",
+            "-n", "30", "--device", "rpi3", "--latency-req", "100ms",
+            "--trace", "norway_bus_1", "--trace-scale", "0.5",
+        )  # fmt: skip
+    assert loaded == []
+    assert doc["frames"] == 30 and doc["fallbacks"] == 0
+    assert sum(doc["exits"].values()) == 30  # every frame ran to an exit Edgent chose
+    assert doc["offloaded"] > 0  # the edge finished exits' ONNX boundaries
+    assert doc["deadline_hit_rate"] is not None
+
+
+def test_a_bundle_run_refuses_what_it_cannot_do(bundles: dict[str, Path]) -> None:
+    for args, named in [
+        (("--bundle", str(bundles["fronts"]), "-m", "mlp"), "without --model"),
+        (("--bundle", str(bundles["fronts"]), "-p", "stopping"), "torch's segments"),
+        (("--bundle", "/nonexistent/b"), "coinfer export"),
+    ]:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                TORCHLESS_DEVICE,
-                str(bundles["fronts"]),
-                host,
-                str(port),
-                policy,
-            ],
+            [sys.executable, "-c", WITHOUT_FULL, *args],
             capture_output=True,
             text=True,
             timeout=300,
         )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["torch"] == []
-    assert result["frames"] == 24 and result["fallbacks"] == 0
-    assert result["offloaded"] > 0  # the edge answered the ONNX boundaries
-    assert result["same"]  # the last frame's answer is the whole model's
+        assert done.returncode == 2, done.stderr
+        assert named in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_FULL.replace('"run", ', ""), "plan", "mlp"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "coinfer[full]" in done.stderr, done.stderr

@@ -49,7 +49,7 @@ def alexnet() -> ModelSetup:
 @pytest.fixture(scope="module")
 def want(alexnet: ModelSetup) -> torch.Tensor:
     with torch.no_grad():
-        return alexnet.part.graph_module(*alexnet.inputs)
+        return alexnet.torch_path().graph_module(*alexnet.inputs)
 
 
 def result(header: dict[str, Any], outputs: list[torch.Tensor], **fields: Any) -> bytes:

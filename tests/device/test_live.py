@@ -62,7 +62,7 @@ class _Cycle(FixedCut):
 
 
 def test_outputs_equal_the_monolithic_model(alexnet: ModelSetup, store: ModelStore) -> None:
-    net = alexnet.part.graph_module
+    net = alexnet.torch_path().graph_module
     x = alexnet.inputs
     with torch.no_grad():
         want = net(*x)
@@ -98,7 +98,7 @@ async def _raw(address: tuple[str, int], data: bytes) -> list:
 def test_bad_requests_get_named_errors_and_others_are_served(
     alexnet: ModelSetup, store: ModelStore
 ) -> None:
-    boundary = alexnet.part.split(8)[0](*alexnet.inputs)
+    boundary = alexnet.torch_path().split(8)[0](*alexnet.inputs)
     good_metas, good_payload = encode_tensors(to_arrays(boundary))
     ping = pack(Kind.PING, {"id": 99})
     fp = alexnet.part.fingerprint
@@ -206,7 +206,7 @@ def test_edge_killed_mid_run_every_frame_still_answered(alexnet: ModelSetup) -> 
     assert all(r.offloaded for r in records[:4])
     assert all(r.fallback for r in records[4:])
     with torch.no_grad():
-        want = alexnet.part.graph_module(*alexnet.inputs)
+        want = alexnet.torch_path().graph_module(*alexnet.inputs)
     assert all(torch.equal(out[0], want) for out in client.outputs)
     s = summary(records)
     assert (s["frames"], s["offloaded"], s["fallbacks"]) == (12, 4, 8)
@@ -268,9 +268,9 @@ def test_demo_runs_three_devices_and_writes_its_plot(tmp_path: Path) -> None:
 
 def test_sixteen_devices_at_once_with_and_without_batching(alexnet: ModelSetup) -> None:
     with torch.no_grad():
-        want = alexnet.part.graph_module(*alexnet.inputs)
+        want = alexnet.torch_path().graph_module(*alexnet.inputs)
     for window_s in (0.0, 0.005):
-        store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
+        store = ModelStore.of({"alexnet": (alexnet.torch_path(), alexnet.inputs)})
         with BackgroundServer(store, ServerOptions(batch_window_s=window_s)) as server:
             clients = [_client(alexnet, server.address, edge_timeout_s=30.0) for _ in range(16)]
 

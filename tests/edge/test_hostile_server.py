@@ -204,7 +204,7 @@ def test_strangers_mid_message_hold_no_slot(guarded: Served, alexnet: ModelSetup
 
 
 def test_a_peer_that_never_reads_is_dropped(guarded: Served, alexnet: ModelSetup) -> None:
-    boundary = list(alexnet.part.split(22)[0](*alexnet.inputs))
+    boundary = list(alexnet.torch_path().split(22)[0](*alexnet.inputs))
     metas, payload = encode_tensors(to_arrays(boundary))
     request = infer("alexnet", 22, metas, bytes(payload), TOKEN)
     control = pack(Kind.CONTROL, {"id": 2, "slowdown": 1.0, "token": TOKEN})
@@ -342,7 +342,7 @@ def test_tls_with_a_certificate_made_here(
     records = asyncio.run(run_live(trusted, FixedCut(CUT), [alexnet.inputs] * 2))
     assert all(r.offloaded for r in records), [r.error for r in records]
     with torch.no_grad():
-        want = alexnet.part.graph_module(*alexnet.inputs)
+        want = alexnet.torch_path().graph_module(*alexnet.inputs)
     assert all(torch.allclose(out[0], want, atol=1e-5) for out in trusted.outputs)
     for stranger, text in ((device(None), ""), (device(device_tls()), "CERTIFICATE_VERIFY")):
         (record,) = asyncio.run(run_live(stranger, FixedCut(CUT), [alexnet.inputs]))

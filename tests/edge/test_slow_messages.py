@@ -21,7 +21,7 @@ def mlp() -> ModelSetup:
 
 
 def test_a_trickled_message_is_cut_off_for_its_rate(mlp: ModelSetup) -> None:
-    store = ModelStore.of({"mlp": (mlp.part, mlp.inputs)})
+    store = ModelStore.of({"mlp": (mlp.torch_path(), mlp.inputs)})
     options = ServerOptions(read_timeout_s=120.0, min_receive_rate=1024.0)
     with BackgroundServer(store, options) as server:
         message = encode(StatsRequest(1))

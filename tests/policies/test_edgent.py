@@ -103,3 +103,14 @@ def test_dynamic_edgent_on_a_link_faster_than_its_training_trace(exits: list[Exi
     slow = [policy.select(Context(frame=i, extra={"bandwidth_bps": 40e3})) for i in range(20)]
     assert policy.changes >= 1 and policy.current == policy.config_map[policy.state]
     assert (slow[-1].cut, slow[-1].exit) != (fast[-1].cut, fast[-1].exit)
+
+
+def test_dynamic_edgent_trained_on_one_rate_plans_any_rate_below_it(exits: list[ExitPath]) -> None:
+    """A constant link (``run --bandwidth``) trains every bin on its one rate: a measured rate
+    a little under it falls in a bin with no plan and takes the lowest planned state."""
+    planner = EdgentPlanner(exits, RPI3, EDGE_PC)
+    policy = EdgentDynamic(planner, [20e6], latency_req_s=0.1)
+    assert len(policy.config_map) == 1
+    chosen = [policy.select(Context(frame=i, extra={"bandwidth_bps": 19e6})) for i in range(5)]
+    (only,) = policy.config_map.values()
+    assert all(a == Action(only.cut, only.exit) for a in chosen)

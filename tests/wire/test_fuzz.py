@@ -36,7 +36,7 @@ def alexnet() -> ModelSetup:
 @pytest.fixture(scope="module")
 def server(alexnet: ModelSetup) -> EdgeServer:
     """An edge server's admission (not started: only its decisions are fuzzed)."""
-    store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
+    store = ModelStore.of({"alexnet": (alexnet.torch_path(), alexnet.inputs)})
     return EdgeServer(store, ServerOptions(token="t" * 16, max_buffer_bytes=BUDGET, limits=LIMITS))
 
 
@@ -219,7 +219,7 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
 ) -> None:
     sent = [
         torch.rand(m.shape, generator=torch.Generator().manual_seed(cut)).to(m.dtype)
-        for m in alexnet.part.boundary_metas(cut)
+        for m in alexnet.torch_path().boundary_metas(cut)
     ]
     metas, payload = encode_tensors(to_arrays(sent), codec, quant)
     data = bytes(payload)
@@ -259,7 +259,7 @@ def test_an_honest_request_is_taken_and_a_mutated_one_refused_or_decoded(
 def test_a_short_token_is_refused_unless_insecure_and_then_warned_of(alexnet: ModelSetup) -> None:
     with pytest.raises(BadValueError, match="2 bytes: an edge's needs at least 16"):
         ServerOptions(token="k9")
-    store = ModelStore.of({"alexnet": (alexnet.part, alexnet.inputs)})
+    store = ModelStore.of({"alexnet": (alexnet.torch_path(), alexnet.inputs)})
     weak = EdgeServer(store, ServerOptions(token="k9", insecure=True))
     assert any("can be guessed" in notice for notice in weak.notices), weak.notices
     assert not EdgeServer(store, ServerOptions(token="é" * 8)).notices  # 16 bytes of UTF-8

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Any, Protocol
 
 from coinfer.assembly import DeviceSetup
 from coinfer.data import trace_path
@@ -20,16 +19,25 @@ from coinfer.device.inputs import Frames
 from coinfer.device.records import FrameRecord
 from coinfer.device.session import LiveRun, run_frames
 from coinfer.errors import BadFileError, BadValueError
-from coinfer.latency.channels import CHANNELS
 from coinfer.latency.link import Link, TraceBandwidth
 from coinfer.policies import registry
 from coinfer.policies.experience import Experience
 from coinfer.systems import registry as systems
 from coinfer.systems.base import LiveRequest
 from coinfer.units import parse_bandwidth
-from coinfer.zoo.spec import ModelSpec
 
 LEARNERS = ("paper", "link")
+
+
+class NamedModel(Protocol):
+    """What a run records of its model: a ``ModelSpec``, or the bundle a device runs."""
+
+    @property
+    def name(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 NO_RATE_BPS = 1e12  # a link shaped for its delay only
 
 
@@ -39,7 +47,7 @@ class RunConfig:
     and how many frames, the device's class, the link to shape (none: the network as it is),
     the inputs' source, and what its policy's system reads (a requirement, a group...)."""
 
-    model: ModelSpec
+    model: NamedModel
     policy: str = "mulinucb-link"
     frames: int = 100
     edge: str = "127.0.0.1:8765"
@@ -65,6 +73,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         entry = registry.check_world(self.policy, "live")
+        from coinfer.latency.channels import CHANNELS  # scipy: only for a channel
+
         if self.channel is not None and self.channel not in CHANNELS:
             raise BadValueError(
                 f"--channel must be one of {', '.join(CHANNELS)}, not {self.channel!r}"
@@ -129,7 +139,7 @@ def run_live(
     data: Frames,
     options: ClientOptions | None = None,
     on_frame: Callable[[FrameRecord], None] | None = None,
-    on_output: Callable[[FrameRecord, list[torch.Tensor]], None] | None = None,
+    on_output: Callable[[FrameRecord, list[Any]], None] | None = None,
 ) -> LiveRun:
     """``config.frames`` frames of its policy against the edge, as its system prepares the
     device."""

@@ -13,7 +13,8 @@ import torch
 from coinfer.assembly import DeviceSetup, assemble, device_setup, load_model
 from coinfer.defaults import EDGE_CLASS, PLAN_DEVICE_CLASS
 from coinfer.errors import BadValueError
-from coinfer.graph import GRANULARITIES, Partitioning
+from coinfer.graph import GRANULARITIES
+from coinfer.graph.types import CutTable
 from coinfer.latency.energy import COMPUTE_POWER_W, RADIOS, EnergyModel
 from coinfer.latency.predict import CutCost
 from coinfer.policies.edgent import ORIENTATIONS, EdgentChoice, EdgentPlanner
@@ -67,7 +68,7 @@ class Plan:
     """The chosen cut (and exit) of the partitioning it was chosen on, and every cut's cost."""
 
     config: PlanConfig
-    part: Partitioning
+    part: CutTable
     cut: int
     cost: CutCost
     costs: list[CutCost]
@@ -145,7 +146,7 @@ def _setup(config: PlanConfig) -> DeviceSetup:
     return device_setup(model, config.device, config.edge, lambda: bundle_profile(fronts))
 
 
-def _edgent(setup: DeviceSetup, c: PlanConfig) -> tuple[EdgentChoice, Partitioning, list[CutCost]]:
+def _edgent(setup: DeviceSetup, c: PlanConfig) -> tuple[EdgentChoice, CutTable, list[CutCost]]:
     paths = setup.model.exits
     if not paths:
         raise BadValueError(

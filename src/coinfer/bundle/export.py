@@ -257,9 +257,10 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
     """Export every asked cut of every path of ``config.model`` into ``config.out``."""
     setup = load_model(config.model, config.granularity)
     accuracy: dict[int | None, float] = {p.exit: p.accuracy for p in setup.exits}
-    exits = exit_partitions(setup.net, setup.inputs, config.granularity)
-    paths: list[tuple[int | None, Partitioning]] = [(None, setup.part), *exits.items()]
+    exits = exit_partitions(setup.torch_net, setup.inputs, config.granularity)
+    paths: list[tuple[int | None, Partitioning]] = [(None, setup.torch_path()), *exits.items()]
     wanted = _wanted(config, [p for _, p in paths])
+    model_inputs = setup.part.input_names
     _prepare(config.out)
     exporter = _Exporter(config.out)
     per_cut = config.fronts + config.backs  # parts exported at each asked cut
@@ -273,7 +274,9 @@ def export_bundle(config: ExportConfig, progress: Progress | None = None) -> Man
             rows = []
             for cut in part.cuts:
                 asked = cut.index in cuts
-                halves = _halves(exporter, config, part, cut.index, asked, setup.inputs, prefix)
+                halves = _halves(
+                    exporter, config, part, cut.index, asked, setup.inputs, prefix, model_inputs
+                )
                 done += per_cut if asked else 0
                 if progress is not None and asked:
                     progress(f"exporting {setup.name}", done, total)
@@ -312,7 +315,11 @@ def _halves(
     asked: bool,
     inputs: Sequence[torch.Tensor],
     prefix: str,
+    input_names: Sequence[str],
 ) -> tuple[PartRecord, PartRecord]:
+    """A cut's front and back, exported and checked. Every path's front takes the inputs by
+    the model's own names (an exit's path is traced through a wrapper with names of its own),
+    so a device feeds any front the same way."""
     cut = part.cut(k)
     empty = PartRecord("empty")
     front_rec = empty if k == 0 else _skipped(asked, "fronts")
@@ -324,7 +331,7 @@ def _halves(
     with torch.no_grad():
         boundary = list(front.eval()(*inputs))
         outputs = list(flat(*boundary)) if k < part.last and config.backs else []
-    ins, sent = [INPUT + n for n in part.input_names], [BOUNDARY + n for n in cut.boundary]
+    ins, sent = [INPUT + n for n in input_names], [BOUNDARY + n for n in cut.boundary]
     if k > 0 and config.fronts:
         front_rec = exporter.part(front, inputs, boundary, (ins, sent), f"{prefix}front_{k}.onnx")
     if k < part.last and config.backs:

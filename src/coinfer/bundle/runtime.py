@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from coinfer.arrays import seeded_arrays
 from coinfer.bundle.manifest import (
     BOUNDARY,
     INPUT,
@@ -133,16 +134,7 @@ class OnnxBundle:
 
 def example_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> list[np.ndarray]:
     """Seeded inputs of the bundle's shapes and dtypes (for timing, not for answers)."""
-    rng = np.random.default_rng(seed)
-    made = []
-    for spec in specs:
-        if spec.dtype.startswith("float"):
-            made.append(rng.standard_normal(spec.shape).astype(spec.dtype))
-        elif spec.dtype == "bool":
-            made.append(rng.integers(0, 2, spec.shape).astype(bool))
-        else:
-            made.append(rng.integers(0, 2, spec.shape).astype(spec.dtype))
-    return made
+    return seeded_arrays([(s.shape, s.dtype) for s in specs], np.random.default_rng(seed))
 
 
 def time_fronts(

@@ -6,10 +6,12 @@ models and policies plan on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coinfer.arrays import NUMPY_DTYPES
-from coinfer.bundle.manifest import BundlePath, Manifest, TensorSpec
+from coinfer.bundle.manifest import BundlePath, Manifest, TensorSpec, read_manifest
 from coinfer.graph.types import Cut, Op, TensorMeta
 
 
@@ -48,7 +50,7 @@ def _op(record: dict[str, Any]) -> Op:
 class BundlePartition:
     """One path of a bundle (the whole model, or an exit's) as a cut table."""
 
-    def __init__(self, path: BundlePath) -> None:
+    def __init__(self, path: BundlePath, inputs: Sequence[TensorSpec]) -> None:
         self.path = path
         self.cuts: list[Cut] = [
             Cut(
@@ -69,6 +71,8 @@ class BundlePartition:
         self.ops: tuple[Op, ...] = tuple(_op(dict(op)) for op in path.ops)
         self.outputs: tuple[TensorMeta, ...] = tuple(_meta(t) for t in path.outputs)
         self.fingerprint: bytes = bytes.fromhex(path.fingerprint)
+        self.input_names: tuple[str, ...] = tuple(t.name for t in inputs)
+        self.output_names: list[str] = [t.name for t in path.outputs]
 
     @property
     def last(self) -> int:
@@ -84,4 +88,23 @@ class BundlePartition:
 
 def partitions(manifest: Manifest) -> dict[int | None, BundlePartition]:
     """Every path of the bundle, by exit (None: the whole model)."""
-    return {p.exit: BundlePartition(p) for p in manifest.paths}
+    return {p.exit: BundlePartition(p, manifest.inputs) for p in manifest.paths}
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    """A bundle as a run names its model: the folder and what its manifest says of it."""
+
+    folder: Path
+    manifest: Manifest
+
+    @classmethod
+    def read(cls, folder: Path) -> BundleSource:
+        return cls(folder, read_manifest(folder))
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.manifest.model) | {"bundle": str(self.folder)}

@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
 
-from coinfer import units, zoo
+from coinfer import units
 from coinfer.cli.app import app, err
-from coinfer.errors import BadValueError, CoinferError, raised_in_user_code
+from coinfer.errors import BadValueError, CoinferError, missing_extra, raised_in_user_code
 from coinfer.output import dumps
-from coinfer.zoo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from coinfer.zoo.spec import ModelSpec
 
 BUG_REPORT = "coinfer hit a bug of its own (not your input): please report it with the traceback"
 STAGE_LINE_EVERY_S = 10.0  # off a terminal, progress is a line this often (and at the end)
@@ -51,6 +53,11 @@ def user_errors(what: str = "") -> Iterator[None]:
             raise
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         raise fail(text) from exc
+    except ModuleNotFoundError as exc:
+        install = missing_extra(exc)
+        if install is None:
+            raise
+        raise fail(install) from None
     except Exception as exc:
         if not raised_in_user_code(exc):
             err.print(BUG_REPORT, markup=False)
@@ -95,6 +102,7 @@ def model_specs(
     """The models the command line names. A value ``MODEL@VALUE`` is that model's; a plain value
     is every other model's (those with no ``MODEL@`` value of that option). An unknown name fails
     at once, not after minutes of other work."""
+    from coinfer import zoo  # torch: only for a command that builds a model
 
     def scoped(values: Sequence[str] | None, name: str) -> list[str]:
         mine: list[str] = []
@@ -192,7 +200,7 @@ def config_doc(config: Any) -> dict[str, Any]:
     itself."""
 
     def plain(value: Any) -> Any:
-        if isinstance(value, ModelSpec):
+        if hasattr(value, "describe"):  # a model spec, a bundle: as they describe themselves
             return value.describe()
         if isinstance(value, Path):
             return str(value)

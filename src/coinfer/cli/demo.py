@@ -11,7 +11,6 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from coinfer.apps.demo import default, demo_spec, run_demo, write_demo
 from coinfer.cli.app import err, out
 from coinfer.cli.common import (
     STAGE_LINE_EVERY_S,
@@ -58,6 +57,8 @@ class LiveView:
             self.line()
 
     def table(self) -> Table:
+        from coinfer.apps.demo import default
+
         config = self.config
         table = Table(
             title=f"coinfer demo --system {config.system}: {default(config, 'model')} "
@@ -142,6 +143,8 @@ def demo(
       coinfer demo --system edgent --duration 60
       coinfer demo --system cans --duration 60
     """
+    from coinfer.apps.demo import demo_spec, run_demo, write_demo
+
     check_format(fmt)
     folder = out_dir or Path("results/demo")
     writable(folder, "--out", folder=True)

@@ -20,7 +20,6 @@ from coinfer.errors import BadValueError
 from coinfer.output import SCHEMA
 from coinfer.policies.fedlinucb import Federation
 from coinfer.sim.fleet_policies import FLEET_POLICIES
-from coinfer.systems.cans.fleet import FleetConfig, simulate_fleet
 from coinfer.units import parse_bandwidth
 
 Devices = Annotated[int, typer.Option("--devices", "-M", min=1, help="Devices M.")]
@@ -80,6 +79,8 @@ def fleet(
       coinfer fleet --world mixed -M 10 -p noncoop,fedlinucb-w,fedlinucb-dw --learner paper
       coinfer fleet -M 50 -k 3 --json
     """
+    from coinfer.systems.cans.fleet import FleetConfig, simulate_fleet  # torch: the models
+
     check_format(fmt)
     if learner not in ("paper", "link"):
         raise BadValueError(f"unknown learner {learner!r}: choose paper or link")

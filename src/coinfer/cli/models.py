@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coinfer import zoo
 from coinfer.cli.app import out
 from coinfer.cli.common import check_choice, command, model_spec, print_json, stage, user_errors
 from coinfer.cli.options import (
@@ -17,8 +16,10 @@ from coinfer.cli.options import (
     Weights,
 )
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
-from coinfer.graph import GRANULARITIES, Partitioning, partition
 from coinfer.output import BYTES_UNITS, FLOPS_UNITS, SCHEMA, in_unit
+
+if TYPE_CHECKING:
+    from coinfer.graph import Partitioning
 
 
 @command()
@@ -27,6 +28,8 @@ def models(
     fmt: TableFormat = None,
 ) -> None:
     """List the zoo's models with their input shapes and sources."""
+    from coinfer import zoo
+
     entries = [zoo.entry(name) for name in zoo.names()]
     if as_json:
         rows = [
@@ -88,6 +91,8 @@ def inspect(
     GFLOPs, B to GB). Cut 0 sends the raw input (all on the edge); the last cut runs everything
     on the device.
     """
+    from coinfer.graph import GRANULARITIES, partition
+
     check_choice("--granularity", granularity, GRANULARITIES)
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
     with user_errors(model), stage(f"tracing {model}"):

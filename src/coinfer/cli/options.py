@@ -195,8 +195,11 @@ Bundle = Annotated[
     Path | None,
     typer.Option(
         "--bundle",
-        help="A folder coinfer export wrote: the device runs its fronts in ONNX Runtime (plan "
-        "--device host then times them here, the edge staying torch).",
+        help="A folder coinfer export wrote. run: this device runs its fronts in ONNX Runtime "
+        "with no torch installed (pip install 'coinfer[device]'), falls back on the bundle's "
+        "back half or whole model, runs every frame-by-frame policy (Edgent's exits too); no -m "
+        "with it, default inputs are seeded arrays of its shapes. plan --device host: the "
+        "fronts are timed in ONNX Runtime here, the edge staying torch.",
     ),
 ]
 

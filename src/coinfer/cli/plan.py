@@ -3,12 +3,10 @@ edge and a link, with the predicted breakdown (``apps.plan``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from coinfer.apps.plan import PlanConfig
-from coinfer.apps.plan import plan as make_plan
 from coinfer.cli.common import command, config_doc, model_spec, print_json, stage, user_errors
 from coinfer.cli.options import (
     Bandwidth,
@@ -30,6 +28,10 @@ from coinfer.cli.tables import TableData, TableFormat, check_format, render
 from coinfer.defaults import EDGE_CLASS, PLAN_DEVICE_CLASS
 from coinfer.output import SCHEMA
 from coinfer.units import parse_bandwidth, parse_seconds
+
+if TYPE_CHECKING:
+    from coinfer.apps.plan import PlanConfig
+
 
 EdgeLoad = Annotated[
     float, typer.Option("--edge-load", help="Neurosurgeon's K: edge time multiplier.")
@@ -90,6 +92,9 @@ def plan(
       coinfer plan resnet18 --device host/10 --edge-class host --objective energy --json
       coinfer plan alexnet --device host --bundle bundles/alexnet -b 10mbps   # ONNX Runtime fronts
     """
+    from coinfer.apps.plan import PlanConfig
+    from coinfer.apps.plan import plan as make_plan
+
     check_format(fmt)
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
     config = PlanConfig(

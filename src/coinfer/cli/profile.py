@@ -7,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from coinfer import zoo
 from coinfer.cli.common import command, print_json, progress_bars, writable
 from coinfer.cli.options import Device, Json, Out
 from coinfer.cli.tables import TableData, TableFormat, check_format, render
 from coinfer.errors import BadValueError
 from coinfer.latency.host import configure_host
-from coinfer.latency.regression import CHECK_MODELS, fit_host, synthetic_layers
 from coinfer.output import SCHEMA, dumps
 
 
@@ -44,6 +42,9 @@ def profile(
       coinfer profile
       coinfer profile --per-kind 48 --models alexnet,vgg16 --out host-fit.json
     """
+    from coinfer import zoo
+    from coinfer.latency.regression import CHECK_MODELS, fit_host, synthetic_layers
+
     check_format(fmt)
     out_file = out_file or Path("results/profile/host-fit.json")
     writable(out_file, "--out")

@@ -4,42 +4,37 @@ network as it is, or over a link shaped by a trace or a bandwidth (``apps.live``
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from coinfer.apps.live import RunConfig, run_live
+from coinfer.apps.live import NamedModel, RunConfig
 from coinfer.assembly import DeviceSetup, assemble
+from coinfer.bundle.view import BundleSource
 from coinfer.cli import options as o
 from coinfer.cli.app import err
 from coinfer.cli.common import (
     command,
     config_doc,
     given,
-    interruption_said,
     model_spec,
     print_json,
-    progress_bars,
     seconds,
     stage,
     user_errors,
     writable,
 )
+from coinfer.cli.live_runs import run_frames_doc, run_stages_doc
 from coinfer.cli.tables import TableFormat, check_format, from_rows, render
 from coinfer.defaults import EDGE_CLASS, LIVE_DEVICE_CLASS
+from coinfer.device.bundles import bundle_setup
 from coinfer.device.client import ClientOptions
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.input_files import recorded_frames
-from coinfer.device.inputs import frames_for, image_files
-from coinfer.device.records import FrameRecord, write_log
-from coinfer.device.results import ResultWriter
-from coinfer.device.session import preflight_edge
+from coinfer.device.inputs import image_files
+from coinfer.errors import BadValueError
 from coinfer.latency.host import configure_host
-from coinfer.output import SCHEMA
-from coinfer.systems.stopping.live import run_stages
-from coinfer.zoo.spec import ModelSpec
 
 STRICT_EXIT = 3  # --strict: the run finished, but some frame fell back to the device
 FRAME_COLUMNS = (
@@ -70,6 +65,7 @@ def run(
     model_arg: o.ModelArgs = None,
     weights: o.Weights = None,
     leaf: o.Leaf = None,
+    bundle: o.Bundle = None,
     policy: o.Policy = "mulinucb-link",
     frames: o.Frames = 100,
     trace: o.Trace = None,
@@ -114,11 +110,11 @@ def run(
       coinfer run --edge 127.0.0.1:8765 -m vgg16 -p mulinucb-link -n 200 --trace norway_bus_1
       coinfer run -m branchy_alexnet -p edgent-dynamic --latency-req 100ms --device rpi3
         --trace norway_bus_1 --trace-scale 0.5
-      coinfer run -m alexnet -p stopping --channel rayleigh --snr-db 10 --time-weight 1
-        --device edge-pc/8
+      coinfer run -m alexnet -p stopping --channel rayleigh --snr-db 10 --device edge-pc/8
       coinfer run --edge edge.lan:8765 -m alexnet --token-file token --tls-ca ca.pem --json
       coinfer run --edge edge.lan:8765 -m alexnet -p fedlinucb-dw --group pi4-alexnet
         --experience pi4.json --learner paper
+      coinfer run --edge edge.lan:8765 --bundle alexnet-bundle/ --images photos/ --device host
 
     The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
     --model-arg, --input-shape and --leaf): a preflight checks that it is reachable, takes the
@@ -136,13 +132,13 @@ def run(
     check_format(fmt)
     writable(out_file, "--out")
     writable(log, "--log")
-    spec = model_spec(model, input_shape, model_arg, weights, leaf)
+    source = _source(bundle, model, input_shape, model_arg, weights, leaf)
     frames = frames if given(context, "frames") else _one_pass(frames, images, inputs_file)
-    config = _run_config(spec, locals())
+    config = _run_config(source, locals())
     endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
     options = ClientOptions(codec, quant, edge_timeout)
-    with user_errors(spec.name), stage(f"loading {spec.name}"):
-        setup = assemble(spec, device, edge_class)
+    with user_errors(source.name), stage(f"loading {source.name}"):
+        setup = _setup(source, config)
     settings = config_doc(config) | {
         "shaped": config.link() is not None,
         "codec": codec,
@@ -151,11 +147,11 @@ def run(
         "out": str(out_file) if out_file else None,
     }
     if config.stagewise:
-        doc = _stages(config, setup, endpoint, options) | {"config": settings}
+        doc = run_stages_doc(config, setup, endpoint, options) | {"config": settings}
         _print(doc, as_json, STAGE_COLUMNS, fmt)
         _strict_exit(strict, doc["fallbacks"], doc["tasks"])
         return
-    doc = _frames(config, setup, endpoint, options, out_file, log)
+    doc = run_frames_doc(config, setup, endpoint, options, out_file, log)
     doc["config"] = settings | doc["config"]
     extra = tuple(k for k in ("accuracy", "deadline_hit_rate") if doc.get(k) is not None)
     _print(doc, as_json, FRAME_COLUMNS + extra, fmt)
@@ -172,7 +168,34 @@ def _one_pass(frames: int, images: Path | None, inputs_file: Path | None) -> int
     return frames
 
 
-def _run_config(spec: ModelSpec, given: dict[str, Any]) -> RunConfig:
+def _source(bundle: Path | None, model: list[str] | None, *model_options: Any) -> NamedModel:
+    """The model the options name, or the bundle a device runs: a bundle names its model, so
+    no model option goes with it."""
+    if bundle is None:
+        return model_spec(model, *model_options)
+    if model or any(model_options):
+        raise BadValueError(
+            "--bundle holds its model (exported with its weights and shapes): give --bundle "
+            "without --model, --input-shape, --model-arg, --weights or --leaf"
+        )
+    return BundleSource.read(bundle)
+
+
+def _setup(source: NamedModel, config: RunConfig) -> DeviceSetup:
+    if isinstance(source, BundleSource):
+        if config.stagewise:
+            raise BadValueError(
+                "the stage-wise run (the stopping rules, --channel) runs torch's segments, not "
+                "a bundle's: run it with -m MODEL"
+            )
+        return bundle_setup(source.folder, config.device, config.edge_class)
+    from coinfer.zoo.spec import ModelSpec  # torch's model: only on the torch path
+
+    assert isinstance(source, ModelSpec)
+    return assemble(source, config.device, config.edge_class)
+
+
+def _run_config(spec: NamedModel, given: dict[str, Any]) -> RunConfig:
     """The run's config from the command's options, named as its fields (durations read)."""
     same = {f.name for f in dataclasses.fields(RunConfig)} - {
         "model",
@@ -187,84 +210,6 @@ def _run_config(spec: ModelSpec, given: dict[str, Any]) -> RunConfig:
         preflight=not given["no_preflight"],
         **{n: given[n] for n in same},
     )
-
-
-def _stages(
-    config: RunConfig, setup: DeviceSetup, edge: Endpoint, options: ClientOptions
-) -> dict[str, Any]:
-    """Stage by stage (optimal stopping): the preflight, then the tasks."""
-    found = preflight_edge(setup, edge, options) if config.preflight else None
-    with progress_bars() as report:
-        staged = run_stages(
-            setup,
-            config.policy,
-            config.frames,
-            edge,
-            options=options,
-            channel=config.channel or "rayleigh",
-            snr_db=config.snr_db,
-            time_weight=config.time_weight,
-            seed=config.seed,
-            on_task=lambda r: report("tasks", r.task + 1, config.frames),
-        )
-    doc = {"schema": SCHEMA, **staged.summary}
-    if found is not None:
-        doc["preflight"] = {"rtt_s": found.rtt_s, "uplink_bps": found.uplink_bps}
-    return doc
-
-
-def _frames(
-    config: RunConfig,
-    setup: DeviceSetup,
-    edge: Endpoint,
-    options: ClientOptions,
-    out_file: Path | None,
-    log: Path | None,
-) -> dict[str, Any]:
-    """Frame by frame: the inputs, the run (each frame's outputs to ``out_file``), the log."""
-    with user_errors(setup.model.name):
-        camera = config.camera
-        capture = (
-            stage(f"capturing {config.frames} frames from {camera}") if camera else (nullcontext())
-        )
-        with capture:
-            data = frames_for(
-                setup.model,
-                config.frames,
-                config.seed,
-                config.video,
-                config.images,
-                camera,
-                config.inputs_file,
-            )
-    writing = ResultWriter.for_setup(out_file, setup, data.sources) if out_file else nullcontext()
-    finished = [0]
-
-    def on_frame(record: FrameRecord) -> None:
-        finished[0] = record.frame + 1
-        report("frames", record.frame + 1, config.frames)
-
-    said = interruption_said(config.frames, finished, out_file)
-    with said, progress_bars() as report, writing as writer:
-        done = run_live(
-            config,
-            setup,
-            edge,
-            data,
-            options,
-            on_frame=on_frame,
-            on_output=writer.write if writer is not None else None,
-        )
-    if log is not None:
-        write_log(done.records, log)
-    return {
-        "schema": SCHEMA,
-        "config": {"inputs": data.origin},
-        "model": setup.model.name,
-        "policy": config.policy,
-        "edge": config.edge,
-        **done.summary,
-    }
 
 
 def _report(doc: dict[str, Any], out_file: Path | None, as_json: bool) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,14 +25,16 @@ from coinfer.cli.options import (
 )
 from coinfer.cli.tables import render_edge_stats
 from coinfer.edge.options import ServerOptions
-from coinfer.edge.process import serve_until_signalled
 from coinfer.edge.security import check_exposure
-from coinfer.edge.server import EdgeServer
-from coinfer.edge.store import ModelStore
 from coinfer.errors import BadValueError
 from coinfer.latency.host import configure_host
 from coinfer.output import SCHEMA
 from coinfer.wire.auth import resolve_token
+
+if TYPE_CHECKING:
+    from coinfer.edge.server import EdgeServer
+    from coinfer.edge.store import ModelStore
+
 
 Host = Annotated[
     str,
@@ -162,6 +164,10 @@ def serve(
     from peers that have it; without one, CONTROL is off unless --allow-control. Limits and
     what they defend: docs/security.md.
     """
+    from coinfer.edge.process import serve_until_signalled
+    from coinfer.edge.server import EdgeServer
+    from coinfer.edge.store import ModelStore
+
     configure_host()  # steady timings: fixed threads, an allocator that keeps its memory
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("coinfer serve: %(message)s"))

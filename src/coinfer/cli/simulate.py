@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from coinfer.apps.simulate import SimulateConfig, Simulated, run_simulation
 from coinfer.cli.app import err
 from coinfer.cli.common import (
     command,
@@ -46,10 +45,11 @@ from coinfer.cli.options import (
 from coinfer.cli.tables import TableData, TableFormat, check_format, from_rows, render
 from coinfer.defaults import DISCOUNT, EDGE_CLASS, NOISE, SIM_DEVICE_CLASS
 from coinfer.output import SCHEMA
-from coinfer.report import ExperimentResult, write_result
-from coinfer.sim.compare import POLICIES
-from coinfer.systems.ans.simulate import plot_simulation
 from coinfer.units import parse_seconds
+
+if TYPE_CHECKING:
+    from coinfer.apps.simulate import Simulated
+
 
 Scenario = Annotated[
     str | None,
@@ -113,6 +113,11 @@ def simulate(
         --trace norway_bus_1 --trace-scale 0.5 --latency-req 100ms
       coinfer simulate -m alexnet -p stopping,osla,edge-only,device-only --channel rayleigh -n 2000
     """
+    from coinfer.apps.simulate import SimulateConfig, run_simulation
+    from coinfer.report import ExperimentResult, write_result
+    from coinfer.sim.compare import POLICIES
+    from coinfer.systems.ans.simulate import plot_simulation
+
     spec = model_spec(model, input_shape, model_arg, weights, leaf)
     check_format(fmt)
     writable(out_dir, "--out", folder=True)

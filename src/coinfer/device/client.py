@@ -165,6 +165,7 @@ class DeviceClient:
             link,
             options,
             exits=setup.exit_halves(),
+            runners=setup.model.runners or None,
         )
 
     @property

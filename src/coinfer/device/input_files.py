@@ -13,10 +13,11 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
+from coinfer.arrays import NUMPY_DTYPES
 from coinfer.errors import BadFileError, BadValueError
 
 SUFFIXES = (".npz", ".safetensors")
@@ -68,7 +69,23 @@ def by_argument(
     )
 
 
-def _rows(array: np.ndarray, example: torch.Tensor, name: str, path: Path) -> torch.Tensor:
+def as_model_input(array: np.ndarray, example: Any) -> Any:
+    """``array`` as the kind of input the model takes: itself for a bundle's device (numpy),
+    a tensor sharing its memory for a torch model (torch is imported only then)."""
+    if isinstance(example, np.ndarray):
+        return array
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def _numpy_dtype(example: Any) -> np.dtype:
+    if isinstance(example, np.ndarray):
+        return example.dtype
+    return NUMPY_DTYPES[str(example.dtype).removeprefix("torch.")]
+
+
+def _rows(array: np.ndarray, example: Any, name: str, path: Path) -> Any:
     """``array`` as frames of ``example``'s shape and dtype, or a named error."""
     shape = tuple(example.shape)
     row = tuple(array.shape[1:])
@@ -78,19 +95,17 @@ def _rows(array: np.ndarray, example: torch.Tensor, name: str, path: Path) -> to
             f"--inputs {path}: {name!r} has shape {list(array.shape)}, but each of its rows must "
             f"be one frame's input {per_frame} (the first axis the frames; check --input-shape)"
         )
-    wanted = torch.empty(0, dtype=example.dtype).numpy().dtype
+    wanted = _numpy_dtype(example)
     if array.dtype != wanted and not np.can_cast(array.dtype, wanted, "safe"):
         raise BadValueError(
             f"--inputs {path}: {name!r} is {array.dtype}, the model takes {wanted}: save it as "
             f"{wanted} (array.astype(np.{wanted})), or declare --input-shape ...:{array.dtype}"
         )
-    frames = torch.from_numpy(np.ascontiguousarray(array, dtype=wanted))
-    return frames.reshape(len(array), *shape)
+    frames = np.ascontiguousarray(array, dtype=wanted).reshape(len(array), *shape)
+    return as_model_input(frames, example)
 
 
-def file_inputs(
-    path: Path, names: Sequence[str], examples: Sequence[torch.Tensor]
-) -> list[tuple[torch.Tensor, ...]]:
+def file_inputs(path: Path, names: Sequence[str], examples: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Each frame's inputs (one tensor per forward argument) from ``path``."""
     arrays = by_argument(read_arrays(path), names, path)
     rows = [_rows(a, x, n, path) for a, x, n in zip(arrays, examples, names, strict=True)]

@@ -6,6 +6,10 @@ declared shapes and dtypes for anything else.
 An input is an *image* when the model takes one tensor of shape N x C x H x W with C 1 or 3:
 images are resized to H x W (bilinear), converted to C channels and scaled to [0, 1]; a model
 that takes anything else gets no images (asking for them is a named error).
+
+Frames are made in numpy and become the model's own kind at the end: torch tensors for a torch
+device, numpy arrays for a device that runs a bundle in ONNX Runtime (which then needs neither
+torch nor scikit-image: its default inputs are seeded arrays, its images read by Pillow).
 """
 
 from __future__ import annotations
@@ -13,16 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from coinfer import zoo
-from coinfer.assembly import ModelSetup
-from coinfer.device.input_files import file_inputs
+from coinfer.arrays import seeded_arrays
+from coinfer.device.input_files import as_model_input, file_inputs
 from coinfer.errors import BadValueError
-from coinfer.video import SyntheticScene, key_frame_weights
+
+if TYPE_CHECKING:
+    from coinfer.assembly import ModelSetup
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -32,46 +36,69 @@ class Frames:
     """What a live device runs: input frames, their key-frame weights, labels where the frames
     are labelled data (then every answer is checked), and where each frame came from."""
 
-    inputs: list[tuple[torch.Tensor, ...]]
+    inputs: list[tuple[Any, ...]]  # torch tensors, or numpy arrays for a bundle
     key_weights: list[float]
     labels: list[int] | None = None
     sources: list[str] = field(default_factory=list)
     origin: str = "default"  # what the frames are: default, video:FILE, images:DIR, camera:DEV
 
 
-def is_image_input(inputs: Sequence[torch.Tensor]) -> bool:
+def _dtype_name(x: Any) -> str:
+    return str(x.dtype).removeprefix("torch.") if not isinstance(x, np.ndarray) else x.dtype.name
+
+
+def is_image_input(inputs: Sequence[Any]) -> bool:
     return (
         len(inputs) == 1
-        and inputs[0].dim() == 4
+        and inputs[0].ndim == 4
         and inputs[0].shape[1] in (1, 3)
-        and inputs[0].dtype.is_floating_point
+        and _dtype_name(inputs[0]) in ("float32", "float16", "bfloat16", "float64")
     )
 
 
-def image_tensor(image: np.ndarray, example: torch.Tensor) -> torch.Tensor:
-    """An H x W (x C) uint8 image as the model's input: ``example``'s size, channels and
-    dtype, in [0, 1]."""
+def _bilinear_axis(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source rows for each output row, and their weights: half-pixel centres, as torch's
+    bilinear ``interpolate`` (``align_corners=False``, no antialiasing) samples."""
+    centres = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    centres = np.clip(centres, 0.0, None)
+    low = np.minimum(np.floor(centres).astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    return low, high, (centres - low).astype(np.float32)
+
+
+def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A C x H x W float32 image resized bilinearly (separably: rows, then columns)."""
+    low, high, w = _bilinear_axis(x.shape[1], height)
+    x = x[:, low, :] * (1 - w)[None, :, None] + x[:, high, :] * w[None, :, None]
+    low, high, w = _bilinear_axis(x.shape[2], width)
+    return x[:, :, low] * (1 - w)[None, None, :] + x[:, :, high] * w[None, None, :]
+
+
+def image_tensor(image: np.ndarray, example: Any) -> Any:
+    """An H x W (x C) image (uint8 0..255, uint16 0..65535, or floats in [0, 1]) as the
+    model's input: ``example``'s size, channels and dtype, in [0, 1], of its kind (torch or
+    numpy)."""
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
         raise BadValueError(f"an image must be H x W or H x W x C, got shape {array.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1)[None].float()
-    if array.dtype == np.uint8:
-        x = x / 255.0
+    x = np.ascontiguousarray(array[:, :, :3].transpose(2, 0, 1), dtype=np.float32)
+    if array.dtype in (np.uint8, np.uint16):
+        x /= float(np.iinfo(array.dtype).max)
     channels = int(example.shape[1])
-    if channels == 1 and x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    elif channels == 3 and x.shape[1] == 1:
-        x = x.expand(1, 3, *x.shape[2:])
-    x = F.interpolate(x, size=tuple(example.shape[-2:]), mode="bilinear", align_corners=False)
-    x = x.expand(int(example.shape[0]), *x.shape[1:])
-    return x.to(example.dtype).contiguous()
+    if channels == 1 and x.shape[0] == 3:
+        x = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=1)[None]
+    elif channels == 3 and x.shape[0] == 1:
+        x = np.repeat(x, 3, axis=0)
+    x = _resize(x, int(example.shape[-2]), int(example.shape[-1]))
+    batch = np.broadcast_to(x[None], (int(example.shape[0]), *x.shape))
+    return as_model_input(np.ascontiguousarray(batch, dtype=np.float32), example)
 
 
-def _need_image_model(model: ModelSetup, what: str) -> torch.Tensor:
+def _need_image_model(model: ModelSetup, what: str) -> Any:
     if not is_image_input(model.inputs):
-        shapes = ", ".join(f"{list(t.shape)} {t.dtype}" for t in model.inputs)
+        shapes = ", ".join(f"{list(t.shape)} {_dtype_name(t)}" for t in model.inputs)
         raise BadValueError(
             f"{what} gives images, but {model.name} takes {shapes}: images go to "
             f"models of one N x C x H x W input with C 1 or 3"
@@ -90,11 +117,13 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    from skimage import io
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        image = np.asarray(io.imread(path))
-    except Exception:  # the imaging plugins raise their own types, in their own words
+        with Image.open(path) as opened:
+            keep = opened.mode in ("L", "RGB", "I;16")
+            image = np.asarray(opened if keep else opened.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError):  # unreadable, truncated, unknown
         image = None
     if image is None or image.ndim < 2 or image.size == 0:
         raise BadValueError(
@@ -109,7 +138,7 @@ def image_folder_frames(model: ModelSetup, folder: Path, frames: int) -> Frames:
     example = _need_image_model(model, "--images")
     files = image_files(folder)
     chosen = [files[i % len(files)] for i in range(frames)]
-    cache: dict[Path, torch.Tensor] = {}
+    cache: dict[Path, Any] = {}
     for path in dict.fromkeys(chosen):
         cache[path] = image_tensor(read_image(path), example)
     return Frames([(cache[p],) for p in chosen], [0.2] * frames, None, [p.name for p in chosen])
@@ -129,6 +158,8 @@ def input_file_frames(model: ModelSetup, path: Path, frames: int | None = None) 
 def _stream_frames(
     model: ModelSetup, images: Iterable[np.ndarray], frames: int, source: str, what: str
 ) -> Frames:
+    from coinfer.video import key_frame_weights
+
     example = _need_image_model(model, what)
     raw = []
     for image in images:
@@ -138,7 +169,7 @@ def _stream_frames(
     if not raw:
         raise BadValueError(f"{what} {source}: no frames")
     weights, _ = key_frame_weights(raw)
-    inputs: list[tuple[torch.Tensor, ...]] = [(image_tensor(image, example),) for image in raw]
+    inputs: list[tuple[Any, ...]] = [(image_tensor(image, example),) for image in raw]
     names = [f"{source}#{i}" for i in range(len(raw))]
     while len(inputs) < frames:  # a short video repeats
         inputs.append(inputs[len(inputs) % len(raw)])
@@ -178,14 +209,26 @@ def camera_frames(model: ModelSetup, device: str, frames: int) -> Frames:
 def generated_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
     """Seeded tensors of the model's input shapes and dtypes, one set per frame (floats
     normal, integers in 0..1, as ``zoo.spec.InputSpec.example`` draws them)."""
-    specs = [zoo.InputSpec(tuple(t.shape), t.dtype) for t in model.inputs]
-    gen = torch.Generator().manual_seed(seed)
-    inputs = [tuple(s.example(gen) for s in specs) for _ in range(frames)]
+    inputs: list[tuple[Any, ...]]
+    if model.net is None:  # a bundle's device: numpy's generator, no torch
+        rng = np.random.default_rng(seed)
+        wanted = [(tuple(x.shape), x.dtype.name) for x in model.inputs]
+        inputs = [tuple(seeded_arrays(wanted, rng)) for _ in range(frames)]
+    else:
+        import torch
+
+        from coinfer.zoo import InputSpec
+
+        specs = [InputSpec(tuple(t.shape), t.dtype) for t in model.inputs]
+        gen = torch.Generator().manual_seed(seed)
+        inputs = [tuple(s.example(gen) for s in specs) for _ in range(frames)]
     return Frames(inputs, [0.2] * frames, None, [f"generated#{i}" for i in range(frames)])
 
 
 def synthetic_video_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
     """A synthetic scene resized to the model's image input, with key-frame weights."""
+    from coinfer.video import SyntheticScene, key_frame_weights
+
     example = _need_image_model(model, "the synthetic video")
     scene = list(SyntheticScene(seed).frames(frames))
     weights, _ = key_frame_weights(scene)
@@ -200,7 +243,12 @@ def synthetic_video_frames(model: ModelSetup, frames: int, seed: int = 0) -> Fra
 def live_frames(model: ModelSetup, frames: int, seed: int = 0) -> Frames:
     """The default inputs: the held-out digits (labelled) for a zoo model trained on them
     (branchy_alexnet, with its shipped weights), a synthetic video for other image models,
-    seeded tensors of the declared shapes and dtypes for anything else."""
+    seeded tensors of the declared shapes and dtypes for anything else — and for a device
+    that runs a bundle (its installation has no scikit-image or scikit-learn)."""
+    if model.net is None:
+        return generated_frames(model, frames, seed)
+    from coinfer import zoo
+
     spec = model.spec
     shipped = zoo.ships_weights(model.name) and (spec is None or spec.weights is None)
     if shipped:

@@ -12,48 +12,55 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
-from coinfer.assembly import DeviceSetup
 from coinfer.device.client import FrameRecord
-from coinfer.graph.partitioning import Partitioning
 from coinfer.output import strict
+
+if TYPE_CHECKING:
+    from coinfer.assembly import DeviceSetup
 
 TOP_K = 5
 ALL_VALUES_UP_TO = 256  # outputs this small are written whole (a 1,000-class row is not)
 
 
-def is_scores(t: torch.Tensor) -> bool:
+def _array(t: Any) -> np.ndarray:
+    """An output as numpy: an ONNX Runtime device's already is; a torch tensor is converted
+    (torch is imported only by a device that holds one)."""
+    if isinstance(t, np.ndarray):
+        return t
+    from coinfer.dtypes import to_numpy
+
+    return to_numpy(t.detach())
+
+
+def is_scores(t: np.ndarray) -> bool:
     """A classifier's output: floating, one row (or a vector) of at least two scores."""
-    return (
-        t.is_floating_point()
-        and t.numel() >= 2
-        and (t.dim() == 1 or (t.dim() == 2 and t.shape[0] == 1))
-    )
+    floating = t.dtype.kind == "f" or t.dtype.name == "bfloat16"
+    return floating and t.size >= 2 and (t.ndim == 1 or (t.ndim == 2 and t.shape[0] == 1))
 
 
-def describe_output(name: str, t: torch.Tensor, top_k: int = TOP_K) -> dict[str, Any]:
-    t = t.detach()
-    row: dict[str, Any] = {
-        "name": name,
-        "shape": list(t.shape),
-        "dtype": str(t.dtype).removeprefix("torch."),
-    }
+def describe_output(name: str, tensor: Any, top_k: int = TOP_K) -> dict[str, Any]:
+    t = _array(tensor)
+    row: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": t.dtype.name}
     flat = t.reshape(-1)
     if is_scores(t):
-        values, indices = torch.topk(flat.float(), min(top_k, flat.numel()))
-        row["top_k"] = [[int(i), float(v)] for i, v in zip(indices, values, strict=True)]
-    if flat.numel() <= ALL_VALUES_UP_TO:
-        row["values"] = flat.tolist()
-    elif flat.numel():
-        as_float = flat.double()
+        scores = flat.astype(np.float64)
+        indices = np.argsort(-scores, kind="stable")[: min(top_k, flat.size)]
+        row["top_k"] = [[int(i), float(scores[i])] for i in indices]
+    if flat.size <= ALL_VALUES_UP_TO:
+        row["values"] = (
+            flat.astype(np.float64) if flat.dtype.name == "bfloat16" else flat
+        ).tolist()
+    elif flat.size:
+        as_float = flat.astype(np.float64)
         row |= {
             "mean": float(as_float.mean()),
             "min": float(as_float.min()),
             "max": float(as_float.max()),
-            "l2": float(as_float.norm()),
+            "l2": float(np.linalg.norm(as_float)),
         }
     return row
 
@@ -73,17 +80,14 @@ class ResultWriter:
     def for_setup(cls, path: Path, setup: DeviceSetup, sources: Sequence[str] = ()) -> ResultWriter:
         """A writer naming the outputs of ``setup``'s model (and of each exit's path)."""
 
-        def names(part: Partitioning) -> list[str]:
-            return list(part.structure.names) if part.structure is not None else []
-
-        by_exit: dict[int | None, list[str]] = {None: names(setup.model.part)}
-        by_exit |= {p.exit: names(p.part) for p in setup.model.exits}
+        by_exit: dict[int | None, list[str]] = {None: setup.model.part.output_names}
+        by_exit |= {p.exit: p.part.output_names for p in setup.model.exits}
         return cls(path, by_exit, sources)
 
     def __enter__(self) -> ResultWriter:
         return self  # the file is made with the first frame: a run that fails first leaves none
 
-    def write(self, record: FrameRecord, outputs: Sequence[torch.Tensor]) -> None:
+    def write(self, record: FrameRecord, outputs: Sequence[Any]) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w")

@@ -1,39 +1,23 @@
-"""What a device computes with, for one path of its model: torch's halves of a partition
-(``torch_runner``) or a bundle's fronts in ONNX Runtime (here, importing no torch). The client
-asks each the same five things — a cut's front, the rest of a frame when the edge fails it,
-the outputs at the last cut, and the tensors to and from the wire — so the offload, its checks
-and its fallback are written once.
+"""What a device computes with, for one path of its model (a ``graph.types.Runner``): torch's
+halves of a partition (``torch_runner``) or a bundle's fronts in ONNX Runtime (here, importing
+no torch). The client asks each the same five things — a cut's front, the rest of a frame when
+the edge fails it, the outputs at the last cut, and the tensors to and from the wire — so the
+offload, its checks and its fallback are written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from coinfer.graph.types import Runner
 
 if TYPE_CHECKING:
     from coinfer.bundle.runtime import OnnxBundle
 
-
-class Runner(Protocol):
-    """One path's compute on this device, on whatever arrays its runtime holds."""
-
-    def front(self, cut: int, inputs: Sequence[Any]) -> list[Any]:
-        """What cut ``cut`` sends: its boundary tensors."""
-        ...
-
-    def finish(self, cut: int, inputs: Sequence[Any], boundary: Sequence[Any]) -> list[Any]:
-        """The outputs, computed here when the edge did not answer for ``cut``."""
-        ...
-
-    def at_last_cut(self, boundary: Sequence[Any]) -> list[Any]:
-        """The outputs in the order they travel, from the last cut's boundary."""
-        ...
-
-    def to_wire(self, tensors: Sequence[Any]) -> list[np.ndarray]: ...
-
-    def from_wire(self, arrays: list[np.ndarray]) -> list[Any]: ...
+__all__ = ["OnnxRunner", "Runner"]
 
 
 class OnnxRunner:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from coinfer.assembly import DeviceSetup
 from coinfer.device.client import ClientOptions, DeviceClient
@@ -53,7 +52,7 @@ def run_frames(
     data: Frames | None = None,
     emulate: bool = True,
     check_edge: bool = False,
-    on_output: Callable[[FrameRecord, list[torch.Tensor]], None] | None = None,
+    on_output: Callable[[FrameRecord, list[Any]], None] | None = None,
     duration_s: float | None = None,
 ) -> LiveRun:
     """``frames`` frames through the one loop. ``link`` shapes the connection (None: a real

@@ -78,6 +78,10 @@ class Partitioning:
         return len(self.cuts)
 
     @property
+    def output_names(self) -> list[str]:
+        return list(self.structure.names) if self.structure is not None else []
+
+    @property
     def last(self) -> int:
         """P, the index of the everything-on-the-device cut."""
         return len(self.cuts) - 1

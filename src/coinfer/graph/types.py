@@ -1,11 +1,14 @@
-"""The records a partitioning is made of: tensors on the boundary, ops, and cuts."""
+"""The records a partitioning is made of — tensors on the boundary, ops, and cuts — and what
+reads a path of them (``CutTable``) and runs it (``Runner``) without knowing torch."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -120,3 +123,33 @@ class CutTable(Protocol):
 
     @property
     def num_cuts(self) -> int: ...
+
+    @property
+    def input_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def output_names(self) -> list[str]:
+        """The model's outputs by their place (``logits``, ``aux.0``), in the order they
+        travel; empty where the outputs have no names."""
+        ...
+
+
+class Runner(Protocol):
+    """One path's compute on a device, on whatever arrays its runtime holds: torch's halves
+    of a partition, or a bundle's parts in ONNX Runtime (``device.runners``)."""
+
+    def front(self, cut: int, inputs: Sequence[Any]) -> list[Any]:
+        """What cut ``cut`` sends: its boundary tensors."""
+        ...
+
+    def finish(self, cut: int, inputs: Sequence[Any], boundary: Sequence[Any]) -> list[Any]:
+        """The outputs, computed here when the edge did not answer for ``cut``."""
+        ...
+
+    def at_last_cut(self, boundary: Sequence[Any]) -> list[Any]:
+        """The outputs in the order they travel, from the last cut's boundary."""
+        ...
+
+    def to_wire(self, tensors: Sequence[Any]) -> list[np.ndarray]: ...
+
+    def from_wire(self, arrays: list[np.ndarray]) -> list[Any]: ...

@@ -19,8 +19,6 @@ import functools
 import gc
 import sys
 
-import torch
-
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _KEEP_BYTES = 1 << 30
@@ -76,6 +74,10 @@ def settle_heap() -> int:
 
 def configure_host(threads: int = 2, steady_alloc: bool = True) -> dict[str, object]:
     """Fix the intra-op thread count (and optionally the allocator) before timing anything."""
-    torch.set_num_threads(threads)
     applied = steady_allocator() if steady_alloc else False
+    try:  # a device that runs a bundle has no torch: ONNX Runtime is given its threads itself
+        import torch
+    except ImportError:
+        return {"threads": None, "steady_allocator": applied}
+    torch.set_num_threads(threads)
     return {"threads": torch.get_num_threads(), "steady_allocator": applied}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from coinfer.errors import BadValueError
+from coinfer.graph.types import CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import CutCost, predict_cut_costs, predict_edge_first_costs
@@ -42,7 +43,7 @@ class ExitPath:
 
     exit: int
     accuracy: float
-    part: Partitioning
+    part: CutTable
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,11 @@ class EdgentDynamic:
             )
             return self.above
         state = int(np.digitize(bps, self.edges))
-        while state not in self.config_map and state > 0:
-            state -= 1
-        return state
+        # the nearest planned state below (a state the training saw no rate in has no plan);
+        # below them all (a rate under every one the training saw, as a constant link's
+        # single rate leaves), the lowest planned
+        below = [s for s in self.config_map if s <= state]
+        return max(below) if below else min(self.config_map)
 
     def _observe(self, bps: float) -> None:
         self.recent.append(bps)

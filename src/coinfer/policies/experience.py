@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partitioning import Partitioning
+from coinfer.graph.types import CutTable
 from coinfer.policies.types import Action, Environment, plausible
 
 FORMAT = "coinfer-experience/1"
@@ -85,7 +85,7 @@ class Experience:
             raise BadValueError(f"experience for {model!r} has cuts outside 0..{last_cut - 1}")
 
 
-def exit_cuts(part: Partitioning, max_exits: int = 6) -> tuple[int, ...]:
+def exit_cuts(part: CutTable, max_exits: int = 6) -> tuple[int, ...]:
     """Where a BranchyNet-style early-exit version of the model has its exits: the cuts right
     after each pooling stage (the last cut excluded), or evenly spaced cuts for models without
     pooling; at most ``max_exits`` of them, spread over the model."""

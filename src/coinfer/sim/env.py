@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from coinfer.errors import BadValueError
-from coinfer.graph.partitioning import Partitioning
-from coinfer.graph.types import Cut
+from coinfer.graph.types import Cut, CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import Link
 from coinfer.latency.predict import CutCost, CutCostModel
@@ -48,7 +47,7 @@ class SimEnv:
 
     def __init__(
         self,
-        part: Partitioning,
+        part: CutTable,
         device: DeviceModel,
         edge: DeviceModel,
         link: Link,
@@ -58,7 +57,7 @@ class SimEnv:
         key_weights: Iterable[float] | None = None,
         seed: int = 0,
         clock: str = "back-to-back",
-        exits: dict[int, Partitioning] | None = None,
+        exits: dict[int, CutTable] | None = None,
         correct: np.ndarray | None = None,
     ) -> None:
         if clock not in CLOCKS:

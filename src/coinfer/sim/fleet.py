@@ -21,7 +21,7 @@ import numpy as np
 
 from coinfer.defaults import NOISE
 from coinfer.errors import BadValueError
-from coinfer.graph.partitioning import Partitioning
+from coinfer.graph.types import CutTable
 from coinfer.latency.devices import DeviceModel
 from coinfer.latency.link import ConstantBandwidth, Link
 from coinfer.latency.predict import CutCostModel, cut_totals
@@ -37,7 +37,7 @@ class DeviceType:
 
     name: str
     model: str
-    part: Partitioning
+    part: CutTable
     device: DeviceModel
     edge: DeviceModel
 

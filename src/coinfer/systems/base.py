@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -190,14 +191,29 @@ class DemoSpec:
     check: Callable[[DemoConfig], None] = lambda config: None  # a config it cannot run
 
 
+def _resolve(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
+
+
 @dataclass(frozen=True)
 class System:
-    """One paper's system."""
+    """One paper's system. Its experiment and demo are named (``module:attribute``), imported
+    when asked for: a device that only runs frames loads the live recipe alone, not the plots
+    and models the experiment needs."""
 
     name: str
     title: str  # the paper, as docs cite it
     policies: tuple[str, ...]  # the registry's names it brings
-    experiment: Callable[[ExperimentContext], ExperimentResult]
+    experiment_ref: str  # its ``run(ExperimentContext) -> ExperimentResult``
     live: LiveRecipe = no_recipe
-    demo: DemoSpec | None = None
+    demo_ref: str | None = None  # its ``DemoSpec``
     parallel: bool = False  # its experiment's independent jobs run on an engine (local, ray)
+
+    def experiment(self, context: ExperimentContext) -> ExperimentResult:
+        run: Callable[[ExperimentContext], ExperimentResult] = _resolve(self.experiment_ref)
+        return run(context)
+
+    @property
+    def demo(self) -> DemoSpec | None:
+        return None if self.demo_ref is None else _resolve(self.demo_ref)

@@ -3,7 +3,6 @@ frame, with the contextual bandit μLinUCB — key frames by SSIM, forced sampli
 profiling of the edge. Its worlds are the paper's scenarios (``scenarios``); ``simulate`` runs
 every policy on one of them, ``experiment`` the paper's table, ``demo`` the learner live."""
 
-from coinfer.systems.ans import demo, experiment
 from coinfer.systems.base import System
 
 SYSTEM = System(
@@ -17,6 +16,6 @@ SYSTEM = System(
         "mulinucb-link",
         "forced-oracle",
     ),
-    experiment.run,
-    demo=demo.SPEC,
+    "coinfer.systems.ans.experiment:run",
+    demo_ref="coinfer.systems.ans.demo:SPEC",
 )

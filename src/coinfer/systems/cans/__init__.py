@@ -4,14 +4,14 @@ worlds are fleets (``worlds``, run by ``fleet``), ``live`` joins a device's grou
 ``experiment`` the ablations and scales, ``demo`` a cooperating pair against a lone one."""
 
 from coinfer.systems.base import System
-from coinfer.systems.cans import demo, experiment, live
+from coinfer.systems.cans import live
 
 SYSTEM = System(
     "cans",
     "Wu, Zhang, Lin, Xu, Liu, CANS, arXiv 2606.09175 (2026)",
     ("noncoop", "fedlinucb", "fedlinucb-d", "fedlinucb-dw", "fedlinucb-dw-periodic", "fedlinucb-w"),
-    experiment.run,
+    "coinfer.systems.cans.experiment:run",
     live=live.prepare,
-    demo=demo.SPEC,
+    demo_ref="coinfer.systems.cans.demo:SPEC",
     parallel=True,
 )

@@ -4,13 +4,13 @@ change-point detection. ``simulate`` runs its policies over a trace, ``experimen
 figures, ``live`` what a device learns its states from, ``demo`` dynamic against static."""
 
 from coinfer.systems.base import System
-from coinfer.systems.edgent import demo, experiment, live
+from coinfer.systems.edgent import live
 
 SYSTEM = System(
     "edgent",
     "Li, Zhou, Chen, Edgent, MECOMM 2018 / IEEE TWC 2019",
     ("edgent", "edgent-dynamic", "edgent-device-only", "edgent-oracle"),
-    experiment.run,
+    "coinfer.systems.edgent.experiment:run",
     live=live.prepare,
-    demo=demo.SPEC,
+    demo_ref="coinfer.systems.edgent.demo:SPEC",
 )

@@ -17,6 +17,7 @@ import torch
 
 from coinfer import zoo
 from coinfer.data import trace_names, trace_path
+from coinfer.graph.partitioning import Partitioning
 from coinfer.latency.devices import EDGE_PC, RPI3, MeasuredDevice
 from coinfer.latency.link import ConstantBandwidth, Link, TraceBandwidth
 from coinfer.latency.predict import CutCostModel, predict_cut_costs
@@ -183,17 +184,18 @@ def _predicted_vs_measured(
     per-op profile predicts it (Neurosurgeon's additive model) against the halves really run."""
     rows: list[dict[str, object]] = []
     for path in paths:
-        seconds = profile_ops(path.part, inputs, repeats=repeats)
+        part = path.part
+        if not isinstance(part, Partitioning):
+            raise TypeError("the halves are timed in torch: a traced path is needed")
+        seconds = profile_ops(part, inputs, repeats=repeats)
         host = MeasuredDevice("host", seconds)
-        predicted = predict_cut_costs(path.part, host, host, Link(ConstantBandwidth(1e12)))
-        for cut, cost in zip(path.part.cuts, predicted, strict=True):
-            front, back = path.part.split(cut.index)
+        predicted = predict_cut_costs(part, host, host, Link(ConstantBandwidth(1e12)))
+        for cut, cost in zip(part.cuts, predicted, strict=True):
+            front, back = part.split(cut.index)
             sent = front(*inputs)
             device = median_seconds(_call(front, inputs), repeats=repeats)
             edge = (
-                median_seconds(_call(back, sent), repeats=repeats)
-                if cut.index < path.part.last
-                else 0.0
+                median_seconds(_call(back, sent), repeats=repeats) if cut.index < part.last else 0.0
             )
             measured, guess = device + edge, cost.device_s + cost.edge_s
             error = abs(guess - measured) / measured

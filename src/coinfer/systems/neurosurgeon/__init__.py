@@ -3,11 +3,10 @@ from per-layer-type regressions, cut at the argmin; online, the bandwidth estima
 link. Its policies run in every world; its experiment sweeps the link per zoo model."""
 
 from coinfer.systems.base import System
-from coinfer.systems.neurosurgeon import experiment
 
 SYSTEM = System(
     "neurosurgeon",
     "Kang et al., Neurosurgeon, ASPLOS 2017",
     ("neurosurgeon", "neurosurgeon-static"),
-    experiment.run,
+    "coinfer.systems.neurosurgeon.experiment:run",
 )

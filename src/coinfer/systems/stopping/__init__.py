@@ -4,12 +4,11 @@ layers to store. ``simulate`` runs the rules task by task, ``live`` over a real 
 layer, ``experiment`` the paper's comparisons, ``demo`` the optimal rule against its baselines."""
 
 from coinfer.systems.base import System
-from coinfer.systems.stopping import demo, experiment
 
 SYSTEM = System(
     "stopping",
     "Yan, Bi, Zhang, Optimal Model Placement and Online Model Splitting, IEEE TWC 2022",
     ("stopping", "osla", "myopic", "fixed-split"),
-    experiment.run,
-    demo=demo.SPEC,
+    "coinfer.systems.stopping.experiment:run",
+    demo_ref="coinfer.systems.stopping.demo:SPEC",
 )
