@@ -28,10 +28,7 @@ from torch import nn
 
 from coinfer.assembly import load_model
 from coinfer.bundle.manifest import (
-    BOUNDARY,
-    INPUT,
     MANIFEST,
-    OUTPUT,
     TOLERANCE,
     BundleCut,
     BundlePath,
@@ -43,7 +40,7 @@ from coinfer.bundle.onnx_files import WEIGHTS_FILE, SharedWeights
 from coinfer.errors import BadFileError, BadValueError
 from coinfer.graph.outputs import output_tensors
 from coinfer.graph.partitioning import Partitioning
-from coinfer.graph.types import Op, TensorMeta
+from coinfer.graph.types import BOUNDARY, INPUT, OUTPUT, Op, TensorMeta
 from coinfer.policies.edgent import exit_partitions
 from coinfer.zoo.spec import ModelSpec
 
@@ -335,20 +332,13 @@ def _halves(
     if k > 0 and config.fronts:
         front_rec = exporter.part(front, inputs, boundary, (ins, sent), f"{prefix}front_{k}.onnx")
     if k < part.last and config.backs:
-        outs = [OUTPUT + n for n in _output_names(part)]
+        outs = [OUTPUT + n for n in part.output_names]
         back_rec = exporter.part(flat, boundary, outputs, (sent, outs), f"{prefix}back_{k}.onnx")
     return front_rec, back_rec
 
 
 def _skipped(asked: bool, side: str) -> PartRecord:
     return PartRecord("skipped", reason="not in --cuts" if not asked else f"--parts without {side}")
-
-
-def _output_names(part: Partitioning) -> list[str]:
-    """``logits``, ``aux.0``: each output's place in what the model returns."""
-    if part.structure is None:
-        return [f"output_{i}" for i in range(len(part.outputs))]
-    return list(part.structure.names)
 
 
 def _row(part: Partitioning, k: int, front: PartRecord, back: PartRecord) -> BundleCut:
@@ -372,7 +362,7 @@ def _row(part: Partitioning, k: int, front: PartRecord, back: PartRecord) -> Bun
 def _path(
     part: Partitioning, exit: int | None, accuracy: float | None, rows: list[BundleCut]
 ) -> BundlePath:
-    names = _output_names(part)
+    names = part.output_names
     last = list(part.cuts[-1].boundary)
     values = part.structure.values if part.structure else last
     return BundlePath(

@@ -35,7 +35,6 @@ WIRE_DTYPES = tuple(NUMPY_DTYPES)
 
 # a part's ONNX inputs and outputs are named by role: the exporter names its own values after
 # aten ops (``relu``, ``add``), so a boundary tensor called ``relu`` would otherwise collide
-INPUT, BOUNDARY, OUTPUT = "input:", "boundary:", "output:"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,6 @@ import numpy as np
 
 from coinfer.arrays import seeded_arrays
 from coinfer.bundle.manifest import (
-    BOUNDARY,
-    INPUT,
-    OUTPUT,
     BundleCut,
     BundlePath,
     Manifest,
@@ -28,6 +25,7 @@ from coinfer.bundle.manifest import (
     read_manifest,
 )
 from coinfer.errors import BadFileError, BadValueError
+from coinfer.graph.types import BOUNDARY, INPUT, OUTPUT
 
 
 def _onnxruntime() -> Any:

@@ -44,6 +44,17 @@ Host = Annotated[
     ),
 ]
 Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")]
+HttpPort = Annotated[
+    int | None,
+    typer.Option(
+        "--http-port",
+        min=0,
+        max=65535,
+        help="Also answer the KServe Open Inference Protocol v2 (REST, binary tensors) on this "
+        "port: the same models, token (Authorization: Bearer), limits and budget; 0 picks one. "
+        "Names: docs/protocol.md.",
+    ),
+]
 BatchWindow = Annotated[
     float, typer.Option("--batch-window", min=0.0, help="Micro-batch window (ms); 0 = off.")
 ]
@@ -146,6 +157,7 @@ def serve(
     insecure: Insecure = False,
     federation: Federation = False,
     max_groups: MaxGroups = 64,
+    http_port: HttpPort = None,
     as_json: Json = False,
 ) -> None:
     """Run the edge server: back halves for any device that asks, until SIGINT/SIGTERM.
@@ -158,6 +170,7 @@ def serve(
       coinfer serve -m a.py:build -m b.py:build --weights a.py:build@a.pt -i b.py:build@1,16:int64
       coinfer serve -m alexnet --host 0.0.0.0 --token-file token --tls-cert e.pem --tls-key e.key
       coinfer serve -m alexnet --federation --token-file token
+      coinfer serve -m alexnet --http-port 8000   # tritonclient, KServe clients: alexnet.cut5
 
     On stopping it prints its statistics (as coinfer stats does; --json: one JSON document on
     stdout). With a token, every request but PING must carry it, and CONTROL is taken only
@@ -195,6 +208,7 @@ def serve(
         login_timeout_s=login_timeout,
         min_receive_rate=min_receive_rate,
         max_per_source=max_per_source,
+        http_port=http_port,
     )
     check_exposure(host, secret is not None, insecure)
     with user_errors(", ".join(models)), stage(f"loading {', '.join(models)}"):
@@ -233,6 +247,9 @@ def _announce(
         f"serving {names} on {where} ({scheme}, {guard}{federation}; Ctrl-C stops)",
         markup=False,
     )
+    if server.http_address is not None:
+        http = f"{server.http_address[0]}:{server.http_address[1]}"
+        err.print(f"  Open Inference Protocol v2 (REST) on {http}", markup=False)
     for name, about in store.describe().items():
         source = next((str(s.weights) for s in specs if s.name == name and s.weights), None)
         err.print(

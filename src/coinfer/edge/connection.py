@@ -20,10 +20,12 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from coinfer.edge.logins import LoginThrottle
+from coinfer.wire.http import HttpParser
+from coinfer.wire.messages import error_message
 from coinfer.wire.parser import Admission, Head, Parser
 from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
 
@@ -32,6 +34,11 @@ DRAIN_BYTES = 1024 * 1024  # after a fatal error, at most this much more is read
 
 Item = Message | ProtocolError | None  # None: the peer is gone
 Admit = Callable[[Head], Admission]
+ErrorReply = Callable[[ProtocolError], bytes]  # an error as the connection's protocol says it
+
+
+def native_error(error: ProtocolError) -> bytes:
+    return error_message(error.request_id, error)
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class FramedConnection(asyncio.BufferedProtocol):
 
     def __init__(
         self,
-        parser: Parser,
+        parser: Parser | HttpParser,
         admit: Admit,
         deadlines: Deadlines,
         on_made: Callable[[FramedConnection], None],
@@ -61,8 +68,10 @@ class FramedConnection(asyncio.BufferedProtocol):
         events: collections.Counter[str],
         logins: LoginThrottle | None = None,
         tls: ssl.SSLContext | None = None,
+        reply_error: ErrorReply = native_error,
     ) -> None:
         self.parser = parser
+        self.reply_error = reply_error
         self.admit = admit
         self.deadlines = deadlines
         self.on_made = on_made
@@ -321,6 +330,8 @@ class FramedConnection(asyncio.BufferedProtocol):
         if self._paused:
             self._paused = False
             self.transport.resume_reading()
+        if self.parser.pending:  # the next request came with the last (HTTP pipelining)
+            self.buffer_updated(0)
 
     # -- timers
     def _arm_idle(self, delay: float | None = None) -> None:
@@ -359,12 +370,16 @@ class FramedConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._can_write.set()
 
-    async def write(self, data: bytes) -> None:
-        """Hand ``data`` to the kernel; a peer that does not take it within the write
-        timeout is dropped (ConnectionError), and what was queued for it is freed."""
+    async def write(self, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Hand ``data`` (or its pieces, in order) to the kernel; a peer that does not take it
+        within the write timeout is dropped (ConnectionError), and what was queued for it is
+        freed."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionError("the peer is gone")
-        self.transport.write(data)
+        if isinstance(data, bytes):
+            self.transport.write(data)
+        else:
+            self.transport.writelines(data)
         if self._can_write.is_set():
             return
         try:

@@ -5,7 +5,9 @@ from the server's one budget, or refused (docs/security.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from coinfer.edge.budget import MemoryBudget
 from coinfer.edge.security import TokenCheck
@@ -13,7 +15,13 @@ from coinfer.edge.store import ModelStore
 from coinfer.wire.messages import Infer
 from coinfer.wire.parser import Admission, Head
 from coinfer.wire.protocol import ErrorCode, Kind, Limits, ProtocolError
-from coinfer.wire.tensors import WireTensor, check_tensors, decode_bytes, payload_bytes
+from coinfer.wire.tensors import (
+    Expected,
+    WireTensor,
+    check_tensors,
+    decode_bytes,
+    payload_bytes,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,23 @@ class InferJob:
 
     request: Infer
     wires: list[WireTensor]
+
+
+def _in_cut_order(
+    entries: list[dict[str, Any]],
+    order: list[int],
+    limits: Limits,
+    expected: Sequence[Expected],
+    what: str,
+) -> list[WireTensor]:
+    """A v2 request's inputs (in its own order, their bytes so laid out) checked against the
+    cut's boundary in the cut's order, each pointing at its own bytes."""
+    wires = check_tensors([entries[i] for i in order], limits, expected, what)
+    offsets, at = [], 0
+    for entry in entries:  # where each input's bytes start, in the request's order
+        offsets.append(at)
+        at += int(entry["bytes"])
+    return [w._replace(offset=offsets[i]) for w, i in zip(wires, order, strict=True)]
 
 
 class Gate:
@@ -56,12 +81,17 @@ class Gate:
             )
         if kind is not Kind.INFER:
             return Admission()  # parsed where it is answered (its header is kept till then)
-        request = Infer.parse(header)
+        v2 = head.protocol == "v2"  # a translated v2 request may name its model only
+        request = Infer.parse(header, fingerprint_required=not v2)
         # the same model as the device's, before its tensors are judged by this one's boundary
-        self.store.check_fingerprint(request.model, request.exit, request.fingerprint)
+        if request.fingerprint is not None:
+            self.store.check_fingerprint(request.model, request.exit, request.fingerprint)
         expected = self.store.boundary(request.model, request.cut, request.exit)
         what = f"cut {request.cut} of {request.model!r}"
-        wires = check_tensors(request.tensors, self.limits, expected, what)
+        if v2:
+            wires = _in_cut_order(request.tensors, header["order"], self.limits, expected, what)
+        else:
+            wires = check_tensors(request.tensors, self.limits, expected, what)
         if payload_len != payload_bytes(wires):
             raise ProtocolError(
                 ErrorCode.BAD_TENSOR,

@@ -45,6 +45,7 @@ class ServerOptions:
     login_timeout_s: float = 30.0  # from connecting to a request past the token check
     min_receive_rate: float = 1024.0  # bytes/s a message in progress keeps up after 1 s
     max_per_source: int = DEFAULT_MAX_PER_SOURCE  # connections from one address
+    http_port: int | None = None  # also the Open Inference Protocol v2 (REST) here (0: any)
 
     def __post_init__(self) -> None:
         try:

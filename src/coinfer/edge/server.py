@@ -29,8 +29,10 @@ from coinfer.edge.options import ServerOptions
 from coinfer.edge.security import TokenCheck, check_exposure, server_tls, short_token
 from coinfer.edge.stats import ServerStats
 from coinfer.edge.store import ModelStore
+from coinfer.edge.v2 import V2Call, V2Routes, error_response
 from coinfer.errors import BadValueError
 from coinfer.latency.host import release_free_memory
+from coinfer.wire.http import HttpParser
 from coinfer.wire.messages import (
     Control,
     ControlReply,
@@ -39,7 +41,6 @@ from coinfer.wire.messages import (
     StatsReply,
     check_slowdown,
     encode,
-    error_message,
 )
 from coinfer.wire.parser import SCRATCH_BYTES, Parser
 from coinfer.wire.protocol import ErrorCode, Kind, Message, ProtocolError
@@ -78,7 +79,10 @@ class EdgeServer:
         self.groups = GroupStore(options.max_groups) if options.federation else None
         self.gate = Gate(store, self.tokens, self.budget, options.limits)
         self.compute = Compute(store, self.stats, options.batch_window_s)
+        self.v2 = V2Routes(store, options.limits)
         self._server: asyncio.Server | None = None
+        self._http: asyncio.Server | None = None
+        self.http_address: tuple[str, int] | None = None  # where v2 is answered, once started
         self._open: dict[FramedConnection, asyncio.Task[None] | None] = {}
         self._scratch = bytearray(SCRATCH_BYTES)
         self._logged: dict[str, float] = {}
@@ -113,6 +117,17 @@ class EdgeServer:
             return self.tokens.required
         return self.options.allow_control
 
+    async def start_http(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Also answer the Open Inference Protocol v2 (REST) on ``port``: the same models,
+        slots, token, budget and deadlines (``edge.v2``); ``start`` does it when the options
+        give an ``http_port``."""
+        loop = asyncio.get_running_loop()
+        self._http = await loop.create_server(
+            self._new_http_connection, host, port, backlog=min(1024, self.max_connections)
+        )
+        sock = self._http.sockets[0].getsockname()
+        return str(sock[0]), int(sock[1])
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         warning = check_exposure(host, self.tokens.required, self.options.insecure)
         if warning:
@@ -126,13 +141,16 @@ class EdgeServer:
             backlog=min(1024, self.max_connections),
         )
         sock = self._server.sockets[0].getsockname()
+        if self.options.http_port is not None:
+            self.http_address = await self.start_http(host, self.options.http_port)
         return str(sock[0]), int(sock[1])
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting, let requests in progress finish (up to ``grace_s``), then close
         every connection."""
-        if self._server is not None:
-            self._server.close()
+        for listener in (self._server, self._http):
+            if listener is not None:
+                listener.close()
         deadline = time.monotonic() + grace_s
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -143,8 +161,9 @@ class EdgeServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for listener in (self._server, self._http):
+            if listener is not None:
+                await listener.wait_closed()
         self.compute.shutdown()
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -180,6 +199,20 @@ class EdgeServer:
             tls=self.tls,
         )
 
+    def _new_http_connection(self) -> FramedConnection:
+        parser = HttpParser(self.options.limits, self.v2.translate, self.budget, self._scratch)
+        return FramedConnection(
+            parser,
+            self.gate.admit,
+            self.deadlines,
+            self._on_made,
+            self._on_lost,
+            self.stats.events,
+            logins=self.logins,
+            tls=self.tls,
+            reply_error=error_response,
+        )
+
     def _on_made(self, conn: FramedConnection) -> None:
         ending = [c for c in self._open if c.closing]  # their last words written, they hold
         if len(ending) >= self.max_connections:  # no slot, but no more descriptors than slots
@@ -213,7 +246,7 @@ class EdgeServer:
             busy = ProtocolError(
                 ErrorCode.BUSY, f"{who} {len(holders)} connections, all busy: try again later"
             )
-            conn.refuse(error_message(None, busy))
+            conn.refuse(conn.reply_error(busy))
             return False
         victim = min(movable, key=lambda c: (c.proven, not c.idle, c.last_active))
         self._open.pop(victim, None)
@@ -233,7 +266,7 @@ class EdgeServer:
                     break
                 if isinstance(item, ProtocolError):
                     self.stats.errors[item.code.name] += 1
-                    await conn.write(error_message(item.request_id, item))
+                    await conn.write(conn.reply_error(item))
                     if item.fatal:
                         conn.finish()  # the error reaches the peer, then the connection ends
                         return
@@ -241,7 +274,7 @@ class EdgeServer:
                     continue
                 reserved = item.reserved
                 try:
-                    await conn.write(await self._answer(item, conn.source))
+                    await conn.write(await self._answer(item, conn))
                 finally:
                     item = None  # its payload and tensors go now, before memory is given back
                     self.budget.release(reserved)
@@ -251,21 +284,35 @@ class EdgeServer:
             pass
         conn.close()
 
-    async def _answer(self, request: Message, source: str = "") -> bytes:
-        """The reply to one request (from address ``source``): its result, or an ERROR naming
-        what was wrong."""
+    async def _answer(
+        self, request: Message, conn: FramedConnection
+    ) -> bytes | list[bytes | memoryview]:
+        """The reply to one request on ``conn``: its result, or an error naming what was
+        wrong, as the connection's protocol says them."""
         self._busy += 1
         try:
-            return await self._dispatch(request, source)
+            call = request.header.get("v2")
+            if isinstance(call, V2Call):
+                return await self._answer_v2(request, call)
+            return await self._dispatch(request, conn.source)
         except ProtocolError as exc:
             self.stats.errors[exc.code.name] += 1
-            return error_message(request.request_id, exc)
+            exc.request_id = request.request_id
+            return conn.reply_error(exc)
         except Exception as exc:  # a bug of ours: tell the peer, keep serving
             self.stats.errors[ErrorCode.INTERNAL.name] += 1
             text = f"{type(exc).__name__}: {exc}"
-            return error_message(request.request_id, ProtocolError(ErrorCode.INTERNAL, text))
+            error = ProtocolError(ErrorCode.INTERNAL, text)
+            error.request_id = request.request_id
+            return conn.reply_error(error)
         finally:
             self._busy -= 1
+
+    async def _answer_v2(self, request: Message, call: V2Call) -> bytes | list[bytes | memoryview]:
+        if request.kind is not Kind.INFER:
+            return self.v2.answer(call)
+        outputs, edge_s = await self._run(request.job, request.payload)
+        return self.v2.infer_reply(call, outputs, edge_s)
 
     def _maybe_trim(self) -> None:
         if self.budget.trim_due():
@@ -310,7 +357,9 @@ class EdgeServer:
         self.slowdown = Control.parse(request.header).slowdown
         return encode(ControlReply(rid, self.slowdown))
 
-    async def _infer(self, job: InferJob, payload: bytes | bytearray) -> bytes:
+    async def _run(self, job: InferJob, payload: bytes | bytearray) -> tuple[list[Any], float]:
+        """A back half on an admitted request's tensors: its outputs (numpy) and the edge's
+        time (the emulated slower edge's, waited out)."""
         start = time.perf_counter()
         tensors = await self.compute.decode(job.wires, payload)
         self.stats.requests += 1
@@ -320,7 +369,12 @@ class EdgeServer:
         edge_s = compute_s * self.slowdown
         if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
             await asyncio.sleep(edge_s - compute_s)
-        metas, body = encode_tensors(to_arrays(outputs))
+        arrays = to_arrays(outputs)
         self.stats.edge_s.append(edge_s)
         self.stats.handle_s.append(time.perf_counter() - start)
-        return encode(InferResult(infer.id, edge_s, metas), body)
+        return arrays, edge_s
+
+    async def _infer(self, job: InferJob, payload: bytes | bytearray) -> bytes:
+        arrays, edge_s = await self._run(job, payload)
+        metas, body = encode_tensors(arrays)
+        return encode(InferResult(job.request.id, edge_s, metas), body)

@@ -97,6 +97,10 @@ class ModelStore:
                 f"--model-arg, --input-shape and --leaf",
             )
 
+    def fingerprint(self, model: str, exit: int | None = None) -> bytes:
+        """The fingerprint of (``model``, ``exit``)'s path, as requests must carry it."""
+        return self._fingerprints[(model, exit)]
+
     def describe(self) -> dict[str, dict[str, object]]:
         """What is served, for a device's preflight (STATS): each model's exits and the
         fingerprint of each path."""

@@ -79,7 +79,10 @@ class Partitioning:
 
     @property
     def output_names(self) -> list[str]:
-        return list(self.structure.names) if self.structure is not None else []
+        """``logits``, ``aux.0``: each output's place in what the model returns."""
+        if self.structure is None:
+            return [f"output_{i}" for i in range(len(self.outputs))]
+        return list(self.structure.names)
 
     @property
     def last(self) -> int:

@@ -25,6 +25,11 @@ ANS_FEATURES: tuple[str, ...] = (
 )
 
 
+# a path's tensors named outside coinfer by their role (ONNX parts, the Open Inference
+# Protocol's inputs and outputs): input:x, boundary:relu_4, output:logits
+INPUT, BOUNDARY, OUTPUT = "input:", "boundary:", "output:"
+
+
 @dataclass(frozen=True)
 class TensorMeta:
     """Shape, dtype and size of one value seen during shape propagation (or read from a
@@ -129,8 +134,8 @@ class CutTable(Protocol):
 
     @property
     def output_names(self) -> list[str]:
-        """The model's outputs by their place (``logits``, ``aux.0``), in the order they
-        travel; empty where the outputs have no names."""
+        """The model's outputs by their place (``logits``, ``aux.0``; ``output_0``... where
+        they have no names), in the order they travel."""
         ...
 
 

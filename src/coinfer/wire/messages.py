@@ -83,7 +83,7 @@ class Infer:
     model: str
     cut: int
     exit: int | None
-    fingerprint: bytes
+    fingerprint: bytes | None  # None: a v2 request that names its model only (edge.v2)
     tensors: Any = ()  # the header's entries: checked against what the cut takes, by the edge
     token: str | None = None
     kind: ClassVar[Kind] = Kind.INFER
@@ -102,7 +102,7 @@ class Infer:
         )
 
     @classmethod
-    def parse(cls, header: Mapping[str, Any]) -> Infer:
+    def parse(cls, header: Mapping[str, Any], fingerprint_required: bool = True) -> Infer:
         model = header.get("model")
         if not isinstance(model, str):
             raise ProtocolError(ErrorCode.BAD_HEADER, "INFER needs 'model' (a string)")
@@ -112,7 +112,9 @@ class Infer:
                 ErrorCode.BAD_CUT, f"exit {exit!r} of {model!r} must be nil or an exit's number"
             )
         fp = header.get("fp")
-        if not isinstance(fp, bytes) or len(fp) != FINGERPRINT_BYTES:
+        if not (fp is None and not fingerprint_required) and (
+            not isinstance(fp, bytes) or len(fp) != FINGERPRINT_BYTES
+        ):
             raise ProtocolError(
                 ErrorCode.BAD_HEADER,
                 f"INFER needs 'fp': the {FINGERPRINT_BYTES}-byte fingerprint of the device's model",

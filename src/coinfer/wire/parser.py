@@ -66,6 +66,7 @@ class Head:
     kind: Kind
     header: dict[str, Any]
     payload_len: int
+    protocol: str = "native"  # or "v2": the Open Inference Protocol, translated (wire.http)
 
 
 @dataclass
@@ -114,6 +115,11 @@ class Parser:
     def started(self) -> bool:
         """A message is partly read (its first byte has arrived)."""
         return self.stage != "prefix" or self._pos > 0
+
+    @property
+    def pending(self) -> bool:
+        """Bytes of a next message are held (never: this parser reads no byte ahead)."""
+        return False
 
     def buffer(self) -> memoryview:
         if self.stage == "head":
