@@ -40,6 +40,7 @@ FLOORS = {
     "device": 6,
     "systems": 7,
     "apps": 8,
+    "integrations": 8,
     "cli": 9,
 }
 SIBLINGS = [{"edge", "device"}, {"sim", "wire"}, {"sim", "edge"}, {"sim", "device"}]

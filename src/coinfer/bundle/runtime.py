@@ -77,11 +77,12 @@ class OnnxBundle:
             )
         return self._sessions[file]
 
-    def prepare(self, cut: int, exit: int | None = None) -> None:
-        """Open cut ``cut``'s front now, not on the first frame that runs it."""
+    def prepare(self, cut: int, exit: int | None = None, side: str = "front") -> None:
+        """Open cut ``cut``'s front (or back) now, not on the first frame that runs it."""
         row = self.cut(cut, exit)
-        if row.index > 0:
-            self._session(self._file(row, exit))
+        part = row.front if side == "front" else row.back
+        if part.runnable:
+            self._session(self._file(row, exit, side))
 
     def _file(self, row: BundleCut, exit: int | None, side: str = "front") -> str:
         """The ONNX file of cut ``row``'s front or back (BadValueError where there is none)."""

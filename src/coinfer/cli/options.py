@@ -191,6 +191,15 @@ TlsCa = Annotated[
 ]
 Tls = Annotated[bool, typer.Option("--tls", help="Connect with TLS, trusting the system's CAs.")]
 
+Protocol = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help="native (coinfer's wire) or v2: the KServe Open Inference Protocol (REST, binary "
+        "tensors) to any v2 server holding the back halves (coinfer serve --http-port, or "
+        "KServe/Triton serving the exported backs). An http(s):// --edge means v2.",
+    ),
+]
 Bundle = Annotated[
     Path | None,
     typer.Option(

@@ -60,6 +60,7 @@ STAGE_COLUMNS = (
 def run(
     context: typer.Context,
     edge: o.Edge = "127.0.0.1:8765",
+    protocol: o.Protocol = "native",
     model: o.Models = None,
     input_shape: o.InputShapes = None,
     model_arg: o.ModelArgs = None,
@@ -115,6 +116,7 @@ def run(
       coinfer run --edge edge.lan:8765 -m alexnet -p fedlinucb-dw --group pi4-alexnet
         --experience pi4.json --learner paper
       coinfer run --edge edge.lan:8765 --bundle alexnet-bundle/ --images photos/ --device host
+      coinfer run --edge http://edge.lan:8000 --protocol v2 --bundle alexnet-bundle/
 
     The edge must serve the same model (coinfer serve -m MODEL, the same --weights,
     --model-arg, --input-shape and --leaf): a preflight checks that it is reachable, takes the
@@ -135,17 +137,11 @@ def run(
     source = _source(bundle, model, input_shape, model_arg, weights, leaf)
     frames = frames if given(context, "frames") else _one_pass(frames, images, inputs_file)
     config = _run_config(source, locals())
-    endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca)
+    endpoint = Endpoint.from_options(edge, token, token_file, tls, tls_ca, protocol=protocol)
     options = ClientOptions(codec, quant, edge_timeout)
     with user_errors(source.name), stage(f"loading {source.name}"):
         setup = _setup(source, config)
-    settings = config_doc(config) | {
-        "shaped": config.link() is not None,
-        "codec": codec,
-        "quant": quant,
-        "tls": endpoint.tls is not None,
-        "out": str(out_file) if out_file else None,
-    }
+    settings = _settings(config, endpoint, options, out_file)
     if config.stagewise:
         doc = run_stages_doc(config, setup, endpoint, options) | {"config": settings}
         _print(doc, as_json, STAGE_COLUMNS, fmt)
@@ -157,6 +153,20 @@ def run(
     _print(doc, as_json, FRAME_COLUMNS + extra, fmt)
     _report(doc, out_file, as_json)
     _strict_exit(strict, doc["fallbacks"], doc["frames"])
+
+
+def _settings(
+    config: RunConfig, endpoint: Endpoint, options: ClientOptions, out_file: Path | None
+) -> dict[str, Any]:
+    """The run's configuration as its JSON records it."""
+    return config_doc(config) | {
+        "shaped": config.link() is not None,
+        "codec": options.codec,
+        "quant": options.quant,
+        "tls": endpoint.tls is not None,
+        "protocol": endpoint.protocol,
+        "out": str(out_file) if out_file else None,
+    }
 
 
 def _one_pass(frames: int, images: Path | None, inputs_file: Path | None) -> int:

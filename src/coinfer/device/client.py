@@ -26,6 +26,12 @@ from coinfer.device.records import FrameRecord
 from coinfer.device.runners import Runner
 from coinfer.device.shaping import ShapedLink
 from coinfer.device.streams import open_stream, read_message
+from coinfer.device.v2_exchange import (
+    check_response,
+    infer_request,
+    max_response_bytes,
+    read_response,
+)
 from coinfer.errors import BadValueError
 from coinfer.graph.types import CutTable, TensorMeta
 from coinfer.latency.link import Link
@@ -123,6 +129,12 @@ class DeviceClient:
         self.endpoint = endpoint
         self.link = link
         self.options = options = options or ClientOptions()
+        compressed = options.codec != "none" or options.quant != "none"
+        if endpoint is not None and endpoint.protocol == "v2" and compressed:
+            raise BadValueError(
+                "the Open Inference Protocol carries raw tensors: --codec and --quant go with "
+                "the native wire (--protocol native)"
+            )
         self._paths: dict[int | None, _Path] = {}
         for e, (path, front) in [(None, (part, front_s)), *(exits or {}).items()]:
             if len(front) != len(path.cuts):
@@ -238,6 +250,8 @@ class DeviceClient:
         request_id = self._next_id
         path = self.path(exit)
         arrays = path.runner.to_wire(boundary)
+        if self.endpoint is not None and self.endpoint.protocol == "v2":
+            return await self._offload_v2(cut, arrays, exit)
         metas, payload = encode_tensors(arrays, self.options.codec, self.options.quant)
         token = self.endpoint.token if self.endpoint else None
         request = Infer(request_id, self.model, cut, exit, path.part.fingerprint, metas, token)
@@ -270,6 +284,38 @@ class DeviceClient:
         downlink_s = await self.shaper.receive(len(msg.payload), arrived)
         sent = len(head) + len(payload)
         return outputs, uplink_s, edge_s, downlink_s, sent
+
+    async def _offload_v2(self, cut: int, arrays: list[np.ndarray], exit: int | None) -> Offload:
+        """The same offload over the Open Inference Protocol v2 (``device.v2_exchange``)."""
+        path = self.path(exit)
+        assert self.endpoint is not None
+        head, blobs = infer_request(
+            path.part, self.model, cut, exit, arrays, self.endpoint.host, self.endpoint.token
+        )
+        payload = b"".join(blobs)
+        most = max_response_bytes(path.part.outputs)
+        reused = self._conn is not None
+        for attempt in range(2):
+            reader, writer = await self._connect()
+            try:
+                uplink_s = await self.shaper.send(writer, head, payload)
+                sent_at = self.shaper.last_write_at
+                async with asyncio.timeout(self.options.edge_timeout_s):
+                    status, headers, body = await read_response(reader, most)
+                break
+            except ConnectionError:
+                if not reused or attempt:
+                    raise
+                self.abort()
+                self.reconnects += 1
+        arrived = time.monotonic()
+        if headers.get("connection", "").lower() == "close":
+            self.abort()
+        arrays, edge_s = check_response(
+            status, headers, body, path.part, path.reply_limits, arrived - sent_at
+        )
+        downlink_s = await self.shaper.receive(len(body), arrived)
+        return path.runner.from_wire(arrays), uplink_s, edge_s, downlink_s, len(head) + len(payload)
 
     async def frame(self, index: int, x: Sequence[Any], action: Action) -> FrameRecord:
         """One frame at ``action``'s cut (of its exit's path): the front here, the back on the

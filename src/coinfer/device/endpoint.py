@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from coinfer.errors import BadFileError
+from coinfer.errors import BadFileError, BadValueError
 from coinfer.units import parse_address
 from coinfer.wire.auth import resolve_token
 
@@ -23,6 +23,9 @@ def device_tls(ca: Path | None = None) -> ssl.SSLContext:
     return context
 
 
+PROTOCOLS = ("native", "v2")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """The edge at ``address``, with the token it requires (if any) and a TLS context (if it
@@ -31,6 +34,7 @@ class Endpoint:
     address: tuple[str, int]
     token: str | None = None
     tls: ssl.SSLContext | None = None
+    protocol: str = "native"  # or "v2": the Open Inference Protocol (REST) to any v2 server
 
     @property
     def host(self) -> str:
@@ -41,7 +45,10 @@ class Endpoint:
         return self.address[1]
 
     def __str__(self) -> str:
-        return f"{self.address[0]}:{self.address[1]}"
+        where = f"{self.address[0]}:{self.address[1]}"
+        if self.protocol == "v2":
+            return f"{'https' if self.tls else 'http'}://{where}"
+        return where
 
     @classmethod
     def from_options(
@@ -52,8 +59,22 @@ class Endpoint:
         tls: bool = False,
         tls_ca: Path | None = None,
         what: str = "--edge",
+        protocol: str = "native",
     ) -> Endpoint:
-        """What the command line says: ``HOST:PORT``, ``--token``/``--token-file`` (or
+        """What the command line says: ``HOST:PORT`` (``http://HOST:PORT`` or ``https://``:
+        the Open Inference Protocol v2), ``--protocol``, ``--token``/``--token-file`` (or
         ``COINFER_TOKEN``), ``--tls``/``--tls-ca``."""
+        scheme, found, rest = edge.partition("://")
+        if found:
+            if scheme not in ("http", "https"):
+                raise BadValueError(f"{what} {edge!r}: give HOST:PORT, or http(s)://HOST:PORT")
+            if protocol == "native" and scheme:
+                protocol = "v2"
+            edge, tls = rest.rstrip("/"), tls or scheme == "https"
+        if protocol not in PROTOCOLS:
+            raise BadValueError(
+                f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"
+            )
         context = device_tls(tls_ca) if tls or tls_ca is not None else None
-        return cls(parse_address(edge, what), resolve_token(token, token_file), context)
+        address = parse_address(edge, what)
+        return cls(address, resolve_token(token, token_file), context, protocol)

@@ -20,7 +20,10 @@ from typing import Any
 from coinfer.device.client import DeviceClient
 from coinfer.device.endpoint import Endpoint
 from coinfer.device.requests import edge_stats, round_trips
+from coinfer.device.v2_exchange import v2_gets
 from coinfer.errors import EdgeUnreachableError
+from coinfer.graph.types import BOUNDARY, OUTPUT, CutTable
+from coinfer.wire import oip
 from coinfer.wire.protocol import ErrorCode, ProtocolError
 
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -89,6 +92,8 @@ async def preflight(client: DeviceClient, example: Sequence[Any], pings: int = 3
     endpoint = client.endpoint
     if endpoint is None:
         raise PreflightError("no edge configured")
+    if endpoint.protocol == "v2":
+        return await preflight_v2(client, example, pings)
     try:
         rtts = await round_trips(endpoint, pings, PREFLIGHT_TIMEOUT_S)
         stats = await edge_stats(endpoint, PREFLIGHT_TIMEOUT_S)
@@ -120,7 +125,19 @@ async def preflight(client: DeviceClient, example: Sequence[Any], pings: int = 3
             f"factory arguments, input shapes or leaf modules): give both sides the same "
             f"--weights, --model-arg, --input-shape and --leaf"
         )
-    rtt = statistics.median(rtts)
+    return await _measure_upload(client, example, statistics.median(rtts), served, stats)
+
+
+async def _measure_upload(
+    client: DeviceClient,
+    example: Sequence[Any],
+    rtt: float,
+    served: dict[str, Any],
+    stats: dict[str, Any],
+) -> Preflight:
+    """One upload of ``example`` at cut 0: the upload rate, and the whole path end to end."""
+    endpoint = client.endpoint
+    assert endpoint is not None
     try:
         start = time.perf_counter()
         _, up, edge_s, _, sent = await asyncio.wait_for(
@@ -145,3 +162,73 @@ async def ping(endpoint: Endpoint, count: int) -> list[float]:
         return await round_trips(endpoint, count, PREFLIGHT_TIMEOUT_S)
     except Exception as exc:
         raise PreflightError(reason(exc, endpoint)) from None
+
+
+def _v2_fits(doc: dict[str, Any], path: CutTable, cut: int) -> bool:
+    """A v2 server's metadata of cut ``cut`` names the device's boundary tensors (and their
+    shapes) as inputs and the model's outputs (names, datatypes, shapes) as outputs."""
+    inputs, outputs = doc.get("inputs"), doc.get("outputs")
+    if not isinstance(inputs, list) or not isinstance(outputs, list):
+        return False
+    row = path.cuts[cut]
+    wanted = {BOUNDARY + n: list(s) for n, s in zip(row.boundary, row.boundary_shapes, strict=True)}
+    given = {i.get("name"): i.get("shape") for i in inputs if isinstance(i, dict)}
+    model = {
+        (OUTPUT + n, oip.DATATYPES[m.dtype_name], str(list(m.shape)))
+        for n, m in zip(path.output_names, path.outputs, strict=True)
+    }
+    said = {
+        (o.get("name"), o.get("datatype"), str(o.get("shape")))
+        for o in outputs
+        if isinstance(o, dict)
+    }
+    return given == wanted and said == model
+
+
+async def preflight_v2(client: DeviceClient, example: Sequence[Any], pings: int = 3) -> Preflight:
+    """Over the Open Inference Protocol: live (and the RTT), then every back half the device
+    may ask for — every cut of every path — served with the device's inputs and outputs (and
+    the device's fingerprint, where the server says one: coinfer's edge does), then one upload
+    at cut 0."""
+    endpoint = client.endpoint
+    assert endpoint is not None
+    paths = [None, *client.exits]
+    names = {
+        (e, c.index): oip.v2_name(client.model, c.index, e)
+        for e in paths
+        for c in client.path(e).part.cuts[:-1]
+    }
+    targets = ["/v2/health/live"] * pings + [f"/v2/models/{n}" for n in names.values()]
+    try:
+        done = await v2_gets(endpoint, targets, PREFLIGHT_TIMEOUT_S)
+    except Exception as exc:
+        raise PreflightError(reason(exc, endpoint)) from None
+    rtts = [t for t, status, _ in done[:pings] if status == 200]
+    if len(rtts) < pings:
+        raise PreflightError(f"{endpoint} is not a live v2 server (/v2/health/live)")
+    missing, other = [], []
+    for ((e, cut), name), (_, status, doc) in zip(names.items(), done[pings:], strict=True):
+        if status == 401:
+            raise PreflightError(reason(ProtocolError(ErrorCode.UNAUTHORIZED, ""), endpoint))
+        if status != 200 or not isinstance(doc, dict):
+            missing.append(name)
+            continue
+        path = client.path(e).part
+        params = doc.get("parameters")
+        said = params.get("fingerprint") if isinstance(params, dict) else None
+        same = said is None or said == path.fingerprint.hex()
+        if not (same and _v2_fits(doc, path, cut)):
+            other.append(name)
+    if missing:
+        raise PreflightError(
+            f"{endpoint} does not serve {', '.join(missing[:4])}"
+            f"{' ...' if len(missing) > 4 else ''}: serve every cut's back half (coinfer serve "
+            f"--http-port, or the exported backs: docs/deploy.md)"
+        )
+    if other:
+        raise PreflightError(
+            f"{endpoint}'s {', '.join(other[:4])} is not this device's model (other weights, "
+            f"inputs or outputs): serve the same model, or export the backs of the same one"
+        )
+    served = {client.model: {"v2": sorted(names.values())}}
+    return await _measure_upload(client, example, statistics.median(rtts), served, {})
