@@ -9,7 +9,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -21,7 +21,16 @@ from coinfer.wire.protocol import ErrorCode, ProtocolError
 from coinfer.wire.tensors import WireTensor, decode
 
 Key = tuple[str, int, int | None]  # model, cut, exit
-Outcome = tuple[list[torch.Tensor], float]  # outputs, compute seconds
+
+
+class Outcome(NamedTuple):
+    """A back half's run for one request: its outputs, the run's seconds, when it started
+    (``time.perf_counter``) and the request's share of the forward (1 / the batch's size)."""
+
+    outputs: list[torch.Tensor]
+    compute_s: float
+    started: float
+    share: float = 1.0
 
 
 @dataclass
@@ -109,7 +118,7 @@ def forward(
             out = output_tensors(module(*tensors))
     except Exception as exc:  # the back half raised, or returned something not tensors
         raise ProtocolError(ErrorCode.INTERNAL, f"the back half raised: {exc}") from None
-    return out, time.perf_counter() - start
+    return Outcome(out, time.perf_counter() - start, start)
 
 
 def forward_batch(
@@ -134,4 +143,5 @@ def forward_batch(
     elapsed = time.perf_counter() - start
     sizes = [r[0].shape[0] for r in requests]
     split = [torch.split(o, sizes, dim=0) for o in outputs]
-    return [([s[i] for s in split], elapsed) for i in range(len(requests))]
+    share = 1.0 / len(requests)
+    return [Outcome([s[i] for s in split], elapsed, start, share) for i in range(len(requests))]

@@ -25,11 +25,13 @@ from coinfer.edge.connection import Deadlines, FramedConnection
 from coinfer.edge.gate import Gate, InferJob
 from coinfer.edge.groups import GroupStore
 from coinfer.edge.logins import LoginThrottle
+from coinfer.edge.metrics import CONTENT_TYPE as METRICS_TYPE
+from coinfer.edge.metrics import EdgeMetrics, labels
 from coinfer.edge.options import ServerOptions
 from coinfer.edge.security import TokenCheck, check_exposure, server_tls, short_token
 from coinfer.edge.stats import ServerStats
 from coinfer.edge.store import ModelStore
-from coinfer.edge.v2 import V2Call, V2Routes, error_response
+from coinfer.edge.v2 import V2Call, V2Routes, error_response, text_response
 from coinfer.errors import BadValueError
 from coinfer.latency.host import release_free_memory
 from coinfer.wire.http import HttpParser
@@ -80,6 +82,7 @@ class EdgeServer:
         self.gate = Gate(store, self.tokens, self.budget, options.limits)
         self.compute = Compute(store, self.stats, options.batch_window_s)
         self.v2 = V2Routes(store, options.limits)
+        self.metrics = EdgeMetrics(self._state)
         self._server: asyncio.Server | None = None
         self._http: asyncio.Server | None = None
         self.http_address: tuple[str, int] | None = None  # where v2 is answered, once started
@@ -309,6 +312,8 @@ class EdgeServer:
             self._busy -= 1
 
     async def _answer_v2(self, request: Message, call: V2Call) -> bytes | list[bytes | memoryview]:
+        if call.endpoint == "metrics":
+            return text_response(self.metrics.exposition(), METRICS_TYPE)
         if request.kind is not Kind.INFER:
             return self.v2.answer(call)
         outputs, edge_s = await self._run(request.job, request.payload)
@@ -319,12 +324,30 @@ class EdgeServer:
             self.stats.events["trims"] += 1
             self.compute.background(release_free_memory)
 
+    def _state(self) -> dict[str, Any]:
+        """What the metrics read at a scrape: budget, connections by state, groups, counters."""
+        open_ = list(self._open)
+        return {
+            "in_use": self.budget.in_use,
+            "limit": self.budget.limit,
+            "connections": {
+                "open": len(open_),
+                "proven": sum(c.proven for c in open_),
+                "busy": sum(c.busy for c in open_),
+                "idle": sum(c.idle for c in open_),
+            },
+            "groups": len(self.groups.groups) if self.groups is not None else 0,
+            "events": dict(self.stats.events),
+            "errors": dict(self.stats.errors),
+        }
+
     def describe(self) -> dict[str, Any]:
         """What STATS answers: the counters, the budget, connections, models and groups."""
         summary = self.stats.summary()
         summary["budget"] = self.budget.summary()
         summary["open_connections"] = len(self._open)
         summary["models"] = self.store.describe()
+        summary["inference"] = self.metrics.summary()  # what /metrics says, per model and cut
         if self.groups is not None:
             summary["groups"] = self.groups.describe()
         return summary
@@ -346,6 +369,7 @@ class EdgeServer:
                     ErrorCode.UNSUPPORTED,
                     "this server keeps no federated statistics: start it with --federation",
                 )
+            self.metrics.syncs.inc()
             return encode(self.groups.sync(Sync.parse(request.header), source))
         if not self.control_allowed:  # CONTROL: the gate takes no other kind
             raise ProtocolError(
@@ -361,17 +385,25 @@ class EdgeServer:
         """A back half on an admitted request's tensors: its outputs (numpy) and the edge's
         time (the emulated slower edge's, waited out)."""
         start = time.perf_counter()
-        tensors = await self.compute.decode(job.wires, payload)
-        self.stats.requests += 1
         infer = job.request
-        outputs, compute_s = await self.compute.run((infer.model, infer.cut, infer.exit), tensors)
-        del tensors
-        edge_s = compute_s * self.slowdown
-        if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
-            await asyncio.sleep(edge_s - compute_s)
-        arrays = to_arrays(outputs)
+        key = labels(infer.model, infer.cut, infer.exit)
+        self.metrics.started(key)
+        try:
+            tensors = await self.compute.decode(job.wires, payload)
+            self.stats.requests += 1
+            ran = await self.compute.run((infer.model, infer.cut, infer.exit), tensors)
+            del tensors
+            edge_s = ran.compute_s * self.slowdown
+            if self.slowdown > 1.0:  # the emulated slower edge: wait out the difference
+                await asyncio.sleep(edge_s - ran.compute_s)
+            arrays = to_arrays(ran.outputs)
+        except BaseException:
+            self.metrics.failed(key)
+            raise
+        handle_s = time.perf_counter() - start
         self.stats.edge_s.append(edge_s)
-        self.stats.handle_s.append(time.perf_counter() - start)
+        self.stats.handle_s.append(handle_s)
+        self.metrics.observe(key, handle_s, ran.started - start, edge_s, ran.share)
         return arrays, edge_s
 
     async def _infer(self, job: InferJob, payload: bytes | bytearray) -> bytes:

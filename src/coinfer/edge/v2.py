@@ -48,7 +48,7 @@ class V2Call:
     """What a request asked, as its reply needs it: the endpoint, the v2 model name and what it
     names, and an inference request's parsed document."""
 
-    endpoint: str  # live, ready, server, metadata, model_ready, infer
+    endpoint: str  # live, ready, server, metadata, model_ready, infer, metrics
     name: str | None = None
     model: str | None = None
     cut: int = 0
@@ -71,6 +71,9 @@ class V2Routes:
         path = request.target.split("?", 1)[0]
         parts = [unquote(p) for p in path.strip("/").split("/")]
         token = _token(request.headers)
+        if parts == ["metrics"]:  # Prometheus: the token when the server has one
+            self._method(request, "GET")
+            return Translated(Kind.STATS, {"id": None, "token": token}, context=V2Call("metrics"))
         if parts[:1] != ["v2"]:
             raise ProtocolError(ErrorCode.UNSUPPORTED, f"no endpoint {path!r} (this is /v2)")
         rest = parts[1:]
@@ -221,6 +224,10 @@ def _head(status: int, length: int, headers: dict[str, str], close: bool = False
     if close:
         lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def text_response(body: bytes, content_type: str) -> bytes:
+    return _head(200, len(body), {"content-type": content_type}) + body
 
 
 def json_response(status: int, doc: Any, close: bool = False) -> bytes:
