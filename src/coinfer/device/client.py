@@ -15,9 +15,9 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -50,6 +50,7 @@ CLOSE_WAIT_S = 1.0  # a graceful close waits this long at most, then the connect
 EDGE_TIME_SLACK_S = 0.005
 EDGE_TIME_SLACK = 0.01
 
+Reply = TypeVar("Reply")
 Offload = tuple[list[Any], float, float, float, int]  # outputs, up, edge, down, sent
 
 
@@ -243,6 +244,31 @@ class DeviceClient:
             down = self.link.download_seconds(reply, now)
         return self.options.connect_timeout_s + 2 * (up + down) + self.options.edge_timeout_s
 
+    async def _exchange(
+        self,
+        head: bytes,
+        payload: bytes | memoryview,
+        read: Callable[[asyncio.StreamReader], Awaitable[Reply]],
+    ) -> tuple[Reply, float, float]:
+        """Send a request at the link's pace and ``read`` its reply within the edge's timeout
+        (from the upload's end); the reply, the upload's seconds and when its last byte went.
+        A reused connection the edge had closed meanwhile (its idle timeout, or room made for
+        others) is tried once more on a fresh one."""
+        reused = self._conn is not None
+        for attempt in range(2):
+            reader, writer = await self._connect()
+            try:
+                uplink_s = await self.shaper.send(writer, head, payload)
+                sent_at = self.shaper.last_write_at  # the edge cannot have started before this
+                async with asyncio.timeout(self.options.edge_timeout_s):
+                    return await read(reader), uplink_s, sent_at
+            except ConnectionError:
+                if not reused or attempt:
+                    raise
+                self.abort()
+                self.reconnects += 1
+        raise ConnectionError("the edge closed the connection")  # (the loop returns or raises)
+
     async def offload(self, cut: int, boundary: Sequence[Any], exit: int | None = None) -> Offload:
         """The back half of ``cut`` on the edge: outputs, upload, edge, download seconds and the
         bytes sent (ProtocolError, ConnectionError, TimeoutError when it fails)."""
@@ -256,27 +282,15 @@ class DeviceClient:
         token = self.endpoint.token if self.endpoint else None
         request = Infer(request_id, self.model, cut, exit, path.part.fingerprint, metas, token)
         head = encode(request, payload_len=len(payload))
-        reused = self._conn is not None
-        for attempt in range(2):
-            reader, writer = await self._connect()
-            try:
-                uplink_s = await self.shaper.send(writer, head, payload)
-                sent_at = self.shaper.last_write_at  # the edge cannot have started before this
-                # the edge has edge_timeout_s from the end of the upload to the whole reply
-                async with asyncio.timeout(self.options.edge_timeout_s):
-                    msg = await read_message(reader, path.reply_limits)
-                if msg is None:
-                    raise ConnectionError("the edge closed the connection")
-                break
-            except ConnectionError:
-                if not reused or attempt:
-                    raise
-                # the edge had closed this connection while the device was busy (idle
-                # timeout, or making room for others): once more on a fresh one
-                self.abort()
-                self.reconnects += 1
+
+        async def read(reader: asyncio.StreamReader) -> Message:
+            msg = await read_message(reader, path.reply_limits)
+            if msg is None:
+                raise ConnectionError("the edge closed the connection")
+            return msg
+
+        msg, uplink_s, sent_at = await self._exchange(head, payload, read)
         arrived = time.monotonic()
-        assert msg is not None
         arrays, edge_s = check_result(
             msg, request_id, path.part.outputs, path.reply_limits, arrived - sent_at
         )
@@ -294,20 +308,11 @@ class DeviceClient:
         )
         payload = b"".join(blobs)
         most = max_response_bytes(path.part.outputs)
-        reused = self._conn is not None
-        for attempt in range(2):
-            reader, writer = await self._connect()
-            try:
-                uplink_s = await self.shaper.send(writer, head, payload)
-                sent_at = self.shaper.last_write_at
-                async with asyncio.timeout(self.options.edge_timeout_s):
-                    status, headers, body = await read_response(reader, most)
-                break
-            except ConnectionError:
-                if not reused or attempt:
-                    raise
-                self.abort()
-                self.reconnects += 1
+
+        async def read(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+            return await read_response(reader, most)
+
+        (status, headers, body), uplink_s, sent_at = await self._exchange(head, payload, read)
         arrived = time.monotonic()
         if headers.get("connection", "").lower() == "close":
             self.abort()

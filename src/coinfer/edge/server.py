@@ -21,7 +21,7 @@ from typing import Any
 from coinfer.dtypes import to_arrays
 from coinfer.edge.budget import MemoryBudget
 from coinfer.edge.compute import Compute
-from coinfer.edge.connection import Deadlines, FramedConnection
+from coinfer.edge.connection import Deadlines, ErrorReply, FramedConnection, native_error
 from coinfer.edge.gate import Gate, InferJob
 from coinfer.edge.groups import GroupStore
 from coinfer.edge.logins import LoginThrottle
@@ -190,20 +190,16 @@ class EdgeServer:
 
     # -- connections
     def _new_connection(self) -> FramedConnection:
-        parser = Parser(self.options.limits, self.budget, self._scratch)
-        return FramedConnection(
-            parser,
-            self.gate.admit,
-            self.deadlines,
-            self._on_made,
-            self._on_lost,
-            self.stats.events,
-            logins=self.logins,
-            tls=self.tls,
-        )
+        return self._connection(Parser(self.options.limits, self.budget, self._scratch))
 
     def _new_http_connection(self) -> FramedConnection:
         parser = HttpParser(self.options.limits, self.v2.translate, self.budget, self._scratch)
+        return self._connection(parser, error_response)
+
+    def _connection(
+        self, parser: Parser | HttpParser, reply_error: ErrorReply = native_error
+    ) -> FramedConnection:
+        """A connection of either door: the same gate, deadlines, slots and login throttle."""
         return FramedConnection(
             parser,
             self.gate.admit,
@@ -213,7 +209,7 @@ class EdgeServer:
             self.stats.events,
             logins=self.logins,
             tls=self.tls,
-            reply_error=error_response,
+            reply_error=reply_error,
         )
 
     def _on_made(self, conn: FramedConnection) -> None:
