@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 import h11
 import numpy as np
 
+from coinfer.arrays import NUMPY_DTYPES
 from coinfer.graph.types import BOUNDARY, OUTPUT, CutTable, TensorMeta
 from coinfer.wire import oip
 from coinfer.wire.http import HEAD_BYTES
 from coinfer.wire.protocol import ErrorCode, Limits, ProtocolError
-from coinfer.wire.tensors import decode_tensors
+from coinfer.wire.tensors import decode_tensors, raw_bytes
 
 if TYPE_CHECKING:
     from coinfer.device.endpoint import Endpoint
@@ -47,7 +48,7 @@ def infer_request(
     inputs, blobs = [], []
     for name, given in zip(names, arrays, strict=True):
         a = np.ascontiguousarray(given)
-        raw = a.reshape(-1).view(np.uint8).data if a.size else memoryview(b"")
+        raw = raw_bytes(a)
         inputs.append(
             {
                 "name": BOUNDARY + name,
@@ -223,8 +224,6 @@ def _json_output(name: str, out: dict[str, Any], meta: TensorMeta) -> np.ndarray
     values = np.asarray(data, dtype=np.float64 if meta.dtype_name.startswith("float") else None)
     if values.size != meta.numel or values.dtype == object:
         raise ProtocolError(ErrorCode.BAD_TENSOR, f"{name}: {values.size} values")
-    from coinfer.arrays import NUMPY_DTYPES
-
     return values.reshape(meta.shape).astype(NUMPY_DTYPES[meta.dtype_name])
 
 

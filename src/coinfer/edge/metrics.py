@@ -28,6 +28,14 @@ def labels(model: str, cut: int, exit: int | None) -> tuple[str, str, str]:
     return model, str(cut), "" if exit is None else str(exit)
 
 
+def _counts(name: str, text: str, label: str, state: dict[str, Any]) -> Metric:
+    """The server's counter ``state[what]`` (a name: count map) as one labelled family."""
+    family = CounterMetricFamily(name, text, labels=[label])
+    for key, count in state[name.removeprefix("coinfer_")].items():
+        family.add_metric([key], count)
+    return family
+
+
 class _State:
     """Gauges read from the server when scraped (nothing to keep in step)."""
 
@@ -52,18 +60,10 @@ class _State:
         yield GaugeMetricFamily(
             "coinfer_federation_groups", "Federated learners' groups held", state["groups"]
         )
-        events = GaugeMetricFamily(
-            "coinfer_events",
-            "Connection events since start (evictions, refusals...)",
-            labels=["event"],
+        yield _counts(
+            "coinfer_events", "Connection events (evictions, refusals...)", "event", state
         )
-        for name, count in state["events"].items():
-            events.add_metric([name], count)
-        yield events
-        errors = CounterMetricFamily("coinfer_errors", "Errors answered, by code", labels=["code"])
-        for name, count in state["errors"].items():
-            errors.add_metric([name], count)
-        yield errors
+        yield _counts("coinfer_errors", "Errors answered, by code", "code", state)
 
 
 class EdgeMetrics:
@@ -153,6 +153,14 @@ class EdgeMetrics:
         """The inference counters per (model, cut, exit), as ``coinfer stats`` shows them:
         requests, failures, executions, and the mean request, queue and compute seconds."""
         rows: dict[str, dict[str, float]] = {}
+        fields = {
+            "nv_inference_request_success_total": "requests",
+            "nv_inference_request_failure_total": "failures",
+            "nv_inference_exec_count_total": "executions",
+            "nv_inference_request_duration_seconds_sum": "request_s_sum",
+            "nv_inference_queue_duration_seconds_sum": "queue_s_sum",
+            "nv_inference_compute_infer_duration_seconds_sum": "compute_s_sum",
+        }
 
         def row(sample_labels: dict[str, str]) -> dict[str, float]:
             exit = sample_labels.get("exit") or ""
@@ -161,17 +169,7 @@ class EdgeMetrics:
 
         for family in self.registry.collect():
             for sample in family.samples:
-                if "model" not in sample.labels:
-                    continue
-                fields = {
-                    "nv_inference_request_success_total": "requests",
-                    "nv_inference_request_failure_total": "failures",
-                    "nv_inference_exec_count_total": "executions",
-                    "nv_inference_request_duration_seconds_sum": "request_s_sum",
-                    "nv_inference_queue_duration_seconds_sum": "queue_s_sum",
-                    "nv_inference_compute_infer_duration_seconds_sum": "compute_s_sum",
-                }
-                if sample.name in fields:
+                if "model" in sample.labels and sample.name in fields:
                     row(sample.labels)[fields[sample.name]] = sample.value
         for values in rows.values():
             done = values.get("requests", 0.0)

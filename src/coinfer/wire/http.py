@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -51,7 +51,6 @@ class Translated:
     header: dict[str, Any]
     inline: bytes | None = None
     context: Any = None  # what its reply needs (the model's v2 name, the outputs asked)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Translate = Callable[[HttpRequest, Any], Translated]  # (request, its JSON or None)

@@ -26,6 +26,7 @@ import numpy as np
 from coinfer.arrays import NUMPY_DTYPES, dtype_name
 from coinfer.output import strict
 from coinfer.wire.protocol import ErrorCode, Limits, ProtocolError
+from coinfer.wire.tensors import raw_bytes
 
 DATATYPES = {
     "float32": "FP32",
@@ -217,7 +218,7 @@ def response(
             "shape": list(a.shape),
         }
         if binary:
-            raw = a.reshape(-1).view(np.uint8).data if a.size else memoryview(b"")
+            raw = raw_bytes(a)
             entry["parameters"] = {"binary_data_size": raw.nbytes}
             blobs.append(raw)
         else:

@@ -340,6 +340,12 @@ def decode_tensors(
     return decode(check_tensors(metas, limits or Limits(), expected, what), payload)
 
 
+def raw_bytes(array: np.ndarray) -> memoryview:
+    """A contiguous array's bytes as a view of its own memory: nothing is copied until the
+    socket takes it."""
+    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(b"")
+
+
 def encode_tensors(
     arrays: Sequence[np.ndarray], codec: str = "none", quant: str = "none"
 ) -> tuple[list[dict[str, Any]], bytes | memoryview]:
@@ -372,8 +378,7 @@ def encode_tensors(
                 scale = (hi - lo) / 255.0 or 1.0
                 meta["scale"], meta["zero"] = scale, lo
                 wire = np.clip(np.round((a - lo) / scale), 0, 255).astype(np.uint8)
-        # a view of the array's own memory: nothing is copied until the socket takes it
-        raw = wire.reshape(-1).view(np.uint8).data if wire.size else b""
+        raw = raw_bytes(wire)
         meta["raw_bytes"] = len(raw)
         data = _compress(raw, codec)
         meta["bytes"] = len(data)
